@@ -1,0 +1,350 @@
+//! The waiting queue: a ticket is WAITING → ACTIVE → EXPIRED. Tickets are admitted strictly in
+//! ticket order, at most `max_active` at once. The serving counter is the highest ticket admitted
+//! so far, so a waiting ticket's position is `ticket − serving`: O(1), and it never grows because
+//! the counter only moves forward.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::{TicketNo, UserId};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TicketStatus {
+    Waiting,
+    Active,
+    Expired,
+}
+
+impl TicketStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "WAITING",
+            Self::Active => "ACTIVE",
+            Self::Expired => "EXPIRED",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "WAITING" => Some(Self::Waiting),
+            "ACTIVE" => Some(Self::Active),
+            "EXPIRED" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// `QUEUE_MAX_ACTIVE`, `QUEUE_ACTIVE_TTL_SECONDS` and `QUEUE_IDLE_TIMEOUT_SECONDS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueuePolicy {
+    pub max_active: u32,
+    pub active_ttl: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl Default for QueuePolicy {
+    fn default() -> Self {
+        Self {
+            max_active: 1000,
+            active_ttl: Duration::minutes(10),
+            idle_timeout: Duration::minutes(2),
+        }
+    }
+}
+
+impl QueuePolicy {
+    /// How many waiting tickets may be admitted when `active` tickets are live.
+    pub fn free_slots(&self, active: u32) -> u32 {
+        self.max_active.saturating_sub(active)
+    }
+
+    /// How often an active ticket's last activity is written: often enough that the idle timeout
+    /// is exact to within this, rarely enough that a busy user costs no write per request.
+    pub fn activity_resolution(&self) -> Duration {
+        (self.idle_timeout / 10_i32).clamp(Duration::milliseconds(100), Duration::seconds(5))
+    }
+
+    /// Admissions per second when the line moves only by timeouts: the pessimistic rate used to
+    /// estimate a wait before any admission has been measured.
+    pub fn worst_case_admissions_per_second(&self) -> f64 {
+        f64::from(self.max_active) / self.active_ttl.as_seconds_f64().max(1.0)
+    }
+}
+
+/// Why a ticket may not use the protected endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AccessRefused {
+    #[error("the queue token has expired")]
+    Expired,
+    #[error("the queue token is still waiting")]
+    Waiting,
+}
+
+/// Why a ticket could not be admitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AdmitRefused {
+    #[error("only waiting tickets are admitted")]
+    NotWaiting,
+}
+
+/// The highest ticket number admitted so far; 0 before the first admission. Only moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
+pub struct ServingCounter(i64);
+
+impl ServingCounter {
+    pub const fn new(value: i64) -> Self {
+        Self(if value < 0 { 0 } else { value })
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+
+    /// The counter after another view of it: the larger of the two, so it never moves back.
+    pub fn advance_to(self, other: Self) -> Self {
+        self.max(other)
+    }
+
+    /// Whether `ticket` has reached the front: admitted, or ended after admission.
+    pub fn has_served(self, ticket: TicketNo) -> bool {
+        ticket.get() <= self.0
+    }
+
+    /// The place of a waiting ticket: 1 for the first in line.
+    pub fn position_of(self, ticket: TicketNo) -> Option<u64> {
+        u64::try_from(ticket.get() - self.0).ok().filter(|p| *p > 0)
+    }
+}
+
+/// How many seconds a waiting client should wait before polling again: 1 near the front, growing
+/// with the position, at most 30, so the polling load stays bounded however long the line is.
+pub fn retry_after_seconds(position: u64) -> u32 {
+    let seconds = 1 + position / 200;
+    u32::try_from(seconds.min(30)).unwrap_or(30)
+}
+
+/// The expected wait of a ticket at `position`, given how fast the line moves.
+pub fn estimated_wait_seconds(position: u64, admissions_per_second: f64) -> u64 {
+    if admissions_per_second <= f64::EPSILON {
+        return u64::MAX;
+    }
+    // Positions are far below 2^52, where f64 is exact.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let seconds = (position as f64 / admissions_per_second).ceil() as u64;
+    seconds
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueTicket {
+    pub ticket: TicketNo,
+    pub user: UserId,
+    /// The status as stored; read it through [`QueueTicket::status_at`].
+    pub status: TicketStatus,
+    pub issued_at: OffsetDateTime,
+    pub active_until: Option<OffsetDateTime>,
+    pub last_seen: Option<OffsetDateTime>,
+}
+
+impl QueueTicket {
+    pub fn waiting(ticket: TicketNo, user: UserId, issued_at: OffsetDateTime) -> Self {
+        Self {
+            ticket,
+            user,
+            status: TicketStatus::Waiting,
+            issued_at,
+            active_until: None,
+            last_seen: None,
+        }
+    }
+
+    /// The status at `now`: an active ticket past its active deadline or idle deadline has ended,
+    /// even before the admission step writes it down.
+    pub fn status_at(&self, now: OffsetDateTime, policy: &QueuePolicy) -> TicketStatus {
+        match self.status {
+            TicketStatus::Active if self.deadline(policy).is_some_and(|end| end <= now) => {
+                TicketStatus::Expired
+            }
+            status => status,
+        }
+    }
+
+    /// When an active ticket ends unless it is used again: the earlier of its active deadline and
+    /// its idle deadline.
+    pub fn deadline(&self, policy: &QueuePolicy) -> Option<OffsetDateTime> {
+        let active_until = self.active_until?;
+        let idle_until = self.last_seen.map(|seen| seen + policy.idle_timeout);
+        Some(idle_until.map_or(active_until, |idle| idle.min(active_until)))
+    }
+
+    /// WAITING → ACTIVE until `now + active_ttl`.
+    pub fn admit(&mut self, now: OffsetDateTime, policy: &QueuePolicy) -> Result<(), AdmitRefused> {
+        if self.status != TicketStatus::Waiting {
+            return Err(AdmitRefused::NotWaiting);
+        }
+        self.status = TicketStatus::Active;
+        self.active_until = Some(now + policy.active_ttl);
+        self.last_seen = Some(now);
+        Ok(())
+    }
+
+    /// Whether the ticket may use the protected endpoints at `now`.
+    pub fn authorize(&self, now: OffsetDateTime, policy: &QueuePolicy) -> Result<(), AccessRefused> {
+        match self.status_at(now, policy) {
+            TicketStatus::Active => Ok(()),
+            TicketStatus::Waiting => Err(AccessRefused::Waiting),
+            TicketStatus::Expired => Err(AccessRefused::Expired),
+        }
+    }
+
+    /// Whether a request at `now` should be written down as activity (see
+    /// [`QueuePolicy::activity_resolution`]).
+    pub fn needs_activity_write(&self, now: OffsetDateTime, policy: &QueuePolicy) -> bool {
+        self.status == TicketStatus::Active
+            && self
+                .last_seen
+                .is_none_or(|seen| now - seen >= policy.activity_resolution())
+    }
+
+    /// Records a request at `now` on an active ticket (the idle timeout starts again).
+    pub fn touch(&mut self, now: OffsetDateTime) {
+        if self.status == TicketStatus::Active {
+            self.last_seen = Some(now);
+        }
+    }
+
+    /// Ends the ticket (paid, timed out or idle). Ending an ended ticket changes nothing.
+    pub fn end(&mut self) {
+        self.status = TicketStatus::Expired;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::*;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
+
+    fn policy() -> QueuePolicy {
+        QueuePolicy {
+            max_active: 2,
+            active_ttl: Duration::minutes(10),
+            idle_timeout: Duration::minutes(2),
+        }
+    }
+
+    fn ticket(n: i64) -> QueueTicket {
+        QueueTicket::waiting(
+            TicketNo::new(n).expect("ticket"),
+            UserId::from_uuid(Uuid::from_u128(n.unsigned_abs().into())),
+            NOW,
+        )
+    }
+
+    #[test]
+    fn waiting_ticket_is_admitted_until_the_active_deadline() {
+        let mut t = ticket(1);
+        assert_eq!(t.authorize(NOW, &policy()), Err(AccessRefused::Waiting));
+        t.admit(NOW, &policy()).expect("admitted");
+        assert_eq!(t.authorize(NOW, &policy()), Ok(()));
+        assert_eq!(t.admit(NOW, &policy()), Err(AdmitRefused::NotWaiting));
+    }
+
+    #[test]
+    fn active_ticket_ends_at_its_active_deadline_even_when_busy() {
+        let mut t = ticket(1);
+        t.admit(NOW, &policy()).expect("admitted");
+        let mut at = NOW;
+        while at < NOW + Duration::minutes(10) {
+            assert_eq!(t.status_at(at, &policy()), TicketStatus::Active);
+            t.touch(at);
+            at += Duration::minutes(1);
+        }
+        assert_eq!(t.status_at(NOW + Duration::minutes(10), &policy()), TicketStatus::Expired);
+        assert_eq!(t.authorize(NOW + Duration::minutes(10), &policy()), Err(AccessRefused::Expired));
+    }
+
+    #[test]
+    fn active_ticket_idles_out_without_requests() {
+        let mut t = ticket(1);
+        t.admit(NOW, &policy()).expect("admitted");
+        assert_eq!(t.status_at(NOW + Duration::seconds(119), &policy()), TicketStatus::Active);
+        assert_eq!(t.status_at(NOW + Duration::minutes(2), &policy()), TicketStatus::Expired);
+        t.touch(NOW + Duration::minutes(1));
+        assert_eq!(t.status_at(NOW + Duration::minutes(2), &policy()), TicketStatus::Active);
+    }
+
+    #[test]
+    fn payment_ends_the_ticket_for_good() {
+        let mut t = ticket(1);
+        t.admit(NOW, &policy()).expect("admitted");
+        t.end();
+        assert_eq!(t.authorize(NOW, &policy()), Err(AccessRefused::Expired));
+        t.touch(NOW);
+        assert_eq!(t.status, TicketStatus::Expired);
+    }
+
+    #[test]
+    fn activity_is_written_at_most_once_per_resolution() {
+        let mut t = ticket(1);
+        assert!(!t.needs_activity_write(NOW, &policy()), "waiting tickets have no activity");
+        t.admit(NOW, &policy()).expect("admitted");
+        assert!(!t.needs_activity_write(NOW + Duration::seconds(1), &policy()));
+        assert!(t.needs_activity_write(NOW + Duration::seconds(12), &policy()));
+    }
+
+    #[test]
+    fn position_counts_from_the_serving_counter_and_never_grows() {
+        let mine = TicketNo::new(10).expect("ticket");
+        let mut serving = ServingCounter::new(3);
+        assert_eq!(serving.position_of(mine), Some(7));
+        let mut last = 7;
+        for seen in [5, 4, 8, 2, 9] {
+            serving = serving.advance_to(ServingCounter::new(seen));
+            let position = serving.position_of(mine).expect("still waiting");
+            assert!(position <= last, "position grew from {last} to {position}");
+            last = position;
+        }
+        assert_eq!(serving.get(), 9);
+        assert_eq!(serving.position_of(mine), Some(1));
+        serving = serving.advance_to(ServingCounter::new(10));
+        assert!(serving.has_served(mine));
+        assert_eq!(serving.position_of(mine), None);
+    }
+
+    #[test]
+    fn admission_fills_free_slots_only() {
+        assert_eq!(policy().free_slots(0), 2);
+        assert_eq!(policy().free_slots(2), 0);
+        assert_eq!(policy().free_slots(5), 0);
+    }
+
+    #[test]
+    fn retry_after_grows_with_position_and_is_bounded() {
+        assert!(retry_after_seconds(1) <= 2);
+        assert!(retry_after_seconds(1000) > retry_after_seconds(1));
+        assert_eq!(retry_after_seconds(u64::MAX), 30);
+        let mut previous = 0;
+        for position in 1..20_000 {
+            let seconds = retry_after_seconds(position);
+            assert!(seconds >= previous && seconds <= 30);
+            previous = seconds;
+        }
+    }
+
+    #[test]
+    fn estimated_wait_follows_the_admission_rate() {
+        assert_eq!(estimated_wait_seconds(100, 10.0), 10);
+        assert_eq!(estimated_wait_seconds(1, 10.0), 1);
+        assert_eq!(estimated_wait_seconds(5, 0.0), u64::MAX);
+        assert!((policy().worst_case_admissions_per_second() - 2.0 / 600.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn status_names_round_trip() {
+        for status in [TicketStatus::Waiting, TicketStatus::Active, TicketStatus::Expired] {
+            assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
+        }
+    }
+}

@@ -1,0 +1,223 @@
+//! A seat's claim: available → held (by one reservation, until a deadline) → sold.
+//! A hold whose deadline has passed counts as available; a sold seat never becomes available.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::{Price, ReservationId, SeatNo, UserId};
+
+/// Who, if anyone, has a seat right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatClaim {
+    Available,
+    Held {
+        reservation: ReservationId,
+        holder: UserId,
+        until: OffsetDateTime,
+    },
+    Sold {
+        reservation: ReservationId,
+        owner: UserId,
+    },
+}
+
+/// Why a seat could not be held. Every variant is `SEAT_UNAVAILABLE` to a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefused {
+    #[error("the seat is sold")]
+    Sold,
+    #[error("the seat is held by someone else")]
+    HeldByOther,
+    #[error("the seat is already held by this user")]
+    HeldBySameUser,
+}
+
+/// Why a seat could not be sold to a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SellRefused {
+    #[error("the reservation's hold on the seat has lapsed")]
+    HoldLapsed,
+    #[error("the seat is not held by this reservation")]
+    NotHeldByReservation,
+}
+
+/// One seat of one concert date.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    pub no: SeatNo,
+    pub price: Price,
+    pub claim: SeatClaim,
+}
+
+impl Seat {
+    pub fn available(no: SeatNo, price: Price) -> Self {
+        Self {
+            no,
+            price,
+            claim: SeatClaim::Available,
+        }
+    }
+
+    /// A seat can be reserved now when it is not sold and carries no live hold (the caller's
+    /// own included).
+    pub fn is_available(&self, now: OffsetDateTime) -> bool {
+        match self.claim {
+            SeatClaim::Available => true,
+            SeatClaim::Held { until, .. } => until <= now,
+            SeatClaim::Sold { .. } => false,
+        }
+    }
+
+    /// Holds the seat for `holder` until `now + ttl`. Returns the deadline of the hold.
+    pub fn hold(
+        &mut self,
+        reservation: ReservationId,
+        holder: UserId,
+        now: OffsetDateTime,
+        ttl: Duration,
+    ) -> Result<OffsetDateTime, HoldRefused> {
+        match self.claim {
+            SeatClaim::Sold { .. } => return Err(HoldRefused::Sold),
+            SeatClaim::Held {
+                holder: current,
+                until,
+                ..
+            } if until > now => {
+                return Err(if current == holder {
+                    HoldRefused::HeldBySameUser
+                } else {
+                    HoldRefused::HeldByOther
+                });
+            }
+            SeatClaim::Held { .. } | SeatClaim::Available => {}
+        }
+        let until = now + ttl;
+        self.claim = SeatClaim::Held {
+            reservation,
+            holder,
+            until,
+        };
+        Ok(until)
+    }
+
+    /// Sells the seat to the reservation that holds it, for good.
+    pub fn sell(&mut self, reservation: ReservationId, now: OffsetDateTime) -> Result<(), SellRefused> {
+        match self.claim {
+            SeatClaim::Held {
+                reservation: holding,
+                holder,
+                until,
+            } if holding == reservation => {
+                if until <= now {
+                    return Err(SellRefused::HoldLapsed);
+                }
+                self.claim = SeatClaim::Sold {
+                    reservation,
+                    owner: holder,
+                };
+                Ok(())
+            }
+            _ => Err(SellRefused::NotHeldByReservation),
+        }
+    }
+
+    /// Frees the seat when `reservation` is the one holding it (a cancelled hold). Returns whether
+    /// anything changed; a sold seat is never released.
+    pub fn release(&mut self, reservation: ReservationId) -> bool {
+        match self.claim {
+            SeatClaim::Held {
+                reservation: holding,
+                ..
+            } if holding == reservation => {
+                self.claim = SeatClaim::Available;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::SeatCount;
+
+    const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
+    const TTL: Duration = Duration::minutes(5);
+
+    fn seat() -> Seat {
+        Seat::available(
+            SeatNo::parse(7, SeatCount::DEFAULT).expect("seat"),
+            Price::from_stored(120_000),
+        )
+    }
+
+    fn user(n: u128) -> UserId {
+        UserId::from_uuid(Uuid::from_u128(n))
+    }
+
+    fn reservation(n: i64) -> ReservationId {
+        ReservationId::new(n).expect("id")
+    }
+
+    #[test]
+    fn available_seat_is_held_until_now_plus_ttl() {
+        let mut seat = seat();
+        let until = seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert_eq!(until, NOW + TTL);
+        assert!(!seat.is_available(NOW));
+    }
+
+    #[test]
+    fn seat_cannot_be_held_twice() {
+        let mut seat = seat();
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert_eq!(
+            seat.hold(reservation(2), user(2), NOW + Duration::seconds(10), TTL),
+            Err(HoldRefused::HeldByOther)
+        );
+        assert_eq!(
+            seat.hold(reservation(3), user(1), NOW + Duration::seconds(10), TTL),
+            Err(HoldRefused::HeldBySameUser)
+        );
+    }
+
+    #[test]
+    fn lapsed_hold_is_free_for_the_next_user() {
+        let mut seat = seat();
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        let later = NOW + TTL;
+        assert!(seat.is_available(later), "a hold ends exactly at its deadline");
+        assert!(seat.hold(reservation(2), user(2), later, TTL).is_ok());
+    }
+
+    #[test]
+    fn sold_seat_is_never_available_again() {
+        let mut seat = seat();
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        seat.sell(reservation(1), NOW + Duration::minutes(1)).expect("sold");
+        let much_later = NOW + Duration::days(365);
+        assert!(!seat.is_available(much_later));
+        assert_eq!(seat.hold(reservation(2), user(2), much_later, TTL), Err(HoldRefused::Sold));
+        assert!(!seat.release(reservation(1)), "a sold seat is never released");
+    }
+
+    #[test]
+    fn seat_is_sold_only_to_its_live_hold() {
+        let mut seat = seat();
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert_eq!(seat.sell(reservation(2), NOW), Err(SellRefused::NotHeldByReservation));
+        assert_eq!(seat.sell(reservation(1), NOW + TTL), Err(SellRefused::HoldLapsed));
+    }
+
+    #[test]
+    fn cancelled_hold_frees_the_seat_at_once() {
+        let mut seat = seat();
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert!(!seat.release(reservation(9)), "another reservation cannot free it");
+        assert!(seat.release(reservation(1)));
+        assert!(seat.is_available(NOW));
+    }
+}
