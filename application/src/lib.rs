@@ -1,0 +1,31 @@
+//! Use cases of the concert booking service. Each module is one use case: a service struct over
+//! the [`ports`] it needs, its command and its error enum. A use case reads the current state
+//! through a port, lets the domain decide, and persists the decision through a port in one atomic
+//! step whose guards turn a lost race into a typed outcome.
+//!
+//! Errors: one enum per use case, a variant per business refusal and one opaque
+//! `Repository(RepositoryError)` for infrastructure failures.
+
+pub mod ports;
+pub mod queue_view;
+
+pub mod admit_next_in_line;
+pub mod authorize_request;
+pub mod cancel_reservation;
+pub mod charge_points;
+pub mod create_concert;
+pub mod hold_seat;
+mod idempotency;
+pub mod issue_queue_token;
+pub mod list_available_dates;
+pub mod list_available_seats;
+pub mod list_concerts;
+pub mod pay_reservation;
+pub mod read_balance;
+pub mod read_gauges;
+pub mod read_point_history;
+pub mod read_queue_status;
+pub mod read_reservation;
+pub mod sweep_lapsed_holds;
+
+pub use idempotency::ReplayError;

@@ -1,0 +1,138 @@
+//! This instance's view of the line: the serving counter and the admission rate, refreshed from
+//! the database a few times a second so that a waiting user's poll needs no database round trip.
+//! API.md allows the view to lag the database by up to one second.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+
+use concert_domain::QueuePolicy;
+use concert_domain::queue::ServingCounter;
+use time::{Duration, OffsetDateTime};
+
+use crate::ports::{QueueRepository, QueueSnapshot, RepositoryError};
+
+/// How far back admissions are counted to estimate the rate at which the line moves.
+const RATE_WINDOW: Duration = Duration::seconds(60);
+
+#[derive(Debug, Default)]
+struct ViewState {
+    snapshot: QueueSnapshot,
+    /// `(when, admitted_total)` samples inside the rate window, oldest first.
+    samples: VecDeque<(OffsetDateTime, u64)>,
+}
+
+/// Shared by the use cases that answer queue questions; cheap to clone.
+#[derive(Clone)]
+pub struct QueueView {
+    queue: Arc<dyn QueueRepository>,
+    policy: QueuePolicy,
+    state: Arc<RwLock<ViewState>>,
+}
+
+impl std::fmt::Debug for QueueView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueView").field("snapshot", &self.snapshot()).finish()
+    }
+}
+
+impl QueueView {
+    pub fn new(queue: Arc<dyn QueueRepository>, policy: QueuePolicy) -> Self {
+        Self {
+            queue,
+            policy,
+            state: Arc::default(),
+        }
+    }
+
+    /// Reads the line's state from the database. The serving counter never moves back, so a
+    /// client that keeps to this instance never sees its position grow.
+    pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
+        let fresh = self.queue.snapshot().await?;
+        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let serving = state.snapshot.serving.advance_to(fresh.serving);
+        state.snapshot = QueueSnapshot { serving, ..fresh };
+        state.samples.push_back((now, fresh.admitted_total));
+        while state
+            .samples
+            .front()
+            .is_some_and(|(at, _)| now - *at > RATE_WINDOW)
+        {
+            state.samples.pop_front();
+        }
+        Ok(state.snapshot)
+    }
+
+    pub fn snapshot(&self) -> QueueSnapshot {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .snapshot
+    }
+
+    pub fn serving(&self) -> ServingCounter {
+        self.snapshot().serving
+    }
+
+    /// Tickets admitted per second over the last minute; the worst case (only timeouts move the
+    /// line) until there is something to measure.
+    pub fn admissions_per_second(&self) -> f64 {
+        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let measured = match (state.samples.front(), state.samples.back()) {
+            (Some((first_at, first)), Some((last_at, last))) if last_at > first_at && last > first => {
+                #[allow(clippy::cast_precision_loss)]
+                let admitted = (last - first) as f64;
+                Some(admitted / (*last_at - *first_at).as_seconds_f64())
+            }
+            _ => None,
+        };
+        measured.unwrap_or_else(|| self.policy.worst_case_admissions_per_second())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use time::macros::datetime;
+
+    use super::*;
+    use crate::ports::MockQueueRepository;
+
+    fn snapshot(serving: i64, admitted_total: u64) -> QueueSnapshot {
+        QueueSnapshot {
+            serving: ServingCounter::new(serving),
+            admitted_total,
+            waiting: 10,
+            active: 2,
+        }
+    }
+
+    #[tokio::test]
+    async fn serving_counter_never_moves_back_even_if_a_read_lags() {
+        let mut queue = MockQueueRepository::new();
+        let mut reads = vec![snapshot(7, 7), snapshot(5, 5)].into_iter();
+        queue
+            .expect_snapshot()
+            .times(2)
+            .returning(move || Ok(reads.next().expect("two reads")));
+        let view = QueueView::new(Arc::new(queue), QueuePolicy::default());
+        let now = datetime!(2026-12-01 12:00 UTC);
+        view.refresh(now).await.expect("first");
+        view.refresh(now + Duration::seconds(1)).await.expect("second");
+        assert_eq!(view.serving().get(), 7);
+    }
+
+    #[tokio::test]
+    async fn admission_rate_is_measured_over_the_window() {
+        let mut queue = MockQueueRepository::new();
+        let mut reads = vec![snapshot(0, 100), snapshot(50, 150)].into_iter();
+        queue
+            .expect_snapshot()
+            .returning(move || Ok(reads.next().expect("two reads")));
+        let policy = QueuePolicy::default();
+        let view = QueueView::new(Arc::new(queue), policy);
+        let now = datetime!(2026-12-01 12:00 UTC);
+        view.refresh(now).await.expect("first");
+        assert!((view.admissions_per_second() - policy.worst_case_admissions_per_second()).abs() < 1e-9);
+        view.refresh(now + Duration::seconds(10)).await.expect("second");
+        assert!((view.admissions_per_second() - 5.0).abs() < 1e-9);
+    }
+}
