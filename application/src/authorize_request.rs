@@ -57,7 +57,9 @@ impl AuthorizeRequest {
 
     /// Checks the signature only: the claims of any validly signed token, whatever its status.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, AuthorizeError> {
-        self.signer.verify(token).map_err(|_| AuthorizeError::TokenInvalid)
+        self.signer
+            .verify(token)
+            .map_err(|_| AuthorizeError::TokenInvalid)
     }
 
     /// Verifies the token and checks that its ticket is active now.
@@ -80,10 +82,12 @@ impl AuthorizeRequest {
             .await?
             .filter(|ticket| ticket.user == claims.user)
             .ok_or(AuthorizeError::TokenInvalid)?;
-        ticket.authorize(now, &self.policy).map_err(|refused| match refused {
-            AccessRefused::Expired => AuthorizeError::TokenExpired,
-            AccessRefused::Waiting => AuthorizeError::QueueNotActive,
-        })?;
+        ticket
+            .authorize(now, &self.policy)
+            .map_err(|refused| match refused {
+                AccessRefused::Expired => AuthorizeError::TokenExpired,
+                AccessRefused::Waiting => AuthorizeError::QueueNotActive,
+            })?;
         if ticket.needs_activity_write(now, &self.policy) {
             self.queue.record_activity(ticket.ticket, now).await?;
         }

@@ -26,19 +26,28 @@ pub struct CancelReservation {
 
 impl CancelReservation {
     pub fn new(reservations: Arc<dyn ReservationRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { reservations, clock }
+        Self {
+            reservations,
+            clock,
+        }
     }
 
     #[tracing::instrument(name = "cancel_reservation", skip_all, fields(reservation = id.get()))]
-    pub async fn execute(&self, caller: ActiveUser, id: ReservationId) -> Result<Reservation, CancelReservationError> {
+    pub async fn execute(
+        &self,
+        caller: ActiveUser,
+        id: ReservationId,
+    ) -> Result<Reservation, CancelReservationError> {
         let now = self.clock.now();
         let mut reservation = find_own(self.reservations.as_ref(), id, caller.user)
             .await?
             .ok_or(CancelReservationError::NotFound(id))?;
-        reservation.cancel(caller.user, now).map_err(|refused| match refused {
-            CancelRefused::NotYours => CancelReservationError::NotFound(id),
-            CancelRefused::NotHeld => CancelReservationError::NotHeld(id),
-        })?;
+        reservation
+            .cancel(caller.user, now)
+            .map_err(|refused| match refused {
+                CancelRefused::NotYours => CancelReservationError::NotFound(id),
+                CancelRefused::NotHeld => CancelReservationError::NotHeld(id),
+            })?;
         match self.reservations.cancel(id, caller.user, now).await? {
             CancelOutcome::Cancelled(cancelled) => Ok(cancelled),
             CancelOutcome::NotHeld => Err(CancelReservationError::NotHeld(id)),

@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use concert_domain::{Amount, Balance, IdempotencyKey, IdempotencyScope, ParseError, UserId, Wallet, WalletLimits};
+use concert_domain::{
+    Amount, Balance, IdempotencyKey, IdempotencyScope, ParseError, UserId, Wallet, WalletLimits,
+};
 
 use crate::idempotency::{ReplayError, record, stored_answer};
 use crate::ports::{
@@ -64,14 +66,18 @@ impl ChargePoints {
     }
 
     #[tracing::instrument(name = "charge_points", skip_all, fields(user = %command.user, amount = command.amount))]
-    pub async fn execute(&self, command: ChargePointsCommand) -> Result<Balance, ChargePointsError> {
-        let amount = Amount::parse(command.amount, self.limits.max_charge).map_err(ChargePointsError::InvalidAmount)?;
+    pub async fn execute(
+        &self,
+        command: ChargePointsCommand,
+    ) -> Result<Balance, ChargePointsError> {
+        let amount = Amount::parse(command.amount, self.limits.max_charge)
+            .map_err(ChargePointsError::InvalidAmount)?;
         let user = command.user;
         let idempotency = record(command.idempotency_key, || format!("amount={amount}"));
-        if let Some(record) = &idempotency {
-            if let Some(balance) = self.replay(user, record).await? {
-                return Ok(balance);
-            }
+        if let Some(record) = &idempotency
+            && let Some(balance) = self.replay(user, record).await?
+        {
+            return Ok(balance);
         }
         let mut wallet = Wallet {
             user,
@@ -89,16 +95,33 @@ impl ChargePoints {
         };
         match self.wallets.charge(&request).await? {
             ChargeOutcome::Charged(balance) => Ok(balance),
-            ChargeOutcome::BalanceLimitExceeded => Err(ChargePointsError::BalanceLimitExceeded(self.limits.max_balance)),
+            ChargeOutcome::BalanceLimitExceeded => Err(ChargePointsError::BalanceLimitExceeded(
+                self.limits.max_balance,
+            )),
             ChargeOutcome::KeyAlreadyUsed => {
-                let record = idempotency.as_ref().ok_or(ChargePointsError::IdempotencyKeyInUse)?;
-                self.replay(user, record).await?.ok_or(ChargePointsError::IdempotencyKeyInUse)
+                let record = idempotency
+                    .as_ref()
+                    .ok_or(ChargePointsError::IdempotencyKeyInUse)?;
+                self.replay(user, record)
+                    .await?
+                    .ok_or(ChargePointsError::IdempotencyKeyInUse)
             }
         }
     }
 
-    async fn replay(&self, user: UserId, record: &IdempotencyRecord) -> Result<Option<Balance>, ChargePointsError> {
-        match stored_answer(self.idempotency.as_ref(), user, IdempotencyScope::Charge, record).await? {
+    async fn replay(
+        &self,
+        user: UserId,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<Balance>, ChargePointsError> {
+        match stored_answer(
+            self.idempotency.as_ref(),
+            user,
+            IdempotencyScope::Charge,
+            record,
+        )
+        .await?
+        {
             None => Ok(None),
             Some(IdempotentAnswer::Charge { balance }) => Ok(Some(balance)),
             // Keys are scoped per operation, so a charge key never holds a payment's answer.

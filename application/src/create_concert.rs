@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use concert_domain::{ConcertId, ConcertTitle, NewConcert, NewConcertDate, ParseError, Price, SeatCount};
+use concert_domain::{
+    ConcertId, ConcertTitle, NewConcert, NewConcertDate, ParseError, Price, SeatCount,
+};
 use time::Date;
 
 use crate::ports::{CatalogRepository, Clock, RepositoryError};
@@ -28,7 +30,11 @@ impl AdminKey {
 
 impl std::fmt::Debug for AdminKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() { "AdminKey(set)" } else { "AdminKey(none)" })
+        f.write_str(if self.0.is_some() {
+            "AdminKey(set)"
+        } else {
+            "AdminKey(none)"
+        })
     }
 }
 
@@ -63,7 +69,12 @@ pub struct CreateConcert {
 }
 
 impl CreateConcert {
-    pub fn new(catalog: Arc<dyn CatalogRepository>, clock: Arc<dyn Clock>, admin_key: AdminKey, max_price: i64) -> Self {
+    pub fn new(
+        catalog: Arc<dyn CatalogRepository>,
+        clock: Arc<dyn Clock>,
+        admin_key: AdminKey,
+        max_price: i64,
+    ) -> Self {
         Self {
             catalog,
             clock,
@@ -73,7 +84,11 @@ impl CreateConcert {
     }
 
     #[tracing::instrument(name = "create_concert", skip_all)]
-    pub async fn execute(&self, presented_key: Option<&str>, command: CreateConcertCommand) -> Result<ConcertId, CreateConcertError> {
+    pub async fn execute(
+        &self,
+        presented_key: Option<&str>,
+        command: CreateConcertCommand,
+    ) -> Result<ConcertId, CreateConcertError> {
         if !self.admin_key.admits(presented_key) {
             return Err(CreateConcertError::AdminKeyInvalid);
         }
@@ -90,7 +105,11 @@ impl CreateConcert {
                 Ok(NewConcertDate {
                     date: entry.date,
                     price: Price::parse(entry.price, self.max_price)?,
-                    seats: entry.seat_count.map(SeatCount::parse).transpose()?.unwrap_or_default(),
+                    seats: entry
+                        .seat_count
+                        .map(SeatCount::parse)
+                        .transpose()?
+                        .unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, ParseError>>()?;

@@ -8,7 +8,9 @@ use time::{Date, Duration};
 
 use crate::authorize_request::ActiveUser;
 use crate::list_available_seats::{FindDateError, find_bookable_date};
-use crate::ports::{CatalogRepository, Clock, HoldOutcome, HoldRequest, RepositoryError, ReservationRepository};
+use crate::ports::{
+    CatalogRepository, Clock, HoldOutcome, HoldRequest, RepositoryError, ReservationRepository,
+};
 
 /// `HOLD_TTL_SECONDS` and `MAX_HOLDS_PER_USER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +85,16 @@ impl HoldSeat {
     }
 
     #[tracing::instrument(name = "hold_seat", skip_all, fields(user = %caller.user, concert = command.concert.get(), date = %command.date, seat = command.seat_no))]
-    pub async fn execute(&self, caller: ActiveUser, command: HoldSeatCommand) -> Result<Reservation, HoldSeatError> {
+    pub async fn execute(
+        &self,
+        caller: ActiveUser,
+        command: HoldSeatCommand,
+    ) -> Result<Reservation, HoldSeatError> {
         let now = self.clock.now();
-        let date = find_bookable_date(self.catalog.as_ref(), command.concert, command.date, now).await?;
-        let seat_no = SeatNo::parse(command.seat_no, date.seats).map_err(HoldSeatError::InvalidSeat)?;
+        let date =
+            find_bookable_date(self.catalog.as_ref(), command.concert, command.date, now).await?;
+        let seat_no =
+            SeatNo::parse(command.seat_no, date.seats).map_err(HoldSeatError::InvalidSeat)?;
         let request = HoldRequest {
             user: caller.user,
             concert: command.concert,
@@ -103,7 +111,9 @@ impl HoldSeat {
                 date: command.date,
                 seat_no: seat_no.get(),
             }),
-            HoldOutcome::HoldLimitReached => Err(HoldSeatError::HoldLimitReached(self.settings.limit.get())),
+            HoldOutcome::HoldLimitReached => {
+                Err(HoldSeatError::HoldLimitReached(self.settings.limit.get()))
+            }
         }
     }
 }

@@ -29,7 +29,10 @@ pub(crate) async fn stored_answer(
 }
 
 /// Pairs a key with the fingerprint of the request it came with.
-pub(crate) fn record(key: Option<IdempotencyKey>, fingerprint: impl FnOnce() -> String) -> Option<IdempotencyRecord> {
+pub(crate) fn record(
+    key: Option<IdempotencyKey>,
+    fingerprint: impl FnOnce() -> String,
+) -> Option<IdempotencyRecord> {
     key.map(|key| IdempotencyRecord {
         key,
         request_hash: fingerprint(),

@@ -25,7 +25,10 @@ impl ListAvailableDates {
     }
 
     #[tracing::instrument(name = "list_available_dates", skip_all, fields(concert = concert.get()))]
-    pub async fn execute(&self, concert: ConcertId) -> Result<Vec<DateAvailability>, ListAvailableDatesError> {
+    pub async fn execute(
+        &self,
+        concert: ConcertId,
+    ) -> Result<Vec<DateAvailability>, ListAvailableDatesError> {
         let now = self.clock.now();
         self.catalog
             .available_dates(concert, now.date(), now)

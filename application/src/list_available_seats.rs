@@ -34,7 +34,9 @@ pub(crate) async fn find_bookable_date(
     match catalog.find_date(concert, date).await? {
         DateLookup::ConcertNotFound => Err(FindDateError::ConcertNotFound(concert)),
         DateLookup::Found(found) if found.is_bookable_on(now.date()) => Ok(found),
-        DateLookup::Found(_) | DateLookup::DateNotFound => Err(FindDateError::DateNotFound(concert, date)),
+        DateLookup::Found(_) | DateLookup::DateNotFound => {
+            Err(FindDateError::DateNotFound(concert, date))
+        }
     }
 }
 

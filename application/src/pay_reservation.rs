@@ -98,25 +98,30 @@ impl PayReservation {
     }
 
     #[tracing::instrument(name = "pay_reservation", skip_all, fields(user = %command.claims.user, reservation = command.reservation.get()))]
-    pub async fn execute(&self, command: PayReservationCommand) -> Result<PaymentReceipt, PayReservationError> {
+    pub async fn execute(
+        &self,
+        command: PayReservationCommand,
+    ) -> Result<PaymentReceipt, PayReservationError> {
         let user = command.claims.user;
         let id = command.reservation;
         let idempotency = record(command.idempotency_key, || format!("reservationId={id}"));
-        if let Some(record) = &idempotency {
-            if let Some(receipt) = self.replay(user, record).await? {
-                return Ok(receipt);
-            }
+        if let Some(record) = &idempotency
+            && let Some(receipt) = self.replay(user, record).await?
+        {
+            return Ok(receipt);
         }
         let caller = self.authorize.authorize(&command.claims).await?;
         let now = self.clock.now();
         let reservation = find_own(self.reservations.as_ref(), id, user)
             .await?
             .ok_or(PayReservationError::NotFound(id))?;
-        reservation.check_payable(user, now).map_err(|refused| match refused {
-            PayRefused::NotYours => PayReservationError::NotFound(id),
-            PayRefused::Expired => PayReservationError::Expired(id),
-            PayRefused::NotHeld => PayReservationError::NotHeld(id),
-        })?;
+        reservation
+            .check_payable(user, now)
+            .map_err(|refused| match refused {
+                PayRefused::NotYours => PayReservationError::NotFound(id),
+                PayRefused::Expired => PayReservationError::Expired(id),
+                PayRefused::NotHeld => PayReservationError::NotHeld(id),
+            })?;
         let balance = self.wallets.balance(user).await?;
         Wallet { user, balance }
             .debit(reservation.price)
@@ -147,14 +152,29 @@ impl PayReservation {
                 })
             }
             PaymentOutcome::KeyAlreadyUsed => {
-                let record = idempotency.as_ref().ok_or(PayReservationError::IdempotencyKeyInUse)?;
-                self.replay(user, record).await?.ok_or(PayReservationError::IdempotencyKeyInUse)
+                let record = idempotency
+                    .as_ref()
+                    .ok_or(PayReservationError::IdempotencyKeyInUse)?;
+                self.replay(user, record)
+                    .await?
+                    .ok_or(PayReservationError::IdempotencyKeyInUse)
             }
         }
     }
 
-    async fn replay(&self, user: UserId, record: &IdempotencyRecord) -> Result<Option<PaymentReceipt>, PayReservationError> {
-        match stored_answer(self.idempotency.as_ref(), user, IdempotencyScope::Payment, record).await? {
+    async fn replay(
+        &self,
+        user: UserId,
+        record: &IdempotencyRecord,
+    ) -> Result<Option<PaymentReceipt>, PayReservationError> {
+        match stored_answer(
+            self.idempotency.as_ref(),
+            user,
+            IdempotencyScope::Payment,
+            record,
+        )
+        .await?
+        {
             None => Ok(None),
             Some(IdempotentAnswer::Payment(receipt)) => Ok(Some(receipt)),
             // Keys are scoped per operation, so a payment key never holds a charge's answer.

@@ -9,6 +9,7 @@
 //! - Times that decide correctness are passed in (`now`), read once per use case from [`Clock`].
 
 use async_trait::async_trait;
+use concert_domain::LedgerEntryId;
 use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
@@ -16,7 +17,6 @@ use concert_domain::{
     NewConcert, PaymentId, Price, QueuePolicy, QueueTicket, Reservation, ReservationId, SeatNo,
     TicketNo, UserId,
 };
-use concert_domain::LedgerEntryId;
 use time::{Date, OffsetDateTime};
 
 /// The error behind an infrastructure failure, kept for logs.
@@ -104,7 +104,11 @@ pub trait CatalogRepository: Send + Sync {
     ) -> Result<Option<Vec<DateAvailability>>, RepositoryError>;
 
     /// One date of one concert, telling apart a missing concert and a missing date.
-    async fn find_date(&self, concert: ConcertId, date: Date) -> Result<DateLookup, RepositoryError>;
+    async fn find_date(
+        &self,
+        concert: ConcertId,
+        date: Date,
+    ) -> Result<DateLookup, RepositoryError>;
 
     /// The seats of a date that are neither sold nor under a live hold at `now`, in seat order.
     async fn available_seats(
@@ -326,16 +330,28 @@ pub struct QueueSnapshot {
 pub trait QueueRepository: Send + Sync {
     /// Returns the user's live ticket, or draws the next ticket number. A user's concurrent calls
     /// are serialised, so a losing duplicate never consumes a number.
-    async fn issue(&self, user: UserId, now: OffsetDateTime) -> Result<IssuedTicket, RepositoryError>;
+    async fn issue(
+        &self,
+        user: UserId,
+        now: OffsetDateTime,
+    ) -> Result<IssuedTicket, RepositoryError>;
 
     async fn find(&self, ticket: TicketNo) -> Result<Option<QueueTicket>, RepositoryError>;
 
     /// Records a request on an active ticket (restarts its idle timeout). A no-op on any other.
-    async fn record_activity(&self, ticket: TicketNo, now: OffsetDateTime) -> Result<(), RepositoryError>;
+    async fn record_activity(
+        &self,
+        ticket: TicketNo,
+        now: OffsetDateTime,
+    ) -> Result<(), RepositoryError>;
 
     /// One admission step, run by one instance at a time: end active tickets past a deadline,
     /// admit the oldest waiting tickets into the free slots, move the serving counter.
-    async fn admit(&self, policy: &QueuePolicy, now: OffsetDateTime) -> Result<AdmissionReport, RepositoryError>;
+    async fn admit(
+        &self,
+        policy: &QueuePolicy,
+        now: OffsetDateTime,
+    ) -> Result<AdmissionReport, RepositoryError>;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
 }

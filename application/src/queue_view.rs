@@ -31,7 +31,9 @@ pub struct QueueView {
 
 impl std::fmt::Debug for QueueView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("QueueView").field("snapshot", &self.snapshot()).finish()
+        f.debug_struct("QueueView")
+            .field("snapshot", &self.snapshot())
+            .finish()
     }
 }
 
@@ -48,7 +50,10 @@ impl QueueView {
     /// client that keeps to this instance never sees its position grow.
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
         let fresh = self.queue.snapshot().await?;
-        let mut state = self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let serving = state.snapshot.serving.advance_to(fresh.serving);
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.samples.push_back((now, fresh.admitted_total));
@@ -76,9 +81,14 @@ impl QueueView {
     /// Tickets admitted per second over the last minute; the worst case (only timeouts move the
     /// line) until there is something to measure.
     pub fn admissions_per_second(&self) -> f64 {
-        let state = self.state.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let measured = match (state.samples.front(), state.samples.back()) {
-            (Some((first_at, first)), Some((last_at, last))) if last_at > first_at && last > first => {
+            (Some((first_at, first)), Some((last_at, last)))
+                if last_at > first_at && last > first =>
+            {
                 #[allow(clippy::cast_precision_loss)]
                 let admitted = (last - first) as f64;
                 Some(admitted / (*last_at - *first_at).as_seconds_f64())
@@ -116,7 +126,9 @@ mod tests {
         let view = QueueView::new(Arc::new(queue), QueuePolicy::default());
         let now = datetime!(2026-12-01 12:00 UTC);
         view.refresh(now).await.expect("first");
-        view.refresh(now + Duration::seconds(1)).await.expect("second");
+        view.refresh(now + Duration::seconds(1))
+            .await
+            .expect("second");
         assert_eq!(view.serving().get(), 7);
     }
 
@@ -131,8 +143,12 @@ mod tests {
         let view = QueueView::new(Arc::new(queue), policy);
         let now = datetime!(2026-12-01 12:00 UTC);
         view.refresh(now).await.expect("first");
-        assert!((view.admissions_per_second() - policy.worst_case_admissions_per_second()).abs() < 1e-9);
-        view.refresh(now + Duration::seconds(10)).await.expect("second");
+        assert!(
+            (view.admissions_per_second() - policy.worst_case_admissions_per_second()).abs() < 1e-9
+        );
+        view.refresh(now + Duration::seconds(10))
+            .await
+            .expect("second");
         assert!((view.admissions_per_second() - 5.0).abs() < 1e-9);
     }
 }

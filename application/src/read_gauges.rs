@@ -19,7 +19,11 @@ pub struct ReadGauges {
 }
 
 impl ReadGauges {
-    pub fn new(view: QueueView, reservations: Arc<dyn ReservationRepository>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(
+        view: QueueView,
+        reservations: Arc<dyn ReservationRepository>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         Self {
             view,
             reservations,

@@ -18,7 +18,10 @@ impl PageSize {
     pub fn parse(value: i64) -> Result<Self, ParseError> {
         match u32::try_from(value) {
             Ok(size) if (1..=Self::MAX).contains(&size) => Ok(Self(size)),
-            _ => Err(ParseError::new("limit", format!("must be between 1 and 100, got {value}"))),
+            _ => Err(ParseError::new(
+                "limit",
+                format!("must be between 1 and 100, got {value}"),
+            )),
         }
     }
 
@@ -52,7 +55,10 @@ impl ReadPointHistory {
     }
 
     #[tracing::instrument(name = "read_point_history", skip_all, fields(user = %query.user))]
-    pub async fn execute(&self, query: HistoryQuery) -> Result<Vec<LedgerEntry>, ReadPointHistoryError> {
+    pub async fn execute(
+        &self,
+        query: HistoryQuery,
+    ) -> Result<Vec<LedgerEntry>, ReadPointHistoryError> {
         let limit = query
             .limit
             .map(PageSize::parse)
@@ -64,6 +70,9 @@ impl ReadPointHistory {
             .map(|raw| LedgerEntryId::new(raw).map_err(|e| ParseError::new("before", e.reason)))
             .transpose()
             .map_err(ReadPointHistoryError::InvalidQuery)?;
-        Ok(self.wallets.history(query.user, limit.get(), before).await?)
+        Ok(self
+            .wallets
+            .history(query.user, limit.get(), before)
+            .await?)
     }
 }

@@ -28,14 +28,22 @@ impl QueueStatusView {
         Self {
             status: TicketStatus::Waiting,
             position: Some(position),
-            estimated_wait_seconds: Some(estimated_wait_seconds(position, view.admissions_per_second())),
+            estimated_wait_seconds: Some(estimated_wait_seconds(
+                position,
+                view.admissions_per_second(),
+            )),
             active_until: None,
             retry_after_seconds: Some(retry_after_seconds(position)),
         }
     }
 
     /// The view of a ticket read from the database at `now`.
-    pub(crate) fn of_ticket(ticket: &QueueTicket, now: OffsetDateTime, policy: &QueuePolicy, view: &QueueView) -> Self {
+    pub(crate) fn of_ticket(
+        ticket: &QueueTicket,
+        now: OffsetDateTime,
+        policy: &QueuePolicy,
+        view: &QueueView,
+    ) -> Self {
         match ticket.status_at(now, policy) {
             TicketStatus::Waiting => {
                 Self::waiting(view.serving().position_of(ticket.ticket).unwrap_or(1), view)
@@ -100,7 +108,10 @@ impl ReadQueueStatus {
         self.status_of(&claims).await
     }
 
-    async fn status_of(&self, claims: &TokenClaims) -> Result<QueueStatusView, ReadQueueStatusError> {
+    async fn status_of(
+        &self,
+        claims: &TokenClaims,
+    ) -> Result<QueueStatusView, ReadQueueStatusError> {
         if let Some(position) = self.view.serving().position_of(claims.ticket) {
             return Ok(QueueStatusView::waiting(position, &self.view));
         }
@@ -108,9 +119,16 @@ impl ReadQueueStatus {
         let Some(ticket) = self.queue.find(claims.ticket).await? else {
             return Err(ReadQueueStatusError::TokenInvalid);
         };
-        if ticket.needs_activity_write(now, &self.policy) && ticket.status_at(now, &self.policy) == TicketStatus::Active {
+        if ticket.needs_activity_write(now, &self.policy)
+            && ticket.status_at(now, &self.policy) == TicketStatus::Active
+        {
             self.queue.record_activity(ticket.ticket, now).await?;
         }
-        Ok(QueueStatusView::of_ticket(&ticket, now, &self.policy, &self.view))
+        Ok(QueueStatusView::of_ticket(
+            &ticket,
+            now,
+            &self.policy,
+            &self.view,
+        ))
     }
 }

@@ -22,7 +22,10 @@ pub(crate) async fn find_own(
     id: ReservationId,
     user: UserId,
 ) -> Result<Option<Reservation>, RepositoryError> {
-    Ok(reservations.find(id).await?.filter(|found| found.belongs_to(user)))
+    Ok(reservations
+        .find(id)
+        .await?
+        .filter(|found| found.belongs_to(user)))
 }
 
 pub struct ReadReservation {
@@ -32,12 +35,19 @@ pub struct ReadReservation {
 
 impl ReadReservation {
     pub fn new(reservations: Arc<dyn ReservationRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { reservations, clock }
+        Self {
+            reservations,
+            clock,
+        }
     }
 
     /// The reservation with its status as a client sees it now (a lapsed hold reads `EXPIRED`).
     #[tracing::instrument(name = "read_reservation", skip_all, fields(reservation = id.get()))]
-    pub async fn execute(&self, caller: ActiveUser, id: ReservationId) -> Result<Reservation, ReadReservationError> {
+    pub async fn execute(
+        &self,
+        caller: ActiveUser,
+        id: ReservationId,
+    ) -> Result<Reservation, ReadReservationError> {
         let mut reservation = find_own(self.reservations.as_ref(), id, caller.user)
             .await?
             .ok_or(ReadReservationError::NotFound(id))?;

@@ -15,11 +15,16 @@ pub struct SweepLapsedHolds {
 
 impl SweepLapsedHolds {
     pub fn new(reservations: Arc<dyn ReservationRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { reservations, clock }
+        Self {
+            reservations,
+            clock,
+        }
     }
 
     /// Returns how many holds were marked expired.
     pub async fn run_once(&self) -> Result<u64, RepositoryError> {
-        self.reservations.expire_lapsed(self.clock.now(), SWEEP_BATCH).await
+        self.reservations
+            .expire_lapsed(self.clock.now(), SWEEP_BATCH)
+            .await
     }
 }

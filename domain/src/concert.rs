@@ -198,7 +198,12 @@ mod tests {
 
     #[test]
     fn title_must_not_be_blank_or_too_long() {
-        assert_eq!(ConcertTitle::parse("  Winter Gala ").expect("title").as_str(), "Winter Gala");
+        assert_eq!(
+            ConcertTitle::parse("  Winter Gala ")
+                .expect("title")
+                .as_str(),
+            "Winter Gala"
+        );
         assert!(ConcertTitle::parse("   ").is_err());
         assert!(ConcertTitle::parse(&"x".repeat(201)).is_err());
     }
@@ -208,11 +213,25 @@ mod tests {
         let title = ConcertTitle::parse("Gala").expect("title");
         let today = date!(2026 - 12 - 01);
         assert!(NewConcert::new(title.clone(), vec![], today).is_err());
-        assert!(NewConcert::new(title.clone(), vec![date_entry(date!(2026 - 11 - 30))], today).is_err());
-        let twice = vec![date_entry(date!(2026 - 12 - 24)), date_entry(date!(2026 - 12 - 24))];
+        assert!(
+            NewConcert::new(
+                title.clone(),
+                vec![date_entry(date!(2026 - 11 - 30))],
+                today
+            )
+            .is_err()
+        );
+        let twice = vec![
+            date_entry(date!(2026 - 12 - 24)),
+            date_entry(date!(2026 - 12 - 24)),
+        ];
         assert!(NewConcert::new(title.clone(), twice, today).is_err());
-        let ok = NewConcert::new(title, vec![date_entry(today), date_entry(date!(2026 - 12 - 24))], today)
-            .expect("valid");
+        let ok = NewConcert::new(
+            title,
+            vec![date_entry(today), date_entry(date!(2026 - 12 - 24))],
+            today,
+        )
+        .expect("valid");
         assert_eq!(ok.dates().len(), 2);
     }
 

@@ -15,7 +15,10 @@ impl IdempotencyKey {
             return Err(ParseError::new(field, "must be 1 to 64 characters long"));
         }
         if !raw.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ParseError::new(field, "must be visible ASCII characters only"));
+            return Err(ParseError::new(
+                field,
+                "must be visible ASCII characters only",
+            ));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -54,6 +57,9 @@ mod tests {
         assert!(IdempotencyKey::parse(&"k".repeat(65)).is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse("ünïcode").is_err());
-        assert_eq!(IdempotencyKey::parse("").expect_err("empty").field, "Idempotency-Key");
+        assert_eq!(
+            IdempotencyKey::parse("").expect_err("empty").field,
+            "Idempotency-Key"
+        );
     }
 }

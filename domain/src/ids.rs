@@ -122,6 +122,9 @@ mod tests {
         assert!(ConcertId::new(-3).is_err());
         assert!("abc".parse::<PaymentId>().is_err());
         assert_eq!("7".parse::<ConcertId>().map(ConcertId::get), Ok(7));
-        assert_eq!("0".parse::<ConcertId>().expect_err("zero").field, "concertId");
+        assert_eq!(
+            "0".parse::<ConcertId>().expect_err("zero").field,
+            "concertId"
+        );
     }
 }

@@ -16,8 +16,8 @@
 //! | [`queue::AccessRefused`] | `Expired` → `TOKEN_EXPIRED`, `Waiting` → `QUEUE_NOT_ACTIVE` |
 
 pub mod concert;
-pub mod ids;
 pub mod idempotency;
+pub mod ids;
 pub mod money;
 pub mod parse;
 pub mod queue;
@@ -25,9 +25,11 @@ pub mod reservation;
 pub mod seat;
 pub mod wallet;
 
-pub use concert::{Concert, ConcertDate, ConcertTitle, NewConcert, NewConcertDate, SeatCount, SeatNo};
-pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, UserId};
+pub use concert::{
+    Concert, ConcertDate, ConcertTitle, NewConcert, NewConcertDate, SeatCount, SeatNo,
+};
 pub use idempotency::{IdempotencyKey, IdempotencyScope};
+pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, UserId};
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
 pub use queue::{QueuePolicy, QueueTicket, ServingCounter, TicketStatus};

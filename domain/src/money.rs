@@ -12,7 +12,10 @@ impl Amount {
     /// Parses a charge amount: `1 <= value <= max_charge`.
     pub fn parse(value: i64, max_charge: i64) -> Result<Self, ParseError> {
         if value < 1 {
-            return Err(ParseError::new("amount", format!("must be at least 1, got {value}")));
+            return Err(ParseError::new(
+                "amount",
+                format!("must be at least 1, got {value}"),
+            ));
         }
         if value > max_charge {
             return Err(ParseError::new(
@@ -43,7 +46,10 @@ impl Price {
         if (0..=max).contains(&value) {
             Ok(Self(value))
         } else {
-            Err(ParseError::new("price", format!("must be between 0 and {max}, got {value}")))
+            Err(ParseError::new(
+                "price",
+                format!("must be between 0 and {max}, got {value}"),
+            ))
         }
     }
 
@@ -68,7 +74,10 @@ impl Balance {
         if value >= 0 {
             Ok(Self(value))
         } else {
-            Err(ParseError::new("balance", format!("can never be negative, got {value}")))
+            Err(ParseError::new(
+                "balance",
+                format!("can never be negative, got {value}"),
+            ))
         }
     }
 

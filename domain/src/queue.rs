@@ -128,7 +128,11 @@ pub fn estimated_wait_seconds(position: u64, admissions_per_second: f64) -> u64 
         return u64::MAX;
     }
     // Positions are far below 2^52, where f64 is exact.
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    #[allow(
+        clippy::cast_precision_loss,
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss
+    )]
     let seconds = (position as f64 / admissions_per_second).ceil() as u64;
     seconds
 }
@@ -187,7 +191,11 @@ impl QueueTicket {
     }
 
     /// Whether the ticket may use the protected endpoints at `now`.
-    pub fn authorize(&self, now: OffsetDateTime, policy: &QueuePolicy) -> Result<(), AccessRefused> {
+    pub fn authorize(
+        &self,
+        now: OffsetDateTime,
+        policy: &QueuePolicy,
+    ) -> Result<(), AccessRefused> {
         match self.status_at(now, policy) {
             TicketStatus::Active => Ok(()),
             TicketStatus::Waiting => Err(AccessRefused::Waiting),
@@ -261,18 +269,33 @@ mod tests {
             t.touch(at);
             at += Duration::minutes(1);
         }
-        assert_eq!(t.status_at(NOW + Duration::minutes(10), &policy()), TicketStatus::Expired);
-        assert_eq!(t.authorize(NOW + Duration::minutes(10), &policy()), Err(AccessRefused::Expired));
+        assert_eq!(
+            t.status_at(NOW + Duration::minutes(10), &policy()),
+            TicketStatus::Expired
+        );
+        assert_eq!(
+            t.authorize(NOW + Duration::minutes(10), &policy()),
+            Err(AccessRefused::Expired)
+        );
     }
 
     #[test]
     fn active_ticket_idles_out_without_requests() {
         let mut t = ticket(1);
         t.admit(NOW, &policy()).expect("admitted");
-        assert_eq!(t.status_at(NOW + Duration::seconds(119), &policy()), TicketStatus::Active);
-        assert_eq!(t.status_at(NOW + Duration::minutes(2), &policy()), TicketStatus::Expired);
+        assert_eq!(
+            t.status_at(NOW + Duration::seconds(119), &policy()),
+            TicketStatus::Active
+        );
+        assert_eq!(
+            t.status_at(NOW + Duration::minutes(2), &policy()),
+            TicketStatus::Expired
+        );
         t.touch(NOW + Duration::minutes(1));
-        assert_eq!(t.status_at(NOW + Duration::minutes(2), &policy()), TicketStatus::Active);
+        assert_eq!(
+            t.status_at(NOW + Duration::minutes(2), &policy()),
+            TicketStatus::Active
+        );
     }
 
     #[test]
@@ -288,7 +311,10 @@ mod tests {
     #[test]
     fn activity_is_written_at_most_once_per_resolution() {
         let mut t = ticket(1);
-        assert!(!t.needs_activity_write(NOW, &policy()), "waiting tickets have no activity");
+        assert!(
+            !t.needs_activity_write(NOW, &policy()),
+            "waiting tickets have no activity"
+        );
         t.admit(NOW, &policy()).expect("admitted");
         assert!(!t.needs_activity_write(NOW + Duration::seconds(1), &policy()));
         assert!(t.needs_activity_write(NOW + Duration::seconds(12), &policy()));
@@ -343,7 +369,11 @@ mod tests {
 
     #[test]
     fn status_names_round_trip() {
-        for status in [TicketStatus::Waiting, TicketStatus::Active, TicketStatus::Expired] {
+        for status in [
+            TicketStatus::Waiting,
+            TicketStatus::Active,
+            TicketStatus::Expired,
+        ] {
             assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
         }
     }

@@ -205,7 +205,10 @@ mod tests {
     fn held_reservation_is_confirmed_by_its_user() {
         let mut r = held();
         assert_eq!(r.confirm(owner(), NOW), Ok(()));
-        assert_eq!(r.status_at(NOW + Duration::days(1)), ReservationStatus::Confirmed);
+        assert_eq!(
+            r.status_at(NOW + Duration::days(1)),
+            ReservationStatus::Confirmed
+        );
     }
 
     #[test]
@@ -214,7 +217,11 @@ mod tests {
         let lapsed = NOW + Duration::minutes(5);
         assert_eq!(r.status_at(lapsed), ReservationStatus::Expired);
         assert_eq!(r.confirm(owner(), lapsed), Err(PayRefused::Expired));
-        assert_eq!(r.status, ReservationStatus::Held, "a refusal changes nothing");
+        assert_eq!(
+            r.status,
+            ReservationStatus::Held,
+            "a refusal changes nothing"
+        );
     }
 
     #[test]
@@ -230,7 +237,10 @@ mod tests {
         r.confirm(owner(), NOW).expect("paid");
         assert_eq!(r.confirm(owner(), NOW), Err(PayRefused::NotHeld));
         assert_eq!(r.cancel(owner(), NOW), Err(CancelRefused::NotHeld));
-        assert_eq!(r.expire(NOW + Duration::hours(1)), Err(ExpireRefused::NotHeld));
+        assert_eq!(
+            r.expire(NOW + Duration::hours(1)),
+            Err(ExpireRefused::NotHeld)
+        );
     }
 
     #[test]
@@ -245,7 +255,10 @@ mod tests {
     #[test]
     fn lapsed_hold_cannot_be_cancelled() {
         let mut r = held();
-        assert_eq!(r.cancel(owner(), NOW + Duration::minutes(6)), Err(CancelRefused::NotHeld));
+        assert_eq!(
+            r.cancel(owner(), NOW + Duration::minutes(6)),
+            Err(CancelRefused::NotHeld)
+        );
     }
 
     #[test]

@@ -100,7 +100,11 @@ impl Seat {
     }
 
     /// Sells the seat to the reservation that holds it, for good.
-    pub fn sell(&mut self, reservation: ReservationId, now: OffsetDateTime) -> Result<(), SellRefused> {
+    pub fn sell(
+        &mut self,
+        reservation: ReservationId,
+        now: OffsetDateTime,
+    ) -> Result<(), SellRefused> {
         match self.claim {
             SeatClaim::Held {
                 reservation: holding,
@@ -189,7 +193,10 @@ mod tests {
         let mut seat = seat();
         seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
         let later = NOW + TTL;
-        assert!(seat.is_available(later), "a hold ends exactly at its deadline");
+        assert!(
+            seat.is_available(later),
+            "a hold ends exactly at its deadline"
+        );
         assert!(seat.hold(reservation(2), user(2), later, TTL).is_ok());
     }
 
@@ -197,26 +204,42 @@ mod tests {
     fn sold_seat_is_never_available_again() {
         let mut seat = seat();
         seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
-        seat.sell(reservation(1), NOW + Duration::minutes(1)).expect("sold");
+        seat.sell(reservation(1), NOW + Duration::minutes(1))
+            .expect("sold");
         let much_later = NOW + Duration::days(365);
         assert!(!seat.is_available(much_later));
-        assert_eq!(seat.hold(reservation(2), user(2), much_later, TTL), Err(HoldRefused::Sold));
-        assert!(!seat.release(reservation(1)), "a sold seat is never released");
+        assert_eq!(
+            seat.hold(reservation(2), user(2), much_later, TTL),
+            Err(HoldRefused::Sold)
+        );
+        assert!(
+            !seat.release(reservation(1)),
+            "a sold seat is never released"
+        );
     }
 
     #[test]
     fn seat_is_sold_only_to_its_live_hold() {
         let mut seat = seat();
         seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
-        assert_eq!(seat.sell(reservation(2), NOW), Err(SellRefused::NotHeldByReservation));
-        assert_eq!(seat.sell(reservation(1), NOW + TTL), Err(SellRefused::HoldLapsed));
+        assert_eq!(
+            seat.sell(reservation(2), NOW),
+            Err(SellRefused::NotHeldByReservation)
+        );
+        assert_eq!(
+            seat.sell(reservation(1), NOW + TTL),
+            Err(SellRefused::HoldLapsed)
+        );
     }
 
     #[test]
     fn cancelled_hold_frees_the_seat_at_once() {
         let mut seat = seat();
         seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
-        assert!(!seat.release(reservation(9)), "another reservation cannot free it");
+        assert!(
+            !seat.release(reservation(9)),
+            "another reservation cannot free it"
+        );
         assert!(seat.release(reservation(1)));
         assert!(seat.is_available(NOW));
     }

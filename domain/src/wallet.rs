@@ -103,7 +103,11 @@ impl Wallet {
     }
 
     /// Adds `amount`, unless the balance would go over the maximum. Nothing changes on refusal.
-    pub fn charge(&mut self, amount: Amount, limits: WalletLimits) -> Result<BalanceChange, ChargeRefused> {
+    pub fn charge(
+        &mut self,
+        amount: Amount,
+        limits: WalletLimits,
+    ) -> Result<BalanceChange, ChargeRefused> {
         let refused = ChargeRefused::BalanceLimitExceeded {
             max_balance: limits.max_balance,
         };
@@ -157,7 +161,9 @@ mod tests {
     #[test]
     fn charge_adds_to_the_balance_and_describes_the_entry() {
         let mut w = wallet(45_000);
-        let change = w.charge(amount(50_000), WalletLimits::default()).expect("charged");
+        let change = w
+            .charge(amount(50_000), WalletLimits::default())
+            .expect("charged");
         assert_eq!(w.balance.get(), 95_000);
         assert_eq!(change.kind, LedgerKind::Charge);
         assert_eq!(change.amount, 50_000);
@@ -171,7 +177,10 @@ mod tests {
             max_balance: 150,
         };
         let mut w = wallet(100);
-        assert!(w.charge(amount(50), limits).is_ok(), "exactly the maximum is fine");
+        assert!(
+            w.charge(amount(50), limits).is_ok(),
+            "exactly the maximum is fine"
+        );
         assert_eq!(
             w.charge(amount(1), limits),
             Err(ChargeRefused::BalanceLimitExceeded { max_balance: 150 })
@@ -210,15 +219,24 @@ mod tests {
             entry(1, LedgerKind::Charge, 50, 50),
         ];
         assert!(ledger_is_consistent(&entries, Balance::new(20).expect("b")));
-        assert!(!ledger_is_consistent(&entries, Balance::new(21).expect("b")));
-        let broken = vec![entry(2, LedgerKind::Payment, -30, 25), entry(1, LedgerKind::Charge, 50, 50)];
+        assert!(!ledger_is_consistent(
+            &entries,
+            Balance::new(21).expect("b")
+        ));
+        let broken = vec![
+            entry(2, LedgerKind::Payment, -30, 25),
+            entry(1, LedgerKind::Charge, 50, 50),
+        ];
         assert!(!ledger_is_consistent(&broken, Balance::new(25).expect("b")));
     }
 
     #[test]
     fn ledger_kind_names_round_trip() {
         assert_eq!(LedgerKind::parse("CHARGE"), Some(LedgerKind::Charge));
-        assert_eq!(LedgerKind::parse(LedgerKind::Payment.as_str()), Some(LedgerKind::Payment));
+        assert_eq!(
+            LedgerKind::parse(LedgerKind::Payment.as_str()),
+            Some(LedgerKind::Payment)
+        );
         assert_eq!(LedgerKind::parse("REFUND"), None);
     }
 }
