@@ -97,3 +97,181 @@ impl AuthorizeRequest {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::QueueTicket;
+    use mockall::predicate::eq;
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner};
+    use crate::test_support::{
+        NOW, active_ticket, active_user, claims, clock, other_user, policy, ticket_no, user,
+        view_serving,
+    };
+
+    fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
+        let mut signer = MockTokenSigner::new();
+        signer
+            .expect_verify()
+            .with(eq("token"))
+            .returning(move |_| Ok(claims));
+        signer
+    }
+
+    /// Holds `ticket`; expects `writes` activity writes at `NOW`.
+    fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
+        let mut queue = MockQueueRepository::new();
+        let number = ticket.ticket;
+        queue
+            .expect_find()
+            .with(eq(number))
+            .times(1)
+            .returning(move |_| Ok(Some(ticket.clone())));
+        queue
+            .expect_record_activity()
+            .with(eq(number), eq(NOW))
+            .times(writes)
+            .returning(|_, _| Ok(()));
+        queue
+    }
+
+    async fn authorize(
+        queue: MockQueueRepository,
+        serving: i64,
+    ) -> Result<ActiveUser, AuthorizeError> {
+        AuthorizeRequest::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(queue),
+            clock(),
+            view_serving(serving).await,
+            policy(),
+        )
+        .execute("token")
+        .await
+    }
+
+    #[tokio::test]
+    async fn token_with_a_bad_signature_is_invalid_and_nothing_is_read() {
+        let mut signer = MockTokenSigner::new();
+        signer.expect_verify().returning(|_| Err(InvalidToken));
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        let use_case = AuthorizeRequest::new(
+            Arc::new(signer),
+            Arc::new(queue),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        );
+
+        assert!(matches!(
+            use_case.execute("forged").await,
+            Err(AuthorizeError::TokenInvalid)
+        ));
+        assert!(matches!(
+            use_case.verify("forged"),
+            Err(AuthorizeError::TokenInvalid)
+        ));
+    }
+
+    #[tokio::test]
+    async fn ticket_the_serving_counter_has_not_reached_is_not_active_without_a_read() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        queue.expect_record_activity().never();
+
+        let refused = authorize(queue, 13).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::QueueNotActive)));
+    }
+
+    #[tokio::test]
+    async fn active_ticket_admits_its_user() {
+        let admitted = authorize(
+            queue_holding(active_ticket(14, Duration::seconds(1)), 0),
+            14,
+        )
+        .await
+        .expect("admitted");
+
+        assert_eq!(admitted, active_user(14));
+        assert_eq!(admitted.user, user());
+        assert_eq!(admitted.ticket, ticket_no(14));
+    }
+
+    #[tokio::test]
+    async fn ticket_past_its_active_deadline_is_expired() {
+        let ticket = QueueTicket {
+            active_until: Some(NOW - Duration::seconds(1)),
+            ..active_ticket(14, Duration::seconds(1))
+        };
+
+        let refused = authorize(queue_holding(ticket, 0), 20).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::TokenExpired)));
+    }
+
+    #[tokio::test]
+    async fn idle_ticket_is_expired_and_not_revived() {
+        let idle = active_ticket(14, policy().idle_timeout + Duration::seconds(1));
+
+        let refused = authorize(queue_holding(idle, 0), 20).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::TokenExpired)));
+    }
+
+    #[tokio::test]
+    async fn paid_ticket_is_expired() {
+        let mut paid = active_ticket(14, Duration::seconds(1));
+        paid.end();
+
+        let refused = authorize(queue_holding(paid, 0), 20).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::TokenExpired)));
+    }
+
+    #[tokio::test]
+    async fn ticket_stored_for_another_user_is_invalid() {
+        let theirs = QueueTicket {
+            user: other_user(),
+            ..active_ticket(14, Duration::seconds(30))
+        };
+
+        let refused = authorize(queue_holding(theirs, 0), 20).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::TokenInvalid)));
+    }
+
+    #[tokio::test]
+    async fn missing_ticket_is_invalid() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().times(1).returning(|_| Ok(None));
+        queue.expect_record_activity().never();
+
+        let refused = authorize(queue, 20).await;
+
+        assert!(matches!(refused, Err(AuthorizeError::TokenInvalid)));
+    }
+
+    #[tokio::test]
+    async fn activity_is_written_when_older_than_the_resolution() {
+        let resolution = policy().activity_resolution();
+        let stale = active_ticket(14, resolution);
+
+        authorize(queue_holding(stale, 1), 20)
+            .await
+            .expect("admitted");
+    }
+
+    #[tokio::test]
+    async fn activity_within_the_resolution_is_not_written_again() {
+        let resolution = policy().activity_resolution();
+        let fresh = active_ticket(14, resolution - Duration::milliseconds(1));
+
+        authorize(queue_holding(fresh, 0), 20)
+            .await
+            .expect("admitted");
+    }
+}

@@ -117,3 +117,161 @@ impl HoldSeat {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::{ConcertDate, Price, SeatCount};
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::{DateLookup, MockCatalogRepository, MockReservationRepository};
+    use crate::test_support::{
+        CONCERT_DAY, NOW, PRICE, active_user, clock, concert_date, concert_id, held_reservation,
+        seat_no, user,
+    };
+
+    fn settings() -> HoldSettings {
+        HoldSettings {
+            ttl: Duration::seconds(90),
+            limit: HoldLimit::new(3).expect("limit"),
+        }
+    }
+
+    fn catalog_with(date: ConcertDate) -> MockCatalogRepository {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_find_date()
+            .with(eq(concert_id()), eq(CONCERT_DAY))
+            .times(1)
+            .returning(move |_, _| Ok(DateLookup::Found(date.clone())));
+        catalog
+    }
+
+    fn command(seat_no: i64) -> HoldSeatCommand {
+        HoldSeatCommand {
+            concert: concert_id(),
+            date: CONCERT_DAY,
+            seat_no,
+        }
+    }
+
+    async fn hold(
+        catalog: MockCatalogRepository,
+        reservations: MockReservationRepository,
+        seat: i64,
+    ) -> Result<Reservation, HoldSeatError> {
+        HoldSeat::new(
+            Arc::new(catalog),
+            Arc::new(reservations),
+            clock(),
+            settings(),
+        )
+        .execute(active_user(14), command(seat))
+        .await
+    }
+
+    fn answering(outcome: HoldOutcome) -> MockReservationRepository {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_hold()
+            .times(1)
+            .returning(move |_| Ok(outcome.clone()));
+        reservations
+    }
+
+    #[tokio::test]
+    async fn hold_persists_the_dates_price_the_seat_the_deadline_and_the_limit() {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_hold()
+            .withf(|request| {
+                *request
+                    == HoldRequest {
+                        user: user(),
+                        concert: concert_id(),
+                        date: CONCERT_DAY,
+                        seat_no: seat_no(7),
+                        price: Price::from_stored(PRICE),
+                        now: NOW,
+                        until: NOW + Duration::seconds(90),
+                        limit: HoldLimit::new(3).expect("limit"),
+                    }
+            })
+            .times(1)
+            .returning(|_| Ok(HoldOutcome::Held(held_reservation())));
+
+        let held = hold(catalog_with(concert_date()), reservations, 7)
+            .await
+            .expect("held");
+
+        assert_eq!(held, held_reservation());
+    }
+
+    #[tokio::test]
+    async fn seat_number_outside_the_dates_seats_is_invalid_and_nothing_is_held() {
+        let small = ConcertDate {
+            seats: SeatCount::parse(10).expect("count"),
+            ..concert_date()
+        };
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_hold().never();
+
+        let refused = hold(catalog_with(small), reservations, 11).await;
+
+        assert!(matches!(
+            refused,
+            Err(HoldSeatError::InvalidSeat(error)) if error.field == "seatNo"
+        ));
+    }
+
+    #[tokio::test]
+    async fn seat_zero_is_invalid_and_nothing_is_held() {
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_hold().never();
+
+        let refused = hold(catalog_with(concert_date()), reservations, 0).await;
+
+        assert!(matches!(refused, Err(HoldSeatError::InvalidSeat(_))));
+    }
+
+    #[tokio::test]
+    async fn hold_is_refused_when_the_seat_is_taken() {
+        let refused = hold(
+            catalog_with(concert_date()),
+            answering(HoldOutcome::SeatUnavailable),
+            7,
+        )
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(HoldSeatError::SeatUnavailable { date, seat_no: 7 }) if date == CONCERT_DAY
+        ));
+    }
+
+    #[tokio::test]
+    async fn hold_is_refused_at_the_users_hold_limit() {
+        let refused = hold(
+            catalog_with(concert_date()),
+            answering(HoldOutcome::HoldLimitReached),
+            7,
+        )
+        .await;
+
+        assert!(matches!(refused, Err(HoldSeatError::HoldLimitReached(3))));
+    }
+
+    #[tokio::test]
+    async fn hold_on_an_unknown_date_is_refused_before_any_write() {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_find_date()
+            .returning(|_, _| Ok(DateLookup::DateNotFound));
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_hold().never();
+
+        let refused = hold(catalog, reservations, 7).await;
+
+        assert!(matches!(refused, Err(HoldSeatError::DateNotFound(_, _))));
+    }
+}

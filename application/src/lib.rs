@@ -28,4 +28,7 @@ pub mod read_queue_status;
 pub mod read_reservation;
 pub mod sweep_lapsed_holds;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use idempotency::ReplayError;

@@ -36,3 +36,67 @@ impl ListAvailableDates {
             .ok_or(ListAvailableDatesError::ConcertNotFound(concert))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::MockCatalogRepository;
+    use crate::test_support::{CONCERT_DAY, NOW, clock, concert_id};
+
+    #[tokio::test]
+    async fn dates_are_read_from_today_with_availability_at_now() {
+        let dates = vec![DateAvailability {
+            date: CONCERT_DAY,
+            available_seats: 37,
+        }];
+        let mut catalog = MockCatalogRepository::new();
+        let stored = dates.clone();
+        catalog
+            .expect_available_dates()
+            .with(eq(concert_id()), eq(NOW.date()), eq(NOW))
+            .times(1)
+            .returning(move |_, _, _| Ok(Some(stored.clone())));
+
+        let listed = ListAvailableDates::new(Arc::new(catalog), clock())
+            .execute(concert_id())
+            .await
+            .expect("listed");
+
+        assert_eq!(listed, dates);
+    }
+
+    #[tokio::test]
+    async fn unknown_concert_has_no_dates() {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_available_dates()
+            .times(1)
+            .returning(|_, _, _| Ok(None));
+
+        let refused = ListAvailableDates::new(Arc::new(catalog), clock())
+            .execute(concert_id())
+            .await;
+
+        assert!(matches!(
+            refused,
+            Err(ListAvailableDatesError::ConcertNotFound(id)) if id == concert_id()
+        ));
+    }
+
+    #[tokio::test]
+    async fn concert_without_a_bookable_date_lists_none_rather_than_not_found() {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_available_dates()
+            .returning(|_, _, _| Ok(Some(Vec::new())));
+
+        let listed = ListAvailableDates::new(Arc::new(catalog), clock())
+            .execute(concert_id())
+            .await
+            .expect("listed");
+
+        assert!(listed.is_empty());
+    }
+}

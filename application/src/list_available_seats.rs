@@ -58,3 +58,113 @@ impl ListAvailableSeats {
         Ok(SeatList { date: found, seats })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mockall::predicate::eq;
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::MockCatalogRepository;
+    use crate::test_support::{CONCERT_DAY, NOW, clock, concert_date, concert_id, seat_no};
+
+    fn catalog_answering(lookup: DateLookup) -> MockCatalogRepository {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_find_date()
+            .with(eq(concert_id()), eq(lookup_date(&lookup)))
+            .times(1)
+            .returning(move |_, _| Ok(lookup.clone()));
+        catalog
+    }
+
+    fn lookup_date(lookup: &DateLookup) -> Date {
+        match lookup {
+            DateLookup::Found(found) => found.date,
+            DateLookup::ConcertNotFound | DateLookup::DateNotFound => CONCERT_DAY,
+        }
+    }
+
+    async fn list(catalog: MockCatalogRepository, date: Date) -> Result<SeatList, FindDateError> {
+        ListAvailableSeats::new(Arc::new(catalog), clock())
+            .execute(concert_id(), date)
+            .await
+    }
+
+    #[tokio::test]
+    async fn seats_of_a_bookable_date_are_listed_at_now() {
+        let seats = vec![AvailableSeat {
+            seat_no: seat_no(1),
+            price: concert_date().price,
+        }];
+        let mut catalog = catalog_answering(DateLookup::Found(concert_date()));
+        let stored = seats.clone();
+        catalog
+            .expect_available_seats()
+            .with(eq(concert_id()), eq(CONCERT_DAY), eq(NOW))
+            .times(1)
+            .returning(move |_, _, _| Ok(stored.clone()));
+
+        let listed = list(catalog, CONCERT_DAY).await.expect("listed");
+
+        assert_eq!(listed.date, concert_date());
+        assert_eq!(listed.seats, seats);
+    }
+
+    #[tokio::test]
+    async fn unknown_concert_is_not_found() {
+        let mut catalog = catalog_answering(DateLookup::ConcertNotFound);
+        catalog.expect_available_seats().never();
+
+        let refused = list(catalog, CONCERT_DAY).await;
+
+        assert!(matches!(refused, Err(FindDateError::ConcertNotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn date_the_concert_does_not_play_is_not_found() {
+        let mut catalog = catalog_answering(DateLookup::DateNotFound);
+        catalog.expect_available_seats().never();
+
+        let refused = list(catalog, CONCERT_DAY).await;
+
+        assert!(matches!(
+            refused,
+            Err(FindDateError::DateNotFound(_, date)) if date == CONCERT_DAY
+        ));
+    }
+
+    #[tokio::test]
+    async fn past_date_is_as_missing_as_one_never_played() {
+        let yesterday = ConcertDate {
+            date: NOW.date() - Duration::days(1),
+            ..concert_date()
+        };
+        let mut catalog = catalog_answering(DateLookup::Found(yesterday.clone()));
+        catalog.expect_available_seats().never();
+
+        let refused = list(catalog, yesterday.date).await;
+
+        assert!(matches!(
+            refused,
+            Err(FindDateError::DateNotFound(_, date)) if date == yesterday.date
+        ));
+    }
+
+    #[tokio::test]
+    async fn todays_date_is_still_bookable() {
+        let today = ConcertDate {
+            date: NOW.date(),
+            ..concert_date()
+        };
+        let mut catalog = catalog_answering(DateLookup::Found(today.clone()));
+        catalog
+            .expect_available_seats()
+            .times(1)
+            .returning(|_, _, _| Ok(Vec::new()));
+
+        let listed = list(catalog, today.date).await.expect("listed");
+
+        assert_eq!(listed.date, today);
+    }
+}

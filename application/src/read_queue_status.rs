@@ -116,7 +116,13 @@ impl ReadQueueStatus {
             return Ok(QueueStatusView::waiting(position, &self.view));
         }
         let now = self.clock.now();
-        let Some(ticket) = self.queue.find(claims.ticket).await? else {
+        // A ticket stored for another user than the token names is not this token's ticket.
+        let Some(ticket) = self
+            .queue
+            .find(claims.ticket)
+            .await?
+            .filter(|ticket| ticket.user == claims.user)
+        else {
             return Err(ReadQueueStatusError::TokenInvalid);
         };
         if ticket.needs_activity_write(now, &self.policy)
@@ -130,5 +136,204 @@ impl ReadQueueStatus {
             &self.policy,
             &self.view,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::queue::ServingCounter;
+    use mockall::predicate::eq;
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot};
+    use crate::test_support::{
+        NOW, active_ticket, claims, clock, other_user, policy, view_serving,
+    };
+
+    fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
+        let mut signer = MockTokenSigner::new();
+        signer
+            .expect_verify()
+            .with(eq("token"))
+            .returning(move |_| Ok(claims));
+        signer
+    }
+
+    /// A repository fake that must never be read: a waiting user's poll costs no database trip.
+    fn untouched_queue() -> MockQueueRepository {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        queue.expect_record_activity().never();
+        queue
+    }
+
+    /// A repository fake that holds `ticket` and expects `writes` activity writes at `NOW`.
+    fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
+        let mut queue = MockQueueRepository::new();
+        let number = ticket.ticket;
+        queue
+            .expect_find()
+            .with(eq(number))
+            .times(1)
+            .returning(move |_| Ok(Some(ticket.clone())));
+        queue
+            .expect_record_activity()
+            .with(eq(number), eq(NOW))
+            .times(writes)
+            .returning(|_, _| Ok(()));
+        queue
+    }
+
+    async fn read(
+        queue: MockQueueRepository,
+        serving: i64,
+        claims: TokenClaims,
+    ) -> QueueStatusView {
+        ReadQueueStatus::new(
+            Arc::new(signer_reading(claims)),
+            Arc::new(queue),
+            clock(),
+            view_serving(serving).await,
+            policy(),
+        )
+        .execute("token")
+        .await
+        .expect("status")
+    }
+
+    #[tokio::test]
+    async fn waiting_ticket_is_answered_from_the_view_without_a_repository_read() {
+        let status = read(untouched_queue(), 10, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Waiting);
+        assert_eq!(status.position, Some(4));
+        assert_eq!(status.retry_after_seconds, Some(1));
+        assert!(status.estimated_wait_seconds.is_some());
+        assert_eq!(status.active_until, None);
+    }
+
+    #[tokio::test]
+    async fn position_never_grows_across_refreshes_even_when_a_read_lags() {
+        let mut lines = MockQueueRepository::new();
+        let mut counters = vec![10, 6, 12].into_iter();
+        lines.expect_snapshot().times(3).returning(move || {
+            Ok(QueueSnapshot {
+                serving: ServingCounter::new(counters.next().expect("three reads")),
+                ..QueueSnapshot::default()
+            })
+        });
+        let view = QueueView::new(Arc::new(lines), policy());
+        let use_case = ReadQueueStatus::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(untouched_queue()),
+            clock(),
+            view.clone(),
+            policy(),
+        );
+
+        let mut positions = Vec::new();
+        for second in 0..3 {
+            view.refresh(NOW + Duration::seconds(second))
+                .await
+                .expect("refresh");
+            positions.push(use_case.execute("token").await.expect("status").position);
+        }
+
+        assert_eq!(positions, vec![Some(4), Some(4), Some(2)]);
+    }
+
+    #[tokio::test]
+    async fn admitted_ticket_is_read_from_the_repository_as_active_and_stale_activity_recorded() {
+        let ticket = active_ticket(14, Duration::seconds(30));
+        let status = read(queue_holding(ticket.clone(), 1), 20, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Active);
+        assert_eq!(status.active_until, ticket.active_until);
+        assert_eq!(status.position, None);
+        assert_eq!(status.estimated_wait_seconds, None);
+        assert_eq!(
+            status.retry_after_seconds, None,
+            "Retry-After only while waiting"
+        );
+    }
+
+    #[tokio::test]
+    async fn active_ticket_seen_within_the_resolution_costs_no_activity_write() {
+        let ticket = active_ticket(14, Duration::seconds(1));
+        let status = read(queue_holding(ticket, 0), 20, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Active);
+    }
+
+    #[tokio::test]
+    async fn idle_ticket_reads_expired_and_its_poll_does_not_revive_it() {
+        let idle = active_ticket(14, policy().idle_timeout);
+        let status = read(queue_holding(idle, 0), 20, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Expired);
+        assert_eq!(status.active_until, None);
+        assert_eq!(status.position, None);
+        assert_eq!(status.retry_after_seconds, None);
+    }
+
+    #[tokio::test]
+    async fn ticket_past_its_active_deadline_reads_expired() {
+        let ticket = QueueTicket {
+            active_until: Some(NOW),
+            ..active_ticket(14, Duration::seconds(1))
+        };
+        let status = read(queue_holding(ticket, 0), 20, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Expired);
+        assert_eq!(status.active_until, None);
+    }
+
+    #[tokio::test]
+    async fn ended_ticket_reads_expired() {
+        let mut paid = active_ticket(14, Duration::seconds(30));
+        paid.end();
+        let status = read(queue_holding(paid, 0), 20, claims(14)).await;
+
+        assert_eq!(status.status, TicketStatus::Expired);
+    }
+
+    #[tokio::test]
+    async fn altered_token_is_refused_without_a_repository_read() {
+        let mut signer = MockTokenSigner::new();
+        signer
+            .expect_verify()
+            .times(1)
+            .returning(|_| Err(InvalidToken));
+        let use_case = ReadQueueStatus::new(
+            Arc::new(signer),
+            Arc::new(untouched_queue()),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        );
+
+        let refused = use_case.execute("altered").await;
+
+        assert!(matches!(refused, Err(ReadQueueStatusError::TokenInvalid)));
+    }
+
+    #[tokio::test]
+    async fn ticket_stored_for_another_user_is_refused_and_not_touched() {
+        let theirs = QueueTicket {
+            user: other_user(),
+            ..active_ticket(14, Duration::seconds(30))
+        };
+        let use_case = ReadQueueStatus::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(queue_holding(theirs, 0)),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        );
+
+        let refused = use_case.execute("token").await;
+
+        assert!(matches!(refused, Err(ReadQueueStatusError::TokenInvalid)));
     }
 }

@@ -55,3 +55,64 @@ impl ReadReservation {
         Ok(reservation)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::ReservationStatus;
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::MockReservationRepository;
+    use crate::test_support::{
+        active_user, clock, held_reservation, lapsed_reservation, others_reservation,
+        reservation_id,
+    };
+
+    fn storing(found: Option<Reservation>) -> MockReservationRepository {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_find()
+            .with(eq(reservation_id()))
+            .times(1)
+            .returning(move |_| Ok(found.clone()));
+        reservations
+    }
+
+    async fn read(found: Option<Reservation>) -> Result<Reservation, ReadReservationError> {
+        ReadReservation::new(Arc::new(storing(found)), clock())
+            .execute(active_user(14), reservation_id())
+            .await
+    }
+
+    #[tokio::test]
+    async fn own_held_reservation_reads_held() {
+        let read = read(Some(held_reservation())).await.expect("found");
+
+        assert_eq!(read, held_reservation());
+    }
+
+    #[tokio::test]
+    async fn another_users_reservation_reads_as_missing() {
+        let refused = read(Some(others_reservation())).await;
+
+        assert!(matches!(
+            refused,
+            Err(ReadReservationError::NotFound(id)) if id == reservation_id()
+        ));
+    }
+
+    #[tokio::test]
+    async fn missing_reservation_is_not_found() {
+        assert!(matches!(
+            read(None).await,
+            Err(ReadReservationError::NotFound(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn lapsed_hold_reads_expired_before_any_sweep() {
+        let read = read(Some(lapsed_reservation())).await.expect("found");
+
+        assert_eq!(read.status, ReservationStatus::Expired);
+    }
+}

@@ -1,0 +1,164 @@
+//! Fixtures shared by the use cases' unit tests: one user and another, one fixed instant, and the
+//! aggregates a test starts from. Every mock clock answers [`NOW`], so tests are deterministic.
+
+use std::sync::Arc;
+
+use concert_domain::queue::ServingCounter;
+use concert_domain::{
+    ConcertDate, ConcertId, Price, QueuePolicy, QueueTicket, Reservation, ReservationId,
+    ReservationStatus, SeatCount, SeatNo, TicketNo, TicketStatus, UserId,
+};
+use time::macros::{date, datetime};
+use time::{Date, Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::authorize_request::ActiveUser;
+use crate::ports::{MockClock, MockQueueRepository, QueueSnapshot, TokenClaims};
+use crate::queue_view::QueueView;
+
+/// The one instant every test runs at.
+pub(crate) const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
+
+/// The date the test concert plays, after [`NOW`].
+pub(crate) const CONCERT_DAY: Date = date!(2026 - 12 - 24);
+
+/// The price of every seat of [`CONCERT_DAY`].
+pub(crate) const PRICE: i64 = 120_000;
+
+pub(crate) fn user() -> UserId {
+    UserId::from_uuid(Uuid::from_u128(0x1111))
+}
+
+pub(crate) fn other_user() -> UserId {
+    UserId::from_uuid(Uuid::from_u128(0x2222))
+}
+
+pub(crate) fn concert_id() -> ConcertId {
+    ConcertId::new(1).expect("concert id")
+}
+
+pub(crate) fn reservation_id() -> ReservationId {
+    ReservationId::new(41).expect("reservation id")
+}
+
+pub(crate) fn ticket_no(n: i64) -> TicketNo {
+    TicketNo::new(n).expect("ticket number")
+}
+
+pub(crate) fn seat_no(n: i64) -> SeatNo {
+    SeatNo::parse(n, SeatCount::DEFAULT).expect("seat number")
+}
+
+/// A clock stuck at [`NOW`].
+pub(crate) fn clock() -> Arc<MockClock> {
+    clock_at(NOW)
+}
+
+pub(crate) fn clock_at(at: OffsetDateTime) -> Arc<MockClock> {
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(at);
+    Arc::new(clock)
+}
+
+/// Small numbers, so deadlines are easy to reason about: active 10 minutes, idle 2 minutes
+/// (activity resolution 5 seconds).
+pub(crate) fn policy() -> QueuePolicy {
+    QueuePolicy {
+        max_active: 2,
+        active_ttl: Duration::minutes(10),
+        idle_timeout: Duration::minutes(2),
+    }
+}
+
+/// A view of the line whose serving counter is `serving`, read once from its own fake, so the
+/// use case's repository fake sees only the calls the use case itself makes.
+pub(crate) async fn view_serving(serving: i64) -> QueueView {
+    let mut queue = MockQueueRepository::new();
+    queue.expect_snapshot().times(1).returning(move || {
+        Ok(QueueSnapshot {
+            serving: ServingCounter::new(serving),
+            admitted_total: u64::try_from(serving).unwrap_or(0),
+            waiting: 3,
+            active: 2,
+        })
+    });
+    let view = QueueView::new(Arc::new(queue), policy());
+    view.refresh(NOW - Duration::seconds(1))
+        .await
+        .expect("view refreshed");
+    view
+}
+
+pub(crate) fn claims(ticket: i64) -> TokenClaims {
+    TokenClaims {
+        user: user(),
+        ticket: ticket_no(ticket),
+        issued_at: NOW - Duration::minutes(3),
+    }
+}
+
+pub(crate) fn waiting_ticket(ticket: i64) -> QueueTicket {
+    QueueTicket::waiting(ticket_no(ticket), user(), NOW - Duration::minutes(3))
+}
+
+/// Admitted a minute ago, last seen `seen_ago` ago.
+pub(crate) fn active_ticket(ticket: i64, seen_ago: Duration) -> QueueTicket {
+    QueueTicket {
+        status: TicketStatus::Active,
+        active_until: Some(NOW + Duration::minutes(9)),
+        last_seen: Some(NOW - seen_ago),
+        ..waiting_ticket(ticket)
+    }
+}
+
+pub(crate) fn active_user(ticket: i64) -> ActiveUser {
+    ActiveUser {
+        user: user(),
+        ticket: ticket_no(ticket),
+    }
+}
+
+pub(crate) fn concert_date() -> ConcertDate {
+    ConcertDate {
+        concert_id: concert_id(),
+        date: CONCERT_DAY,
+        price: Price::from_stored(PRICE),
+        seats: SeatCount::DEFAULT,
+    }
+}
+
+/// The user's reservation of seat 7, held for another four minutes.
+pub(crate) fn held_reservation() -> Reservation {
+    Reservation {
+        id: reservation_id(),
+        user: user(),
+        concert_id: concert_id(),
+        date: CONCERT_DAY,
+        seat_no: seat_no(7),
+        price: Price::from_stored(PRICE),
+        status: ReservationStatus::Held,
+        expires_at: NOW + Duration::minutes(4),
+    }
+}
+
+/// A reservation still stored as `HELD` whose hold ran out a second ago.
+pub(crate) fn lapsed_reservation() -> Reservation {
+    Reservation {
+        expires_at: NOW - Duration::seconds(1),
+        ..held_reservation()
+    }
+}
+
+pub(crate) fn reservation_with(status: ReservationStatus) -> Reservation {
+    Reservation {
+        status,
+        ..held_reservation()
+    }
+}
+
+pub(crate) fn others_reservation() -> Reservation {
+    Reservation {
+        user: other_user(),
+        ..held_reservation()
+    }
+}
