@@ -1,0 +1,205 @@
+//! Configuration: every setting of API.md section 8 as an environment variable with a
+//! command-line flag of the same meaning, checked at start with a clear message.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// The key used when `TOKEN_SECRET` is not set. Fine on a laptop, never in production: anyone who
+/// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
+pub const DEVELOPMENT_TOKEN_SECRET: &str = "concert-queue-development-secret-do-not-use-in-production";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+/// The concert booking server: a fair waiting queue in front of seat holds and payments.
+#[derive(Clone, Parser)]
+#[command(name = "concert-server", version, about)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created and migrated at start-up when missing.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/concert")]
+    pub database_url: String,
+
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
+    pub bind_addr: SocketAddr,
+
+    /// Key for signing queue tokens; every instance of one deployment shares it.
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
+    pub token_secret: Option<String>,
+
+    /// Bearer key of the admin endpoint; without it the endpoint answers 401 to everyone.
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
+    pub admin_api_key: Option<String>,
+
+    /// Tokens active at once.
+    #[arg(long, env = "QUEUE_MAX_ACTIVE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub queue_max_active: u32,
+
+    /// How long a token stays active after admission.
+    #[arg(long, env = "QUEUE_ACTIVE_TTL_SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub queue_active_ttl_seconds: u32,
+
+    /// An active token with no request for this long ends.
+    #[arg(long, env = "QUEUE_IDLE_TIMEOUT_SECONDS", default_value_t = 120, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub queue_idle_timeout_seconds: u32,
+
+    /// Seat hold length.
+    #[arg(long, env = "HOLD_TTL_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub hold_ttl_seconds: u32,
+
+    /// Live holds one user may have at once.
+    #[arg(long, env = "MAX_HOLDS_PER_USER", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_holds_per_user: u32,
+
+    /// Largest single charge, in won.
+    #[arg(long, env = "MAX_CHARGE_AMOUNT", default_value_t = 10_000_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_charge_amount: i64,
+
+    /// Largest balance a wallet may reach, in won.
+    #[arg(long, env = "MAX_BALANCE", default_value_t = 1_000_000_000, value_parser = clap::value_parser!(i64).range(1..))]
+    pub max_balance: i64,
+
+    /// Create a few concerts with future dates when the database has none.
+    #[arg(long, env = "DEMO_DATA", default_value_t = false, action = clap::ArgAction::Set)]
+    pub demo_data: bool,
+
+    /// Log line format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+
+    /// Database connections per instance.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
+
+    /// Milliseconds between admission steps of this instance.
+    #[arg(long, env = "ADMISSION_INTERVAL_MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub admission_interval_ms: u64,
+
+    /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &redact_url(&self.database_url))
+            .field("bind_addr", &self.bind_addr)
+            .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
+            .field("admin_api_key", &self.admin_api_key.as_ref().map(|_| "<set>"))
+            .field("queue_max_active", &self.queue_max_active)
+            .field("queue_active_ttl_seconds", &self.queue_active_ttl_seconds)
+            .field("queue_idle_timeout_seconds", &self.queue_idle_timeout_seconds)
+            .field("hold_ttl_seconds", &self.hold_ttl_seconds)
+            .field("max_holds_per_user", &self.max_holds_per_user)
+            .field("max_charge_amount", &self.max_charge_amount)
+            .field("max_balance", &self.max_balance)
+            .field("demo_data", &self.demo_data)
+            .field("database_pool_size", &self.database_pool_size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL with its password replaced, safe to log.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl Config {
+    /// Checks what the flags' types cannot: relations between settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+            return Err("DATABASE_URL must be a postgres:// URL".into());
+        }
+        if self.max_charge_amount > self.max_balance {
+            return Err("MAX_CHARGE_AMOUNT must not exceed MAX_BALANCE".into());
+        }
+        if self.token_secret.as_deref().is_some_and(|secret| secret.len() < 16) {
+            return Err("TOKEN_SECRET must be at least 16 bytes long".into());
+        }
+        Ok(())
+    }
+
+    pub fn token_secret_or_development(&self) -> (&str, bool) {
+        match &self.token_secret {
+            Some(secret) => (secret, false),
+            None => (DEVELOPMENT_TOKEN_SECRET, true),
+        }
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    /// The defaults of API.md, for tests and embedding: as if no variable and no flag were set.
+    pub fn defaults() -> Self {
+        Self::parse_from(["concert-server"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let config = Config::try_parse_from(["concert-server"]).expect("defaults parse");
+        assert_eq!(config.bind_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.queue_max_active, 1000);
+        assert_eq!(config.queue_active_ttl_seconds, 600);
+        assert_eq!(config.queue_idle_timeout_seconds, 120);
+        assert_eq!(config.hold_ttl_seconds, 300);
+        assert_eq!(config.max_holds_per_user, 4);
+        assert_eq!(config.max_charge_amount, 10_000_000);
+        assert_eq!(config.max_balance, 1_000_000_000);
+        assert!(!config.demo_data);
+        assert!(config.validate().is_ok());
+        assert!(config.token_secret_or_development().1, "the development key is flagged");
+    }
+
+    #[test]
+    fn flags_are_parsed_and_checked() {
+        let config = Config::try_parse_from(["concert-server", "--queue-max-active", "5", "--demo-data", "true"])
+            .expect("flags parse");
+        assert_eq!(config.queue_max_active, 5);
+        assert!(config.demo_data);
+        assert!(Config::try_parse_from(["concert-server", "--queue-max-active", "0"]).is_err());
+        assert!(Config::try_parse_from(["concert-server", "--hold-ttl-seconds", "-1"]).is_err());
+        let short_secret = Config::try_parse_from(["concert-server", "--token-secret", "short"]).expect("parses");
+        assert!(short_secret.validate().is_err());
+        let bad_limits = Config::try_parse_from(["concert-server", "--max-charge-amount", "10", "--max-balance", "5"])
+            .expect("parses");
+        assert!(bad_limits.validate().is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let config = Config::try_parse_from([
+            "concert-server",
+            "--token-secret",
+            "a-very-long-secret-value",
+            "--database-url",
+            "postgres://app:hunter2@db:5432/concert",
+        ])
+        .expect("parses");
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("a-very-long-secret-value"));
+        assert!(!shown.contains("hunter2"));
+    }
+}

@@ -1,0 +1,130 @@
+//! Background jobs that every instance runs: admission (on a short timer and right after a
+//! payment), the hold sweeper, and the deployment-wide gauges. Each is safe to run on many
+//! instances at once: the repositories serialise what must be serialised.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use concert_application::admit_next_in_line::AdmitNextInLine;
+use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
+use concert_application::queue_view::QueueView;
+use concert_application::read_gauges::ReadGauges;
+use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Wakes the admission job of this instance at once (after a payment freed a place).
+#[derive(Debug, Clone, Default)]
+pub struct NotifyAdmission(Arc<Notify>);
+
+impl AdmissionTrigger for NotifyAdmission {
+    fn request_admission(&self) {
+        self.0.notify_one();
+    }
+}
+
+#[derive(Clone)]
+pub struct BackgroundJobs {
+    pub(crate) admit: Arc<AdmitNextInLine>,
+    pub(crate) sweep: Arc<SweepLapsedHolds>,
+    pub(crate) gauges: Arc<ReadGauges>,
+    pub(crate) view: QueueView,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) admission: NotifyAdmission,
+    pub(crate) metrics: PrometheusHandle,
+    pub(crate) admission_interval: Duration,
+}
+
+impl BackgroundJobs {
+    /// One admission step followed by a refresh of this instance's view of the line.
+    pub async fn admit_once(&self) -> Result<(), RepositoryError> {
+        self.admit.run_once().await?;
+        self.view.refresh(self.clock.now()).await?;
+        Ok(())
+    }
+
+    /// One sweep of lapsed holds; returns how many were marked expired.
+    pub async fn sweep_once(&self) -> Result<u64, RepositoryError> {
+        self.sweep.run_once().await
+    }
+
+    /// One update of the deployment-wide gauges.
+    pub async fn update_gauges_once(&self) -> Result<(), RepositoryError> {
+        let gauges = self.gauges.execute().await?;
+        #[allow(clippy::cast_precision_loss)]
+        {
+            metrics::gauge!("queue_waiting_tokens").set(gauges.waiting_tokens as f64);
+            metrics::gauge!("queue_active_tokens").set(gauges.active_tokens as f64);
+            metrics::gauge!("seat_holds_live").set(gauges.live_holds as f64);
+        }
+        self.metrics.run_upkeep();
+        Ok(())
+    }
+
+    pub(crate) fn spawn(&self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+        let admission = {
+            let admit = self.admit.clone();
+            let view = self.view.clone();
+            let clock = self.clock.clone();
+            let wake = self.admission.0.clone();
+            let interval = self.admission_interval;
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(interval);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        () = wake.notified() => {}
+                        _ = stop.changed() => break,
+                    }
+                    if let Err(error) = admit.run_once().await {
+                        tracing::warn!(error = %error, "admission step failed");
+                    }
+                    if let Err(error) = view.refresh(clock.now()).await {
+                        tracing::warn!(error = %error, "queue view refresh failed");
+                    }
+                }
+            })
+        };
+        let sweeper = {
+            let sweep = self.sweep.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    match sweep.run_once().await {
+                        Ok(0) => {}
+                        Ok(expired) => tracing::debug!(expired, "lapsed holds swept"),
+                        Err(error) => tracing::warn!(error = %error, "hold sweep failed"),
+                    }
+                }
+            })
+        };
+        let gauges = {
+            let jobs = self.clone();
+            let mut stop = stop;
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(GAUGES_INTERVAL);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.changed() => break,
+                    }
+                    if let Err(error) = jobs.update_gauges_once().await {
+                        tracing::warn!(error = %error, "gauge update failed");
+                    }
+                }
+            })
+        };
+        vec![admission, sweeper, gauges]
+    }
+}

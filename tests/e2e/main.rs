@@ -1,0 +1,9 @@
+//! End-to-end tests: the real server, in process on a random port, over a fresh PostgreSQL
+//! database per test, driven over HTTP exactly as API.md describes.
+
+mod errors;
+mod expiry;
+mod instances;
+mod journey;
+mod malformed;
+mod operations;

@@ -1,0 +1,279 @@
+//! Test support for the end-to-end tests: start the real server in process on a random port over a
+//! fresh database, and talk to it over HTTP like any client.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use concert_bootstrap::{Application, Config};
+use concert_postgres::testing::TestDatabase;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+pub const ADMIN_KEY: &str = "test-admin-key";
+pub const TOKEN_SECRET: &str = "end-to-end-test-token-secret";
+
+/// A server running in this process, and the handle that stops it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server over `database_url` with test settings, changed by `adjust`.
+    pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let mut config = Config::defaults();
+        config.database_url = database_url.to_owned();
+        config.bind_addr = "127.0.0.1:0".parse()?;
+        config.token_secret = Some(TOKEN_SECRET.to_owned());
+        config.admin_api_key = Some(ADMIN_KEY.to_owned());
+        config.database_pool_size = 8;
+        config.admission_interval_ms = 50;
+        config.shutdown_grace_seconds = 2;
+        adjust(&mut config);
+        let application = Application::build(config).await.context("building the server")?;
+        let addr = application.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(application.run_until(async move {
+            drop(stopped.await);
+        }));
+        Ok(Self {
+            addr,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// Stops accepting, finishes in-flight requests and waits for the server to end.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(stop) = self.stop.take() {
+            drop(stop.send(()));
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            drop(stop.send(()));
+        }
+    }
+}
+
+/// One server over its own fresh database, and a client for it.
+pub struct TestApp {
+    pub server: TestServer,
+    pub client: Client,
+    pub database: TestDatabase,
+}
+
+impl TestApp {
+    pub async fn spawn() -> anyhow::Result<Self> {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+        let database = TestDatabase::create().await?;
+        let server = TestServer::start(database.url(), adjust).await?;
+        let client = Client::new(server.addr);
+        Ok(Self {
+            server,
+            client,
+            database,
+        })
+    }
+
+    /// A second instance over the same database, as another process of the deployment would be.
+    pub async fn another_instance(&self, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<(TestServer, Client)> {
+        let server = TestServer::start(self.database.url(), adjust).await?;
+        let client = Client::new(server.addr);
+        Ok((server, client))
+    }
+
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.server.stop().await?;
+        self.database.drop_database().await?;
+        Ok(())
+    }
+}
+
+/// An HTTP answer with its body parsed as JSON (`Value::Null` when empty or not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Answer {
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    /// The problem's `code`, when the answer is a problem.
+    pub fn code(&self) -> &str {
+        self.body.get("code").and_then(Value::as_str).unwrap_or("")
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A client with one helper per endpoint of API.md.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    pub fn new(addr: SocketAddr) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(64)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            base: format!("http://{addr}"),
+            http,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn raw(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, self.url(path))
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Answer> {
+        let response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Answer {
+            status,
+            headers,
+            body,
+            text,
+        })
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> anyhow::Result<Answer> {
+        let mut request = self.raw(Method::GET, path);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<Answer> {
+        let mut request = self.raw(Method::POST, path).json(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        self.send(request).await
+    }
+
+    pub async fn issue_token(&self, user: Uuid) -> anyhow::Result<Answer> {
+        self.post("/v1/queue/tokens", None, &json!({ "userId": user })).await
+    }
+
+    pub async fn queue_status(&self, token: &str) -> anyhow::Result<Answer> {
+        self.get("/v1/queue/status", Some(token)).await
+    }
+
+    /// Polls the status until it reads `wanted`, for at most `within`.
+    pub async fn wait_for_status(&self, token: &str, wanted: &str, within: Duration) -> anyhow::Result<Answer> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let answer = self.queue_status(token).await?;
+            if answer.body["status"] == wanted {
+                return Ok(answer);
+            }
+            anyhow::ensure!(
+                tokio::time::Instant::now() < deadline,
+                "token still {} after {within:?}, wanted {wanted}",
+                answer.body["status"]
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A token for a new user that is already active (the line is empty in most tests).
+    pub async fn active_token(&self, user: Uuid) -> anyhow::Result<String> {
+        let issued = self.issue_token(user).await?;
+        anyhow::ensure!(issued.status.is_success(), "token refused: {}", issued.text);
+        let token = issued.body["token"].as_str().context("token in answer")?.to_owned();
+        self.wait_for_status(&token, "ACTIVE", Duration::from_secs(10)).await?;
+        Ok(token)
+    }
+
+    pub async fn create_concert(&self, body: &Value) -> anyhow::Result<Answer> {
+        self.post("/v1/admin/concerts", Some(ADMIN_KEY), body).await
+    }
+
+    /// Creates a concert with one date `days_ahead` from today; returns its id and the date.
+    pub async fn concert_with_date(&self, seat_count: u32, price: i64, days_ahead: i64) -> anyhow::Result<(i64, String)> {
+        let date = (time::OffsetDateTime::now_utc().date() + time::Duration::days(days_ahead)).to_string();
+        let answer = self
+            .create_concert(&json!({
+                "title": "Test Concert",
+                "dates": [{ "date": date, "price": price, "seatCount": seat_count }]
+            }))
+            .await?;
+        anyhow::ensure!(answer.status == StatusCode::CREATED, "concert refused: {}", answer.text);
+        let id = answer.body["concertId"].as_i64().context("concertId")?;
+        Ok((id, date))
+    }
+
+    pub async fn hold(&self, token: &str, concert: i64, date: &str, seat_no: i64) -> anyhow::Result<Answer> {
+        self.post(
+            "/v1/reservations",
+            Some(token),
+            &json!({ "concertId": concert, "date": date, "seatNo": seat_no }),
+        )
+        .await
+    }
+
+    pub async fn charge(&self, user: Uuid, amount: i64, key: Option<&str>) -> anyhow::Result<Answer> {
+        let mut request = self
+            .raw(Method::POST, &format!("/v1/users/{user}/points/charge"))
+            .json(&json!({ "amount": amount }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+
+    pub async fn balance(&self, user: Uuid) -> anyhow::Result<i64> {
+        let answer = self.get(&format!("/v1/users/{user}/points"), None).await?;
+        answer.body["balance"].as_i64().context("balance in answer")
+    }
+
+    pub async fn pay(&self, token: &str, reservation: i64, key: Option<&str>) -> anyhow::Result<Answer> {
+        let mut request = self
+            .raw(Method::POST, "/v1/payments")
+            .bearer_auth(token)
+            .json(&json!({ "reservationId": reservation }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        self.send(request).await
+    }
+}
