@@ -40,3 +40,34 @@ impl AdmitNextInLine {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::queue::ServingCounter;
+
+    use super::*;
+    use crate::ports::MockQueueRepository;
+    use crate::test_support::{NOW, clock, policy};
+
+    #[tokio::test]
+    async fn one_step_admits_under_the_configured_policy_at_now() {
+        let report = AdmissionReport {
+            expired: 1,
+            admitted: 2,
+            serving: ServingCounter::new(16),
+        };
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_admit()
+            .withf(|given, now| *given == policy() && *now == NOW)
+            .times(1)
+            .returning(move |_, _| Ok(report));
+
+        let done = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
+            .run_once()
+            .await
+            .expect("admitted");
+
+        assert_eq!(done, report);
+    }
+}

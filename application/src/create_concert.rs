@@ -116,3 +116,176 @@ impl CreateConcert {
         NewConcert::new(title, dates, self.clock.now().date())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::MockCatalogRepository;
+    use crate::test_support::{CONCERT_DAY, NOW, clock, concert_id};
+
+    const MAX_PRICE: i64 = 10_000_000;
+    const SECRET: &str = "s3cret-admin-key";
+
+    fn date(date: Date, price: i64, seat_count: Option<i64>) -> NewDateCommand {
+        NewDateCommand {
+            date,
+            price,
+            seat_count,
+        }
+    }
+
+    fn command(dates: Vec<NewDateCommand>) -> CreateConcertCommand {
+        CreateConcertCommand {
+            title: "Winter Gala".to_owned(),
+            dates,
+        }
+    }
+
+    fn never_created() -> MockCatalogRepository {
+        let mut catalog = MockCatalogRepository::new();
+        catalog.expect_create_concert().never();
+        catalog
+    }
+
+    fn create_concert(catalog: MockCatalogRepository, key: AdminKey) -> CreateConcert {
+        CreateConcert::new(Arc::new(catalog), clock(), key, MAX_PRICE)
+    }
+
+    fn admin() -> AdminKey {
+        AdminKey::new(Some(SECRET.to_owned()))
+    }
+
+    /// Runs a command with the right key and expects it to be refused as invalid, naming `field`.
+    async fn refused_as_invalid(dates: Vec<NewDateCommand>, field: &str) {
+        let refused = create_concert(never_created(), admin())
+            .execute(Some(SECRET), command(dates))
+            .await;
+
+        assert!(
+            matches!(&refused, Err(CreateConcertError::Invalid(error)) if error.field == field),
+            "expected {field} to be refused: {refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wrong_or_missing_admin_key_is_refused_before_the_catalog() {
+        let use_case = create_concert(never_created(), admin());
+        let valid = || command(vec![date(CONCERT_DAY, 120_000, None)]);
+
+        for presented in [None, Some("wrong"), Some(""), Some("s3cret-admin-ke")] {
+            let refused = use_case.execute(presented, valid()).await;
+            assert!(
+                matches!(refused, Err(CreateConcertError::AdminKeyInvalid)),
+                "{presented:?} was admitted"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn with_no_key_configured_every_key_is_refused() {
+        for configured in [None, Some(String::new())] {
+            let use_case = create_concert(never_created(), AdminKey::new(configured));
+            for presented in [None, Some(""), Some(SECRET)] {
+                let refused = use_case
+                    .execute(presented, command(vec![date(CONCERT_DAY, 1, None)]))
+                    .await;
+                assert!(matches!(refused, Err(CreateConcertError::AdminKeyInvalid)));
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn past_date_is_invalid() {
+        let yesterday = NOW.date() - Duration::days(1);
+        refused_as_invalid(vec![date(yesterday, 1, None)], "dates").await;
+    }
+
+    #[tokio::test]
+    async fn date_given_twice_is_invalid() {
+        let twice = vec![date(CONCERT_DAY, 1, None), date(CONCERT_DAY, 2, None)];
+        refused_as_invalid(twice, "dates").await;
+    }
+
+    #[tokio::test]
+    async fn concert_without_dates_is_invalid() {
+        refused_as_invalid(Vec::new(), "dates").await;
+    }
+
+    #[tokio::test]
+    async fn seat_count_outside_one_to_a_thousand_is_invalid() {
+        refused_as_invalid(vec![date(CONCERT_DAY, 1, Some(0))], "seatCount").await;
+        refused_as_invalid(vec![date(CONCERT_DAY, 1, Some(1001))], "seatCount").await;
+    }
+
+    #[tokio::test]
+    async fn negative_or_too_high_price_is_invalid() {
+        refused_as_invalid(vec![date(CONCERT_DAY, -1, None)], "price").await;
+        refused_as_invalid(vec![date(CONCERT_DAY, MAX_PRICE + 1, None)], "price").await;
+    }
+
+    #[tokio::test]
+    async fn blank_title_is_invalid() {
+        let refused = create_concert(never_created(), admin())
+            .execute(
+                Some(SECRET),
+                CreateConcertCommand {
+                    title: "   ".to_owned(),
+                    dates: vec![date(CONCERT_DAY, 1, None)],
+                },
+            )
+            .await;
+
+        assert!(matches!(
+            refused,
+            Err(CreateConcertError::Invalid(error)) if error.field == "title"
+        ));
+    }
+
+    #[tokio::test]
+    async fn valid_concert_is_created_with_fifty_seats_unless_told_otherwise() {
+        let expected = NewConcert::new(
+            ConcertTitle::parse("Winter Gala").expect("title"),
+            vec![
+                NewConcertDate {
+                    date: NOW.date(),
+                    price: Price::parse(0, MAX_PRICE).expect("price"),
+                    seats: SeatCount::DEFAULT,
+                },
+                NewConcertDate {
+                    date: CONCERT_DAY,
+                    price: Price::parse(MAX_PRICE, MAX_PRICE).expect("price"),
+                    seats: SeatCount::parse(1000).expect("count"),
+                },
+            ],
+            NOW.date(),
+        )
+        .expect("valid");
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_create_concert()
+            .withf(move |concert| *concert == expected)
+            .times(1)
+            .returning(|_| Ok(concert_id()));
+
+        let created = create_concert(catalog, admin())
+            .execute(
+                Some(SECRET),
+                command(vec![
+                    date(NOW.date(), 0, None),
+                    date(CONCERT_DAY, MAX_PRICE, Some(1000)),
+                ]),
+            )
+            .await
+            .expect("created");
+
+        assert_eq!(created, concert_id());
+    }
+
+    #[test]
+    fn admin_key_never_shows_in_debug_output() {
+        assert_eq!(format!("{:?}", admin()), "AdminKey(set)");
+        assert_eq!(format!("{:?}", AdminKey::new(None)), "AdminKey(none)");
+    }
+}

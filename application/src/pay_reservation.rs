@@ -182,3 +182,519 @@ impl PayReservation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use concert_domain::{Balance, PaymentId, Price, QueueTicket, Reservation, ReservationStatus};
+    use mockall::predicate::eq;
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::{
+        MockAdmissionTrigger, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
+        MockReservationRepository, MockTokenSigner, MockWalletRepository, StoredAnswer,
+    };
+    use crate::test_support::{
+        NOW, PRICE, active_ticket, claims, clock, held_reservation, lapsed_reservation,
+        others_reservation, policy, reservation_id, reservation_with, ticket_no, user,
+        view_serving,
+    };
+
+    fn balance(value: i64) -> Balance {
+        Balance::new(value).expect("balance")
+    }
+
+    fn key() -> IdempotencyKey {
+        IdempotencyKey::parse("pay-1").expect("key")
+    }
+
+    fn receipt() -> PaymentReceipt {
+        PaymentReceipt {
+            payment_id: PaymentId::new(9).expect("id"),
+            reservation_id: reservation_id(),
+            amount: Price::from_stored(PRICE),
+            balance: balance(80_000),
+            paid_at: NOW,
+        }
+    }
+
+    fn command(key: Option<IdempotencyKey>) -> PayReservationCommand {
+        PayReservationCommand {
+            claims: claims(14),
+            reservation: reservation_id(),
+            idempotency_key: key,
+        }
+    }
+
+    /// The fakes of one payment. Defaults answer any number of calls, so a test replaces a whole
+    /// fake to put counts on it; `payments` and `admission` have no expectation at all: a call
+    /// nobody expected fails the test.
+    struct Payment {
+        serving: i64,
+        queue: MockQueueRepository,
+        reservations: MockReservationRepository,
+        wallets: MockWalletRepository,
+        payments: MockPaymentRepository,
+        store: MockIdempotencyStore,
+        admission: MockAdmissionTrigger,
+    }
+
+    impl Payment {
+        /// Ticket 14 active, reservation 41 held by the caller, 200,000 points, no stored key.
+        fn ready() -> Self {
+            Self {
+                serving: 20,
+                queue: queue_holding(active_ticket(14, Duration::seconds(1))),
+                reservations: reservations_storing(held_reservation()),
+                wallets: wallet_holding(200_000),
+                payments: MockPaymentRepository::new(),
+                store: store_answering(None),
+                admission: MockAdmissionTrigger::new(),
+            }
+        }
+
+        async fn execute(
+            self,
+            command: PayReservationCommand,
+        ) -> Result<PaymentReceipt, PayReservationError> {
+            self.build().await.execute(command).await
+        }
+
+        async fn build(self) -> PayReservation {
+            let authorize = AuthorizeRequest::new(
+                Arc::new(MockTokenSigner::new()),
+                Arc::new(self.queue),
+                clock(),
+                view_serving(self.serving).await,
+                policy(),
+            );
+            PayReservation::new(PayReservationPorts {
+                authorize: Arc::new(authorize),
+                reservations: Arc::new(self.reservations),
+                wallets: Arc::new(self.wallets),
+                payments: Arc::new(self.payments),
+                idempotency: Arc::new(self.store),
+                admission: Arc::new(self.admission),
+                clock: clock(),
+            })
+        }
+    }
+
+    fn queue_holding(ticket: QueueTicket) -> MockQueueRepository {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_find()
+            .returning(move |_| Ok(Some(ticket.clone())));
+        queue.expect_record_activity().returning(|_, _| Ok(()));
+        queue
+    }
+
+    fn reservations_storing(reservation: Reservation) -> MockReservationRepository {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_find()
+            .with(eq(reservation_id()))
+            .returning(move |_| Ok(Some(reservation.clone())));
+        reservations
+    }
+
+    fn wallet_holding(points: i64) -> MockWalletRepository {
+        let mut wallets = MockWalletRepository::new();
+        wallets
+            .expect_balance()
+            .with(eq(user()))
+            .returning(move |_| Ok(balance(points)));
+        wallets
+    }
+
+    fn store_answering(stored: Option<StoredAnswer>) -> MockIdempotencyStore {
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_find()
+            .withf(|who, scope, _| *who == user() && *scope == IdempotencyScope::Payment)
+            .returning(move |_, _, _| Ok(stored.clone()));
+        store
+    }
+
+    fn payments_never() -> MockPaymentRepository {
+        let mut payments = MockPaymentRepository::new();
+        payments.expect_pay().never();
+        payments
+    }
+
+    fn payments_answering(outcome: PaymentOutcome) -> MockPaymentRepository {
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_pay()
+            .times(1)
+            .returning(move |_| Ok(outcome));
+        payments
+    }
+
+    fn admission_requested(times: usize) -> MockAdmissionTrigger {
+        let mut admission = MockAdmissionTrigger::new();
+        admission
+            .expect_request_admission()
+            .times(times)
+            .return_const(());
+        admission
+    }
+
+    #[tokio::test]
+    async fn payment_persists_the_price_the_callers_ticket_and_the_key_then_admits_the_next() {
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_pay()
+            .withf(|request| {
+                request.user == user()
+                    && request.reservation == reservation_id()
+                    && request.amount == Price::from_stored(PRICE)
+                    && request.ticket == ticket_no(14)
+                    && request.now == NOW
+                    && request.idempotency.as_ref().is_some_and(|record| {
+                        record.key == key() && !record.request_hash.is_empty()
+                    })
+            })
+            .times(1)
+            .returning(|_| Ok(PaymentOutcome::Paid(receipt())));
+
+        let paid = Payment {
+            payments,
+            admission: admission_requested(1),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await
+        .expect("paid");
+
+        assert_eq!(paid, receipt());
+    }
+
+    #[tokio::test]
+    async fn payment_without_a_key_carries_no_idempotency_record() {
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_pay()
+            .withf(|request| request.idempotency.is_none())
+            .times(1)
+            .returning(|_| Ok(PaymentOutcome::Paid(receipt())));
+        let mut store = MockIdempotencyStore::new();
+        store.expect_find().never();
+
+        Payment {
+            payments,
+            store,
+            admission: admission_requested(1),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await
+        .expect("paid");
+    }
+
+    #[tokio::test]
+    async fn short_balance_is_refused_and_nothing_is_paid() {
+        let refused = Payment {
+            wallets: wallet_holding(PRICE - 1),
+            payments: payments_never(),
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::InsufficientBalance { balance, price })
+                if balance == PRICE - 1 && price == PRICE
+        ));
+    }
+
+    #[tokio::test]
+    async fn lapsed_hold_is_expired_and_nothing_is_paid() {
+        let refused = Payment {
+            reservations: reservations_storing(lapsed_reservation()),
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::Expired(id)) if id == reservation_id()
+        ));
+    }
+
+    #[tokio::test]
+    async fn another_users_reservation_is_not_found_and_nothing_is_paid() {
+        let refused = Payment {
+            reservations: reservations_storing(others_reservation()),
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn missing_reservation_is_not_found() {
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_find().times(1).returning(|_| Ok(None));
+
+        let refused = Payment {
+            reservations,
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn confirmed_reservation_is_not_held_and_not_paid_twice() {
+        let refused = Payment {
+            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
+    }
+
+    #[tokio::test]
+    async fn waiting_token_is_not_active_and_reads_nothing() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_find().never();
+
+        let refused = Payment {
+            serving: 13,
+            queue,
+            reservations,
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::Unauthorized(
+                AuthorizeError::QueueNotActive
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn expired_token_without_a_stored_answer_is_refused() {
+        let mut ended = active_ticket(14, Duration::seconds(1));
+        ended.end();
+
+        let refused = Payment {
+            queue: queue_holding(ended),
+            payments: payments_never(),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::Unauthorized(
+                AuthorizeError::TokenExpired
+            ))
+        ));
+    }
+
+    /// Fakes that share state as the database would: the payment stores its answer under the key
+    /// and ends the ticket in the same step. The queue, the reservation and the wallet may each
+    /// be read once only, and the payment written once.
+    fn paying_once() -> Payment {
+        let ticket = Arc::new(Mutex::new(active_ticket(14, Duration::seconds(1))));
+        let stored: Arc<Mutex<Option<StoredAnswer>>> = Arc::default();
+
+        let mut queue = MockQueueRepository::new();
+        let current = Arc::clone(&ticket);
+        queue
+            .expect_find()
+            .with(eq(ticket_no(14)))
+            .times(1)
+            .returning(move |_| Ok(Some(current.lock().expect("lock").clone())));
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_find()
+            .times(1)
+            .returning(|_| Ok(Some(held_reservation())));
+        let mut wallets = MockWalletRepository::new();
+        wallets
+            .expect_balance()
+            .times(1)
+            .returning(|_| Ok(balance(200_000)));
+        let mut payments = MockPaymentRepository::new();
+        let (ended, answers) = (Arc::clone(&ticket), Arc::clone(&stored));
+        payments.expect_pay().times(1).returning(move |request| {
+            let record = request.idempotency.as_ref().expect("a key");
+            *answers.lock().expect("lock") = Some(StoredAnswer {
+                request_hash: record.request_hash.clone(),
+                answer: IdempotentAnswer::Payment(receipt()),
+            });
+            ended.lock().expect("lock").end();
+            Ok(PaymentOutcome::Paid(receipt()))
+        });
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_find()
+            .returning(move |_, _, _| Ok(stored.lock().expect("lock").clone()));
+
+        Payment {
+            serving: 20,
+            queue,
+            reservations,
+            wallets,
+            payments,
+            store,
+            admission: admission_requested(1),
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_with_the_key_and_the_now_expired_token_returns_the_first_receipt() {
+        let use_case = paying_once().build().await;
+
+        let first = use_case.execute(command(Some(key()))).await.expect("paid");
+        let retry = use_case
+            .execute(command(Some(key())))
+            .await
+            .expect("replayed without authorizing");
+
+        assert_eq!(retry, first);
+    }
+
+    #[tokio::test]
+    async fn same_key_for_another_reservation_is_refused() {
+        let use_case = paying_once().build().await;
+        use_case.execute(command(Some(key()))).await.expect("paid");
+
+        let refused = use_case
+            .execute(PayReservationCommand {
+                reservation: ReservationId::new(42).expect("id"),
+                ..command(Some(key()))
+            })
+            .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::IdempotencyKeyReused)
+        ));
+    }
+
+    #[tokio::test]
+    async fn payment_that_finds_the_reservation_no_longer_held_is_not_held() {
+        let refused = Payment {
+            payments: payments_answering(PaymentOutcome::ReservationNotHeld),
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
+    }
+
+    #[tokio::test]
+    async fn payment_that_finds_the_hold_lapsed_is_expired() {
+        let refused = Payment {
+            payments: payments_answering(PaymentOutcome::HoldLapsed),
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::Expired(_))));
+    }
+
+    #[tokio::test]
+    async fn payment_that_finds_the_balance_spent_reports_the_balance_read_again() {
+        let mut wallets = MockWalletRepository::new();
+        let mut reads = vec![200_000, 90_000].into_iter();
+        wallets
+            .expect_balance()
+            .times(2)
+            .returning(move |_| Ok(balance(reads.next().expect("two reads"))));
+
+        let refused = Payment {
+            wallets,
+            payments: payments_answering(PaymentOutcome::InsufficientBalance),
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::InsufficientBalance { balance: 90_000, price })
+                if price == PRICE
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_with_a_payment_still_in_flight_is_in_use() {
+        let refused = Payment {
+            payments: payments_answering(PaymentOutcome::KeyAlreadyUsed),
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::IdempotencyKeyInUse)
+        ));
+    }
+
+    #[tokio::test]
+    async fn key_committed_first_by_a_racing_payment_returns_that_payments_receipt() {
+        let stored: Arc<Mutex<Option<StoredAnswer>>> = Arc::default();
+        let racing = Arc::clone(&stored);
+        let mut payments = MockPaymentRepository::new();
+        payments.expect_pay().times(1).returning(move |request| {
+            // The twin request committed between our replay check and our write.
+            let record = request.idempotency.as_ref().expect("a key");
+            *racing.lock().expect("lock") = Some(StoredAnswer {
+                request_hash: record.request_hash.clone(),
+                answer: IdempotentAnswer::Payment(receipt()),
+            });
+            Ok(PaymentOutcome::KeyAlreadyUsed)
+        });
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_find()
+            .times(2)
+            .returning(move |_, _, _| Ok(stored.lock().expect("lock").clone()));
+
+        let answer = Payment {
+            payments,
+            store,
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await
+        .expect("the twin's receipt");
+
+        assert_eq!(answer, receipt());
+    }
+}

@@ -41,3 +41,38 @@ impl ReadGauges {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::MockReservationRepository;
+    use crate::test_support::{NOW, clock, view_serving};
+
+    #[tokio::test]
+    async fn gauges_read_the_line_from_the_view_and_live_holds_at_now() {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_count_live_holds()
+            .with(eq(NOW))
+            .times(1)
+            .returning(|_| Ok(7));
+        let view = view_serving(10).await;
+        let line = view.snapshot();
+
+        let gauges = ReadGauges::new(view, Arc::new(reservations), clock())
+            .execute()
+            .await
+            .expect("gauges");
+
+        assert_eq!(
+            gauges,
+            DeploymentGauges {
+                waiting_tokens: line.waiting,
+                active_tokens: line.active,
+                live_holds: 7,
+            }
+        );
+    }
+}

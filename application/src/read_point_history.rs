@@ -76,3 +76,98 @@ impl ReadPointHistory {
             .await?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::Balance;
+    use concert_domain::wallet::LedgerKind;
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::MockWalletRepository;
+    use crate::test_support::{NOW, user};
+
+    fn query(limit: Option<i64>, before: Option<i64>) -> HistoryQuery {
+        HistoryQuery {
+            user: user(),
+            limit,
+            before,
+        }
+    }
+
+    fn never_read() -> MockWalletRepository {
+        let mut wallets = MockWalletRepository::new();
+        wallets.expect_history().never();
+        wallets
+    }
+
+    fn reading(limit: u32, before: Option<LedgerEntryId>) -> MockWalletRepository {
+        let mut wallets = MockWalletRepository::new();
+        wallets
+            .expect_history()
+            .with(eq(user()), eq(limit), eq(before))
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(vec![LedgerEntry {
+                    id: LedgerEntryId::new(16).expect("id"),
+                    kind: LedgerKind::Charge,
+                    amount: 50_000,
+                    balance_after: Balance::new(50_000).expect("balance"),
+                    at: NOW,
+                }])
+            });
+        wallets
+    }
+
+    async fn history(
+        wallets: MockWalletRepository,
+        query: HistoryQuery,
+    ) -> Result<Vec<LedgerEntry>, ReadPointHistoryError> {
+        ReadPointHistory::new(Arc::new(wallets))
+            .execute(query)
+            .await
+    }
+
+    #[tokio::test]
+    async fn limit_out_of_range_is_an_invalid_query_and_nothing_is_read() {
+        for limit in [0, -1, 101] {
+            let refused = history(never_read(), query(Some(limit), None)).await;
+
+            assert!(
+                matches!(
+                    refused,
+                    Err(ReadPointHistoryError::InvalidQuery(ref error)) if error.field == "limit"
+                ),
+                "limit {limit}: {refused:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn before_that_is_not_an_entry_id_is_an_invalid_query() {
+        let refused = history(never_read(), query(None, Some(0))).await;
+
+        assert!(matches!(
+            refused,
+            Err(ReadPointHistoryError::InvalidQuery(error)) if error.field == "before"
+        ));
+    }
+
+    #[tokio::test]
+    async fn history_defaults_to_fifty_entries_from_the_newest() {
+        let entries = history(reading(50, None), query(None, None))
+            .await
+            .expect("history");
+
+        assert_eq!(entries.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn limit_and_before_are_passed_through_for_the_next_page() {
+        let before = LedgerEntryId::new(17).expect("id");
+
+        history(reading(100, Some(before)), query(Some(100), Some(17)))
+            .await
+            .expect("history");
+    }
+}

@@ -28,3 +28,29 @@ impl SweepLapsedHolds {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::ports::MockReservationRepository;
+    use crate::test_support::{NOW, clock};
+
+    #[tokio::test]
+    async fn one_sweep_marks_lapsed_holds_at_now_in_one_batch() {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_expire_lapsed()
+            .with(eq(NOW), eq(SWEEP_BATCH))
+            .times(1)
+            .returning(|_, _| Ok(3));
+
+        let marked = SweepLapsedHolds::new(Arc::new(reservations), clock())
+            .run_once()
+            .await
+            .expect("swept");
+
+        assert_eq!(marked, 3);
+    }
+}
