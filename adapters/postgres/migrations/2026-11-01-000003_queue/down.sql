@@ -1,0 +1,2 @@
+DROP TABLE queue_state;
+DROP TABLE queue_tickets;

@@ -1,0 +1,47 @@
+//! The PostgreSQL adapter: a diesel-async connection pool, the embedded schema and the
+//! implementation of every repository port of `concert-application`.
+//!
+//! Start-up, as `bootstrap` does it:
+//!
+//! ```no_run
+//! # async fn start() -> Result<(), Box<dyn std::error::Error>> {
+//! use concert_postgres::{PgCatalogRepository, PgConfig, build_pool, prepare_database};
+//!
+//! let config = PgConfig::new("postgres://postgres@127.0.0.1:5432/concert");
+//! prepare_database(&config.url).await?; // create if missing, migrate under an advisory lock
+//! let pool = build_pool(&config)?;
+//! let catalog = PgCatalogRepository::new(pool.clone());
+//! # let _ = catalog; Ok(()) }
+//! ```
+//!
+//! Every repository method is one statement or one transaction; a race it guards against comes
+//! back as the port's outcome variant, and infrastructure failures as `RepositoryError`
+//! (`Unavailable` for the transient ones). docs/DATABASE.md describes the schema and the locking.
+
+mod catalog;
+mod config;
+mod error;
+mod idempotency;
+mod locks;
+mod payment;
+mod pool;
+mod queue;
+mod readiness;
+mod reservation;
+pub mod schema;
+mod startup;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod wallet;
+
+pub use catalog::PgCatalogRepository;
+pub use config::PgConfig;
+pub use error::StartupError;
+pub use idempotency::{IDEMPOTENCY_WAIT, PgIdempotencyStore};
+pub use payment::PgPaymentRepository;
+pub use pool::{PgPool, PooledConnection, build_pool};
+pub use queue::PgQueueRepository;
+pub use readiness::PgReadinessProbe;
+pub use reservation::PgReservationRepository;
+pub use startup::{MIGRATIONS, migrate, prepare_database};
+pub use wallet::PgWalletRepository;

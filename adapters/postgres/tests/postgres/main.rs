@@ -1,0 +1,14 @@
+//! Integration tests of the PostgreSQL adapter against a real server: every test gets a fresh
+//! database cloned from the migrated template (`TestDatabase`). Races run many tokio tasks, each
+//! on its own pooled connection, released together by a barrier, and assert exact counts.
+
+mod support;
+
+mod catalog;
+mod idempotency;
+mod payments;
+mod queue;
+mod races;
+mod reservations;
+mod startup;
+mod wallet;
