@@ -1,0 +1,137 @@
+//! The HTTP adapter of the concert booking service: the axum route table of API.md, problem+json
+//! errors, request ids, metrics, OpenAPI 3.1 at `/openapi.json` and Swagger UI at `/docs`.
+//!
+//! Handlers hold no business rule: each parses its input into domain values, calls one use case
+//! and maps the answer (or the use case's error, through [`problem::Problem`]).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use concert_application::authorize_request::AuthorizeRequest;
+use concert_application::cancel_reservation::CancelReservation;
+use concert_application::charge_points::ChargePoints;
+use concert_application::create_concert::CreateConcert;
+use concert_application::hold_seat::HoldSeat;
+use concert_application::issue_queue_token::IssueQueueToken;
+use concert_application::list_available_dates::ListAvailableDates;
+use concert_application::list_available_seats::ListAvailableSeats;
+use concert_application::list_concerts::ListConcerts;
+use concert_application::pay_reservation::PayReservation;
+use concert_application::ports::ReadinessProbe;
+use concert_application::read_balance::ReadBalance;
+use concert_application::read_point_history::ReadPointHistory;
+use concert_application::read_queue_status::ReadQueueStatus;
+use concert_application::read_reservation::ReadReservation;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+pub mod extract;
+pub mod format;
+pub mod middleware;
+pub mod openapi;
+pub mod problem;
+pub mod routes;
+
+#[cfg(test)]
+mod tests;
+
+/// The largest request body accepted: 64 KiB (`413 PAYLOAD_TOO_LARGE` beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Where the OpenAPI document and the interactive API page are served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
+
+/// Every use case the HTTP API calls, built by the bootstrap crate.
+#[derive(Clone)]
+pub struct UseCases {
+    pub issue_queue_token: Arc<IssueQueueToken>,
+    pub read_queue_status: Arc<ReadQueueStatus>,
+    pub authorize: Arc<AuthorizeRequest>,
+    pub list_concerts: Arc<ListConcerts>,
+    pub list_available_dates: Arc<ListAvailableDates>,
+    pub list_available_seats: Arc<ListAvailableSeats>,
+    pub hold_seat: Arc<HoldSeat>,
+    pub read_reservation: Arc<ReadReservation>,
+    pub cancel_reservation: Arc<CancelReservation>,
+    pub charge_points: Arc<ChargePoints>,
+    pub read_balance: Arc<ReadBalance>,
+    pub read_point_history: Arc<ReadPointHistory>,
+    pub pay_reservation: Arc<PayReservation>,
+    pub create_concert: Arc<CreateConcert>,
+    pub readiness: Arc<dyn ReadinessProbe>,
+    /// The Prometheus text of the recorder that the bootstrap crate installed.
+    pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub use_cases: Arc<UseCases>,
+    /// The OpenAPI document, serialised once.
+    openapi_json: Bytes,
+}
+
+/// The documented route table: every endpoint of API.md, registered together with its OpenAPI
+/// operation so the two cannot drift apart.
+fn api_routes() -> OpenApiRouter<AppState> {
+    use routes::{admin, catalog, operations, payments, points, queue, reservations};
+
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(queue::issue_queue_token))
+        .routes(routes!(queue::read_queue_status))
+        .routes(routes!(catalog::list_concerts))
+        .routes(routes!(catalog::list_available_dates))
+        .routes(routes!(catalog::list_available_seats))
+        .routes(routes!(reservations::hold_seat))
+        .routes(routes!(
+            reservations::read_reservation,
+            reservations::cancel_reservation
+        ))
+        .routes(routes!(points::charge_points))
+        .routes(routes!(points::read_balance))
+        .routes(routes!(points::read_point_history))
+        .routes(routes!(payments::pay_reservation))
+        .routes(routes!(admin::create_concert))
+        .routes(routes!(operations::live))
+        .routes(routes!(operations::ready))
+        .routes(routes!(operations::metrics))
+        .routes(routes!(operations::openapi_json))
+}
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The complete application, middleware included, ready to serve.
+pub fn router(use_cases: UseCases) -> Router {
+    let (api, openapi) = api_routes().split_for_parts();
+    let openapi_json = openapi.to_json().map(Bytes::from).unwrap_or_else(|error| {
+        tracing::error!(%error, "the OpenAPI document could not be serialised");
+        Bytes::from_static(b"{}")
+    });
+    let state = AppState {
+        use_cases: Arc::new(use_cases),
+        openapi_json,
+    };
+    let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH)
+        .config(Config::from(OPENAPI_PATH))
+        .into();
+    api.merge(docs)
+        .fallback(middleware::not_found)
+        .method_not_allowed_fallback(middleware::method_not_allowed)
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(CatchPanicLayer::custom(middleware::panic_response))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .with_state(state)
+}

@@ -1,0 +1,115 @@
+//! Section 6 of API.md: administration (`Authorization: Bearer <ADMIN_API_KEY>`).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use concert_application::create_concert::{
+    CreateConcertCommand, CreateConcertError, NewDateCommand,
+};
+use serde::{Deserialize, Serialize};
+use time::Date;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{AdminBearer, ValidJson};
+use crate::format::calendar_date;
+use crate::problem::{Problem, ProblemBody, admin_key_invalid};
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NewConcertDateRequest {
+    /// Today (UTC) or later; each date at most once.
+    #[serde(with = "calendar_date")]
+    #[schema(value_type = String, format = Date, example = "2026-12-24")]
+    pub date: Date,
+    /// The price of every seat of the date, 0 to `MAX_CHARGE_AMOUNT`.
+    #[schema(minimum = 0, example = 120_000)]
+    pub price: i64,
+    /// 1 to 1000; 50 when absent.
+    #[schema(minimum = 1, maximum = 1000, example = 50)]
+    pub seat_count: Option<i64>,
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConcertRequest {
+    /// 1 to 200 characters, not blank.
+    #[schema(example = "Winter Gala")]
+    pub title: String,
+    /// At least one date.
+    #[schema(min_items = 1)]
+    pub dates: Vec<NewConcertDateRequest>,
+}
+
+impl From<CreateConcertRequest> for CreateConcertCommand {
+    fn from(request: CreateConcertRequest) -> Self {
+        Self {
+            title: request.title,
+            dates: request
+                .dates
+                .into_iter()
+                .map(|entry| NewDateCommand {
+                    date: entry.date,
+                    price: entry.price,
+                    seat_count: entry.seat_count,
+                })
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConcertCreatedResponse {
+    #[schema(minimum = 1, example = 3)]
+    pub concert_id: i64,
+}
+
+/// Adds a concert with its dates, prices and seat counts.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/concerts",
+    tag = "admin",
+    security(("adminKey" = [])),
+    request_body = CreateConcertRequest,
+    responses(
+        (status = 201, description = "The concert was created", body = ConcertCreatedResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_concert(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+    body: Result<ValidJson<CreateConcertRequest>, Problem>,
+) -> Result<(StatusCode, Json<ConcertCreatedResponse>), Problem> {
+    let create = &state.use_cases.create_concert;
+    let ValidJson(request) = match body {
+        Ok(body) => body,
+        Err(problem) => {
+            // The key is checked before the body is: a caller without the right key learns
+            // nothing about what the endpoint accepts. The use case checks the key before it
+            // looks at the command, so an empty command only asks whether the key is right.
+            let probe = CreateConcertCommand {
+                title: String::new(),
+                dates: Vec::new(),
+            };
+            if let Err(CreateConcertError::AdminKeyInvalid) =
+                create.execute(Some(&key), probe).await
+            {
+                return Err(admin_key_invalid());
+            }
+            return Err(problem);
+        }
+    };
+    let concert = create.execute(Some(&key), request.into()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ConcertCreatedResponse {
+            concert_id: concert.get(),
+        }),
+    ))
+}

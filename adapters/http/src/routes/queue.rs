@@ -1,0 +1,157 @@
+//! Section 1 of API.md: the waiting queue.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use concert_application::issue_queue_token::IssuedToken;
+use concert_application::read_queue_status::QueueStatusView;
+use concert_domain::{TicketStatus, UserId};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use utoipa::ToSchema;
+
+use crate::AppState;
+use crate::extract::{QueueToken, ValidJson};
+use crate::format::utc;
+use crate::problem::{Problem, ProblemBody};
+
+/// Where a queue token stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum QueueStatus {
+    /// In line; `position` is 1 for the first in line.
+    Waiting,
+    /// May use the protected endpoints until `activeUntil`.
+    Active,
+    /// Ended: paid, timed out or idle. Ask for a new token.
+    Expired,
+}
+
+impl From<TicketStatus> for QueueStatus {
+    fn from(status: TicketStatus) -> Self {
+        match status {
+            TicketStatus::Waiting => Self::Waiting,
+            TicketStatus::Active => Self::Active,
+            TicketStatus::Expired => Self::Expired,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssueTokenRequest {
+    /// The user, as a UUID of the outside identity system.
+    #[schema(format = Uuid, example = "3f1c9a52-4c1e-4d8e-9b1a-2f6c1d3e4a5b")]
+    pub user_id: String,
+}
+
+/// A token's place in line. `position` and `estimatedWaitSeconds` are set only while
+/// `WAITING`; `activeUntil` only while `ACTIVE`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueStatusResponse {
+    pub status: QueueStatus,
+    #[schema(minimum = 1, example = 598)]
+    pub position: Option<u64>,
+    #[schema(example = 240)]
+    pub estimated_wait_seconds: Option<u64>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub active_until: Option<OffsetDateTime>,
+}
+
+impl From<QueueStatusView> for QueueStatusResponse {
+    fn from(view: QueueStatusView) -> Self {
+        Self {
+            status: view.status.into(),
+            position: view.position,
+            estimated_wait_seconds: view.estimated_wait_seconds,
+            active_until: view.active_until.map(utc),
+        }
+    }
+}
+
+/// A queue token with its place in line.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenResponse {
+    /// Send it as `Authorization: Bearer <token>`.
+    pub token: String,
+    #[serde(flatten)]
+    pub queue: QueueStatusResponse,
+}
+
+impl From<IssuedToken> for TokenResponse {
+    fn from(issued: IssuedToken) -> Self {
+        Self {
+            token: issued.token,
+            queue: issued.status.into(),
+        }
+    }
+}
+
+/// Joins the line, or returns the user's live token.
+///
+/// `201` for a new token; `200` with the same token when the user already holds a live one, so
+/// asking again never creates a second place in line.
+#[utoipa::path(
+    post,
+    path = "/v1/queue/tokens",
+    tag = "queue",
+    request_body = IssueTokenRequest,
+    responses(
+        (status = 201, description = "A new token at the end of the line", body = TokenResponse),
+        (status = 200, description = "The user's live token, unchanged", body = TokenResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn issue_queue_token(
+    State(state): State<AppState>,
+    ValidJson(body): ValidJson<IssueTokenRequest>,
+) -> Result<Response, Problem> {
+    let user = UserId::parse(&body.user_id)?;
+    let issued = state.use_cases.issue_queue_token.execute(user).await?;
+    let status = if issued.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(TokenResponse::from(issued))).into_response())
+}
+
+/// The status of the caller's token, including an expired one.
+///
+/// A `WAITING` answer carries `Retry-After`: when to poll next.
+#[utoipa::path(
+    get,
+    path = "/v1/queue/status",
+    tag = "queue",
+    security(("queueToken" = [])),
+    responses(
+        (status = 200, description = "The token's status", body = QueueStatusResponse,
+            headers(("Retry-After" = u32, description = "While WAITING: seconds until the next poll (1 to 30)"))),
+        (status = 401, description = "TOKEN_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read_queue_status(
+    State(state): State<AppState>,
+    QueueToken(token): QueueToken,
+) -> Result<Response, Problem> {
+    let view = state.use_cases.read_queue_status.execute(&token).await?;
+    let retry_after = match view.status {
+        TicketStatus::Waiting => view.retry_after_seconds,
+        TicketStatus::Active | TicketStatus::Expired => None,
+    };
+    let mut response = Json(QueueStatusResponse::from(view)).into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    Ok(response)
+}

@@ -1,0 +1,639 @@
+//! Tests of the HTTP adapter: the real router over real use cases, whose ports are mockall fakes
+//! that answer plausibly for any input (a few magic values select the refusals).
+
+mod api;
+mod fuzz;
+mod openapi;
+mod problems;
+mod rejections;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use concert_application::authorize_request::AuthorizeRequest;
+use concert_application::cancel_reservation::CancelReservation;
+use concert_application::charge_points::ChargePoints;
+use concert_application::create_concert::{AdminKey, CreateConcert};
+use concert_application::hold_seat::{HoldSeat, HoldSettings};
+use concert_application::issue_queue_token::IssueQueueToken;
+use concert_application::list_available_dates::ListAvailableDates;
+use concert_application::list_available_seats::ListAvailableSeats;
+use concert_application::list_concerts::ListConcerts;
+use concert_application::pay_reservation::{PayReservation, PayReservationPorts};
+use concert_application::ports::{
+    AdmissionReport, AvailableSeat, CancelOutcome, ChargeOutcome, DateAvailability, DateLookup,
+    HoldOutcome, IdempotentAnswer, InvalidToken, IssuedTicket, MockAdmissionTrigger,
+    MockCatalogRepository, MockClock, MockIdempotencyStore, MockPaymentRepository,
+    MockQueueRepository, MockReadinessProbe, MockReservationRepository, MockTokenSigner,
+    MockWalletRepository, PaymentOutcome, PaymentReceipt, QueueSnapshot, RepositoryError,
+    StoredAnswer, TokenClaims,
+};
+use concert_application::queue_view::QueueView;
+use concert_application::read_balance::ReadBalance;
+use concert_application::read_point_history::ReadPointHistory;
+use concert_application::read_queue_status::ReadQueueStatus;
+use concert_application::read_reservation::ReadReservation;
+use concert_domain::queue::ServingCounter;
+use concert_domain::{
+    Balance, Concert, ConcertDate, ConcertId, ConcertTitle, IdempotencyScope, LedgerEntry,
+    LedgerEntryId, LedgerKind, PaymentId, Price, QueuePolicy, QueueTicket, Reservation,
+    ReservationId, ReservationStatus, SeatCount, SeatNo, TicketNo, TicketStatus, UserId,
+    WalletLimits,
+};
+use serde_json::Value;
+use time::macros::{date, datetime};
+use time::{Date, Duration, OffsetDateTime};
+use tower::ServiceExt;
+use uuid::Uuid;
+
+use crate::problem::PROBLEM_JSON;
+use crate::{UseCases, router};
+
+pub const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+/// The date every concert of the fake catalog plays.
+pub const DATE: Date = date!(2026 - 12 - 24);
+/// A date the fake catalog has, but that is already past.
+pub const PAST_DATE: Date = date!(2026 - 01 - 10);
+pub const ADMIN_KEY: &str = "admin-secret";
+/// A user who already holds a live queue token.
+pub const USER_A: Uuid = Uuid::from_u128(0xA);
+pub const USER_B: Uuid = Uuid::from_u128(0xB);
+/// Reading this user's balance panics inside the wallet repository.
+pub const USER_PANIC: Uuid = Uuid::from_u128(0xDEAD);
+
+/// Tokens the fake signer knows.
+pub const TOKEN_ACTIVE: &str = "tok-active";
+pub const TOKEN_ACTIVE_B: &str = "tok-active-b";
+pub const TOKEN_EXPIRED: &str = "tok-expired";
+pub const TOKEN_WAITING: &str = "tok-waiting";
+pub const TOKEN_WAITING_FAR: &str = "tok-waiting-far";
+/// Validly signed, but its ticket is unknown to the queue.
+pub const TOKEN_UNKNOWN: &str = "tok-unknown";
+
+/// Reservations of the fake repository.
+pub const HELD_A: i64 = 41;
+pub const HELD_B: i64 = 42;
+pub const CONFIRMED_A: i64 = 43;
+pub const LAPSED_A: i64 = 44;
+pub const EXPENSIVE_A: i64 = 45;
+
+/// Seats the fake repository refuses.
+pub const SEAT_TAKEN: i64 = 7;
+pub const SEAT_OVER_LIMIT: i64 = 8;
+
+/// The balance of every wallet, and the largest allowed in the fixture.
+pub const BALANCE: i64 = 500_000;
+pub const MAX_BALANCE: i64 = 5_000_000;
+pub const MAX_CHARGE: i64 = 10_000_000;
+
+/// Idempotency keys the fake store knows.
+pub const KEY_REPLAYED: &str = "replayed";
+pub const KEY_REUSED: &str = "reused";
+pub const KEY_IN_FLIGHT: &str = "inflight";
+
+const SERVING: i64 = 10;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    Unavailable,
+    Unexpected,
+}
+
+impl Failure {
+    fn error(self) -> RepositoryError {
+        let cause: Box<dyn std::error::Error + Send + Sync> =
+            Box::new(std::io::Error::other("connection reset by peer"));
+        match self {
+            Self::Unavailable => RepositoryError::Unavailable(cause),
+            Self::Unexpected => RepositoryError::Unexpected(cause),
+        }
+    }
+}
+
+/// What the fakes should do besides answering plausibly.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scenario {
+    /// `list_concerts` fails with this.
+    pub catalog_failure: Option<Failure>,
+    /// The readiness probe fails.
+    pub not_ready: bool,
+}
+
+fn user(uuid: Uuid) -> UserId {
+    UserId::from_uuid(uuid)
+}
+
+fn ticket_no(n: i64) -> TicketNo {
+    TicketNo::new(n).expect("ticket")
+}
+
+fn claims(ticket: i64, owner: Uuid) -> TokenClaims {
+    TokenClaims {
+        user: user(owner),
+        ticket: ticket_no(ticket),
+        issued_at: NOW - Duration::minutes(1),
+    }
+}
+
+fn signer() -> MockTokenSigner {
+    let mut signer = MockTokenSigner::new();
+    signer
+        .expect_sign()
+        .returning(|claims| format!("signed-{}", claims.ticket.get()));
+    signer.expect_verify().returning(|token| match token {
+        TOKEN_ACTIVE => Ok(claims(1, USER_A)),
+        TOKEN_EXPIRED => Ok(claims(2, USER_A)),
+        TOKEN_ACTIVE_B => Ok(claims(4, USER_B)),
+        TOKEN_UNKNOWN => Ok(claims(5, USER_A)),
+        TOKEN_WAITING => Ok(claims(100, USER_A)),
+        TOKEN_WAITING_FAR => Ok(claims(SERVING + 1000, USER_A)),
+        other => other
+            .strip_prefix("signed-")
+            .and_then(|n| n.parse::<i64>().ok())
+            .filter(|n| *n > 0)
+            .map(|n| claims(n, USER_A))
+            .ok_or(InvalidToken),
+    });
+    signer
+}
+
+fn ticket(n: i64, owner: Uuid, status: TicketStatus) -> QueueTicket {
+    let mut ticket = QueueTicket::waiting(ticket_no(n), user(owner), NOW - Duration::minutes(1));
+    match status {
+        TicketStatus::Waiting => {}
+        TicketStatus::Active => {
+            ticket
+                .admit(NOW, &QueuePolicy::default())
+                .expect("admitted");
+        }
+        TicketStatus::Expired => {
+            ticket
+                .admit(NOW - Duration::minutes(30), &QueuePolicy::default())
+                .expect("admitted");
+            ticket.end();
+        }
+    }
+    ticket
+}
+
+fn queue() -> MockQueueRepository {
+    let mut queue = MockQueueRepository::new();
+    queue.expect_issue().returning(|who, _| {
+        Ok(if who.get() == USER_A {
+            IssuedTicket {
+                ticket: ticket(100, USER_A, TicketStatus::Waiting),
+                created: false,
+            }
+        } else {
+            IssuedTicket {
+                ticket: ticket(101, who.get(), TicketStatus::Waiting),
+                created: true,
+            }
+        })
+    });
+    queue.expect_find().returning(|n| {
+        Ok(match n.get() {
+            1 => Some(ticket(1, USER_A, TicketStatus::Active)),
+            2 => Some(ticket(2, USER_A, TicketStatus::Expired)),
+            4 => Some(ticket(4, USER_B, TicketStatus::Active)),
+            5 => None,
+            n if n > SERVING => Some(ticket(n, USER_A, TicketStatus::Waiting)),
+            n => Some(ticket(n, USER_A, TicketStatus::Active)),
+        })
+    });
+    queue.expect_record_activity().returning(|_, _| Ok(()));
+    queue
+        .expect_admit()
+        .returning(|_, _| Ok(AdmissionReport::default()));
+    queue.expect_snapshot().returning(|| {
+        Ok(QueueSnapshot {
+            serving: ServingCounter::new(SERVING),
+            admitted_total: 10,
+            waiting: 5,
+            active: 2,
+        })
+    });
+    queue
+}
+
+fn concert_date(concert: ConcertId, on: Date) -> ConcertDate {
+    ConcertDate {
+        concert_id: concert,
+        date: on,
+        price: Price::from_stored(120_000),
+        seats: SeatCount::DEFAULT,
+    }
+}
+
+fn catalog(scenario: Scenario) -> MockCatalogRepository {
+    let mut catalog = MockCatalogRepository::new();
+    catalog
+        .expect_create_concert()
+        .returning(|_| Ok(ConcertId::new(3).expect("id")));
+    catalog.expect_has_concerts().returning(|| Ok(true));
+    catalog.expect_list_concerts().returning(move |_| {
+        if let Some(failure) = scenario.catalog_failure {
+            return Err(failure.error());
+        }
+        Ok(vec![Concert {
+            id: ConcertId::new(1).expect("id"),
+            title: ConcertTitle::parse("Winter Gala").expect("title"),
+        }])
+    });
+    catalog.expect_available_dates().returning(|concert, _, _| {
+        Ok((concert.get() == 1).then(|| {
+            vec![DateAvailability {
+                date: DATE,
+                available_seats: 37,
+            }]
+        }))
+    });
+    catalog.expect_find_date().returning(|concert, on| {
+        Ok(if concert.get() != 1 {
+            DateLookup::ConcertNotFound
+        } else if on == DATE || on == PAST_DATE {
+            DateLookup::Found(concert_date(concert, on))
+        } else {
+            DateLookup::DateNotFound
+        })
+    });
+    catalog.expect_available_seats().returning(|_, _, _| {
+        Ok((1..=3)
+            .map(|n| AvailableSeat {
+                seat_no: SeatNo::parse(n, SeatCount::DEFAULT).expect("seat"),
+                price: Price::from_stored(120_000),
+            })
+            .collect())
+    });
+    catalog
+}
+
+fn reservation(id: i64, owner: Uuid, status: ReservationStatus) -> Reservation {
+    Reservation {
+        id: ReservationId::new(id).expect("id"),
+        user: user(owner),
+        concert_id: ConcertId::new(1).expect("id"),
+        date: DATE,
+        seat_no: SeatNo::parse(3, SeatCount::DEFAULT).expect("seat"),
+        price: Price::from_stored(120_000),
+        status,
+        expires_at: NOW + Duration::minutes(5),
+    }
+}
+
+fn stored_reservation(id: i64) -> Option<Reservation> {
+    match id {
+        HELD_A => Some(reservation(id, USER_A, ReservationStatus::Held)),
+        HELD_B => Some(reservation(id, USER_B, ReservationStatus::Held)),
+        CONFIRMED_A => Some(reservation(id, USER_A, ReservationStatus::Confirmed)),
+        LAPSED_A => Some(Reservation {
+            expires_at: NOW - Duration::minutes(1),
+            ..reservation(id, USER_A, ReservationStatus::Held)
+        }),
+        EXPENSIVE_A => Some(Reservation {
+            price: Price::from_stored(BALANCE + 1),
+            ..reservation(id, USER_A, ReservationStatus::Held)
+        }),
+        _ => None,
+    }
+}
+
+fn reservations() -> MockReservationRepository {
+    let mut reservations = MockReservationRepository::new();
+    reservations.expect_hold().returning(|request| {
+        Ok(match i64::from(request.seat_no.get()) {
+            SEAT_TAKEN => HoldOutcome::SeatUnavailable,
+            SEAT_OVER_LIMIT => HoldOutcome::HoldLimitReached,
+            _ => HoldOutcome::Held(Reservation {
+                id: ReservationId::new(HELD_A).expect("id"),
+                user: request.user,
+                concert_id: request.concert,
+                date: request.date,
+                seat_no: request.seat_no,
+                price: request.price,
+                status: ReservationStatus::Held,
+                expires_at: request.until,
+            }),
+        })
+    });
+    reservations
+        .expect_find()
+        .returning(|id| Ok(stored_reservation(id.get())));
+    reservations.expect_cancel().returning(|id, _, _| {
+        Ok(if id.get() == HELD_A {
+            CancelOutcome::Cancelled(reservation(HELD_A, USER_A, ReservationStatus::Cancelled))
+        } else {
+            CancelOutcome::NotHeld
+        })
+    });
+    reservations.expect_expire_lapsed().returning(|_, _| Ok(0));
+    reservations.expect_count_live_holds().returning(|_| Ok(0));
+    reservations
+}
+
+fn wallets() -> MockWalletRepository {
+    let mut wallets = MockWalletRepository::new();
+    wallets.expect_balance().returning(|who| {
+        assert_ne!(
+            who.get(),
+            USER_PANIC,
+            "the fake wallet panics for this user"
+        );
+        Ok(Balance::new(BALANCE).expect("balance"))
+    });
+    wallets.expect_charge().returning(|request| {
+        let in_flight = request
+            .idempotency
+            .as_ref()
+            .is_some_and(|record| record.key.as_str() == KEY_IN_FLIGHT);
+        Ok(if in_flight {
+            ChargeOutcome::KeyAlreadyUsed
+        } else {
+            ChargeOutcome::Charged(Balance::new(BALANCE + request.amount.get()).expect("balance"))
+        })
+    });
+    wallets.expect_history().returning(|_, limit, before| {
+        let newest = before.map_or(3, |id| id.get() - 1);
+        Ok((1..=newest)
+            .rev()
+            .take(limit as usize)
+            .map(|n| LedgerEntry {
+                id: LedgerEntryId::new(n).expect("id"),
+                kind: LedgerKind::Charge,
+                amount: 1000,
+                balance_after: Balance::new(n.saturating_mul(1000)).expect("balance"),
+                at: NOW - Duration::hours(4 - n.min(3)),
+            })
+            .collect())
+    });
+    wallets
+}
+
+fn receipt(reservation: ReservationId, amount: Price) -> PaymentReceipt {
+    PaymentReceipt {
+        payment_id: PaymentId::new(9).expect("id"),
+        reservation_id: reservation,
+        amount,
+        balance: Balance::new(BALANCE - amount.get()).expect("balance"),
+        paid_at: NOW,
+    }
+}
+
+fn payments() -> MockPaymentRepository {
+    let mut payments = MockPaymentRepository::new();
+    payments.expect_pay().returning(|request| {
+        Ok(PaymentOutcome::Paid(receipt(
+            request.reservation,
+            request.amount,
+        )))
+    });
+    payments
+}
+
+fn idempotency() -> MockIdempotencyStore {
+    let mut store = MockIdempotencyStore::new();
+    store.expect_find().returning(|_, scope, key| {
+        let answer = match scope {
+            IdempotencyScope::Charge => IdempotentAnswer::Charge {
+                balance: Balance::new(777).expect("balance"),
+            },
+            IdempotencyScope::Payment => IdempotentAnswer::Payment(receipt(
+                ReservationId::new(HELD_A).expect("id"),
+                Price::from_stored(120_000),
+            )),
+        };
+        let request_hash = match (key.as_str(), scope) {
+            (KEY_REPLAYED, IdempotencyScope::Charge) => "amount=500",
+            (KEY_REPLAYED, IdempotencyScope::Payment) => "reservationId=41",
+            (KEY_REUSED, _) => "another request",
+            _ => return Ok(None),
+        };
+        Ok(Some(StoredAnswer {
+            request_hash: request_hash.to_owned(),
+            answer,
+        }))
+    });
+    store
+}
+
+/// The use cases over the fakes, as the bootstrap crate would wire them.
+pub async fn use_cases(scenario: Scenario) -> UseCases {
+    let policy = QueuePolicy::default();
+    let mut clock = MockClock::new();
+    clock.expect_now().return_const(NOW);
+    let clock: Arc<MockClock> = Arc::new(clock);
+    let signer = Arc::new(signer());
+    let queue = Arc::new(queue());
+    let catalog = Arc::new(catalog(scenario));
+    let reservations = Arc::new(reservations());
+    let wallets = Arc::new(wallets());
+    let view = QueueView::new(queue.clone(), policy);
+    view.refresh(NOW).await.expect("queue view");
+
+    let authorize = Arc::new(AuthorizeRequest::new(
+        signer.clone(),
+        queue.clone(),
+        clock.clone(),
+        view.clone(),
+        policy,
+    ));
+    let mut admission = MockAdmissionTrigger::new();
+    admission.expect_request_admission().return_const(());
+    let mut readiness = MockReadinessProbe::new();
+    readiness.expect_check().returning(move || {
+        if scenario.not_ready {
+            Err(Failure::Unavailable.error())
+        } else {
+            Ok(())
+        }
+    });
+    let limits = WalletLimits {
+        max_charge: MAX_CHARGE,
+        max_balance: MAX_BALANCE,
+    };
+    let idempotency = Arc::new(idempotency());
+    UseCases {
+        issue_queue_token: Arc::new(IssueQueueToken::new(
+            queue.clone(),
+            signer.clone(),
+            clock.clone(),
+            view.clone(),
+            policy,
+        )),
+        read_queue_status: Arc::new(ReadQueueStatus::new(
+            signer,
+            queue,
+            clock.clone(),
+            view,
+            policy,
+        )),
+        authorize: authorize.clone(),
+        list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
+        list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
+        list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
+        hold_seat: Arc::new(HoldSeat::new(
+            catalog.clone(),
+            reservations.clone(),
+            clock.clone(),
+            HoldSettings::default(),
+        )),
+        read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
+        cancel_reservation: Arc::new(CancelReservation::new(reservations.clone(), clock.clone())),
+        charge_points: Arc::new(ChargePoints::new(
+            wallets.clone(),
+            idempotency.clone(),
+            clock.clone(),
+            limits,
+        )),
+        read_balance: Arc::new(ReadBalance::new(wallets.clone())),
+        read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
+        pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
+            authorize,
+            reservations,
+            wallets,
+            payments: Arc::new(payments()),
+            idempotency,
+            admission: Arc::new(admission),
+            clock: clock.clone(),
+        })),
+        create_concert: Arc::new(CreateConcert::new(
+            catalog,
+            clock,
+            AdminKey::new(Some(ADMIN_KEY.to_owned())),
+            MAX_CHARGE,
+        )),
+        readiness: Arc::new(readiness),
+        render_metrics: Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
+    }
+}
+
+pub async fn app() -> Router {
+    app_with(Scenario::default()).await
+}
+
+pub async fn app_with(scenario: Scenario) -> Router {
+    router(use_cases(scenario).await)
+}
+
+/// An answer, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|error| {
+            panic!(
+                "body is not JSON ({error}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+
+    pub fn content_type(&self) -> &str {
+        self.header(header::CONTENT_TYPE.as_str())
+            .unwrap_or_default()
+    }
+
+    /// Asserts a problem+json answer with this status and code; returns its `detail`.
+    #[track_caller]
+    pub fn problem(&self, status: u16, code: &str) -> String {
+        assert_eq!(
+            (self.status.as_u16(), self.content_type()),
+            (status, PROBLEM_JSON),
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        let body = self.json();
+        assert_eq!(body["code"], code, "body: {body}");
+        assert_eq!(body["status"], status, "body: {body}");
+        assert!(body["type"].as_str().is_some_and(|t| !t.is_empty()));
+        assert!(body["title"].as_str().is_some_and(|t| !t.is_empty()));
+        body["detail"].as_str().expect("detail").to_owned()
+    }
+
+    /// Asserts a JSON success answer with this status; returns the body.
+    #[track_caller]
+    pub fn ok(&self, status: u16) -> Value {
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert!(
+            self.content_type().starts_with("application/json"),
+            "content type {}",
+            self.content_type()
+        );
+        self.json()
+    }
+}
+
+/// A request under construction.
+pub struct Call {
+    builder: axum::http::request::Builder,
+    body: Body,
+}
+
+pub fn call(method: Method, uri: &str) -> Call {
+    Call {
+        builder: Request::builder().method(method).uri(uri),
+        body: Body::empty(),
+    }
+}
+
+pub fn get(uri: &str) -> Call {
+    call(Method::GET, uri)
+}
+
+pub fn post(uri: &str) -> Call {
+    call(Method::POST, uri)
+}
+
+pub fn delete(uri: &str) -> Call {
+    call(Method::DELETE, uri)
+}
+
+impl Call {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.builder = self.builder.header(name, value);
+        self
+    }
+
+    pub fn bearer(self, token: &str) -> Self {
+        self.header("authorization", &format!("Bearer {token}"))
+    }
+
+    /// A JSON body with its content type.
+    pub fn json(self, body: &Value) -> Self {
+        self.header("content-type", "application/json")
+            .raw_body(body.to_string())
+    }
+
+    pub fn raw_body(mut self, body: impl Into<Body>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    pub async fn send(self, app: &Router) -> Answer {
+        let request = self.builder.body(self.body).expect("request");
+        let response = app.clone().oneshot(request).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, usize::MAX).await.expect("body");
+        Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        }
+    }
+}
