@@ -107,16 +107,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    openapi::complete(api_routes().into_openapi())
 }
 
 /// The complete application, middleware included, ready to serve.
 pub fn router(use_cases: UseCases) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
-    let openapi_json = openapi.to_json().map(Bytes::from).unwrap_or_else(|error| {
-        tracing::error!(%error, "the OpenAPI document could not be serialised");
-        Bytes::from_static(b"{}")
-    });
+    let openapi_json = openapi::complete(openapi)
+        .to_json()
+        .map(Bytes::from)
+        .unwrap_or_else(|error| {
+            tracing::error!(%error, "the OpenAPI document could not be serialised");
+            Bytes::from_static(b"{}")
+        });
     let state = AppState {
         use_cases: Arc::new(use_cases),
         openapi_json,

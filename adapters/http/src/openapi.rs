@@ -67,3 +67,67 @@ impl Modify for SecuritySchemes {
         );
     }
 }
+
+/// What every operation shares, added once the route table has contributed its paths: the
+/// `x-request-id` header on every answer, `500 INTERNAL_ERROR` on every operation, and
+/// `Retry-After` on every `503`.
+pub fn complete(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    use utoipa::openapi::header::HeaderBuilder;
+    use utoipa::openapi::response::ResponseBuilder;
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, Type};
+
+    let integer = || utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer);
+    let request_id = HeaderBuilder::new()
+        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(
+            "The request's id: the client's own when it is 1 to 128 visible ASCII characters, \
+             else a new UUID. Quote it when reporting a problem.",
+        ))
+        .build();
+    let retry_after = HeaderBuilder::new()
+        .schema(integer())
+        .description(Some("Seconds to wait before trying again."))
+        .build();
+    let internal_error = ResponseBuilder::new()
+        .description("INTERNAL_ERROR: a bug, logged with the request id")
+        .content(
+            crate::problem::PROBLEM_JSON,
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build();
+
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.options,
+            &mut item.head,
+            &mut item.patch,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            let responses = &mut operation.responses.responses;
+            responses
+                .entry("500".to_owned())
+                .or_insert_with(|| RefOr::T(internal_error.clone()));
+            for (status, response) in responses.iter_mut() {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                response
+                    .headers
+                    .insert("x-request-id".to_owned(), request_id.clone());
+                if status == "503" {
+                    response
+                        .headers
+                        .insert("Retry-After".to_owned(), retry_after.clone());
+                }
+            }
+        }
+    }
+    openapi
+}

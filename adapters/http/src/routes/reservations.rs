@@ -62,7 +62,7 @@ pub struct ReservationResponse {
     #[serde(with = "calendar_date")]
     #[schema(value_type = String, format = Date, example = "2026-12-24")]
     pub date: Date,
-    #[schema(example = 7)]
+    #[schema(minimum = 1, example = 7)]
     pub seat_no: u16,
     #[schema(example = 120_000)]
     pub price: i64,

@@ -3,6 +3,7 @@
 
 mod api;
 mod fuzz;
+mod observability;
 mod openapi;
 mod problems;
 mod rejections;
