@@ -123,6 +123,16 @@ pub(crate) struct ConnectSettings {
     statement_timeout: Duration,
 }
 
+impl fmt::Debug for ConnectSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectSettings")
+            .field("database", &self.database())
+            .field("connect_timeout", &self.connect_timeout)
+            .field("statement_timeout", &self.statement_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ConnectSettings {
     pub(crate) fn from_config(config: &PgConfig) -> Result<Self, StartupError> {
         let mut postgres = parse_url(&config.url)?;

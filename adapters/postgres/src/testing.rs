@@ -16,6 +16,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::OnceCell;
 
 use crate::config::PgConfig;
+use crate::error::StartupError;
 use crate::locks;
 use crate::pool::{ConnectSettings, PgPool, build_pool};
 use crate::startup::{quote_identifier, run_migrations};
@@ -26,10 +27,13 @@ pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 /// Names the template after the migrations it holds.
 const TEMPLATE_NAME: &str = concat!("concert_tpl_", env!("CONCERT_MIGRATIONS_HASH"));
 
+/// Set once the template exists in this process; a failed attempt is retried by the next test.
 static TEMPLATE: OnceCell<()> = OnceCell::const_new();
 
-/// A database of its own for one test, dropped at the end (explicitly with
-/// [`TestDatabase::drop`], or by `Drop` on a helper thread).
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A database of its own for one test, dropped at the end: explicitly with
+/// [`TestDatabase::drop_database`], else by `Drop` on a helper thread.
 #[derive(Debug)]
 pub struct TestDatabase {
     name: String,
@@ -38,30 +42,17 @@ pub struct TestDatabase {
     dropped: bool,
 }
 
-impl std::fmt::Debug for ConnectSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConnectSettings")
-            .field("database", &self.database())
-            .finish_non_exhaustive()
-    }
-}
-
 impl TestDatabase {
-    /// Creates a fresh database holding the migrated schema. Panics when the server cannot be
-    /// reached: a test without a database has nothing to say.
-    pub async fn create() -> Self {
+    /// Creates a fresh database holding the migrated schema.
+    pub async fn create() -> Result<Self, StartupError> {
         let server =
             std::env::var("DATABASE_URL").unwrap_or_else(|_| DEFAULT_SERVER_URL.to_owned());
-        let admin = admin_settings(&server);
+        let admin = admin_settings(&server)?;
         TEMPLATE
-            .get_or_init(|| async {
-                if let Err(e) = ensure_template(&server, &admin).await {
-                    panic!("cannot create the template database {TEMPLATE_NAME}: {e}");
-                }
-            })
-            .await;
+            .get_or_try_init(|| ensure_template(&server, &admin))
+            .await?;
         let name = format!("test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = open(&admin).await;
+        let mut conn = open(&admin).await?;
         let create = format!(
             "CREATE DATABASE {} TEMPLATE {} STRATEGY = FILE_COPY",
             quote_identifier(&name),
@@ -72,21 +63,26 @@ impl TestDatabase {
             match diesel::sql_query(&create).execute(&mut conn).await {
                 Ok(_) => break,
                 // "source database is being accessed by other users": a stray connection to the
-                // template (autovacuum, a crashed run); it goes away.
+                // template (a crashed run, autovacuum); it goes away.
                 Err(e) if attempt < 20 => {
                     tracing::debug!(error = %e, "retrying CREATE DATABASE");
                     attempt += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(e) => panic!("cannot create test database {name}: {e}"),
+                Err(e) => {
+                    return Err(StartupError::CreateDatabase {
+                        database: name,
+                        source: Box::new(e),
+                    });
+                }
             }
         }
-        Self {
+        Ok(Self {
             url: url_with_database(&server, &name),
             name,
             admin,
             dropped: false,
-        }
+        })
     }
 
     /// The URL of this test's database.
@@ -98,7 +94,7 @@ impl TestDatabase {
         &self.name
     }
 
-    /// A pool configuration for this database with small timeouts suited to tests.
+    /// A pool configuration for this database (production timeouts, a small pool).
     pub fn config(&self) -> PgConfig {
         let mut config = PgConfig::new(self.url.clone());
         config.max_connections = 8;
@@ -114,14 +110,14 @@ impl TestDatabase {
     }
 
     /// One connection outside any pool, for assertions on raw rows.
-    pub async fn connect(&self) -> AsyncPgConnection {
+    pub async fn connect(&self) -> Result<AsyncPgConnection, StartupError> {
         open(&self.admin.for_database(&self.name)).await
     }
 
-    /// Drops the database now (terminating its connections).
-    pub async fn drop(mut self) {
+    /// Drops the database now, terminating its connections.
+    pub async fn drop_database(mut self) -> Result<(), StartupError> {
         self.dropped = true;
-        drop_database(&self.admin, &self.name).await;
+        drop_database(&self.admin, &self.name).await
     }
 }
 
@@ -132,72 +128,68 @@ impl Drop for TestDatabase {
         }
         let admin = self.admin.clone();
         let name = self.name.clone();
-        // Drop cannot await; a helper thread with its own runtime can.
-        let helper =
-            std::thread::spawn(move || {
-                match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(runtime) => runtime.block_on(drop_database(&admin, &name)),
-                    Err(e) => {
-                        tracing::warn!(error = %e, database = %name, "cannot drop test database")
-                    }
-                }
-            });
+        // Drop cannot await; a helper thread with a runtime of its own can.
+        let helper = std::thread::spawn(move || {
+            let dropped = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| StartupError::Connect {
+                    database: name.clone(),
+                    source: Box::new(e),
+                })
+                .and_then(|runtime| runtime.block_on(drop_database(&admin, &name)));
+            if let Err(e) = dropped {
+                tracing::warn!(error = %e, database = %name, "cannot drop test database");
+            }
+        });
         let _ = helper.join();
     }
 }
 
-fn admin_settings(server: &str) -> ConnectSettings {
+fn admin_settings(server: &str) -> Result<ConnectSettings, StartupError> {
     let mut config = PgConfig::new(server);
     config.connect_timeout = Duration::from_secs(10);
     config.application_name = "concert-test-admin".to_owned();
-    ConnectSettings::from_config(&config)
-        .unwrap_or_else(|e| panic!("DATABASE_URL: {e}"))
+    Ok(ConnectSettings::from_config(&config)?
         .for_database("postgres")
-        .with_statement_timeout(Duration::ZERO)
+        .with_statement_timeout(Duration::ZERO))
 }
 
-async fn open(settings: &ConnectSettings) -> AsyncPgConnection {
-    settings.open().await.unwrap_or_else(|e| {
-        panic!(
-            "cannot connect to the test server ({}): {e}",
-            settings.database()
-        )
+async fn open(settings: &ConnectSettings) -> Result<AsyncPgConnection, StartupError> {
+    settings.open().await.map_err(|e| StartupError::Connect {
+        database: settings.database(),
+        source: Box::new(e),
     })
 }
 
-async fn ensure_template(
-    server: &str,
-    admin: &ConnectSettings,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+async fn ensure_template(server: &str, admin: &ConnectSettings) -> Result<(), StartupError> {
+    let mut conn = open(admin).await?;
+    create_template(server, &mut conn)
+        .await
+        .map_err(|source| StartupError::CreateDatabase {
+            database: TEMPLATE_NAME.to_owned(),
+            source,
+        })
+}
+
+async fn create_template(server: &str, conn: &mut AsyncPgConnection) -> Result<(), BoxError> {
     #[derive(diesel::QueryableByName)]
     struct Template {
         #[diesel(sql_type = Bool)]
         datistemplate: bool,
     }
-    let mut conn = open(admin).await;
     // Session-level, released when `conn` closes: other binaries wait here while one creates.
     diesel::sql_query("SELECT pg_advisory_lock($1, 0)")
         .bind::<Integer, _>(locks::TEST_TEMPLATE)
-        .execute(&mut conn)
+        .execute(conn)
         .await?;
-    let existing: Option<Template> =
+    let existing: Vec<Template> =
         diesel::sql_query("SELECT datistemplate FROM pg_database WHERE datname = $1")
             .bind::<Text, _>(TEMPLATE_NAME)
-            .get_result(&mut conn)
-            .await
-            .map(Some)
-            .or_else(|e| {
-                if e == diesel::result::Error::NotFound {
-                    Ok(None)
-                } else {
-                    Err(e)
-                }
-            })?;
+            .load(conn)
+            .await?;
     let quoted = quote_identifier(TEMPLATE_NAME);
-    match existing {
+    match <[Template]>::first(&existing) {
         Some(Template {
             datistemplate: true,
         }) => return Ok(()),
@@ -206,13 +198,13 @@ async fn ensure_template(
             datistemplate: false,
         }) => {
             diesel::sql_query(format!("DROP DATABASE {quoted} WITH (FORCE)"))
-                .execute(&mut conn)
+                .execute(conn)
                 .await?;
         }
         None => {}
     }
     diesel::sql_query(format!("CREATE DATABASE {quoted}"))
-        .execute(&mut conn)
+        .execute(conn)
         .await?;
     let template =
         ConnectSettings::from_config(&PgConfig::new(url_with_database(server, TEMPLATE_NAME)))?;
@@ -221,26 +213,24 @@ async fn ensure_template(
     diesel::sql_query(format!(
         "ALTER DATABASE {quoted} WITH IS_TEMPLATE true ALLOW_CONNECTIONS false"
     ))
-    .execute(&mut conn)
+    .execute(conn)
     .await?;
     Ok(())
 }
 
-async fn drop_database(admin: &ConnectSettings, name: &str) {
-    let result = async {
-        let mut conn = admin.open().await?;
-        diesel::sql_query(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            quote_identifier(name)
-        ))
-        .execute(&mut conn)
-        .await?;
-        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, database = %name, "cannot drop test database");
-    }
+async fn drop_database(admin: &ConnectSettings, name: &str) -> Result<(), StartupError> {
+    let mut conn = open(admin).await?;
+    diesel::sql_query(format!(
+        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+        quote_identifier(name)
+    ))
+    .execute(&mut conn)
+    .await
+    .map(|_| ())
+    .map_err(|e| StartupError::CreateDatabase {
+        database: name.to_owned(),
+        source: Box::new(e),
+    })
 }
 
 /// `url` with its database name replaced by `database` (query parameters kept).
@@ -248,9 +238,8 @@ pub fn url_with_database(url: &str, database: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
-    let query = tail.split_once('?').map(|(_, q)| q);
-    match query {
-        Some(query) => format!("{scheme}://{authority}/{database}?{query}"),
+    match tail.split_once('?') {
+        Some((_, query)) => format!("{scheme}://{authority}/{database}?{query}"),
         None => format!("{scheme}://{authority}/{database}"),
     }
 }

@@ -114,7 +114,7 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
     let short = build_pool(&config).expect("pool");
 
     // Another transaction holds the wallet row; the charge's conditional update waits for it.
-    let mut blocker = ctx.db.connect().await;
+    let mut blocker = ctx.db.connect().await.expect("a connection");
     let started = Instant::now();
     let outcome = blocker
         .transaction::<_, diesel::result::Error, _>(|conn| {

@@ -51,7 +51,7 @@ impl Ctx {
             .acquire_many(connections)
             .await
             .expect("the budget semaphore is never closed");
-        let db = TestDatabase::create().await;
+        let db = TestDatabase::create().await.expect("a fresh test database");
         let pool = db.pool(connections as usize);
         Self {
             db,
@@ -108,7 +108,7 @@ impl Ctx {
         let Self { db, pool, _budget } = self;
         pool.close();
         drop(pool);
-        db.drop().await;
+        db.drop_database().await.expect("test database dropped");
     }
 }
 
