@@ -800,3 +800,71 @@ async fn a_sane_request_id_is_echoed_and_any_other_replaced() {
         .await;
     assert_eq!(on_error.header("x-request-id"), Some("err-9"));
 }
+
+/// Sends one raw HTTP/1.1 request over a socket and returns the raw answer.
+async fn raw_exchange(address: std::net::SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream.write_all(request).await.expect("write");
+    let mut answer = Vec::new();
+    // The server may answer before it has read the whole body; read what it sends until close.
+    let _ = stream.read_to_end(&mut answer).await;
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn the_router_serves_over_a_real_socket() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let app = app().await;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let answer = raw_exchange(
+        address,
+        b"GET /health/live HTTP/1.1\r\nhost: test\r\nx-request-id: sock-1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("x-request-id: sock-1"), "{answer}");
+
+    let body = format!(
+        "{{\"userId\": \"{USER_A}\", \"padding\": \"{}\"}}",
+        "x".repeat(70_000)
+    );
+    let request = format!(
+        "POST /v1/queue/tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let answer = raw_exchange(address, request.as_bytes()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(400)]
+    );
+    assert!(
+        answer.contains("content-type: application/problem+json"),
+        "{answer}"
+    );
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+
+    let chunked = format!(
+        "POST /v1/queue/tokens HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    let answer = raw_exchange(address, chunked.as_bytes()).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413"),
+        "{}",
+        &answer[..answer.len().min(400)]
+    );
+    assert!(answer.contains("PAYLOAD_TOO_LARGE"), "{answer}");
+
+    server.abort();
+}
