@@ -57,10 +57,15 @@ impl Application {
     /// Prepares the database (create + migrate), builds every adapter and use case, and binds the
     /// listener (`BIND_ADDR`, port 0 for a free one).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        config.validate().map_err(anyhow::Error::msg).context("invalid configuration")?;
+        config
+            .validate()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
         let (secret, is_development_key) = config.token_secret_or_development();
         if is_development_key {
-            tracing::warn!("TOKEN_SECRET is not set: using the development key; anyone can forge queue tokens");
+            tracing::warn!(
+                "TOKEN_SECRET is not set: using the development key; anyone can forge queue tokens"
+            );
         }
 
         concert_postgres::prepare_database(&config.database_url)
@@ -72,24 +77,28 @@ impl Application {
         })
         .context("building the database pool")?;
 
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let signer: Arc<dyn TokenSigner> = Arc::new(HmacTokenSigner::new(secret.as_bytes()));
-        let catalog: Arc<dyn CatalogRepository> = Arc::new(PgCatalogRepository::new(pool.clone()));
-        let reservations: Arc<dyn ReservationRepository> = Arc::new(PgReservationRepository::new(pool.clone()));
-        let wallets: Arc<dyn WalletRepository> = Arc::new(PgWalletRepository::new(pool.clone()));
-        let payments: Arc<dyn PaymentRepository> = Arc::new(PgPaymentRepository::new(pool.clone()));
-        let idempotency: Arc<dyn IdempotencyStore> = Arc::new(PgIdempotencyStore::new(pool.clone()));
-        let queue: Arc<dyn QueueRepository> = Arc::new(PgQueueRepository::new(pool.clone()));
-        let readiness: Arc<dyn ReadinessProbe> = Arc::new(PgReadinessProbe::new(pool));
-
         let policy = QueuePolicy {
             max_active: config.queue_max_active,
             active_ttl: Duration::seconds(config.queue_active_ttl_seconds.into()),
             idle_timeout: Duration::seconds(config.queue_idle_timeout_seconds.into()),
         };
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let signer: Arc<dyn TokenSigner> = Arc::new(HmacTokenSigner::new(secret.as_bytes()));
+        let catalog: Arc<dyn CatalogRepository> = Arc::new(PgCatalogRepository::new(pool.clone()));
+        let reservations: Arc<dyn ReservationRepository> =
+            Arc::new(PgReservationRepository::new(pool.clone()));
+        let wallets: Arc<dyn WalletRepository> = Arc::new(PgWalletRepository::new(pool.clone()));
+        let payments: Arc<dyn PaymentRepository> = Arc::new(PgPaymentRepository::new(pool.clone()));
+        let idempotency: Arc<dyn IdempotencyStore> =
+            Arc::new(PgIdempotencyStore::new(pool.clone()));
+        let queue: Arc<dyn QueueRepository> =
+            Arc::new(PgQueueRepository::new(pool.clone()).with_policy(policy));
+        let readiness: Arc<dyn ReadinessProbe> = Arc::new(PgReadinessProbe::new(pool));
+
         let hold_settings = HoldSettings {
             ttl: Duration::seconds(config.hold_ttl_seconds.into()),
-            limit: HoldLimit::new(config.max_holds_per_user).context("MAX_HOLDS_PER_USER must be positive")?,
+            limit: HoldLimit::new(config.max_holds_per_user)
+                .context("MAX_HOLDS_PER_USER must be positive")?,
         };
         let limits = WalletLimits {
             max_charge: config.max_charge_amount,
@@ -97,7 +106,9 @@ impl Application {
         };
 
         let view = QueueView::new(queue.clone(), policy);
-        view.refresh(clock.now()).await.context("reading the queue state")?;
+        view.refresh(clock.now())
+            .await
+            .context("reading the queue state")?;
         let admission = NotifyAdmission::default();
         let authorize = Arc::new(AuthorizeRequest::new(
             signer.clone(),
@@ -152,7 +163,10 @@ impl Application {
                 hold_settings,
             )),
             read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
-            cancel_reservation: Arc::new(CancelReservation::new(reservations.clone(), clock.clone())),
+            cancel_reservation: Arc::new(CancelReservation::new(
+                reservations.clone(),
+                clock.clone(),
+            )),
             charge_points: Arc::new(ChargePoints::new(
                 wallets.clone(),
                 idempotency.clone(),
@@ -213,14 +227,17 @@ impl Application {
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
     /// (up to the grace period) and stops the background jobs.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
         let (stop_jobs, jobs_stopped) = watch::channel(false);
         let jobs = self.jobs.spawn(jobs_stopped);
         let (draining_tx, mut draining) = watch::channel(false);
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutdown requested: finishing in-flight requests");
-            drop(draining_tx.send(true));
+            let _ = draining_tx.send(true);
         });
         let grace = self.shutdown_grace;
         let served = tokio::select! {
@@ -238,7 +255,7 @@ impl Application {
                 Ok(())
             }
         };
-        drop(stop_jobs.send(true));
+        let _ = stop_jobs.send(true);
         for job in jobs {
             drop(job.await);
         }

@@ -8,7 +8,8 @@ use clap::{Parser, ValueEnum};
 
 /// The key used when `TOKEN_SECRET` is not set. Fine on a laptop, never in production: anyone who
 /// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
-pub const DEVELOPMENT_TOKEN_SECRET: &str = "concert-queue-development-secret-do-not-use-in-production";
+pub const DEVELOPMENT_TOKEN_SECRET: &str =
+    "concert-queue-development-secret-do-not-use-in-production";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -23,7 +24,11 @@ pub enum LogFormat {
 #[command(name = "concert-server", version, about)]
 pub struct Config {
     /// PostgreSQL URL; the database is created and migrated at start-up when missing.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres@127.0.0.1:5432/concert")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/concert"
+    )]
     pub database_url: String,
 
     /// Address to listen on (port 0 picks a free port).
@@ -93,10 +98,16 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_url(&self.database_url))
             .field("bind_addr", &self.bind_addr)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
-            .field("admin_api_key", &self.admin_api_key.as_ref().map(|_| "<set>"))
+            .field(
+                "admin_api_key",
+                &self.admin_api_key.as_ref().map(|_| "<set>"),
+            )
             .field("queue_max_active", &self.queue_max_active)
             .field("queue_active_ttl_seconds", &self.queue_active_ttl_seconds)
-            .field("queue_idle_timeout_seconds", &self.queue_idle_timeout_seconds)
+            .field(
+                "queue_idle_timeout_seconds",
+                &self.queue_idle_timeout_seconds,
+            )
             .field("hold_ttl_seconds", &self.hold_ttl_seconds)
             .field("max_holds_per_user", &self.max_holds_per_user)
             .field("max_charge_amount", &self.max_charge_amount)
@@ -124,13 +135,19 @@ pub fn redact_url(url: &str) -> String {
 impl Config {
     /// Checks what the flags' types cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.database_url.starts_with("postgres://") && !self.database_url.starts_with("postgresql://") {
+        if !self.database_url.starts_with("postgres://")
+            && !self.database_url.starts_with("postgresql://")
+        {
             return Err("DATABASE_URL must be a postgres:// URL".into());
         }
         if self.max_charge_amount > self.max_balance {
             return Err("MAX_CHARGE_AMOUNT must not exceed MAX_BALANCE".into());
         }
-        if self.token_secret.as_deref().is_some_and(|secret| secret.len() < 16) {
+        if self
+            .token_secret
+            .as_deref()
+            .is_some_and(|secret| secret.len() < 16)
+        {
             return Err("TOKEN_SECRET must be at least 16 bytes long".into());
         }
         Ok(())
@@ -170,21 +187,37 @@ mod tests {
         assert_eq!(config.max_balance, 1_000_000_000);
         assert!(!config.demo_data);
         assert!(config.validate().is_ok());
-        assert!(config.token_secret_or_development().1, "the development key is flagged");
+        assert!(
+            config.token_secret_or_development().1,
+            "the development key is flagged"
+        );
     }
 
     #[test]
     fn flags_are_parsed_and_checked() {
-        let config = Config::try_parse_from(["concert-server", "--queue-max-active", "5", "--demo-data", "true"])
-            .expect("flags parse");
+        let config = Config::try_parse_from([
+            "concert-server",
+            "--queue-max-active",
+            "5",
+            "--demo-data",
+            "true",
+        ])
+        .expect("flags parse");
         assert_eq!(config.queue_max_active, 5);
         assert!(config.demo_data);
         assert!(Config::try_parse_from(["concert-server", "--queue-max-active", "0"]).is_err());
         assert!(Config::try_parse_from(["concert-server", "--hold-ttl-seconds", "-1"]).is_err());
-        let short_secret = Config::try_parse_from(["concert-server", "--token-secret", "short"]).expect("parses");
+        let short_secret =
+            Config::try_parse_from(["concert-server", "--token-secret", "short"]).expect("parses");
         assert!(short_secret.validate().is_err());
-        let bad_limits = Config::try_parse_from(["concert-server", "--max-charge-amount", "10", "--max-balance", "5"])
-            .expect("parses");
+        let bad_limits = Config::try_parse_from([
+            "concert-server",
+            "--max-charge-amount",
+            "10",
+            "--max-balance",
+            "5",
+        ])
+        .expect("parses");
         assert!(bad_limits.validate().is_err());
     }
 

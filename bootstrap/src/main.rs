@@ -9,7 +9,9 @@ async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     telemetry::init_logging(config.log_format);
     tracing::info!(?config, "starting concert-server");
-    let application = Application::build(config).await.context("starting concert-server")?;
+    let application = Application::build(config)
+        .await
+        .context("starting concert-server")?;
     tracing::info!(addr = %application.local_addr()?, "listening");
     application.run_until(shutdown_signal()).await
 }

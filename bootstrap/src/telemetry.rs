@@ -18,7 +18,12 @@ pub fn init_logging(format: LogFormat) {
     let result = match format {
         LogFormat::Human => registry.with(tracing_subscriber::fmt::layer()).try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true),
+            )
             .try_init(),
     };
     // Already installed by an earlier call in this process: keep that one.
@@ -36,7 +41,10 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     ];
     let handle = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Full("http_request_duration_seconds".into()), &latency_buckets)?
+        .set_buckets_for_metric(
+            Matcher::Full("http_request_duration_seconds".into()),
+            &latency_buckets,
+        )?
         .install_recorder()?;
     Ok(HANDLE.get_or_init(|| handle).clone())
 }

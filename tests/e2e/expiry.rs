@@ -17,20 +17,40 @@ async fn a_lapsed_hold_frees_the_seat_and_cannot_be_paid() -> anyhow::Result<()>
     client.charge(alice, 1_000, None).await?;
     let held = client.hold(&alice_token, concert, &date, 1).await?;
     let reservation = held.body["reservationId"].as_i64().expect("id");
-    assert_eq!(client.hold(&bob_token, concert, &date, 1).await?.code(), "SEAT_UNAVAILABLE");
+    assert_eq!(
+        client.hold(&bob_token, concert, &date, 1).await?.code(),
+        "SEAT_UNAVAILABLE"
+    );
 
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    let read = client.get(&format!("/v1/reservations/{reservation}"), Some(&alice_token)).await?;
+    let read = client
+        .get(
+            &format!("/v1/reservations/{reservation}"),
+            Some(&alice_token),
+        )
+        .await?;
     assert_eq!(read.body["status"], "EXPIRED");
     let paid = client.pay(&alice_token, reservation, None).await?;
     assert_eq!(paid.status, StatusCode::CONFLICT);
     assert_eq!(paid.code(), "RESERVATION_EXPIRED");
     assert_eq!(client.balance(alice).await?, 1_000, "nothing was debited");
     let seats = client
-        .get(&format!("/v1/concerts/{concert}/dates/{date}/seats"), Some(&bob_token))
+        .get(
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&bob_token),
+        )
         .await?;
-    assert!(seats.body["seats"].as_array().expect("seats").iter().any(|s| s["seatNo"] == 1));
-    assert_eq!(client.hold(&bob_token, concert, &date, 1).await?.status, StatusCode::CREATED);
+    assert!(
+        seats.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .any(|s| s["seatNo"] == 1)
+    );
+    assert_eq!(
+        client.hold(&bob_token, concert, &date, 1).await?.status,
+        StatusCode::CREATED
+    );
     app.shutdown().await
 }
 
@@ -45,9 +65,14 @@ async fn an_idle_token_ends_and_admits_the_next_user() -> anyhow::Result<()> {
     let first = client.active_token(Uuid::new_v4()).await?;
     let second = client.issue_token(Uuid::new_v4()).await?;
     let second = second.body["token"].as_str().expect("token").to_owned();
-    assert_eq!(client.queue_status(&second).await?.body["status"], "WAITING");
+    assert_eq!(
+        client.queue_status(&second).await?.body["status"],
+        "WAITING"
+    );
     // The first user stops sending requests; the second keeps polling.
-    client.wait_for_status(&second, "ACTIVE", Duration::from_secs(4)).await?;
+    client
+        .wait_for_status(&second, "ACTIVE", Duration::from_secs(4))
+        .await?;
     let refused = client.get("/v1/concerts", Some(&first)).await?;
     assert_eq!(refused.code(), "TOKEN_EXPIRED");
     assert_eq!(client.queue_status(&first).await?.body["status"], "EXPIRED");
@@ -67,7 +92,10 @@ async fn an_active_token_ends_at_its_active_deadline() -> anyhow::Result<()> {
             break;
         }
         assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-        assert!(tokio::time::Instant::now() < deadline, "token never expired");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "token never expired"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // An ended token lets its user ask for a new one.

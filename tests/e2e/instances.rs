@@ -17,7 +17,9 @@ async fn a_token_and_a_hold_from_one_instance_hold_on_another() -> anyhow::Resul
     let issued = client.issue_token(alice).await?;
     let token = issued.body["token"].as_str().expect("token").to_owned();
     // The other instance accepts the token, and returns it (200) instead of a second place.
-    other.wait_for_status(&token, "ACTIVE", std::time::Duration::from_secs(5)).await?;
+    other
+        .wait_for_status(&token, "ACTIVE", std::time::Duration::from_secs(5))
+        .await?;
     let again = other.issue_token(alice).await?;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.body["token"], issued.body["token"]);
@@ -25,9 +27,23 @@ async fn a_token_and_a_hold_from_one_instance_hold_on_another() -> anyhow::Resul
     let held = client.hold(&token, concert, &date, 3).await?;
     assert_eq!(held.status, StatusCode::CREATED);
     let bob = other.active_token(Uuid::new_v4()).await?;
-    assert_eq!(other.hold(&bob, concert, &date, 3).await?.code(), "SEAT_UNAVAILABLE");
-    let seats = other.get(&format!("/v1/concerts/{concert}/dates/{date}/seats"), Some(&bob)).await?;
-    assert!(!seats.body["seats"].as_array().expect("seats").iter().any(|s| s["seatNo"] == 3));
+    assert_eq!(
+        other.hold(&bob, concert, &date, 3).await?.code(),
+        "SEAT_UNAVAILABLE"
+    );
+    let seats = other
+        .get(
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&bob),
+        )
+        .await?;
+    assert!(
+        !seats.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .any(|s| s["seatNo"] == 3)
+    );
 
     other_server.stop().await?;
     app.shutdown().await

@@ -35,16 +35,34 @@ async fn a_user_waits_books_pays_and_the_next_user_is_admitted() -> anyhow::Resu
     // Alice browses.
     let concerts = client.get("/v1/concerts", Some(&alice_token)).await?;
     assert_eq!(concerts.status, StatusCode::OK);
-    assert!(concerts.body.as_array().expect("list").iter().any(|c| c["concertId"] == concert));
-    let dates = client.get(&format!("/v1/concerts/{concert}/dates"), Some(&alice_token)).await?;
+    assert!(
+        concerts
+            .body
+            .as_array()
+            .expect("list")
+            .iter()
+            .any(|c| c["concertId"] == concert)
+    );
+    let dates = client
+        .get(&format!("/v1/concerts/{concert}/dates"), Some(&alice_token))
+        .await?;
     assert_eq!(dates.status, StatusCode::OK);
-    assert_eq!(dates.body["dates"], json!([{ "date": date, "availableSeats": 50 }]));
+    assert_eq!(
+        dates.body["dates"],
+        json!([{ "date": date, "availableSeats": 50 }])
+    );
     let seats = client
-        .get(&format!("/v1/concerts/{concert}/dates/{date}/seats"), Some(&alice_token))
+        .get(
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&alice_token),
+        )
         .await?;
     assert_eq!(seats.body["totalSeats"], 50);
     assert_eq!(seats.body["seats"].as_array().expect("seats").len(), 50);
-    assert_eq!(seats.body["seats"][0], json!({ "seatNo": 1, "price": 120_000 }));
+    assert_eq!(
+        seats.body["seats"][0],
+        json!({ "seatNo": 1, "price": 120_000 })
+    );
 
     // Alice holds seat 7: it leaves the seat list and the date's count.
     let held = client.hold(&alice_token, concert, &date, 7).await?;
@@ -53,10 +71,21 @@ async fn a_user_waits_books_pays_and_the_next_user_is_admitted() -> anyhow::Resu
     assert_eq!(held.body["price"], 120_000);
     let reservation = held.body["reservationId"].as_i64().expect("id");
     let seats = client
-        .get(&format!("/v1/concerts/{concert}/dates/{date}/seats"), Some(&alice_token))
+        .get(
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&alice_token),
+        )
         .await?;
-    assert!(!seats.body["seats"].as_array().expect("seats").iter().any(|s| s["seatNo"] == 7));
-    let dates = client.get(&format!("/v1/concerts/{concert}/dates"), Some(&alice_token)).await?;
+    assert!(
+        !seats.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .any(|s| s["seatNo"] == 7)
+    );
+    let dates = client
+        .get(&format!("/v1/concerts/{concert}/dates"), Some(&alice_token))
+        .await?;
     assert_eq!(dates.body["dates"][0]["availableSeats"], 49);
 
     // She charges points and pays.
@@ -71,7 +100,9 @@ async fn a_user_waits_books_pays_and_the_next_user_is_admitted() -> anyhow::Resu
     assert!(paid.body["paymentId"].as_i64().is_some_and(|id| id > 0));
 
     // The reservation is confirmed, the ledger has both entries, newest first.
-    let history = client.get(&format!("/v1/users/{alice}/points/history"), None).await?;
+    let history = client
+        .get(&format!("/v1/users/{alice}/points/history"), None)
+        .await?;
     let entries = history.body["entries"].as_array().expect("entries");
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["kind"], "PAYMENT");
@@ -89,14 +120,26 @@ async fn a_user_waits_books_pays_and_the_next_user_is_admitted() -> anyhow::Resu
     assert_eq!(refused.code(), "TOKEN_EXPIRED");
 
     // Bob takes her place within about a second.
-    let bob_active = client.wait_for_status(&bob_token, "ACTIVE", Duration::from_secs(3)).await?;
+    let bob_active = client
+        .wait_for_status(&bob_token, "ACTIVE", Duration::from_secs(3))
+        .await?;
     assert!(bob_active.body["activeUntil"].is_string());
     assert!(bob_active.body["position"].is_null());
     let seats = client
-        .get(&format!("/v1/concerts/{concert}/dates/{date}/seats"), Some(&bob_token))
+        .get(
+            &format!("/v1/concerts/{concert}/dates/{date}/seats"),
+            Some(&bob_token),
+        )
         .await?;
     assert_eq!(seats.status, StatusCode::OK);
-    assert!(!seats.body["seats"].as_array().expect("seats").iter().any(|s| s["seatNo"] == 7), "sold seat stays sold");
+    assert!(
+        !seats.body["seats"]
+            .as_array()
+            .expect("seats")
+            .iter()
+            .any(|s| s["seatNo"] == 7),
+        "sold seat stays sold"
+    );
 
     app.shutdown().await
 }
@@ -111,14 +154,26 @@ async fn a_cancelled_hold_frees_the_seat_at_once() -> anyhow::Result<()> {
     let bob_token = client.active_token(bob).await?;
     let held = client.hold(&alice_token, concert, &date, 2).await?;
     let reservation = held.body["reservationId"].as_i64().expect("id");
-    assert_eq!(client.hold(&bob_token, concert, &date, 2).await?.code(), "SEAT_UNAVAILABLE");
+    assert_eq!(
+        client.hold(&bob_token, concert, &date, 2).await?.code(),
+        "SEAT_UNAVAILABLE"
+    );
 
     let path = format!("/v1/reservations/{reservation}");
-    let cancelled = client.send(client.raw(reqwest::Method::DELETE, &path).bearer_auth(&alice_token)).await?;
+    let cancelled = client
+        .send(
+            client
+                .raw(reqwest::Method::DELETE, &path)
+                .bearer_auth(&alice_token),
+        )
+        .await?;
     assert_eq!(cancelled.status, StatusCode::OK);
     assert_eq!(cancelled.body["status"], "CANCELLED");
     let read = client.get(&path, Some(&alice_token)).await?;
     assert_eq!(read.body["status"], "CANCELLED");
-    assert_eq!(client.hold(&bob_token, concert, &date, 2).await?.status, StatusCode::CREATED);
+    assert_eq!(
+        client.hold(&bob_token, concert, &date, 2).await?.status,
+        StatusCode::CREATED
+    );
     app.shutdown().await
 }

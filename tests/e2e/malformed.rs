@@ -70,8 +70,19 @@ async fn malformed_requests_never_get_a_server_error() -> anyhow::Result<()> {
         "{\"title\": \"\", \"dates\": [{\"date\": \"2026-12-24\", \"price\": -1, \"seatCount\": 0}]}",
         "{\"title\": 7, \"dates\": \"soon\"}",
     ];
-    let content_types = ["application/json", "text/plain", "application/json; charset=utf-8", ""];
-    let methods = [Method::GET, Method::POST, Method::DELETE, Method::PUT, Method::PATCH];
+    let content_types = [
+        "application/json",
+        "text/plain",
+        "application/json; charset=utf-8",
+        "",
+    ];
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::DELETE,
+        Method::PUT,
+        Method::PATCH,
+    ];
     let authorizations = [
         Some(format!("Bearer {token}")),
         Some("Bearer".to_owned()),
@@ -93,8 +104,11 @@ async fn malformed_requests_never_get_a_server_error() -> anyhow::Result<()> {
         if let Some(authorization) = generator.pick(&authorizations) {
             request = request.header("authorization", authorization);
         }
-        if generator.next() % 4 == 0 {
-            request = request.header("idempotency-key", *generator.pick(&["", "ok-key", "tab\tkey", "ключ"]));
+        if generator.next().is_multiple_of(4) {
+            request = request.header(
+                "idempotency-key",
+                *generator.pick(&["", "ok-key", "tab\tkey", "ключ"]),
+            );
         }
         let answer = client.send(request).await?;
         assert!(
@@ -105,12 +119,18 @@ async fn malformed_requests_never_get_a_server_error() -> anyhow::Result<()> {
         );
         if answer.status.is_client_error() {
             assert!(
-                answer.content_type().starts_with("application/problem+json"),
+                answer
+                    .content_type()
+                    .starts_with("application/problem+json"),
                 "round {round}: {method} {path} answered {} as {:?}",
                 answer.status,
                 answer.content_type()
             );
-            assert!(!answer.code().is_empty(), "round {round}: no code in {}", answer.text);
+            assert!(
+                !answer.code().is_empty(),
+                "round {round}: no code in {}",
+                answer.text
+            );
         }
     }
     app.shutdown().await

@@ -8,15 +8,29 @@ use uuid::Uuid;
 async fn health_metrics_and_request_ids() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     let client = &app.client;
-    assert_eq!(client.get("/health/live", None).await?.status, StatusCode::OK);
-    assert_eq!(client.get("/health/ready", None).await?.status, StatusCode::OK);
+    assert_eq!(
+        client.get("/health/live", None).await?.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        client.get("/health/ready", None).await?.status,
+        StatusCode::OK
+    );
 
     let echoed = client
-        .send(client.raw(reqwest::Method::GET, "/health/live").header("x-request-id", "trace-me-42"))
+        .send(
+            client
+                .raw(reqwest::Method::GET, "/health/live")
+                .header("x-request-id", "trace-me-42"),
+        )
         .await?;
     assert_eq!(echoed.header("x-request-id"), Some("trace-me-42"));
     let generated = client.get("/health/live", None).await?;
-    assert!(generated.header("x-request-id").is_some_and(|id| !id.is_empty()));
+    assert!(
+        generated
+            .header("x-request-id")
+            .is_some_and(|id| !id.is_empty())
+    );
 
     // Some traffic, so every family has a sample.
     let user = Uuid::new_v4();
@@ -24,8 +38,13 @@ async fn health_metrics_and_request_ids() -> anyhow::Result<()> {
     let (concert, date) = client.concert_with_date(3, 0, 1).await?;
     let held = client.hold(&token, concert, &date, 1).await?;
     let reservation = held.body["reservationId"].as_i64().expect("id");
-    assert_eq!(client.pay(&token, reservation, None).await?.status, StatusCode::CREATED);
-    client.get(&format!("/v1/reservations/{reservation}"), Some(&token)).await?;
+    assert_eq!(
+        client.pay(&token, reservation, None).await?.status,
+        StatusCode::CREATED
+    );
+    client
+        .get(&format!("/v1/reservations/{reservation}"), Some(&token))
+        .await?;
 
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
@@ -47,7 +66,10 @@ async fn health_metrics_and_request_ids() -> anyhow::Result<()> {
         if complete {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "metrics incomplete:\n{text}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "metrics incomplete:\n{text}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
     app.shutdown().await
@@ -59,7 +81,11 @@ async fn openapi_document_and_docs_page_are_served() -> anyhow::Result<()> {
     let client = &app.client;
     let document = client.get("/openapi.json", None).await?;
     assert_eq!(document.status, StatusCode::OK);
-    assert!(document.body["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")));
+    assert!(
+        document.body["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1"))
+    );
     let paths = document.body["paths"].as_object().expect("paths");
     for path in [
         "/v1/queue/tokens",
@@ -75,7 +101,10 @@ async fn openapi_document_and_docs_page_are_served() -> anyhow::Result<()> {
         "/v1/payments",
         "/v1/admin/concerts",
     ] {
-        assert!(paths.contains_key(path), "{path} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(path),
+            "{path} missing from the OpenAPI document"
+        );
     }
     let docs = client.get("/docs/", None).await?;
     assert_eq!(docs.status, StatusCode::OK);

@@ -25,7 +25,10 @@ pub struct TestServer {
 
 impl TestServer {
     /// Starts a server over `database_url` with test settings, changed by `adjust`.
-    pub async fn start(database_url: &str, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
+    pub async fn start(
+        database_url: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut config = Config::defaults();
         config.database_url = database_url.to_owned();
         config.bind_addr = "127.0.0.1:0".parse()?;
@@ -35,7 +38,9 @@ impl TestServer {
         config.admission_interval_ms = 50;
         config.shutdown_grace_seconds = 2;
         adjust(&mut config);
-        let application = Application::build(config).await.context("building the server")?;
+        let application = Application::build(config)
+            .await
+            .context("building the server")?;
         let addr = application.local_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until(async move {
@@ -51,7 +56,7 @@ impl TestServer {
     /// Stops accepting, finishes in-flight requests and waits for the server to end.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(stop) = self.stop.take() {
-            drop(stop.send(()));
+            let _ = stop.send(());
         }
         match self.task.take() {
             Some(task) => task.await?,
@@ -63,7 +68,7 @@ impl TestServer {
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            drop(stop.send(()));
+            let _ = stop.send(());
         }
     }
 }
@@ -92,7 +97,10 @@ impl TestApp {
     }
 
     /// A second instance over the same database, as another process of the deployment would be.
-    pub async fn another_instance(&self, adjust: impl FnOnce(&mut Config)) -> anyhow::Result<(TestServer, Client)> {
+    pub async fn another_instance(
+        &self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<(TestServer, Client)> {
         let server = TestServer::start(self.database.url(), adjust).await?;
         let client = Client::new(server.addr);
         Ok((server, client))
@@ -182,7 +190,12 @@ impl Client {
         self.send(request).await
     }
 
-    pub async fn post(&self, path: &str, token: Option<&str>, body: &Value) -> anyhow::Result<Answer> {
+    pub async fn post(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> anyhow::Result<Answer> {
         let mut request = self.raw(Method::POST, path).json(body);
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -191,7 +204,12 @@ impl Client {
     }
 
     pub async fn issue_token(&self, user: Uuid) -> anyhow::Result<Answer> {
-        self.post("/v1/queue/tokens", None, &json!({ "userId": user })).await
+        self.post(
+            "/v1/queue/tokens",
+            None,
+            &json!({ "userId": user.to_string() }),
+        )
+        .await
     }
 
     pub async fn queue_status(&self, token: &str) -> anyhow::Result<Answer> {
@@ -199,7 +217,12 @@ impl Client {
     }
 
     /// Polls the status until it reads `wanted`, for at most `within`.
-    pub async fn wait_for_status(&self, token: &str, wanted: &str, within: Duration) -> anyhow::Result<Answer> {
+    pub async fn wait_for_status(
+        &self,
+        token: &str,
+        wanted: &str,
+        within: Duration,
+    ) -> anyhow::Result<Answer> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let answer = self.queue_status(token).await?;
@@ -219,8 +242,12 @@ impl Client {
     pub async fn active_token(&self, user: Uuid) -> anyhow::Result<String> {
         let issued = self.issue_token(user).await?;
         anyhow::ensure!(issued.status.is_success(), "token refused: {}", issued.text);
-        let token = issued.body["token"].as_str().context("token in answer")?.to_owned();
-        self.wait_for_status(&token, "ACTIVE", Duration::from_secs(10)).await?;
+        let token = issued.body["token"]
+            .as_str()
+            .context("token in answer")?
+            .to_owned();
+        self.wait_for_status(&token, "ACTIVE", Duration::from_secs(10))
+            .await?;
         Ok(token)
     }
 
@@ -229,20 +256,36 @@ impl Client {
     }
 
     /// Creates a concert with one date `days_ahead` from today; returns its id and the date.
-    pub async fn concert_with_date(&self, seat_count: u32, price: i64, days_ahead: i64) -> anyhow::Result<(i64, String)> {
-        let date = (time::OffsetDateTime::now_utc().date() + time::Duration::days(days_ahead)).to_string();
+    pub async fn concert_with_date(
+        &self,
+        seat_count: u32,
+        price: i64,
+        days_ahead: i64,
+    ) -> anyhow::Result<(i64, String)> {
+        let date =
+            (time::OffsetDateTime::now_utc().date() + time::Duration::days(days_ahead)).to_string();
         let answer = self
             .create_concert(&json!({
                 "title": "Test Concert",
                 "dates": [{ "date": date, "price": price, "seatCount": seat_count }]
             }))
             .await?;
-        anyhow::ensure!(answer.status == StatusCode::CREATED, "concert refused: {}", answer.text);
+        anyhow::ensure!(
+            answer.status == StatusCode::CREATED,
+            "concert refused: {}",
+            answer.text
+        );
         let id = answer.body["concertId"].as_i64().context("concertId")?;
         Ok((id, date))
     }
 
-    pub async fn hold(&self, token: &str, concert: i64, date: &str, seat_no: i64) -> anyhow::Result<Answer> {
+    pub async fn hold(
+        &self,
+        token: &str,
+        concert: i64,
+        date: &str,
+        seat_no: i64,
+    ) -> anyhow::Result<Answer> {
         self.post(
             "/v1/reservations",
             Some(token),
@@ -251,7 +294,12 @@ impl Client {
         .await
     }
 
-    pub async fn charge(&self, user: Uuid, amount: i64, key: Option<&str>) -> anyhow::Result<Answer> {
+    pub async fn charge(
+        &self,
+        user: Uuid,
+        amount: i64,
+        key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let mut request = self
             .raw(Method::POST, &format!("/v1/users/{user}/points/charge"))
             .json(&json!({ "amount": amount }));
@@ -266,7 +314,12 @@ impl Client {
         answer.body["balance"].as_i64().context("balance in answer")
     }
 
-    pub async fn pay(&self, token: &str, reservation: i64, key: Option<&str>) -> anyhow::Result<Answer> {
+    pub async fn pay(
+        &self,
+        token: &str,
+        reservation: i64,
+        key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let mut request = self
             .raw(Method::POST, "/v1/payments")
             .bearer_auth(token)
