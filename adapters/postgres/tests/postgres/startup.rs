@@ -253,3 +253,18 @@ async fn readiness_probe_answers_while_the_database_is_up() {
     ctx.readiness().check().await.expect("ready");
     ctx.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_test_database_left_to_drop_is_removed_all_the_same() {
+    let ctx = Ctx::new().await;
+    let forgotten = concert_postgres::testing::TestDatabase::create()
+        .await
+        .expect("a test database");
+    let name = forgotten.name().to_owned();
+    let exists =
+        |name: &str| format!("SELECT count(*) AS count FROM pg_database WHERE datname = '{name}'");
+    assert_eq!(ctx.count(&exists(&name)).await, 1);
+    drop(forgotten); // as when a test panics before its explicit drop
+    assert_eq!(ctx.count(&exists(&name)).await, 0);
+    ctx.finish().await;
+}
