@@ -20,7 +20,8 @@ const MAX_TOKEN_LEN: usize = 512;
 /// Signs with one secret key. The key is kept out of `Debug` output.
 #[derive(Clone)]
 pub struct HmacTokenSigner {
-    key: Vec<u8>,
+    /// The MAC already keyed: cloning it per token skips hashing the key again on the hot path.
+    keyed: HmacSha256,
 }
 
 impl std::fmt::Debug for HmacTokenSigner {
@@ -31,12 +32,14 @@ impl std::fmt::Debug for HmacTokenSigner {
 
 impl HmacTokenSigner {
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        // HMAC accepts keys of any length, so this cannot fail.
+        let keyed = <HmacSha256 as Mac>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        Self { keyed }
     }
 
     fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of any length, so this cannot fail.
-        <HmacSha256 as Mac>::new_from_slice(&self.key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+        self.keyed.clone()
     }
 }
 
@@ -51,7 +54,11 @@ impl TokenSigner for HmacTokenSigner {
         let mut mac = self.mac();
         mac.update(payload.as_bytes());
         let tag = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(payload), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     fn verify(&self, token: &str) -> Result<TokenClaims, InvalidToken> {
@@ -71,7 +78,8 @@ impl TokenSigner for HmacTokenSigner {
 fn parse_payload(payload: &[u8]) -> Option<TokenClaims> {
     let text = std::str::from_utf8(payload).ok()?;
     let mut parts = text.split('.');
-    let (version, user, ticket, issued) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let (version, user, ticket, issued) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     if version != VERSION || parts.next().is_some() {
         return None;
     }
@@ -106,7 +114,10 @@ mod tests {
     #[test]
     fn a_token_signed_with_another_key_is_refused() {
         let token = HmacTokenSigner::new(b"one key").sign(&claims());
-        assert_eq!(HmacTokenSigner::new(b"another key").verify(&token), Err(InvalidToken));
+        assert_eq!(
+            HmacTokenSigner::new(b"another key").verify(&token),
+            Err(InvalidToken)
+        );
     }
 
     #[test]
@@ -119,11 +130,17 @@ mod tests {
             claims().user.get().simple(),
             claims().issued_at.unix_timestamp()
         ));
-        assert_eq!(signer.verify(&format!("{forged_payload}.{tag}")), Err(InvalidToken));
+        assert_eq!(
+            signer.verify(&format!("{forged_payload}.{tag}")),
+            Err(InvalidToken)
+        );
         let mut flipped = tag.to_owned().into_bytes();
         flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).expect("ascii");
-        assert_eq!(signer.verify(&format!("{payload}.{flipped}")), Err(InvalidToken));
+        assert_eq!(
+            signer.verify(&format!("{payload}.{flipped}")),
+            Err(InvalidToken)
+        );
     }
 
     #[test]
