@@ -401,3 +401,34 @@ async fn admin_and_router_errors() -> anyhow::Result<()> {
     );
     app.shutdown().await
 }
+
+/// A charge whose key is held by a request still in flight (simulated by holding the key's
+/// advisory lock from a database session, as the first request's transaction would) waits, then
+/// answers `409 IDEMPOTENCY_KEY_IN_USE`; once the first finishes, the key is processed anew.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_in_flight_is_in_use() -> anyhow::Result<()> {
+    use diesel::sql_types::Text;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+
+    let app = TestApp::spawn().await?;
+    let client = &app.client;
+    let user = Uuid::new_v4();
+    let mut session = app.database.connect().await?;
+    // The adapter's lock for (user, scope, key); see adapters/postgres/src/idempotency.rs.
+    diesel::sql_query("SELECT pg_advisory_lock(1129512963, hashtext($1))")
+        .bind::<Text, _>(format!("{user} charge in-flight-key"))
+        .execute(&mut session)
+        .await?;
+    let answer = client.charge(user, 100, Some("in-flight-key")).await?;
+    assert_problem(&answer, StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE");
+    assert_eq!(client.balance(user).await?, 0, "nothing was charged");
+
+    session
+        .batch_execute("SELECT pg_advisory_unlock_all()")
+        .await?;
+    let answer = client.charge(user, 100, Some("in-flight-key")).await?;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(client.balance(user).await?, 100);
+    drop(session);
+    app.shutdown().await
+}
