@@ -79,6 +79,27 @@ impl ChargePoints {
         {
             return Ok(balance);
         }
+        match (
+            self.charge(user, amount, idempotency.as_ref()).await,
+            &idempotency,
+        ) {
+            // A charge with this key committed after the replay check, and its own effect pushed
+            // the balance over the limit for this request. Same key: the first answer.
+            (Err(ChargePointsError::BalanceLimitExceeded(limit)), Some(record)) => self
+                .replay(user, record)
+                .await?
+                .ok_or(ChargePointsError::BalanceLimitExceeded(limit)),
+            (charged, _) => charged,
+        }
+    }
+
+    /// Checks the balance limit, then charges in one atomic step.
+    async fn charge(
+        &self,
+        user: UserId,
+        amount: Amount,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<Balance, ChargePointsError> {
         let mut wallet = Wallet {
             user,
             balance: self.wallets.balance(user).await?,
@@ -91,7 +112,7 @@ impl ChargePoints {
             amount,
             max_balance: self.limits.max_balance,
             now: self.clock.now(),
-            idempotency: idempotency.clone(),
+            idempotency: idempotency.cloned(),
         };
         match self.wallets.charge(&request).await? {
             ChargeOutcome::Charged(balance) => Ok(balance),
@@ -99,9 +120,7 @@ impl ChargePoints {
                 self.limits.max_balance,
             )),
             ChargeOutcome::KeyAlreadyUsed => {
-                let record = idempotency
-                    .as_ref()
-                    .ok_or(ChargePointsError::IdempotencyKeyInUse)?;
+                let record = idempotency.ok_or(ChargePointsError::IdempotencyKeyInUse)?;
                 self.replay(user, record)
                     .await?
                     .ok_or(ChargePointsError::IdempotencyKeyInUse)
@@ -237,6 +256,36 @@ mod tests {
             .await;
 
         assert!(matches!(refused, Err(ChargePointsError::InvalidAmount(_))));
+    }
+
+    #[tokio::test]
+    async fn key_committed_by_a_racing_charge_that_filled_the_balance_returns_that_answer() {
+        // The twin request with the same key committed after our replay check; the balance we
+        // read already holds its amount and leaves no room for ours.
+        let mut wallets = MockWalletRepository::new();
+        wallets
+            .expect_balance()
+            .times(1)
+            .returning(|_| Ok(balance(LIMITS.max_balance)));
+        wallets.expect_charge().never();
+        let mut finds = 0;
+        let mut store = MockIdempotencyStore::new();
+        store.expect_find().times(2).returning(move |_, _, _| {
+            finds += 1;
+            Ok((finds == 2).then(|| StoredAnswer {
+                request_hash: "amount=50".to_owned(),
+                answer: IdempotentAnswer::Charge {
+                    balance: balance(LIMITS.max_balance),
+                },
+            }))
+        });
+
+        let answer = charge_points(wallets, store)
+            .execute(command(50, Some(key("k1"))))
+            .await
+            .expect("the twin's answer");
+
+        assert_eq!(answer, balance(LIMITS.max_balance));
     }
 
     #[tokio::test]

@@ -45,6 +45,20 @@ pub enum PayReservationError {
     Repository(#[from] RepositoryError),
 }
 
+impl PayReservationError {
+    /// A business refusal (as opposed to a key conflict or an infrastructure failure).
+    fn is_refusal(&self) -> bool {
+        match self {
+            Self::Unauthorized(_)
+            | Self::NotFound(_)
+            | Self::Expired(_)
+            | Self::NotHeld(_)
+            | Self::InsufficientBalance { .. } => true,
+            Self::IdempotencyKeyReused | Self::IdempotencyKeyInUse | Self::Repository(_) => false,
+        }
+    }
+}
+
 impl From<ReplayError> for PayReservationError {
     fn from(error: ReplayError) -> Self {
         match error {
@@ -110,7 +124,29 @@ impl PayReservation {
         {
             return Ok(receipt);
         }
-        let caller = self.authorize.authorize(&command.claims).await?;
+        match (
+            self.pay(&command.claims, id, idempotency.as_ref()).await,
+            &idempotency,
+        ) {
+            // A payment with this key committed while this request checked the token, the
+            // reservation or the balance, so what this request saw was that payment's own effect
+            // (token ended, reservation confirmed, balance debited). Same key: the first answer.
+            (Err(refused), Some(record)) if refused.is_refusal() => {
+                self.replay(user, record).await?.ok_or(refused)
+            }
+            (paid, _) => paid,
+        }
+    }
+
+    /// Checks the token, the reservation and the balance, then pays in one atomic step.
+    async fn pay(
+        &self,
+        claims: &TokenClaims,
+        id: ReservationId,
+        idempotency: Option<&IdempotencyRecord>,
+    ) -> Result<PaymentReceipt, PayReservationError> {
+        let user = claims.user;
+        let caller = self.authorize.authorize(claims).await?;
         let now = self.clock.now();
         let reservation = find_own(self.reservations.as_ref(), id, user)
             .await?
@@ -135,7 +171,7 @@ impl PayReservation {
             amount: reservation.price,
             ticket: caller.ticket,
             now,
-            idempotency: idempotency.clone(),
+            idempotency: idempotency.cloned(),
         };
         match self.payments.pay(&request).await? {
             PaymentOutcome::Paid(receipt) => {
@@ -152,9 +188,7 @@ impl PayReservation {
                 })
             }
             PaymentOutcome::KeyAlreadyUsed => {
-                let record = idempotency
-                    .as_ref()
-                    .ok_or(PayReservationError::IdempotencyKeyInUse)?;
+                let record = idempotency.ok_or(PayReservationError::IdempotencyKeyInUse)?;
                 self.replay(user, record)
                     .await?
                     .ok_or(PayReservationError::IdempotencyKeyInUse)
@@ -696,5 +730,50 @@ mod tests {
         .expect("the twin's receipt");
 
         assert_eq!(answer, receipt());
+    }
+
+    #[tokio::test]
+    async fn key_committed_by_a_racing_payment_during_the_checks_returns_that_payments_receipt() {
+        // The twin request with the same key committed after our replay check: we find the
+        // reservation confirmed (and the token ended), which is the twin's own effect.
+        let mut finds = 0;
+        let mut store = MockIdempotencyStore::new();
+        store.expect_find().times(2).returning(move |_, _, _| {
+            finds += 1;
+            Ok((finds == 2).then(|| StoredAnswer {
+                request_hash: "reservationId=41".to_owned(),
+                answer: IdempotentAnswer::Payment(receipt()),
+            }))
+        });
+
+        let answer = Payment {
+            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
+            payments: payments_never(),
+            store,
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await
+        .expect("the twin's receipt");
+
+        assert_eq!(answer, receipt());
+    }
+
+    #[tokio::test]
+    async fn refusal_with_a_key_and_no_stored_answer_stays_a_refusal() {
+        let mut store = MockIdempotencyStore::new();
+        store.expect_find().times(2).returning(|_, _, _| Ok(None));
+
+        let refused = Payment {
+            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
+            payments: payments_never(),
+            store,
+            ..Payment::ready()
+        }
+        .execute(command(Some(key())))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
     }
 }
