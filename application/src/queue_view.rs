@@ -78,8 +78,8 @@ impl QueueView {
         self.snapshot().serving
     }
 
-    /// Tickets admitted per second over the last minute; the worst case (only timeouts move the
-    /// line) until there is something to measure.
+    /// Tickets admitted per second over the last minute, never below the worst case (only
+    /// timeouts move the line).
     pub fn admissions_per_second(&self) -> f64 {
         let state = self
             .state
@@ -95,7 +95,10 @@ impl QueueView {
             }
             _ => None,
         };
-        measured.unwrap_or_else(|| self.policy.worst_case_admissions_per_second())
+        // Every active token ends by its active deadline at the latest, so a full line moves at
+        // least at the worst-case rate even when little has been measured yet.
+        let floor = self.policy.worst_case_admissions_per_second();
+        measured.map_or(floor, |rate| rate.max(floor))
     }
 }
 
@@ -150,5 +153,27 @@ mod tests {
             .await
             .expect("second");
         assert!((view.admissions_per_second() - 5.0).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn a_slow_measured_rate_never_falls_below_the_worst_case() {
+        let mut queue = MockQueueRepository::new();
+        let mut reads = vec![snapshot(0, 100), snapshot(1, 101)].into_iter();
+        queue
+            .expect_snapshot()
+            .returning(move || Ok(reads.next().expect("two reads")));
+        let policy = QueuePolicy::default();
+        let view = QueueView::new(Arc::new(queue), policy);
+        let now = datetime!(2026-12-01 12:00 UTC);
+        view.refresh(now).await.expect("first");
+        view.refresh(now + Duration::seconds(50))
+            .await
+            .expect("second");
+        let floor = policy.worst_case_admissions_per_second();
+        assert!(
+            floor > 1.0 / 50.0,
+            "the measured rate is the slower one here"
+        );
+        assert!((view.admissions_per_second() - floor).abs() < 1e-9);
     }
 }
