@@ -26,6 +26,7 @@ pub mod read_gauges;
 pub mod read_point_history;
 pub mod read_queue_status;
 pub mod read_reservation;
+pub mod services;
 pub mod sweep_lapsed_holds;
 
 #[cfg(test)]

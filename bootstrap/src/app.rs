@@ -7,37 +7,16 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::Context;
-use concert_application::admit_next_in_line::AdmitNextInLine;
-use concert_application::authorize_request::AuthorizeRequest;
-use concert_application::cancel_reservation::CancelReservation;
-use concert_application::charge_points::ChargePoints;
 use concert_application::create_concert::{AdminKey, CreateConcert};
-use concert_application::hold_seat::{HoldSeat, HoldSettings};
-use concert_application::issue_queue_token::IssueQueueToken;
-use concert_application::list_available_dates::ListAvailableDates;
-use concert_application::list_available_seats::ListAvailableSeats;
-use concert_application::list_concerts::ListConcerts;
-use concert_application::pay_reservation::{PayReservation, PayReservationPorts};
-use concert_application::ports::{
-    CatalogRepository, Clock, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
-    ReservationRepository, TokenSigner, WalletRepository,
-};
-use concert_application::queue_view::QueueView;
-use concert_application::read_balance::ReadBalance;
-use concert_application::read_gauges::ReadGauges;
-use concert_application::read_point_history::ReadPointHistory;
-use concert_application::read_queue_status::ReadQueueStatus;
-use concert_application::read_reservation::ReadReservation;
-use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
+use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
+use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
-use concert_domain::{HoldLimit, QueuePolicy, WalletLimits};
 use concert_http::UseCases;
 use concert_postgres::{
     PgCatalogRepository, PgConfig, PgIdempotencyStore, PgPaymentRepository, PgQueueRepository,
     PgReadinessProbe, PgReservationRepository, PgWalletRepository,
 };
 use concert_token::HmacTokenSigner;
-use time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -77,46 +56,32 @@ impl Application {
         })
         .context("building the database pool")?;
 
-        let policy = QueuePolicy {
-            max_active: config.queue_max_active,
-            active_ttl: Duration::seconds(config.queue_active_ttl_seconds.into()),
-            idle_timeout: Duration::seconds(config.queue_idle_timeout_seconds.into()),
-        };
+        let settings = config.settings();
+        let policy = settings.queue;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-        let signer: Arc<dyn TokenSigner> = Arc::new(HmacTokenSigner::new(secret.as_bytes()));
         let catalog: Arc<dyn CatalogRepository> = Arc::new(PgCatalogRepository::new(pool.clone()));
         let reservations: Arc<dyn ReservationRepository> =
             Arc::new(PgReservationRepository::new(pool.clone()));
-        let wallets: Arc<dyn WalletRepository> = Arc::new(PgWalletRepository::new(pool.clone()));
-        let payments: Arc<dyn PaymentRepository> = Arc::new(PgPaymentRepository::new(pool.clone()));
-        let idempotency: Arc<dyn IdempotencyStore> =
-            Arc::new(PgIdempotencyStore::new(pool.clone()));
-        let queue: Arc<dyn QueueRepository> =
-            Arc::new(PgQueueRepository::new(pool.clone()).with_policy(policy));
-        let readiness: Arc<dyn ReadinessProbe> = Arc::new(PgReadinessProbe::new(pool));
-
-        let hold_settings = HoldSettings {
-            ttl: Duration::seconds(config.hold_ttl_seconds.into()),
-            limit: HoldLimit::new(config.max_holds_per_user)
-                .context("MAX_HOLDS_PER_USER must be positive")?,
-        };
-        let limits = WalletLimits {
-            max_charge: config.max_charge_amount,
-            max_balance: config.max_balance,
-        };
-
-        let view = QueueView::new(queue.clone(), policy);
-        view.refresh(clock.now())
+        let admission = NotifyAdmission::default();
+        let services = Services::new(
+            Ports {
+                clock: clock.clone(),
+                signer: Arc::new(HmacTokenSigner::new(secret.as_bytes())),
+                catalog: catalog.clone(),
+                reservations,
+                wallets: Arc::new(PgWalletRepository::new(pool.clone())),
+                payments: Arc::new(PgPaymentRepository::new(pool.clone())),
+                idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
+                queue: Arc::new(PgQueueRepository::new(pool.clone()).with_policy(policy)),
+                admission: Arc::new(admission.clone()),
+            },
+            settings,
+        );
+        services
+            .view
+            .refresh(clock.now())
             .await
             .context("reading the queue state")?;
-        let admission = NotifyAdmission::default();
-        let authorize = Arc::new(AuthorizeRequest::new(
-            signer.clone(),
-            queue.clone(),
-            clock.clone(),
-            view.clone(),
-            policy,
-        ));
 
         if config.demo_data {
             let seeding_key = format!("demo-{}", std::process::id());
@@ -137,68 +102,16 @@ impl Application {
             let metrics = metrics.clone();
             Arc::new(move || metrics.render())
         };
-        let use_cases = UseCases {
-            issue_queue_token: Arc::new(IssueQueueToken::new(
-                queue.clone(),
-                signer.clone(),
-                clock.clone(),
-                view.clone(),
-                policy,
-            )),
-            read_queue_status: Arc::new(ReadQueueStatus::new(
-                signer.clone(),
-                queue.clone(),
-                clock.clone(),
-                view.clone(),
-                policy,
-            )),
-            authorize: authorize.clone(),
-            list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
-            list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
-            list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
-            hold_seat: Arc::new(HoldSeat::new(
-                catalog.clone(),
-                reservations.clone(),
-                clock.clone(),
-                hold_settings,
-            )),
-            read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
-            cancel_reservation: Arc::new(CancelReservation::new(
-                reservations.clone(),
-                clock.clone(),
-            )),
-            charge_points: Arc::new(ChargePoints::new(
-                wallets.clone(),
-                idempotency.clone(),
-                clock.clone(),
-                limits,
-            )),
-            read_balance: Arc::new(ReadBalance::new(wallets.clone())),
-            read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
-            pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
-                authorize,
-                reservations: reservations.clone(),
-                wallets,
-                payments,
-                idempotency,
-                admission: Arc::new(admission.clone()),
-                clock: clock.clone(),
-            })),
-            create_concert: Arc::new(CreateConcert::new(
-                catalog,
-                clock.clone(),
-                AdminKey::new(config.admin_api_key.clone()),
-                config.max_charge_amount,
-            )),
-            readiness,
+        let use_cases = UseCases::new(
+            &services,
+            Arc::new(PgReadinessProbe::new(pool)),
             render_metrics,
-        };
-
+        );
         let jobs = BackgroundJobs {
-            admit: Arc::new(AdmitNextInLine::new(queue, clock.clone(), policy)),
-            sweep: Arc::new(SweepLapsedHolds::new(reservations.clone(), clock.clone())),
-            gauges: Arc::new(ReadGauges::new(view.clone(), reservations, clock.clone())),
-            view,
+            admit: services.admit_next_in_line.clone(),
+            sweep: services.sweep_lapsed_holds.clone(),
+            gauges: services.read_gauges.clone(),
+            view: services.view.clone(),
             clock,
             admission,
             metrics,

@@ -5,6 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use concert_application::create_concert::AdminKey;
+use concert_application::hold_seat::HoldSettings;
+use concert_application::services::Settings;
+use concert_domain::{HoldLimit, QueuePolicy, WalletLimits};
+use time::Duration as Span;
 
 /// The key used when `TOKEN_SECRET` is not set. Fine on a laptop, never in production: anyone who
 /// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
@@ -157,6 +162,27 @@ impl Config {
         match &self.token_secret {
             Some(secret) => (secret, false),
             None => (DEVELOPMENT_TOKEN_SECRET, true),
+        }
+    }
+
+    /// The business settings the use cases run with.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            queue: QueuePolicy {
+                max_active: self.queue_max_active,
+                active_ttl: Span::seconds(self.queue_active_ttl_seconds.into()),
+                idle_timeout: Span::seconds(self.queue_idle_timeout_seconds.into()),
+            },
+            holds: HoldSettings {
+                ttl: Span::seconds(self.hold_ttl_seconds.into()),
+                // The flag's range starts at 1, so the default is never taken.
+                limit: HoldLimit::new(self.max_holds_per_user).unwrap_or(HoldLimit::DEFAULT),
+            },
+            wallet: WalletLimits {
+                max_charge: self.max_charge_amount,
+                max_balance: self.max_balance,
+            },
+            admin_key: AdminKey::new(self.admin_api_key.clone()),
         }
     }
 

@@ -24,6 +24,7 @@ use concert_application::read_balance::ReadBalance;
 use concert_application::read_point_history::ReadPointHistory;
 use concert_application::read_queue_status::ReadQueueStatus;
 use concert_application::read_reservation::ReadReservation;
+use concert_application::services::Services;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use utoipa::OpenApi as _;
@@ -68,6 +69,34 @@ pub struct UseCases {
     pub readiness: Arc<dyn ReadinessProbe>,
     /// The Prometheus text of the recorder that the bootstrap crate installed.
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+}
+
+impl UseCases {
+    /// The use cases the API calls, taken from the application's wiring.
+    pub fn new(
+        services: &Services,
+        readiness: Arc<dyn ReadinessProbe>,
+        render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    ) -> Self {
+        Self {
+            issue_queue_token: services.issue_queue_token.clone(),
+            read_queue_status: services.read_queue_status.clone(),
+            authorize: services.authorize.clone(),
+            list_concerts: services.list_concerts.clone(),
+            list_available_dates: services.list_available_dates.clone(),
+            list_available_seats: services.list_available_seats.clone(),
+            hold_seat: services.hold_seat.clone(),
+            read_reservation: services.read_reservation.clone(),
+            cancel_reservation: services.cancel_reservation.clone(),
+            charge_points: services.charge_points.clone(),
+            read_balance: services.read_balance.clone(),
+            read_point_history: services.read_point_history.clone(),
+            pay_reservation: services.pay_reservation.clone(),
+            create_concert: services.create_concert.clone(),
+            readiness,
+            render_metrics,
+        }
+    }
 }
 
 /// What the handlers share.

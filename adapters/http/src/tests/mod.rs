@@ -13,16 +13,8 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use concert_application::authorize_request::AuthorizeRequest;
-use concert_application::cancel_reservation::CancelReservation;
-use concert_application::charge_points::ChargePoints;
-use concert_application::create_concert::{AdminKey, CreateConcert};
-use concert_application::hold_seat::{HoldSeat, HoldSettings};
-use concert_application::issue_queue_token::IssueQueueToken;
-use concert_application::list_available_dates::ListAvailableDates;
-use concert_application::list_available_seats::ListAvailableSeats;
-use concert_application::list_concerts::ListConcerts;
-use concert_application::pay_reservation::{PayReservation, PayReservationPorts};
+use concert_application::create_concert::AdminKey;
+use concert_application::hold_seat::HoldSettings;
 use concert_application::ports::{
     AdmissionReport, AvailableSeat, CancelOutcome, ChargeOutcome, DateAvailability, DateLookup,
     HoldOutcome, IdempotentAnswer, InvalidToken, IssuedTicket, MockAdmissionTrigger,
@@ -31,11 +23,7 @@ use concert_application::ports::{
     MockWalletRepository, PaymentOutcome, PaymentReceipt, QueueSnapshot, RepositoryError,
     StoredAnswer, TokenClaims,
 };
-use concert_application::queue_view::QueueView;
-use concert_application::read_balance::ReadBalance;
-use concert_application::read_point_history::ReadPointHistory;
-use concert_application::read_queue_status::ReadQueueStatus;
-use concert_application::read_reservation::ReadReservation;
+use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
     Balance, Concert, ConcertDate, ConcertId, ConcertTitle, IdempotencyScope, LedgerEntry,
@@ -430,16 +418,6 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
     let catalog = Arc::new(catalog(scenario));
     let reservations = Arc::new(reservations());
     let wallets = Arc::new(wallets());
-    let view = QueueView::new(queue.clone(), policy);
-    view.refresh(NOW).await.expect("queue view");
-
-    let authorize = Arc::new(AuthorizeRequest::new(
-        signer.clone(),
-        queue.clone(),
-        clock.clone(),
-        view.clone(),
-        policy,
-    ));
     let mut admission = MockAdmissionTrigger::new();
     admission.expect_request_admission().return_const(());
     let mut readiness = MockReadinessProbe::new();
@@ -450,64 +428,34 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             Ok(())
         }
     });
-    let limits = WalletLimits {
-        max_charge: MAX_CHARGE,
-        max_balance: MAX_BALANCE,
-    };
-    let idempotency = Arc::new(idempotency());
-    UseCases {
-        issue_queue_token: Arc::new(IssueQueueToken::new(
-            queue.clone(),
-            signer.clone(),
-            clock.clone(),
-            view.clone(),
-            policy,
-        )),
-        read_queue_status: Arc::new(ReadQueueStatus::new(
+    let services = Services::new(
+        Ports {
+            clock,
             signer,
-            queue,
-            clock.clone(),
-            view,
-            policy,
-        )),
-        authorize: authorize.clone(),
-        list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
-        list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
-        list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
-        hold_seat: Arc::new(HoldSeat::new(
-            catalog.clone(),
-            reservations.clone(),
-            clock.clone(),
-            HoldSettings::default(),
-        )),
-        read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
-        cancel_reservation: Arc::new(CancelReservation::new(reservations.clone(), clock.clone())),
-        charge_points: Arc::new(ChargePoints::new(
-            wallets.clone(),
-            idempotency.clone(),
-            clock.clone(),
-            limits,
-        )),
-        read_balance: Arc::new(ReadBalance::new(wallets.clone())),
-        read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
-        pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
-            authorize,
+            catalog,
             reservations,
             wallets,
             payments: Arc::new(payments()),
-            idempotency,
+            idempotency: Arc::new(idempotency()),
+            queue,
             admission: Arc::new(admission),
-            clock: clock.clone(),
-        })),
-        create_concert: Arc::new(CreateConcert::new(
-            catalog,
-            clock,
-            AdminKey::new(Some(ADMIN_KEY.to_owned())),
-            MAX_CHARGE,
-        )),
-        readiness: Arc::new(readiness),
-        render_metrics: Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
-    }
+        },
+        Settings {
+            queue: policy,
+            holds: HoldSettings::default(),
+            wallet: WalletLimits {
+                max_charge: MAX_CHARGE,
+                max_balance: MAX_BALANCE,
+            },
+            admin_key: AdminKey::new(Some(ADMIN_KEY.to_owned())),
+        },
+    );
+    services.view.refresh(NOW).await.expect("queue view");
+    UseCases::new(
+        &services,
+        Arc::new(readiness),
+        Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
+    )
 }
 
 pub async fn app() -> Router {

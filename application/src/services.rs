@@ -1,0 +1,219 @@
+//! Every use case built over one set of ports: the single place that knows which use case needs
+//! which port. The server's bootstrap and the HTTP adapter's tests both wire through it.
+
+use std::sync::Arc;
+
+use concert_domain::{QueuePolicy, WalletLimits};
+
+use crate::admit_next_in_line::AdmitNextInLine;
+use crate::authorize_request::AuthorizeRequest;
+use crate::cancel_reservation::CancelReservation;
+use crate::charge_points::ChargePoints;
+use crate::create_concert::{AdminKey, CreateConcert};
+use crate::hold_seat::{HoldSeat, HoldSettings};
+use crate::issue_queue_token::IssueQueueToken;
+use crate::list_available_dates::ListAvailableDates;
+use crate::list_available_seats::ListAvailableSeats;
+use crate::list_concerts::ListConcerts;
+use crate::pay_reservation::{PayReservation, PayReservationPorts};
+use crate::ports::{
+    AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
+    QueueRepository, ReservationRepository, TokenSigner, WalletRepository,
+};
+use crate::queue_view::QueueView;
+use crate::read_balance::ReadBalance;
+use crate::read_gauges::ReadGauges;
+use crate::read_point_history::ReadPointHistory;
+use crate::read_queue_status::ReadQueueStatus;
+use crate::read_reservation::ReadReservation;
+use crate::sweep_lapsed_holds::SweepLapsedHolds;
+
+/// The adapters behind every port.
+pub struct Ports {
+    pub clock: Arc<dyn Clock>,
+    pub signer: Arc<dyn TokenSigner>,
+    pub catalog: Arc<dyn CatalogRepository>,
+    pub reservations: Arc<dyn ReservationRepository>,
+    pub wallets: Arc<dyn WalletRepository>,
+    pub payments: Arc<dyn PaymentRepository>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn QueueRepository>,
+    pub admission: Arc<dyn AdmissionTrigger>,
+}
+
+/// The business settings of API.md section 8.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub queue: QueuePolicy,
+    pub holds: HoldSettings,
+    pub wallet: WalletLimits,
+    pub admin_key: AdminKey,
+}
+
+/// One instance of every use case, sharing one [`QueueView`].
+pub struct Services {
+    pub view: QueueView,
+    pub issue_queue_token: Arc<IssueQueueToken>,
+    pub read_queue_status: Arc<ReadQueueStatus>,
+    pub authorize: Arc<AuthorizeRequest>,
+    pub list_concerts: Arc<ListConcerts>,
+    pub list_available_dates: Arc<ListAvailableDates>,
+    pub list_available_seats: Arc<ListAvailableSeats>,
+    pub hold_seat: Arc<HoldSeat>,
+    pub read_reservation: Arc<ReadReservation>,
+    pub cancel_reservation: Arc<CancelReservation>,
+    pub charge_points: Arc<ChargePoints>,
+    pub read_balance: Arc<ReadBalance>,
+    pub read_point_history: Arc<ReadPointHistory>,
+    pub pay_reservation: Arc<PayReservation>,
+    pub create_concert: Arc<CreateConcert>,
+    pub admit_next_in_line: Arc<AdmitNextInLine>,
+    pub sweep_lapsed_holds: Arc<SweepLapsedHolds>,
+    pub read_gauges: Arc<ReadGauges>,
+}
+
+impl Services {
+    pub fn new(ports: Ports, settings: Settings) -> Self {
+        let Ports {
+            clock,
+            signer,
+            catalog,
+            reservations,
+            wallets,
+            payments,
+            idempotency,
+            queue,
+            admission,
+        } = ports;
+        let policy = settings.queue;
+        let view = QueueView::new(queue.clone(), policy);
+        let authorize = Arc::new(AuthorizeRequest::new(
+            signer.clone(),
+            queue.clone(),
+            clock.clone(),
+            view.clone(),
+            policy,
+        ));
+        Self {
+            issue_queue_token: Arc::new(IssueQueueToken::new(
+                queue.clone(),
+                signer.clone(),
+                clock.clone(),
+                view.clone(),
+                policy,
+            )),
+            read_queue_status: Arc::new(ReadQueueStatus::new(
+                signer,
+                queue.clone(),
+                clock.clone(),
+                view.clone(),
+                policy,
+            )),
+            authorize: authorize.clone(),
+            list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
+            list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
+            list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
+            hold_seat: Arc::new(HoldSeat::new(
+                catalog.clone(),
+                reservations.clone(),
+                clock.clone(),
+                settings.holds,
+            )),
+            read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
+            cancel_reservation: Arc::new(CancelReservation::new(
+                reservations.clone(),
+                clock.clone(),
+            )),
+            charge_points: Arc::new(ChargePoints::new(
+                wallets.clone(),
+                idempotency.clone(),
+                clock.clone(),
+                settings.wallet,
+            )),
+            read_balance: Arc::new(ReadBalance::new(wallets.clone())),
+            read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
+            pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
+                authorize,
+                reservations: reservations.clone(),
+                wallets,
+                payments,
+                idempotency,
+                admission,
+                clock: clock.clone(),
+            })),
+            create_concert: Arc::new(CreateConcert::new(
+                catalog,
+                clock.clone(),
+                settings.admin_key,
+                settings.wallet.max_charge,
+            )),
+            admit_next_in_line: Arc::new(AdmitNextInLine::new(queue, clock.clone(), policy)),
+            sweep_lapsed_holds: Arc::new(SweepLapsedHolds::new(
+                reservations.clone(),
+                clock.clone(),
+            )),
+            read_gauges: Arc::new(ReadGauges::new(view.clone(), reservations, clock)),
+            view,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::TicketStatus;
+    use concert_domain::queue::ServingCounter;
+
+    use super::*;
+    use crate::ports::{
+        MockAdmissionTrigger, MockCatalogRepository, MockIdempotencyStore, MockPaymentRepository,
+        MockQueueRepository, MockReservationRepository, MockTokenSigner, MockWalletRepository,
+        QueueSnapshot,
+    };
+    use crate::test_support::{NOW, claims, clock};
+
+    #[tokio::test]
+    async fn every_queue_use_case_answers_from_the_one_shared_view() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_snapshot().times(1).returning(|| {
+            Ok(QueueSnapshot {
+                serving: ServingCounter::new(5),
+                ..QueueSnapshot::default()
+            })
+        });
+        queue.expect_find().never();
+        let mut signer = MockTokenSigner::new();
+        signer.expect_verify().returning(|_| Ok(claims(7)));
+        let services = Services::new(
+            Ports {
+                clock: clock(),
+                signer: Arc::new(signer),
+                catalog: Arc::new(MockCatalogRepository::new()),
+                reservations: Arc::new(MockReservationRepository::new()),
+                wallets: Arc::new(MockWalletRepository::new()),
+                payments: Arc::new(MockPaymentRepository::new()),
+                idempotency: Arc::new(MockIdempotencyStore::new()),
+                queue: Arc::new(queue),
+                admission: Arc::new(MockAdmissionTrigger::new()),
+            },
+            Settings {
+                queue: QueuePolicy::default(),
+                holds: HoldSettings::default(),
+                wallet: WalletLimits::default(),
+                admin_key: AdminKey::default(),
+            },
+        );
+        services.view.refresh(NOW).await.expect("refresh");
+        let status = services
+            .read_queue_status
+            .execute("token")
+            .await
+            .expect("status");
+        assert_eq!(status.status, TicketStatus::Waiting);
+        assert_eq!(status.position, Some(2));
+        let refused = services.authorize.execute("token").await;
+        assert!(matches!(
+            refused,
+            Err(crate::authorize_request::AuthorizeError::QueueNotActive)
+        ));
+    }
+}
