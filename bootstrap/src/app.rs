@@ -102,11 +102,6 @@ impl Application {
             let metrics = metrics.clone();
             Arc::new(move || metrics.render())
         };
-        let use_cases = UseCases::new(
-            &services,
-            Arc::new(PgReadinessProbe::new(pool)),
-            render_metrics,
-        );
         let jobs = BackgroundJobs {
             admit: services.admit_next_in_line.clone(),
             sweep: services.sweep_lapsed_holds.clone(),
@@ -116,6 +111,11 @@ impl Application {
             admission,
             metrics,
             admission_interval: StdDuration::from_millis(config.admission_interval_ms),
+        };
+        let use_cases = UseCases {
+            services: Arc::new(services),
+            readiness: Arc::new(PgReadinessProbe::new(pool)),
+            render_metrics,
         };
 
         let listener = TcpListener::bind(config.bind_addr)

@@ -9,21 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use concert_application::authorize_request::AuthorizeRequest;
-use concert_application::cancel_reservation::CancelReservation;
-use concert_application::charge_points::ChargePoints;
-use concert_application::create_concert::CreateConcert;
-use concert_application::hold_seat::HoldSeat;
-use concert_application::issue_queue_token::IssueQueueToken;
-use concert_application::list_available_dates::ListAvailableDates;
-use concert_application::list_available_seats::ListAvailableSeats;
-use concert_application::list_concerts::ListConcerts;
-use concert_application::pay_reservation::PayReservation;
 use concert_application::ports::ReadinessProbe;
-use concert_application::read_balance::ReadBalance;
-use concert_application::read_point_history::ReadPointHistory;
-use concert_application::read_queue_status::ReadQueueStatus;
-use concert_application::read_reservation::ReadReservation;
 use concert_application::services::Services;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -49,54 +35,14 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
 
-/// Every use case the HTTP API calls, built by the bootstrap crate.
+/// What the HTTP API calls: every use case, the readiness probe and the metrics text, built by
+/// the bootstrap crate.
 #[derive(Clone)]
 pub struct UseCases {
-    pub issue_queue_token: Arc<IssueQueueToken>,
-    pub read_queue_status: Arc<ReadQueueStatus>,
-    pub authorize: Arc<AuthorizeRequest>,
-    pub list_concerts: Arc<ListConcerts>,
-    pub list_available_dates: Arc<ListAvailableDates>,
-    pub list_available_seats: Arc<ListAvailableSeats>,
-    pub hold_seat: Arc<HoldSeat>,
-    pub read_reservation: Arc<ReadReservation>,
-    pub cancel_reservation: Arc<CancelReservation>,
-    pub charge_points: Arc<ChargePoints>,
-    pub read_balance: Arc<ReadBalance>,
-    pub read_point_history: Arc<ReadPointHistory>,
-    pub pay_reservation: Arc<PayReservation>,
-    pub create_concert: Arc<CreateConcert>,
+    pub services: Arc<Services>,
     pub readiness: Arc<dyn ReadinessProbe>,
     /// The Prometheus text of the recorder that the bootstrap crate installed.
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
-}
-
-impl UseCases {
-    /// The use cases the API calls, taken from the application's wiring.
-    pub fn new(
-        services: &Services,
-        readiness: Arc<dyn ReadinessProbe>,
-        render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
-    ) -> Self {
-        Self {
-            issue_queue_token: services.issue_queue_token.clone(),
-            read_queue_status: services.read_queue_status.clone(),
-            authorize: services.authorize.clone(),
-            list_concerts: services.list_concerts.clone(),
-            list_available_dates: services.list_available_dates.clone(),
-            list_available_seats: services.list_available_seats.clone(),
-            hold_seat: services.hold_seat.clone(),
-            read_reservation: services.read_reservation.clone(),
-            cancel_reservation: services.cancel_reservation.clone(),
-            charge_points: services.charge_points.clone(),
-            read_balance: services.read_balance.clone(),
-            read_point_history: services.read_point_history.clone(),
-            pay_reservation: services.pay_reservation.clone(),
-            create_concert: services.create_concert.clone(),
-            readiness,
-            render_metrics,
-        }
-    }
 }
 
 /// What the handlers share.

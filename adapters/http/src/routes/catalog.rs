@@ -120,7 +120,7 @@ pub async fn list_concerts(
     State(state): State<AppState>,
     Caller(_caller): Caller,
 ) -> Result<Json<Vec<ConcertSummary>>, Problem> {
-    let concerts = state.use_cases.list_concerts.execute().await?;
+    let concerts = state.use_cases.services.list_concerts.execute().await?;
     Ok(Json(
         concerts.into_iter().map(ConcertSummary::from).collect(),
     ))
@@ -149,6 +149,7 @@ pub async fn list_available_dates(
 ) -> Result<Json<ConcertDatesResponse>, Problem> {
     let dates = state
         .use_cases
+        .services
         .list_available_dates
         .execute(concert)
         .await?;
@@ -185,6 +186,7 @@ pub async fn list_available_seats(
     let (Param(concert), Param(date)) = path;
     let seats = state
         .use_cases
+        .services
         .list_available_seats
         .execute(concert, date)
         .await?;

@@ -116,7 +116,12 @@ pub async fn hold_seat(
         date: body.date,
         seat_no: body.seat_no,
     };
-    let reservation = state.use_cases.hold_seat.execute(caller, command).await?;
+    let reservation = state
+        .use_cases
+        .services
+        .hold_seat
+        .execute(caller, command)
+        .await?;
     metrics::counter!("seat_holds_total").increment(1);
     Ok((StatusCode::CREATED, Json(reservation.into())))
 }
@@ -142,7 +147,12 @@ pub async fn read_reservation(
     Caller(caller): Caller,
     ValidPath(Param(id)): ValidPath<Param<ReservationId>>,
 ) -> Result<Json<ReservationResponse>, Problem> {
-    let reservation = state.use_cases.read_reservation.execute(caller, id).await?;
+    let reservation = state
+        .use_cases
+        .services
+        .read_reservation
+        .execute(caller, id)
+        .await?;
     Ok(Json(reservation.into()))
 }
 
@@ -170,6 +180,7 @@ pub async fn cancel_reservation(
 ) -> Result<Json<ReservationResponse>, Problem> {
     let reservation = state
         .use_cases
+        .services
         .cancel_reservation
         .execute(caller, id)
         .await?;

@@ -451,11 +451,11 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
         },
     );
     services.view.refresh(NOW).await.expect("queue view");
-    UseCases::new(
-        &services,
-        Arc::new(readiness),
-        Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
-    )
+    UseCases {
+        services: Arc::new(services),
+        readiness: Arc::new(readiness),
+        render_metrics: Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
+    }
 }
 
 pub async fn app() -> Router {
