@@ -236,9 +236,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let token = bearer(&parts.headers).ok_or_else(token_missing)?;
-        Ok(Self(
-            state.use_cases.services.authorize.execute(token).await?,
-        ))
+        Ok(Self(state.services().authorize.execute(token).await?))
     }
 }
 
@@ -252,7 +250,7 @@ impl FromRequestParts<AppState> for VerifiedToken {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
         let token = bearer(&parts.headers).ok_or_else(token_missing)?;
-        Ok(Self(state.use_cases.services.authorize.verify(token)?))
+        Ok(Self(state.services().authorize.verify(token)?))
     }
 }
 

@@ -53,6 +53,13 @@ pub struct AppState {
     openapi_json: Bytes,
 }
 
+impl AppState {
+    /// The use cases the handlers call.
+    pub fn services(&self) -> &Services {
+        &self.use_cases.services
+    }
+}
+
 /// The documented route table: every endpoint of API.md, registered together with its OpenAPI
 /// operation so the two cannot drift apart.
 fn api_routes() -> OpenApiRouter<AppState> {

@@ -86,7 +86,7 @@ pub async fn create_concert(
     AdminBearer(key): AdminBearer,
     body: Result<ValidJson<CreateConcertRequest>, Problem>,
 ) -> Result<(StatusCode, Json<ConcertCreatedResponse>), Problem> {
-    let create = &state.use_cases.services.create_concert;
+    let create = &state.services().create_concert;
     let ValidJson(request) = match body {
         Ok(body) => body,
         Err(problem) => {

@@ -120,7 +120,7 @@ pub async fn list_concerts(
     State(state): State<AppState>,
     Caller(_caller): Caller,
 ) -> Result<Json<Vec<ConcertSummary>>, Problem> {
-    let concerts = state.use_cases.services.list_concerts.execute().await?;
+    let concerts = state.services().list_concerts.execute().await?;
     Ok(Json(
         concerts.into_iter().map(ConcertSummary::from).collect(),
     ))
@@ -148,8 +148,7 @@ pub async fn list_available_dates(
     ValidPath(Param(concert)): ValidPath<Param<ConcertId>>,
 ) -> Result<Json<ConcertDatesResponse>, Problem> {
     let dates = state
-        .use_cases
-        .services
+        .services()
         .list_available_dates
         .execute(concert)
         .await?;
@@ -185,8 +184,7 @@ pub async fn list_available_seats(
 ) -> Result<Json<SeatListResponse>, Problem> {
     let (Param(concert), Param(date)) = path;
     let seats = state
-        .use_cases
-        .services
+        .services()
         .list_available_seats
         .execute(concert, date)
         .await?;

@@ -93,12 +93,7 @@ pub async fn pay_reservation(
         Err(problem) => {
             // A bad request from a caller who may not pay at all is refused for the token first,
             // as on every other protected endpoint.
-            state
-                .use_cases
-                .services
-                .authorize
-                .authorize(&claims)
-                .await?;
+            state.services().authorize.authorize(&claims).await?;
             return Err(problem);
         }
     };
@@ -107,12 +102,7 @@ pub async fn pay_reservation(
         reservation,
         idempotency_key,
     };
-    let receipt = state
-        .use_cases
-        .services
-        .pay_reservation
-        .execute(command)
-        .await?;
+    let receipt = state.services().pay_reservation.execute(command).await?;
     metrics::counter!("payments_total").increment(1);
     Ok((StatusCode::CREATED, Json(receipt.into())))
 }

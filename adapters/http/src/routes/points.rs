@@ -138,12 +138,7 @@ pub async fn charge_points(
         amount: body.amount,
         idempotency_key,
     };
-    let balance = state
-        .use_cases
-        .services
-        .charge_points
-        .execute(command)
-        .await?;
+    let balance = state.services().charge_points.execute(command).await?;
     Ok(Json(BalanceResponse::new(user, balance)))
 }
 
@@ -163,7 +158,7 @@ pub async fn read_balance(
     State(state): State<AppState>,
     ValidPath(Param(user)): ValidPath<Param<UserId>>,
 ) -> Result<Json<BalanceResponse>, Problem> {
-    let balance = state.use_cases.services.read_balance.execute(user).await?;
+    let balance = state.services().read_balance.execute(user).await?;
     Ok(Json(BalanceResponse::new(user, balance)))
 }
 
@@ -189,12 +184,7 @@ pub async fn read_point_history(
         limit: params.limit,
         before: params.before,
     };
-    let entries = state
-        .use_cases
-        .services
-        .read_point_history
-        .execute(query)
-        .await?;
+    let entries = state.services().read_point_history.execute(query).await?;
     Ok(Json(HistoryResponse {
         user_id: user.to_string(),
         entries: entries.into_iter().map(LedgerEntryResponse::from).collect(),

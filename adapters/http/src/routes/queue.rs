@@ -114,12 +114,7 @@ pub async fn issue_queue_token(
     ValidJson(body): ValidJson<IssueTokenRequest>,
 ) -> Result<Response, Problem> {
     let user = UserId::parse(&body.user_id)?;
-    let issued = state
-        .use_cases
-        .services
-        .issue_queue_token
-        .execute(user)
-        .await?;
+    let issued = state.services().issue_queue_token.execute(user).await?;
     let status = if issued.created {
         StatusCode::CREATED
     } else {
@@ -147,12 +142,7 @@ pub async fn read_queue_status(
     State(state): State<AppState>,
     QueueToken(token): QueueToken,
 ) -> Result<Response, Problem> {
-    let view = state
-        .use_cases
-        .services
-        .read_queue_status
-        .execute(&token)
-        .await?;
+    let view = state.services().read_queue_status.execute(&token).await?;
     let retry_after = match view.status {
         TicketStatus::Waiting => view.retry_after_seconds,
         TicketStatus::Active | TicketStatus::Expired => None,

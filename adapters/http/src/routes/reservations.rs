@@ -116,12 +116,7 @@ pub async fn hold_seat(
         date: body.date,
         seat_no: body.seat_no,
     };
-    let reservation = state
-        .use_cases
-        .services
-        .hold_seat
-        .execute(caller, command)
-        .await?;
+    let reservation = state.services().hold_seat.execute(caller, command).await?;
     metrics::counter!("seat_holds_total").increment(1);
     Ok((StatusCode::CREATED, Json(reservation.into())))
 }
@@ -148,8 +143,7 @@ pub async fn read_reservation(
     ValidPath(Param(id)): ValidPath<Param<ReservationId>>,
 ) -> Result<Json<ReservationResponse>, Problem> {
     let reservation = state
-        .use_cases
-        .services
+        .services()
         .read_reservation
         .execute(caller, id)
         .await?;
@@ -179,8 +173,7 @@ pub async fn cancel_reservation(
     ValidPath(Param(id)): ValidPath<Param<ReservationId>>,
 ) -> Result<Json<ReservationResponse>, Problem> {
     let reservation = state
-        .use_cases
-        .services
+        .services()
         .cancel_reservation
         .execute(caller, id)
         .await?;
