@@ -1,12 +1,10 @@
 //! Use case: turn a bearer token into the active user it admits, or refuse it.
 
-use std::sync::Arc;
-
 use concert_domain::queue::AccessRefused;
-use concert_domain::{QueuePolicy, TicketNo, UserId};
+use concert_domain::{TicketNo, UserId};
 
-use crate::ports::{Clock, QueueRepository, RepositoryError, TokenClaims, TokenSigner};
-use crate::queue_view::QueueView;
+use crate::ports::{RepositoryError, TokenClaims};
+use crate::queue_access::QueueAccess;
 
 /// A user whose queue token is active: the only kind of caller the protected use cases serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,33 +29,18 @@ pub enum AuthorizeError {
 }
 
 pub struct AuthorizeRequest {
-    signer: Arc<dyn TokenSigner>,
-    queue: Arc<dyn QueueRepository>,
-    clock: Arc<dyn Clock>,
-    view: QueueView,
-    policy: QueuePolicy,
+    access: QueueAccess,
 }
 
 impl AuthorizeRequest {
-    pub fn new(
-        signer: Arc<dyn TokenSigner>,
-        queue: Arc<dyn QueueRepository>,
-        clock: Arc<dyn Clock>,
-        view: QueueView,
-        policy: QueuePolicy,
-    ) -> Self {
-        Self {
-            signer,
-            queue,
-            clock,
-            view,
-            policy,
-        }
+    pub fn new(access: QueueAccess) -> Self {
+        Self { access }
     }
 
     /// Checks the signature only: the claims of any validly signed token, whatever its status.
     pub fn verify(&self, token: &str) -> Result<TokenClaims, AuthorizeError> {
-        self.signer
+        self.access
+            .signer
             .verify(token)
             .map_err(|_| AuthorizeError::TokenInvalid)
     }
@@ -72,24 +55,28 @@ impl AuthorizeRequest {
     #[tracing::instrument(name = "authorize", skip_all, fields(ticket = claims.ticket.get()))]
     pub async fn authorize(&self, claims: &TokenClaims) -> Result<ActiveUser, AuthorizeError> {
         // A ticket the serving counter has not reached is waiting: no database read needed.
-        if !self.view.serving().has_served(claims.ticket) {
+        if !self.access.view.serving().has_served(claims.ticket) {
             return Err(AuthorizeError::QueueNotActive);
         }
-        let now = self.clock.now();
+        let now = self.access.clock.now();
         let ticket = self
+            .access
             .queue
             .find(claims.ticket)
             .await?
             .filter(|ticket| ticket.user == claims.user)
             .ok_or(AuthorizeError::TokenInvalid)?;
         ticket
-            .authorize(now, &self.policy)
+            .authorize(now, &self.access.policy)
             .map_err(|refused| match refused {
                 AccessRefused::Expired => AuthorizeError::TokenExpired,
                 AccessRefused::Waiting => AuthorizeError::QueueNotActive,
             })?;
-        if ticket.needs_activity_write(now, &self.policy) {
-            self.queue.record_activity(ticket.ticket, now).await?;
+        if ticket.needs_activity_write(now, &self.access.policy) {
+            self.access
+                .queue
+                .record_activity(ticket.ticket, now)
+                .await?;
         }
         Ok(ActiveUser {
             user: ticket.user,
@@ -103,6 +90,8 @@ mod tests {
     use concert_domain::QueueTicket;
     use mockall::predicate::eq;
     use time::Duration;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner};
@@ -141,13 +130,13 @@ mod tests {
         queue: MockQueueRepository,
         serving: i64,
     ) -> Result<ActiveUser, AuthorizeError> {
-        AuthorizeRequest::new(
-            Arc::new(signer_reading(claims(14))),
-            Arc::new(queue),
-            clock(),
-            view_serving(serving).await,
-            policy(),
-        )
+        AuthorizeRequest::new(QueueAccess {
+            signer: Arc::new(signer_reading(claims(14))),
+            queue: Arc::new(queue),
+            clock: clock(),
+            view: view_serving(serving).await,
+            policy: policy(),
+        })
         .execute("token")
         .await
     }
@@ -158,13 +147,13 @@ mod tests {
         signer.expect_verify().returning(|_| Err(InvalidToken));
         let mut queue = MockQueueRepository::new();
         queue.expect_find().never();
-        let use_case = AuthorizeRequest::new(
-            Arc::new(signer),
-            Arc::new(queue),
-            clock(),
-            view_serving(20).await,
-            policy(),
-        );
+        let use_case = AuthorizeRequest::new(QueueAccess {
+            signer: Arc::new(signer),
+            queue: Arc::new(queue),
+            clock: clock(),
+            view: view_serving(20).await,
+            policy: policy(),
+        });
 
         assert!(matches!(
             use_case.execute("forged").await,

@@ -1,12 +1,10 @@
 //! Use case: hand a user a signed queue token: their live one if they have it, else a new place
 //! at the end of the line.
 
-use std::sync::Arc;
+use concert_domain::UserId;
 
-use concert_domain::{QueuePolicy, UserId};
-
-use crate::ports::{Clock, QueueRepository, RepositoryError, TokenClaims, TokenSigner};
-use crate::queue_view::QueueView;
+use crate::ports::{RepositoryError, TokenClaims};
+use crate::queue_access::QueueAccess;
 use crate::read_queue_status::QueueStatusView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,36 +22,20 @@ pub enum IssueQueueTokenError {
 }
 
 pub struct IssueQueueToken {
-    queue: Arc<dyn QueueRepository>,
-    signer: Arc<dyn TokenSigner>,
-    clock: Arc<dyn Clock>,
-    view: QueueView,
-    policy: QueuePolicy,
+    access: QueueAccess,
 }
 
 impl IssueQueueToken {
-    pub fn new(
-        queue: Arc<dyn QueueRepository>,
-        signer: Arc<dyn TokenSigner>,
-        clock: Arc<dyn Clock>,
-        view: QueueView,
-        policy: QueuePolicy,
-    ) -> Self {
-        Self {
-            queue,
-            signer,
-            clock,
-            view,
-            policy,
-        }
+    pub fn new(access: QueueAccess) -> Self {
+        Self { access }
     }
 
     #[tracing::instrument(name = "issue_queue_token", skip_all, fields(user = %user))]
     pub async fn execute(&self, user: UserId) -> Result<IssuedToken, IssueQueueTokenError> {
-        let now = self.clock.now();
-        let issued = self.queue.issue(user, now).await?;
+        let now = self.access.clock.now();
+        let issued = self.access.queue.issue(user, now).await?;
         let ticket = &issued.ticket;
-        let token = self.signer.sign(&TokenClaims {
+        let token = self.access.signer.sign(&TokenClaims {
             user,
             ticket: ticket.ticket,
             issued_at: ticket.issued_at,
@@ -61,7 +43,7 @@ impl IssueQueueToken {
         Ok(IssuedToken {
             token,
             created: issued.created,
-            status: QueueStatusView::of_ticket(ticket, now, &self.policy, &self.view),
+            status: QueueStatusView::of_ticket(ticket, now, &self.access.policy, &self.access.view),
         })
     }
 }
@@ -70,6 +52,8 @@ impl IssueQueueToken {
 mod tests {
     use concert_domain::TicketStatus;
     use mockall::predicate::eq;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::ports::{IssuedTicket, MockQueueRepository, MockTokenSigner};
@@ -108,13 +92,13 @@ mod tests {
             ticket: ticket_no(14),
             issued_at: ticket.issued_at,
         };
-        let use_case = IssueQueueToken::new(
-            Arc::new(queue),
-            Arc::new(signer_expecting(claims, 1)),
-            clock(),
-            view_serving(10).await,
-            policy(),
-        );
+        let use_case = IssueQueueToken::new(QueueAccess {
+            signer: Arc::new(signer_expecting(claims, 1)),
+            queue: Arc::new(queue),
+            clock: clock(),
+            view: view_serving(10).await,
+            policy: policy(),
+        });
 
         let issued = use_case.execute(user()).await.expect("issued");
 
@@ -151,13 +135,13 @@ mod tests {
             ticket: ticket_no(14),
             issued_at: ticket.issued_at,
         };
-        let use_case = IssueQueueToken::new(
-            Arc::new(queue),
-            Arc::new(signer_expecting(claims, 2)),
-            clock(),
-            view_serving(20).await,
-            policy(),
-        );
+        let use_case = IssueQueueToken::new(QueueAccess {
+            signer: Arc::new(signer_expecting(claims, 2)),
+            queue: Arc::new(queue),
+            clock: clock(),
+            view: view_serving(20).await,
+            policy: policy(),
+        });
 
         let first = use_case.execute(user()).await.expect("first");
         let again = use_case.execute(user()).await.expect("again");

@@ -7,6 +7,7 @@
 //! `Repository(RepositoryError)` for infrastructure failures.
 
 pub mod ports;
+pub mod queue_access;
 pub mod queue_view;
 
 pub mod admit_next_in_line;

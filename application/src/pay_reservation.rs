@@ -230,6 +230,7 @@ mod tests {
         MockAdmissionTrigger, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
         MockReservationRepository, MockTokenSigner, MockWalletRepository, StoredAnswer,
     };
+    use crate::queue_access::QueueAccess;
     use crate::test_support::{
         NOW, PRICE, active_ticket, claims, clock, held_reservation, lapsed_reservation,
         others_reservation, policy, reservation_id, reservation_with, ticket_no, user,
@@ -297,13 +298,13 @@ mod tests {
         }
 
         async fn build(self) -> PayReservation {
-            let authorize = AuthorizeRequest::new(
-                Arc::new(MockTokenSigner::new()),
-                Arc::new(self.queue),
-                clock(),
-                view_serving(self.serving).await,
-                policy(),
-            );
+            let authorize = AuthorizeRequest::new(QueueAccess {
+                signer: Arc::new(MockTokenSigner::new()),
+                queue: Arc::new(self.queue),
+                clock: clock(),
+                view: view_serving(self.serving).await,
+                policy: policy(),
+            });
             PayReservation::new(PayReservationPorts {
                 authorize: Arc::new(authorize),
                 reservations: Arc::new(self.reservations),

@@ -1,13 +1,12 @@
 //! Use case: a queue token's status, position and expected wait. The hottest path of the service:
 //! every waiting user polls it, so a waiting ticket is answered from the [`QueueView`] alone.
 
-use std::sync::Arc;
-
 use concert_domain::queue::{estimated_wait_seconds, retry_after_seconds};
 use concert_domain::{QueuePolicy, QueueTicket, TicketStatus};
 use time::OffsetDateTime;
 
-use crate::ports::{Clock, QueueRepository, RepositoryError, TokenClaims, TokenSigner};
+use crate::ports::{RepositoryError, TokenClaims};
+use crate::queue_access::QueueAccess;
 use crate::queue_view::QueueView;
 
 /// What a client is told about its place in line.
@@ -75,33 +74,18 @@ pub enum ReadQueueStatusError {
 }
 
 pub struct ReadQueueStatus {
-    signer: Arc<dyn TokenSigner>,
-    queue: Arc<dyn QueueRepository>,
-    clock: Arc<dyn Clock>,
-    view: QueueView,
-    policy: QueuePolicy,
+    access: QueueAccess,
 }
 
 impl ReadQueueStatus {
-    pub fn new(
-        signer: Arc<dyn TokenSigner>,
-        queue: Arc<dyn QueueRepository>,
-        clock: Arc<dyn Clock>,
-        view: QueueView,
-        policy: QueuePolicy,
-    ) -> Self {
-        Self {
-            signer,
-            queue,
-            clock,
-            view,
-            policy,
-        }
+    pub fn new(access: QueueAccess) -> Self {
+        Self { access }
     }
 
     #[tracing::instrument(name = "read_queue_status", skip_all)]
     pub async fn execute(&self, token: &str) -> Result<QueueStatusView, ReadQueueStatusError> {
         let claims = self
+            .access
             .signer
             .verify(token)
             .map_err(|_| ReadQueueStatusError::TokenInvalid)?;
@@ -112,12 +96,13 @@ impl ReadQueueStatus {
         &self,
         claims: &TokenClaims,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
-        if let Some(position) = self.view.serving().position_of(claims.ticket) {
-            return Ok(QueueStatusView::waiting(position, &self.view));
+        if let Some(position) = self.access.view.serving().position_of(claims.ticket) {
+            return Ok(QueueStatusView::waiting(position, &self.access.view));
         }
-        let now = self.clock.now();
+        let now = self.access.clock.now();
         // A ticket stored for another user than the token names is not this token's ticket.
         let Some(ticket) = self
+            .access
             .queue
             .find(claims.ticket)
             .await?
@@ -125,16 +110,19 @@ impl ReadQueueStatus {
         else {
             return Err(ReadQueueStatusError::TokenInvalid);
         };
-        if ticket.needs_activity_write(now, &self.policy)
-            && ticket.status_at(now, &self.policy) == TicketStatus::Active
+        if ticket.needs_activity_write(now, &self.access.policy)
+            && ticket.status_at(now, &self.access.policy) == TicketStatus::Active
         {
-            self.queue.record_activity(ticket.ticket, now).await?;
+            self.access
+                .queue
+                .record_activity(ticket.ticket, now)
+                .await?;
         }
         Ok(QueueStatusView::of_ticket(
             &ticket,
             now,
-            &self.policy,
-            &self.view,
+            &self.access.policy,
+            &self.access.view,
         ))
     }
 }
@@ -144,6 +132,8 @@ mod tests {
     use concert_domain::queue::ServingCounter;
     use mockall::predicate::eq;
     use time::Duration;
+
+    use std::sync::Arc;
 
     use super::*;
     use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot};
@@ -190,13 +180,13 @@ mod tests {
         serving: i64,
         claims: TokenClaims,
     ) -> QueueStatusView {
-        ReadQueueStatus::new(
-            Arc::new(signer_reading(claims)),
-            Arc::new(queue),
-            clock(),
-            view_serving(serving).await,
-            policy(),
-        )
+        ReadQueueStatus::new(QueueAccess {
+            signer: Arc::new(signer_reading(claims)),
+            queue: Arc::new(queue),
+            clock: clock(),
+            view: view_serving(serving).await,
+            policy: policy(),
+        })
         .execute("token")
         .await
         .expect("status")
@@ -224,13 +214,13 @@ mod tests {
             })
         });
         let view = QueueView::new(Arc::new(lines), policy());
-        let use_case = ReadQueueStatus::new(
-            Arc::new(signer_reading(claims(14))),
-            Arc::new(untouched_queue()),
-            clock(),
-            view.clone(),
-            policy(),
-        );
+        let use_case = ReadQueueStatus::new(QueueAccess {
+            signer: Arc::new(signer_reading(claims(14))),
+            queue: Arc::new(untouched_queue()),
+            clock: clock(),
+            view: view.clone(),
+            policy: policy(),
+        });
 
         let mut positions = Vec::new();
         for second in 0..3 {
@@ -305,13 +295,13 @@ mod tests {
             .expect_verify()
             .times(1)
             .returning(|_| Err(InvalidToken));
-        let use_case = ReadQueueStatus::new(
-            Arc::new(signer),
-            Arc::new(untouched_queue()),
-            clock(),
-            view_serving(20).await,
-            policy(),
-        );
+        let use_case = ReadQueueStatus::new(QueueAccess {
+            signer: Arc::new(signer),
+            queue: Arc::new(untouched_queue()),
+            clock: clock(),
+            view: view_serving(20).await,
+            policy: policy(),
+        });
 
         let refused = use_case.execute("altered").await;
 
@@ -324,13 +314,13 @@ mod tests {
             user: other_user(),
             ..active_ticket(14, Duration::seconds(30))
         };
-        let use_case = ReadQueueStatus::new(
-            Arc::new(signer_reading(claims(14))),
-            Arc::new(queue_holding(theirs, 0)),
-            clock(),
-            view_serving(20).await,
-            policy(),
-        );
+        let use_case = ReadQueueStatus::new(QueueAccess {
+            signer: Arc::new(signer_reading(claims(14))),
+            queue: Arc::new(queue_holding(theirs, 0)),
+            clock: clock(),
+            view: view_serving(20).await,
+            policy: policy(),
+        });
 
         let refused = use_case.execute("token").await;
 

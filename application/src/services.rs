@@ -20,6 +20,7 @@ use crate::ports::{
     AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
     QueueRepository, ReservationRepository, TokenSigner, WalletRepository,
 };
+use crate::queue_access::QueueAccess;
 use crate::queue_view::QueueView;
 use crate::read_balance::ReadBalance;
 use crate::read_gauges::ReadGauges;
@@ -87,28 +88,17 @@ impl Services {
         } = ports;
         let policy = settings.queue;
         let view = QueueView::new(queue.clone(), policy);
-        let authorize = Arc::new(AuthorizeRequest::new(
-            signer.clone(),
-            queue.clone(),
-            clock.clone(),
-            view.clone(),
+        let access = QueueAccess {
+            signer,
+            queue: queue.clone(),
+            clock: clock.clone(),
+            view: view.clone(),
             policy,
-        ));
+        };
+        let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         Self {
-            issue_queue_token: Arc::new(IssueQueueToken::new(
-                queue.clone(),
-                signer.clone(),
-                clock.clone(),
-                view.clone(),
-                policy,
-            )),
-            read_queue_status: Arc::new(ReadQueueStatus::new(
-                signer,
-                queue.clone(),
-                clock.clone(),
-                view.clone(),
-                policy,
-            )),
+            issue_queue_token: Arc::new(IssueQueueToken::new(access.clone())),
+            read_queue_status: Arc::new(ReadQueueStatus::new(access)),
             authorize: authorize.clone(),
             list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
             list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
