@@ -33,7 +33,11 @@ impl IssueQueueToken {
     #[tracing::instrument(name = "issue_queue_token", skip_all, fields(user = %user))]
     pub async fn execute(&self, user: UserId) -> Result<IssuedToken, IssueQueueTokenError> {
         let now = self.access.clock.now();
-        let issued = self.access.queue.issue(user, now).await?;
+        let issued = self
+            .access
+            .queue
+            .issue(user, now, &self.access.policy)
+            .await?;
         let ticket = &issued.ticket;
         let token = self.access.signer.sign(&TokenClaims {
             user,
@@ -79,9 +83,9 @@ mod tests {
         let issued = ticket.clone();
         queue
             .expect_issue()
-            .with(eq(user()), eq(NOW))
+            .with(eq(user()), eq(NOW), eq(policy()))
             .times(1)
-            .returning(move |_, _| {
+            .returning(move |_, _, _| {
                 Ok(IssuedTicket {
                     ticket: issued.clone(),
                     created: true,
@@ -122,9 +126,9 @@ mod tests {
         let stored = ticket.clone();
         queue
             .expect_issue()
-            .with(eq(user()), eq(NOW))
+            .with(eq(user()), eq(NOW), eq(policy()))
             .times(2)
-            .returning(move |_, _| {
+            .returning(move |_, _, _| {
                 Ok(IssuedTicket {
                     ticket: stored.clone(),
                     created: answers.next().expect("two calls"),

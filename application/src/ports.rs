@@ -328,12 +328,14 @@ pub struct QueueSnapshot {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait QueueRepository: Send + Sync {
-    /// Returns the user's live ticket, or draws the next ticket number. A user's concurrent calls
-    /// are serialised, so a losing duplicate never consumes a number.
+    /// Returns the user's live ticket, or draws the next ticket number. An active ticket past a
+    /// deadline of `policy` at `now` is not live: it is ended and a new one drawn. A user's
+    /// concurrent calls are serialised, so a losing duplicate never consumes a number.
     async fn issue(
         &self,
         user: UserId,
         now: OffsetDateTime,
+        policy: &QueuePolicy,
     ) -> Result<IssuedTicket, RepositoryError>;
 
     async fn find(&self, ticket: TicketNo) -> Result<Option<QueueTicket>, RepositoryError>;

@@ -57,7 +57,6 @@ impl Application {
         .context("building the database pool")?;
 
         let settings = config.settings();
-        let policy = settings.queue;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let catalog: Arc<dyn CatalogRepository> = Arc::new(PgCatalogRepository::new(pool.clone()));
         let reservations: Arc<dyn ReservationRepository> =
@@ -72,7 +71,7 @@ impl Application {
                 wallets: Arc::new(PgWalletRepository::new(pool.clone())),
                 payments: Arc::new(PgPaymentRepository::new(pool.clone())),
                 idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
-                queue: Arc::new(PgQueueRepository::new(pool.clone()).with_policy(policy)),
+                queue: Arc::new(PgQueueRepository::new(pool.clone())),
                 admission: Arc::new(admission.clone()),
             },
             settings,

@@ -33,28 +33,14 @@ const WAITING: &str = "WAITING";
 const ACTIVE: &str = "ACTIVE";
 const EXPIRED: &str = "EXPIRED";
 
-/// The queue repository. `issue` must tell a live active ticket from one past its idle deadline,
-/// which needs the idle timeout: give the deployment's policy with [`PgQueueRepository::with_policy`]
-/// (the default policy is used otherwise).
 #[derive(Debug, Clone)]
 pub struct PgQueueRepository {
     pool: PgPool,
-    policy: QueuePolicy,
 }
 
 impl PgQueueRepository {
     pub fn new(pool: PgPool) -> Self {
-        Self {
-            pool,
-            policy: QueuePolicy::default(),
-        }
-    }
-
-    /// The policy whose deadlines `issue` applies to a user's active ticket.
-    #[must_use]
-    pub fn with_policy(mut self, policy: QueuePolicy) -> Self {
-        self.policy = policy;
-        self
+        Self { pool }
     }
 }
 
@@ -89,8 +75,9 @@ impl QueueRepository for PgQueueRepository {
         &self,
         user: UserId,
         now: OffsetDateTime,
+        policy: &QueuePolicy,
     ) -> Result<IssuedTicket, RepositoryError> {
-        let policy = self.policy;
+        let policy = *policy;
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;

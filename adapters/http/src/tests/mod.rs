@@ -169,7 +169,7 @@ fn ticket(n: i64, owner: Uuid, status: TicketStatus) -> QueueTicket {
 
 fn queue() -> MockQueueRepository {
     let mut queue = MockQueueRepository::new();
-    queue.expect_issue().returning(|who, _| {
+    queue.expect_issue().returning(|who, _, _| {
         Ok(if who.get() == USER_A {
             IssuedTicket {
                 ticket: ticket(100, USER_A, TicketStatus::Waiting),

@@ -5,7 +5,7 @@ use concert_application::ports::{
     WalletRepository,
 };
 use concert_domain::wallet::LedgerKind;
-use concert_domain::{Reservation, ReservationStatus, TicketNo, TicketStatus, UserId};
+use concert_domain::{QueuePolicy, Reservation, ReservationStatus, TicketNo, TicketStatus, UserId};
 use time::{Duration, OffsetDateTime};
 
 use crate::support::{Ctx, HOLD_TTL, NOW, charge, concert, hold, user};
@@ -29,7 +29,10 @@ pub fn pay_request(
 /// An admitted (ACTIVE) ticket for `user`.
 pub async fn active_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
     let queue = ctx.queue();
-    let issued = queue.issue(user, NOW).await.expect("issue");
+    let issued = queue
+        .issue(user, NOW, &QueuePolicy::default())
+        .await
+        .expect("issue");
     queue
         .admit(&concert_domain::QueuePolicy::default(), NOW)
         .await

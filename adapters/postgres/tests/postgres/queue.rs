@@ -19,7 +19,10 @@ async fn a_user_gets_one_live_ticket_and_asking_again_returns_it() {
     let ctx = Ctx::new().await;
     let queue = ctx.queue();
     let first_user = user();
-    let first = queue.issue(first_user, NOW).await.expect("issue");
+    let first = queue
+        .issue(first_user, NOW, &QueuePolicy::default())
+        .await
+        .expect("issue");
     assert!(first.created);
     assert_eq!(first.ticket.status, TicketStatus::Waiting);
     assert_eq!(first.ticket.user, first_user);
@@ -27,13 +30,20 @@ async fn a_user_gets_one_live_ticket_and_asking_again_returns_it() {
     assert_eq!(first.ticket.active_until, None);
 
     let again = queue
-        .issue(first_user, NOW + Duration::seconds(5))
+        .issue(
+            first_user,
+            NOW + Duration::seconds(5),
+            &QueuePolicy::default(),
+        )
         .await
         .expect("issue");
     assert!(!again.created);
     assert_eq!(again.ticket, first.ticket);
 
-    let second = queue.issue(user(), NOW).await.expect("issue");
+    let second = queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue");
     assert_eq!(
         second.ticket.ticket.get(),
         first.ticket.ticket.get() + 1,
@@ -54,7 +64,14 @@ async fn admission_fills_free_slots_in_ticket_order_and_moves_the_counters() {
     let queue = ctx.queue();
     let mut tickets = Vec::new();
     for _ in 0..5 {
-        tickets.push(queue.issue(user(), NOW).await.expect("issue").ticket.ticket);
+        tickets.push(
+            queue
+                .issue(user(), NOW, &QueuePolicy::default())
+                .await
+                .expect("issue")
+                .ticket
+                .ticket,
+        );
     }
     let before = queue.snapshot().await.expect("snapshot");
     assert_eq!(
@@ -85,7 +102,10 @@ async fn admission_fills_free_slots_in_ticket_order_and_moves_the_counters() {
             assert_eq!(stored.last_seen, Some(NOW));
         }
     }
-    queue.issue(user(), NOW).await.expect("issue");
+    queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue");
     let after = queue.snapshot().await.expect("snapshot");
     assert_eq!(
         (
@@ -114,9 +134,24 @@ async fn admission_fills_free_slots_in_ticket_order_and_moves_the_counters() {
 async fn active_tickets_end_at_their_active_or_idle_deadline_and_make_room() {
     let ctx = Ctx::new().await;
     let queue = ctx.queue();
-    let busy = queue.issue(user(), NOW).await.expect("issue").ticket.ticket;
-    let idle = queue.issue(user(), NOW).await.expect("issue").ticket.ticket;
-    let waiting = queue.issue(user(), NOW).await.expect("issue").ticket.ticket;
+    let busy = queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue")
+        .ticket
+        .ticket;
+    let idle = queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue")
+        .ticket
+        .ticket;
+    let waiting = queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue")
+        .ticket
+        .ticket;
     queue.admit(&policy(2), NOW).await.expect("admit");
 
     // `busy` is used every minute; `idle` never after admission. A waiting ticket's activity is
@@ -215,10 +250,10 @@ async fn active_tickets_end_at_their_active_or_idle_deadline_and_make_room() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_user_whose_active_ticket_ran_out_gets_a_new_one() {
     let ctx = Ctx::new().await;
-    let queue = ctx.queue().with_policy(policy(10));
+    let queue = ctx.queue();
     let someone = user();
     let first = queue
-        .issue(someone, NOW)
+        .issue(someone, NOW, &policy(10))
         .await
         .expect("issue")
         .ticket
@@ -227,7 +262,7 @@ async fn a_user_whose_active_ticket_ran_out_gets_a_new_one() {
 
     // Still active within the idle timeout: the same ticket.
     let same = queue
-        .issue(someone, NOW + Duration::seconds(60))
+        .issue(someone, NOW + Duration::seconds(60), &policy(10))
         .await
         .expect("issue");
     assert!(!same.created);
@@ -236,7 +271,7 @@ async fn a_user_whose_active_ticket_ran_out_gets_a_new_one() {
 
     // Idle past the timeout, before any admission step noticed: a new waiting ticket.
     let renewed = queue
-        .issue(someone, NOW + Duration::minutes(2))
+        .issue(someone, NOW + Duration::minutes(2), &policy(10))
         .await
         .expect("issue");
     assert!(renewed.created);

@@ -288,14 +288,22 @@ async fn concurrent_token_requests_of_one_user_make_one_ticket_and_no_gap() {
 
     let issued = race(20, |_| {
         let queue = queue.clone();
-        async move { queue.issue(someone, NOW).await.expect("issue") }
+        async move {
+            queue
+                .issue(someone, NOW, &QueuePolicy::default())
+                .await
+                .expect("issue")
+        }
     })
     .await;
 
     assert_eq!(issued.iter().filter(|i| i.created).count(), 1);
     let tickets: HashSet<_> = issued.iter().map(|i| i.ticket.ticket).collect();
     assert_eq!(tickets.len(), 1, "everyone got the same ticket");
-    let next = queue.issue(user(), NOW).await.expect("issue");
+    let next = queue
+        .issue(user(), NOW, &QueuePolicy::default())
+        .await
+        .expect("issue");
     assert_eq!(
         next.ticket.ticket.get(),
         issued[0].ticket.ticket.get() + 1,
@@ -310,7 +318,14 @@ async fn parallel_admission_steps_admit_each_ticket_once_in_ticket_order() {
     let queue = ctx.queue();
     let mut issued = Vec::new();
     for _ in 0..30 {
-        issued.push(queue.issue(user(), NOW).await.expect("issue").ticket.ticket);
+        issued.push(
+            queue
+                .issue(user(), NOW, &QueuePolicy::default())
+                .await
+                .expect("issue")
+                .ticket
+                .ticket,
+        );
     }
     ctx.warm_up(20).await;
     let policy = QueuePolicy {
@@ -372,7 +387,10 @@ async fn issues_racing_admission_steps_never_let_a_later_ticket_pass_an_earlier_
             if i < 20 {
                 let someone = user();
                 for _ in 0..3 {
-                    queue.issue(someone, NOW).await.expect("issue");
+                    queue
+                        .issue(someone, NOW, &QueuePolicy::default())
+                        .await
+                        .expect("issue");
                 }
                 0
             } else {
