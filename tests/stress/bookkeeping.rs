@@ -32,9 +32,14 @@ async fn random_holds_payments_cancels_and_lapses_keep_the_books_exact() -> anyh
         .verify()
         .map_err(|e| anyhow::anyhow!("seed {seed:#x}: {e}"))?;
     let books = stage.books.snapshot();
-    let found = audit::audit(cluster.database().url(), Some(&books), HOLD_LIMIT)
-        .await
-        .map_err(|e| anyhow::anyhow!("seed {seed:#x}: {e:#}"))?;
+    let found = audit::audit(
+        cluster.database().url(),
+        Some(&books),
+        HOLD_LIMIT,
+        audit::SKEW,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("seed {seed:#x}: {e:#}"))?;
     anyhow::ensure!(found.lost == 0 && found.payments > 0, "{found}");
     eprintln!(
         "stress bookkeeping (seed {seed:#x}, load {duration:?}, total {:.1?}): {load}. \

@@ -15,9 +15,10 @@
 //!
 //! docs/RELIABILITY.md lists every guarantee with the test that proves it.
 
-// The crash and fault tests that use the rest of the harness are being written.
-#[allow(dead_code)]
 mod harness;
 
 mod bookkeeping;
+mod crash;
+mod faults;
+mod queue;
 mod races;

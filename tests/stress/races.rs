@@ -436,7 +436,13 @@ async fn races_across_instances_have_exactly_the_allowed_winners() -> anyhow::Re
         .count_races((keyed.len() + keyless.len()) as u64);
 
     let books = books.snapshot();
-    let found = audit::audit(cluster.database().url(), Some(&books), HOLD_LIMIT).await?;
+    let found = audit::audit(
+        cluster.database().url(),
+        Some(&books),
+        HOLD_LIMIT,
+        audit::SKEW,
+    )
+    .await?;
     let exchanges = fleet.recorder.verify().map_err(anyhow::Error::msg)?;
     ensure!(found.payments == 20 + 10 + 20, "payments: {found}");
     eprintln!(

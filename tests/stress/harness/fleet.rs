@@ -17,11 +17,8 @@ use serde_json::Value;
 pub enum Op {
     Issue,
     Status,
-    Concerts,
-    Dates,
     Seats,
     Hold,
-    Reservation,
     Cancel,
     Charge,
     Balance,
@@ -313,10 +310,6 @@ impl Fleet {
     /// The next instance in round-robin order.
     pub fn next_instance(&self) -> usize {
         self.next.fetch_add(1, Ordering::Relaxed) % self.clients.len()
-    }
-
-    pub fn client(&self, instance: usize) -> &Client {
-        &self.clients[instance]
     }
 
     /// Takes a token for `user` on `instance` and polls that instance until it is ACTIVE.

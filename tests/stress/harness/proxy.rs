@@ -59,10 +59,6 @@ impl DbProxy {
         })
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// `url` (a `postgres://user@host:port/db?...` URL) with its host and port replaced by the
     /// proxy's.
     pub fn url_for(&self, url: &str) -> anyhow::Result<String> {
