@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# The benchmark of docs/PERFORMANCE.md, in one command:
+#   bench/run.sh [concert-load flags, e.g. --seconds 10 --only seats,hold]
+#
+# 1. builds concert-server, concert-load and bench-hello in release;
+# 2. creates two fresh databases (concert_bench, concert_bench_queue; dropped at the end unless
+#    BENCH_KEEP_DB=1);
+# 3. starts, on loopback only: the service (127.0.0.1:28480), a second service instance with
+#    QUEUE_MAX_ACTIVE=1 on the queue database (127.0.0.1:28482, for the waiting-user polls) and the
+#    bare axum hello (127.0.0.1:28481);
+# 4. runs concert-load: every scenario against the service and its raw baseline (bare axum, or
+#    pgbench with bench/sql/*.sql on the same database with the same client concurrency), each
+#    bounded in time and requests, then prints the table and writes it to $BENCH_OUT
+#    (default bench/results.md).
+#
+# Everything shares this machine's cores: the load generator and pgbench compete with the server
+# and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
+# Settings: BENCH_PG (server URL without a database, default postgres://postgres@127.0.0.1:5432),
+# BENCH_DB, BENCH_OUT, BENCH_POOL_SIZE (DATABASE_POOL_SIZE of the service, default: its default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/ensure-postgres.sh
+
+pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
+db=${BENCH_DB:-concert_bench}
+qdb=${db}_queue
+out=${BENCH_OUT:-bench/results.md}
+secret=bench-token-secret-0123456789abcdef
+admin=bench-admin-key
+
+cargo build --release --bin concert-server --bin concert-load --bin bench-hello
+
+drop_databases() {
+  for name in "$db" "$qdb"; do
+    psql "$pg/postgres" -qAtc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
+  done
+}
+drop_databases
+
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do
+    kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${pids[@]}"; do
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "${BENCH_KEEP_DB:-0}" != 1 ]; then
+    drop_databases
+  fi
+}
+trap cleanup EXIT
+
+for port in 28480 28481 28482; do
+  if ss -Htln "sport = :$port" | grep -q .; then
+    echo "port $port is in use on 127.0.0.1: stop what listens there first" >&2
+    exit 1
+  fi
+done
+
+logs=$(mktemp -d)
+pool=()
+if [ -n "${BENCH_POOL_SIZE:-}" ]; then
+  pool=(DATABASE_POOL_SIZE="$BENCH_POOL_SIZE")
+fi
+
+env "${pool[@]}" DATABASE_URL="$pg/$db" BIND_ADDR=127.0.0.1:28480 TOKEN_SECRET="$secret" \
+  ADMIN_API_KEY="$admin" QUEUE_MAX_ACTIVE=10000 \
+  target/release/concert-server >"$logs/server.log" 2>&1 &
+pids+=($!)
+server_pid=$!
+env "${pool[@]}" DATABASE_URL="$pg/$qdb" BIND_ADDR=127.0.0.1:28482 TOKEN_SECRET="$secret" \
+  QUEUE_MAX_ACTIVE=1 \
+  target/release/concert-server >"$logs/queue-server.log" 2>&1 &
+pids+=($!)
+queue_pid=$!
+BIND_ADDR=127.0.0.1:28481 target/release/bench-hello >"$logs/hello.log" 2>&1 &
+pids+=($!)
+
+cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
+mem=$(free -g | awk '/^Mem:/ {print $2 " GiB"}')
+header="Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($cpu), $mem; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
+
+target/release/concert-load \
+  --server 127.0.0.1:28480 --queue-server 127.0.0.1:28482 --hello 127.0.0.1:28481 \
+  --database-url "$pg/$db" --queue-database-url "$pg/$qdb" \
+  --admin-key "$admin" --token-secret "$secret" \
+  --server-pid "$server_pid" --queue-server-pid "$queue_pid" \
+  --sql-dir bench/sql --pgbench "$(command -v pgbench)" \
+  --header "$header" --out "$out" "$@" || {
+  status=$?
+  echo "concert-load failed; server logs in $logs" >&2
+  tail -n 20 "$logs"/*.log >&2
+  exit $status
+}
+echo "table written to $out; load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -1,0 +1,708 @@
+//! The load generator: sets up the benchmark data, runs every scenario against the service and
+//! its raw baseline (bare axum for the HTTP-only path, pgbench with the equivalent SQL for the
+//! database paths) with the same client concurrency, and prints the table. Loopback only; every
+//! run is bounded in time and in requests. `bench/run.sh` starts what it needs.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use concert_bench::client::{Call, Conn};
+use concert_bench::fixtures::{self, BenchConcert, BenchUser, Minter};
+use concert_bench::measure::{self, Load, Measure, Requests};
+use concert_bench::pgbench::PgBench;
+use concert_bench::report::{self, Check, Row};
+use concert_bench::scenarios::Journey;
+
+#[derive(Parser, Clone)]
+#[command(name = "concert-load", about = "Load generator of docs/PERFORMANCE.md")]
+struct Args {
+    /// The service under test (started with QUEUE_MAX_ACTIVE large enough for every bench user).
+    #[arg(long, default_value = "127.0.0.1:28480")]
+    server: SocketAddr,
+    /// A second service instance on its own database, started with QUEUE_MAX_ACTIVE=1, for the
+    /// waiting-user polls (its line never moves).
+    #[arg(long, default_value = "127.0.0.1:28482")]
+    queue_server: SocketAddr,
+    /// The bare axum hello server.
+    #[arg(long, default_value = "127.0.0.1:28481")]
+    hello: SocketAddr,
+    /// The service's database (pgbench baselines run here too).
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/concert_bench"
+    )]
+    database_url: String,
+    /// The queue server's database.
+    #[arg(
+        long,
+        default_value = "postgres://postgres@127.0.0.1:5432/concert_bench_queue"
+    )]
+    queue_database_url: String,
+    /// ADMIN_API_KEY of the service.
+    #[arg(long, env = "ADMIN_API_KEY")]
+    admin_key: String,
+    /// TOKEN_SECRET of the queue server, to sign tokens for tickets inserted with SQL.
+    #[arg(long, env = "TOKEN_SECRET")]
+    token_secret: String,
+    /// Client connections of every scenario and baseline.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds per closed-loop scenario and per baseline.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Tickets waiting in line for the large poll run.
+    #[arg(long, default_value_t = 1_000_000)]
+    waiting: u64,
+    /// Process ids of the service instances, for their peak RSS (VmHWM).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    #[arg(long)]
+    queue_server_pid: Option<u32>,
+    #[arg(long, default_value = "bench/sql")]
+    sql_dir: PathBuf,
+    #[arg(long, default_value = "/usr/bin/pgbench")]
+    pgbench: PathBuf,
+    /// Only these scenarios (comma-separated: poll, seats, hold, contention, charge, pay, journey).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// Also write the table here.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A line printed above the table (machine, load average...).
+    #[arg(long, default_value = "")]
+    header: String,
+}
+
+impl Args {
+    fn wants(&self, scenario: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == scenario)
+    }
+
+    fn closed(&self, max_requests: u64) -> Load {
+        Load {
+            concurrency: self.concurrency,
+            duration: Duration::from_secs(self.seconds),
+            max_requests,
+            rate: None,
+        }
+    }
+
+    fn duration(&self) -> Duration {
+        Duration::from_secs(self.seconds)
+    }
+
+    fn script(&self, name: &str) -> PathBuf {
+        self.sql_dir.join(name)
+    }
+}
+
+fn say(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "[concert-load] {line}");
+}
+
+fn brief(name: &str, m: &Measure) {
+    say(&format!(
+        "{name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} failed{}",
+        m.throughput(),
+        m.quantile_ms(0.5),
+        m.quantile_ms(0.99),
+        m.ok,
+        m.failed,
+        m.first_failure
+            .as_deref()
+            .map(|f| format!(" (first: {f})"))
+            .unwrap_or_default()
+    ));
+}
+
+async fn wait_ready(addr: SocketAddr, path: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(mut conn) = Conn::open(addr).await
+            && let Ok(answer) = conn.send(&Call::get(path)).await
+            && answer.status.is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{addr}{path} not ready after 30 s")
+}
+
+fn vm_hwm_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("VmHWM in /proc/<pid>/status")
+}
+
+fn loopback_only(args: &Args) -> anyhow::Result<()> {
+    for addr in [args.server, args.queue_server, args.hello] {
+        anyhow::ensure!(
+            addr.ip().is_loopback(),
+            "{addr} is not a loopback address: this tool only loads this machine"
+        );
+    }
+    for url in [&args.database_url, &args.queue_database_url] {
+        anyhow::ensure!(
+            url.contains("@127.0.0.1") || url.contains("@localhost") || url.contains("@[::1]"),
+            "{url}: the database must be on this machine"
+        );
+    }
+    Ok(())
+}
+
+struct Bench {
+    args: Args,
+    pgbench: PgBench,
+    rows: Vec<Row>,
+    checks: Vec<Check>,
+}
+
+impl Bench {
+    async fn pg(&self, script: &str, vars: &[(&str, String)]) -> anyhow::Result<Measure> {
+        let m = self
+            .pgbench
+            .run(
+                &self.args.script(script),
+                vars,
+                self.args.concurrency,
+                self.args.duration(),
+            )
+            .await?;
+        brief(&format!("pgbench {script}"), &m);
+        Ok(m)
+    }
+
+    async fn service<F>(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        load: Load,
+        expected: &'static [u16],
+        build: F,
+    ) -> anyhow::Result<Measure>
+    where
+        F: Fn(u64) -> Call + Send + Sync + 'static,
+    {
+        let m = measure::run(addr, load, Arc::new(Requests { build, expected })).await?;
+        brief(name, &m);
+        Ok(m)
+    }
+
+    /// A run at 70 % of `peak` per second, for `seconds`, reporting its p99.
+    async fn at_70_percent<F>(
+        &mut self,
+        name: &str,
+        addr: SocketAddr,
+        peak: f64,
+        build: F,
+    ) -> anyhow::Result<()>
+    where
+        F: Fn(u64) -> Call + Send + Sync + 'static,
+    {
+        let rate = (peak * 0.7).max(1.0);
+        let load = Load {
+            rate: Some(rate),
+            ..self.args.closed(u64::MAX)
+        };
+        let m = self
+            .service(&format!("{name} at 70 %"), addr, load, &[200], build)
+            .await?;
+        let p99 = m.quantile_ms(0.99);
+        self.checks.push(Check {
+            what: format!("{name}: p99 at 70 % of peak ({rate:.0}/s, rate-limited)"),
+            value: format!("{p99:.2} ms"),
+            target: "≤ 25 ms".into(),
+            met: p99 <= 25.0 && m.failed == 0,
+        });
+        Ok(())
+    }
+
+    async fn polls(&mut self) -> anyhow::Result<()> {
+        let args = self.args.clone();
+        let hello = self
+            .service("hello", args.hello, args.closed(u64::MAX), &[200], |_| {
+                Call::get("/hello")
+            })
+            .await?;
+        let db = fixtures::sql(&args.queue_database_url).await?;
+        let minter = Minter::new(&args.token_secret);
+        fixtures::block_the_line(&db).await?;
+        fixtures::insert_waiting(&db, 1000).await?;
+        let tokens = Arc::new(fixtures::waiting_tokens(&db, &minter, 1000).await?);
+        // Let one admission step (250 ms) see the new tickets before measuring.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let first = Conn::open(args.queue_server)
+            .await?
+            .send(&Call::get("/v1/queue/status").bearer(tokens[0].as_str()))
+            .await?
+            .expect(&[200])?;
+        anyhow::ensure!(
+            first["status"] == "WAITING",
+            "queue server: expected a WAITING ticket, got {first}"
+        );
+        let poll = |tokens: Arc<Vec<String>>| {
+            move |n: u64| {
+                let i = usize::try_from(n).unwrap_or(0) % tokens.len();
+                Call::get("/v1/queue/status").bearer(tokens[i].as_str())
+            }
+        };
+        let small = self
+            .service(
+                "poll (1,000 waiting)",
+                args.queue_server,
+                args.closed(u64::MAX),
+                &[200],
+                poll(tokens.clone()),
+            )
+            .await?;
+        let peak = small.throughput();
+        self.rows.push(Row {
+            scenario: "waiting-user status poll, 1,000 waiting".into(),
+            service: small.clone(),
+            baseline: Some(("bare axum hello".into(), hello)),
+            target: Some(0.6),
+            unit: "req/s",
+        });
+        self.at_70_percent("status poll", args.queue_server, peak, poll(tokens.clone()))
+            .await?;
+
+        say(&format!(
+            "inserting {} more waiting tickets",
+            args.waiting - 1000
+        ));
+        fixtures::insert_waiting(&db, args.waiting - 1000).await?;
+        db.batch_execute("VACUUM ANALYZE queue_tickets").await?;
+        let spread = Arc::new(fixtures::waiting_tokens(&db, &minter, 1000).await?);
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let large = self
+            .service(
+                "poll (1,000,000 waiting)",
+                args.queue_server,
+                args.closed(u64::MAX),
+                &[200],
+                poll(spread),
+            )
+            .await?;
+        self.rows.push(Row {
+            scenario: format!("waiting-user status poll, {} waiting", args.waiting),
+            service: large,
+            baseline: Some(("the same poll, 1,000 waiting".into(), small)),
+            target: Some(0.9),
+            unit: "req/s",
+        });
+        Ok(())
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    loopback_only(&args)?;
+    let log_dir = std::env::temp_dir().join(format!("concert-bench-{}", std::process::id()));
+    let mut bench = Bench {
+        pgbench: PgBench {
+            binary: args.pgbench.clone(),
+            database_url: args.database_url.clone(),
+            log_dir: log_dir.clone(),
+        },
+        args: args.clone(),
+        rows: Vec::new(),
+        checks: Vec::new(),
+    };
+    wait_ready(args.server, "/health/ready").await?;
+    if args.wants("poll") {
+        wait_ready(args.queue_server, "/health/ready").await?;
+        wait_ready(args.hello, "/hello").await?;
+    }
+
+    say("creating concerts");
+    let mut admin = Conn::open(args.server).await?;
+    let key = args.admin_key.as_str();
+    let read_concert = fixtures::create_concert(&mut admin, key, "seat list", 1, 50, 1000).await?;
+    let hold_concert = fixtures::create_concert(&mut admin, key, "holds", 20, 1000, 1000).await?;
+    let contended = fixtures::create_concert(&mut admin, key, "contended", 1, 50, 1000).await?;
+    let pay_concert = fixtures::create_concert(&mut admin, key, "payments", 5, 1000, 1000).await?;
+    let journey_concert =
+        fixtures::create_concert(&mut admin, key, "journeys", 10, 1000, 1000).await?;
+    let raw_hold = fixtures::create_concert(&mut admin, key, "raw holds", 20, 1000, 1000).await?;
+    let raw_contended =
+        fixtures::create_concert(&mut admin, key, "raw contended", 1, 50, 1000).await?;
+    let raw_pay = fixtures::create_concert(&mut admin, key, "raw payments", 40, 1000, 1000).await?;
+    let db = fixtures::sql(&args.database_url).await?;
+
+    if args.wants("poll") {
+        bench.polls().await?;
+    }
+
+    // Readers: active users who only read (and race for the contended seats).
+    let readers = Arc::new(fixtures::active_users(args.server, 64).await?);
+
+    if args.wants("seats") {
+        let concert = read_concert.id;
+        let date = fixtures::FIRST_DATE.to_string();
+        let seats = {
+            let readers = readers.clone();
+            let path = format!("/v1/concerts/{concert}/dates/{date}/seats");
+            move |n: u64| {
+                let user = &readers[usize::try_from(n).unwrap_or(0) % readers.len()];
+                Call::get(path.clone()).bearer(user.token.as_str())
+            }
+        };
+        let service = bench
+            .service(
+                "seats",
+                args.server,
+                args.closed(u64::MAX),
+                &[200],
+                seats.clone(),
+            )
+            .await?;
+        let raw = bench
+            .pg(
+                "seats.sql",
+                &[("concert", concert.to_string()), ("date", date.clone())],
+            )
+            .await?;
+        let peak = service.throughput();
+        bench.rows.push(Row {
+            scenario: "available seats read (50 seats)".into(),
+            service,
+            baseline: Some(("pgbench seat list query".into(), raw)),
+            target: Some(0.5),
+            unit: "req/s",
+        });
+        bench
+            .at_70_percent("seats read", args.server, peak, seats)
+            .await?;
+    }
+
+    if args.wants("hold") {
+        // Each user holds up to MAX_HOLDS_PER_USER (4) distinct seats: unit n is user n % users.
+        let users = Arc::new(fixtures::active_users(args.server, 2500).await?);
+        let budget = (users.len() as u64 * 4).min(hold_concert.capacity());
+        let hold = hold_call(hold_concert.clone(), users.clone());
+        let service = bench
+            .service("hold", args.server, args.closed(budget), &[201], hold)
+            .await?;
+        let reservation = dummy_reservation(&db, &raw_hold).await?;
+        let raw = bench
+            .pg(
+                "hold.sql",
+                &[
+                    ("concert", raw_hold.id.to_string()),
+                    ("dates", raw_hold.dates.to_string()),
+                    ("reservation", reservation.to_string()),
+                ],
+            )
+            .await?;
+        bench.rows.push(Row {
+            scenario: "seat hold, distinct seats".into(),
+            service,
+            baseline: Some(("pgbench conditional claim UPDATE".into(), raw)),
+            target: Some(0.5),
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("contention") {
+        let concert = contended.id;
+        let date = fixtures::FIRST_DATE.to_string();
+        let readers = readers.clone();
+        let service = bench
+            .service(
+                "hold (contended)",
+                args.server,
+                args.closed(u64::MAX),
+                &[201, 409],
+                move |n| {
+                    let user = &readers[usize::try_from(n).unwrap_or(0) % readers.len()];
+                    Call::post(
+                        "/v1/reservations",
+                        format!(
+                            "{{\"concertId\":{concert},\"date\":\"{date}\",\"seatNo\":{}}}",
+                            n % 8 + 1
+                        ),
+                    )
+                    .bearer(user.token.as_str())
+                },
+            )
+            .await?;
+        let reservation = dummy_reservation(&db, &raw_contended).await?;
+        db.execute(
+            "UPDATE seats SET held_by_reservation = $1, held_by_user = '00000000-0000-0000-0000-00000000b0b0', \
+             held_until = now() + interval '1 day' WHERE concert_id = $2 AND seat_no <= 8",
+            &[&reservation, &raw_contended.id],
+        )
+        .await?;
+        let raw = bench
+            .pg(
+                "hold_contended.sql",
+                &[("concert", raw_contended.id.to_string())],
+            )
+            .await?;
+        bench.rows.push(Row {
+            scenario: "seat hold, 16 clients on 8 seats (409 after the first 8)".into(),
+            service,
+            baseline: Some(("pgbench claim UPDATE on held seats".into(), raw)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("charge") {
+        let users: Arc<Vec<uuid::Uuid>> =
+            Arc::new((0..1000).map(|_| uuid::Uuid::new_v4()).collect());
+        let charge = move |n: u64| {
+            let user = users[usize::try_from(n).unwrap_or(0) % users.len()];
+            Call::post(
+                format!("/v1/users/{user}/points/charge"),
+                "{\"amount\":1000}",
+            )
+            .idempotency_key(format!("c-{n}"))
+        };
+        let service = bench
+            .service(
+                "charge",
+                args.server,
+                args.closed(u64::MAX),
+                &[200],
+                charge.clone(),
+            )
+            .await?;
+        let raw = bench
+            .pg("charge.sql", &[("users", "1000".to_owned())])
+            .await?;
+        let peak = service.throughput();
+        bench.rows.push(Row {
+            scenario: "points charge (Idempotency-Key)".into(),
+            service,
+            baseline: Some(("pgbench charge transaction".into(), raw)),
+            target: None,
+            unit: "req/s",
+        });
+        bench
+            .at_70_percent("charge", args.server, peak, charge)
+            .await?;
+    }
+
+    if args.wants("journey") {
+        let load = Load {
+            concurrency: args.concurrency * 4,
+            ..args.closed(journey_concert.capacity())
+        };
+        let m = measure::run(
+            args.server,
+            load,
+            Arc::new(Journey {
+                concert: journey_concert.clone(),
+            }),
+        )
+        .await?;
+        brief("journey", &m);
+        bench.rows.push(Row {
+            scenario: format!(
+                "full journey (token → admitted → seats → hold → charge → pay), {} clients",
+                load.concurrency
+            ),
+            service: m,
+            baseline: None,
+            target: None,
+            unit: "journeys/s",
+        });
+    }
+
+    if args.wants("pay") {
+        let count = pay_concert.capacity().min(5000);
+        say(&format!(
+            "preparing {count} users with a hold and points for the payments"
+        ));
+        let payers = prepare_payers(args.server, &pay_concert, count).await?;
+        let payers = Arc::new(payers);
+        let service = bench
+            .service(
+                "pay",
+                args.server,
+                args.closed(count),
+                &[201],
+                move |n: u64| {
+                    let (user, reservation) = &payers[usize::try_from(n).unwrap_or(0)];
+                    Call::post(
+                        "/v1/payments",
+                        format!("{{\"reservationId\":{reservation}}}"),
+                    )
+                    .bearer(user.token.as_str())
+                    .idempotency_key(format!("p-{n}"))
+                },
+            )
+            .await?;
+        say("preparing the raw payments");
+        prepare_raw_payments(&db, &raw_pay).await?;
+        let raw = bench.pg("pay.sql", &[]).await?;
+        bench.rows.push(Row {
+            scenario: "payment (Idempotency-Key)".into(),
+            service,
+            baseline: Some(("pgbench payment transaction".into(), raw)),
+            target: Some(0.5),
+            unit: "req/s",
+        });
+    }
+
+    for (name, pid) in [
+        ("service instance", args.server_pid),
+        ("queue instance (1,000,000 waiting)", args.queue_server_pid),
+    ] {
+        if let Some(pid) = pid {
+            let kib = vm_hwm_kib(pid)?;
+            #[allow(clippy::cast_precision_loss)]
+            let mib = kib as f64 / 1024.0;
+            bench.checks.push(Check {
+                what: format!("peak RSS (VmHWM) of the {name}"),
+                value: format!("{mib:.1} MiB"),
+                target: "≤ 150 MB".into(),
+                met: kib * 1024 <= 150_000_000,
+            });
+        }
+    }
+
+    let table = report::render(&bench.rows, &bench.checks, &args.header);
+    std::io::stdout().lock().write_all(table.as_bytes())?;
+    if let Some(out) = &args.out {
+        std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(log_dir);
+    Ok(())
+}
+
+fn hold_call(
+    concert: BenchConcert,
+    users: Arc<Vec<BenchUser>>,
+) -> impl Fn(u64) -> Call + Clone + Send + Sync + 'static {
+    move |n: u64| {
+        let user = &users[usize::try_from(n).unwrap_or(0) % users.len()];
+        let (date, seat) = concert.seat(n);
+        Call::post(
+            "/v1/reservations",
+            format!(
+                "{{\"concertId\":{},\"date\":\"{date}\",\"seatNo\":{seat}}}",
+                concert.id
+            ),
+        )
+        .bearer(user.token.as_str())
+    }
+}
+
+/// A reservation row the raw claim UPDATEs can point their hold at (the foreign key needs one).
+async fn dummy_reservation(
+    db: &tokio_postgres::Client,
+    concert: &BenchConcert,
+) -> anyhow::Result<i64> {
+    let row = db
+        .query_one(
+            "INSERT INTO reservations (user_id, concert_id, date, seat_no, price, status, \
+                                       expires_at, created_at, updated_at) \
+             VALUES ('00000000-0000-0000-0000-00000000b0b0', $1, DATE '2030-01-01', 50, 0, \
+                     'CANCELLED', now(), now(), now()) RETURNING id",
+            &[&concert.id],
+        )
+        .await
+        .context("inserting the dummy reservation")?;
+    Ok(row.get(0))
+}
+
+/// `count` users, each ACTIVE with one hold on the pay concert and the points to pay it.
+async fn prepare_payers(
+    server: SocketAddr,
+    concert: &BenchConcert,
+    count: u64,
+) -> anyhow::Result<Vec<(BenchUser, i64)>> {
+    let users = fixtures::active_users(server, usize::try_from(count)?).await?;
+    let items: Vec<(u64, BenchUser)> = (0..count).zip(users).collect();
+    let concert = concert.clone();
+    fixtures::parallel(
+        server,
+        items,
+        8,
+        move |mut conn, (n, user): (u64, BenchUser)| {
+            let concert = concert.clone();
+            async move {
+                let (date, seat) = concert.seat(n);
+                let hold = conn
+                    .send(
+                        &Call::post(
+                            "/v1/reservations",
+                            format!(
+                                "{{\"concertId\":{},\"date\":\"{date}\",\"seatNo\":{seat}}}",
+                                concert.id
+                            ),
+                        )
+                        .bearer(user.token.as_str()),
+                    )
+                    .await?
+                    .expect(&[201])
+                    .context("payer's hold")?;
+                let reservation = hold["reservationId"].as_i64().context("reservationId")?;
+                conn.send(&Call::post(
+                    format!("/v1/users/{}/points/charge", user.id),
+                    "{\"amount\":100000}",
+                ))
+                .await?
+                .expect(&[200])
+                .context("payer's points")?;
+                Ok((conn, (user, reservation)))
+            }
+        },
+    )
+    .await
+}
+
+/// Held reservations, funded wallets and ACTIVE tickets for pgbench's payment transactions, all
+/// on their own concert, numbered 1.. in `bench_pay` for `pay.sql` to take in turn.
+async fn prepare_raw_payments(
+    db: &tokio_postgres::Client,
+    concert: &BenchConcert,
+) -> anyhow::Result<()> {
+    let count = i64::try_from(concert.capacity())?;
+    let sql = format!(
+        "BEGIN;
+         CREATE TABLE bench_pay (n bigint PRIMARY KEY, reservation bigint NOT NULL, ticket bigint NOT NULL);
+         CREATE SEQUENCE bench_pay_seq;
+         CREATE TEMP TABLE raw_payers AS
+             SELECT n, md5('raw-payer-' || n)::uuid AS user_id FROM generate_series(1, {count}) n;
+         INSERT INTO wallets (user_id, balance, updated_at)
+             SELECT user_id, 100000, now() FROM raw_payers;
+         INSERT INTO reservations (user_id, concert_id, date, seat_no, price, status, expires_at,
+                                   created_at, updated_at)
+             SELECT user_id, {concert}, DATE '2030-01-01' + ((n - 1) / 1000)::int,
+                    ((n - 1) % 1000 + 1)::int, 1000, 'HELD', now() + interval '1 hour', now(), now()
+             FROM raw_payers;
+         UPDATE seats s SET held_by_reservation = r.id, held_by_user = r.user_id,
+                            held_until = r.expires_at
+             FROM reservations r
+             WHERE r.concert_id = {concert} AND s.concert_id = {concert} AND s.date = r.date
+               AND s.seat_no = r.seat_no;
+         INSERT INTO queue_tickets (user_id, status, issued_at, admitted_at, active_until, last_seen)
+             SELECT user_id, 'ACTIVE', now(), now(), now() + interval '1 hour', now() FROM raw_payers;
+         INSERT INTO bench_pay (n, reservation, ticket)
+             SELECT p.n, r.id, t.ticket FROM raw_payers p
+             JOIN reservations r ON r.user_id = p.user_id AND r.concert_id = {concert}
+             JOIN queue_tickets t ON t.user_id = p.user_id AND t.status = 'ACTIVE';
+         COMMIT;",
+        concert = concert.id,
+    );
+    db.batch_execute(&sql)
+        .await
+        .context("preparing the raw payments")?;
+    db.batch_execute("VACUUM ANALYZE wallets, reservations, seats, queue_tickets, bench_pay")
+        .await
+        .context("analyzing after the raw payments' setup")
+}
