@@ -273,9 +273,9 @@ async fn admission_follows_ticket_order_within_the_limit_and_positions_never_gro
         served == tickets,
         "{served} of {tickets} tickets admitted and ended"
     );
-    // `admitted_at` is the admitting instance's clock, read just before the step takes the
-    // queue lock: two instances' steps may stamp out of order by the time one waits for the
-    // other. Measured, and bounded loosely; the exact order check is the sampler's.
+    // `admitted_at` is the admitting instance's clock, read before the step takes the queue lock:
+    // a step that waited for another instance's step stamps a little earlier than it. Measured
+    // and bounded by the 5 s statement timeout; the exact order check is the sampler's.
     let row = db
         .query_one(
             "SELECT coalesce(max(extract(epoch FROM before - admitted_at)), 0)::float8, \
@@ -288,7 +288,7 @@ async fn admission_follows_ticket_order_within_the_limit_and_positions_never_gro
         .await?;
     let (worst_inversion, inversions): (f64, i64) = (row.get(0), row.get(1));
     ensure!(
-        worst_inversion < 1.0,
+        worst_inversion < 5.0,
         "a ticket was stamped admitted {worst_inversion:.3} s before an older one"
     );
     ensure!(

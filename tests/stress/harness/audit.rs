@@ -14,6 +14,10 @@ use uuid::Uuid;
 /// above the few milliseconds a hold takes, well under the holds' 2 s.
 pub const SKEW: std::time::Duration = std::time::Duration::from_millis(1000);
 
+/// The same grace while the database fails on purpose: a hold may wait up to the pool's 2 s
+/// acquire timeout, and a statement up to its 5 s timeout, between reading the clock and claiming.
+pub const FAULT_SKEW: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What one user's client was told: the charges answered 200 and the payments answered 201.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct UserBook {

@@ -51,3 +51,36 @@ pub fn load_duration(bounded: Duration) -> Duration {
 pub fn soaking() -> bool {
     std::env::var_os("STRESS_SOAK_SECONDS").is_some()
 }
+
+/// The verdict of a load: every exchange checked against the injected faults, and the database
+/// audited against the clients' books. Both are reported when either fails.
+pub async fn verdict(
+    cluster: &process::Cluster,
+    books: &audit::Books,
+    hold_limit: i64,
+    skew: Duration,
+) -> anyhow::Result<(fleet::Figures, audit::Audit)> {
+    let exchanges = cluster.fleet.recorder.verify();
+    let found = audit::audit(
+        cluster.database().url(),
+        Some(&books.snapshot()),
+        hold_limit,
+        skew,
+    )
+    .await;
+    match (exchanges, found) {
+        (Ok(exchanges), Ok(found)) if found.lost == 0 => Ok((exchanges, found)),
+        (exchanges, found) => anyhow::bail!(
+            "seed {:#x}\nexchanges: {}\ndatabase: {}",
+            seed(),
+            match exchanges {
+                Ok(figures) => format!("as expected ({figures})"),
+                Err(problems) => problems,
+            },
+            match found {
+                Ok(found) => format!("{found}"),
+                Err(broken) => format!("{broken:#}"),
+            }
+        ),
+    }
+}

@@ -189,6 +189,35 @@ pub async fn run(stage: Arc<Stage>, users: usize) -> anyhow::Result<LoadFigures>
     Ok(figures)
 }
 
+/// Retries `make()` on the next instances until an answer that settles it: not 503, not a
+/// transport failure, not `IDEMPOTENCY_KEY_IN_USE`, not a lagging `QUEUE_NOT_ACTIVE`. Returns the
+/// answer and the number of attempts.
+async fn settle(
+    fleet: &Fleet,
+    op: Op,
+    make: impl Fn() -> Request,
+) -> anyhow::Result<(concert_e2e::Answer, u64)> {
+    let deadline = Instant::now() + DEFINITIVE_WITHIN;
+    let mut pause = Duration::from_millis(50);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match fleet.send(fleet.next_instance(), op, make()).await {
+            Ok(answer) if answer.status == 503 => {}
+            Ok(answer) if answer.status == 409 && answer.code() == "IDEMPOTENCY_KEY_IN_USE" => {}
+            Ok(answer) if answer.status == 403 && answer.code() == "QUEUE_NOT_ACTIVE" => {}
+            Ok(answer) => return Ok((answer, attempts)),
+            Err(_) => {}
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "no definitive answer to {op:?} within {DEFINITIVE_WITHIN:?}"
+        );
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(800));
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Hold {
     id: i64,
@@ -272,35 +301,18 @@ impl SimulatedUser {
         self.stage.fleet.send(instance, op, request).await
     }
 
-    /// Retries `make()` on the next instances until an answer that settles it: not 503, not a
-    /// transport failure, not `IDEMPOTENCY_KEY_IN_USE`, not a lagging `QUEUE_NOT_ACTIVE`.
-    /// Returns the answer and whether an earlier attempt may have had an effect.
+    /// [`settle`] through this user's fleet, counting the attempts. Returns the answer and
+    /// whether an earlier attempt may have had an effect.
     async fn definitive(
         &mut self,
         op: Op,
         make: impl Fn() -> Request,
     ) -> anyhow::Result<(concert_e2e::Answer, bool)> {
-        let deadline = Instant::now() + DEFINITIVE_WITHIN;
-        let mut pause = Duration::from_millis(50);
-        let mut retried = false;
-        loop {
-            match self.send(op, make()).await {
-                Ok(answer) if answer.status == 503 => {}
-                Ok(answer) if answer.status == 409 && answer.code() == "IDEMPOTENCY_KEY_IN_USE" => {
-                }
-                Ok(answer) if answer.status == 403 && answer.code() == "QUEUE_NOT_ACTIVE" => {}
-                Ok(answer) => return Ok((answer, retried)),
-                Err(_) => {}
-            }
-            retried = true;
-            self.figures.retries += 1;
-            ensure!(
-                Instant::now() < deadline,
-                "no definitive answer to {op:?} within {DEFINITIVE_WITHIN:?}"
-            );
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(800));
-        }
+        let fleet = self.stage.fleet.clone();
+        let (answer, attempts) = settle(&fleet, op, make).await?;
+        self.figures.operations += attempts;
+        self.figures.retries += attempts - 1;
+        Ok((answer, attempts > 1))
     }
 
     async fn run(&mut self) -> anyhow::Result<()> {
@@ -309,7 +321,12 @@ impl SimulatedUser {
             match roll {
                 0..12 => self.charge().await?,
                 12..45 => self.hold().await?,
-                45..65 => self.pay().await?,
+                45..55 => self.pay().await?,
+                55..65 => {
+                    if !self.pay_two_at_once().await? {
+                        self.pay().await?;
+                    }
+                }
                 65..73 => self.cancel().await?,
                 73..85 => self.browse().await?,
                 85..93 => self.check_balance().await?,
@@ -616,6 +633,120 @@ impl SimulatedUser {
             _ => self.violation(format!("payment: {} {}", answer.status, answer.text)),
         }
         Ok(())
+    }
+
+    /// Pays two live holds at once through two instances (a double spend when the balance covers
+    /// one): whatever goes through, the balance never goes below zero and the answers agree with
+    /// one order of the two payments. Returns false when there are not two holds to pay.
+    async fn pay_two_at_once(&mut self) -> anyhow::Result<bool> {
+        let now = now_utc();
+        let margin = time::Duration::milliseconds(1500);
+        let fresh: Vec<Hold> = self
+            .holds
+            .iter()
+            .filter(|h| h.expires_at - now > margin)
+            .cloned()
+            .collect();
+        if fresh.len() < 2 || !self.ensure_token().await? {
+            return Ok(false);
+        }
+        let pair: Vec<Hold> = fresh.choose_multiple(&mut self.rng, 2).cloned().collect();
+        let token = self.token.clone().unwrap_or_default();
+        let requests: Vec<_> = pair
+            .iter()
+            .map(|hold| {
+                let (id, token, key) = (hold.id, token.clone(), self.next_key("pair"));
+                move || {
+                    Request::post("/v1/payments", json!({ "reservationId": id }))
+                        .token(token.clone())
+                        .key(key.clone())
+                }
+            })
+            .collect();
+        let fleet = self.stage.fleet.clone();
+        let known = self.known.balance();
+        let answers =
+            futures::future::join_all(requests.iter().map(|make| settle(&fleet, Op::Pay, make)))
+                .await;
+        let received = now_utc();
+        self.fleet().recorder.count_races(1);
+        let mut paid = Vec::new();
+        let mut refused_for_balance = Vec::new();
+        let mut token_ended = false;
+        for (hold, answer) in pair.iter().zip(answers) {
+            let (answer, attempts) = answer?;
+            self.figures.operations += attempts;
+            self.figures.retries += attempts - 1;
+            match (answer.status.as_u16(), answer.code()) {
+                (201, _) => {
+                    let id = answer.body["paymentId"].as_i64().context("paymentId")?;
+                    let balance = answer.body["balance"].as_i64().context("balance")?;
+                    if answer.body["amount"].as_i64() != Some(hold.price) {
+                        self.violation(format!("payment answered {}", answer.text));
+                    }
+                    paid.push((hold.clone(), id, balance));
+                }
+                (409, "INSUFFICIENT_BALANCE") => refused_for_balance.push(hold.clone()),
+                (409, "RESERVATION_EXPIRED" | "RESERVATION_NOT_HELD") => {
+                    if received < hold.expires_at {
+                        self.violation(format!(
+                            "hold {} (until {}) reported {} at {received}",
+                            hold.id,
+                            hold.expires_at,
+                            answer.code()
+                        ));
+                    }
+                    self.holds.retain(|h| h.id != hold.id);
+                }
+                (401, "TOKEN_EXPIRED") => token_ended = true,
+                _ => self.violation(format!("payment: {} {}", answer.status, answer.text)),
+            }
+        }
+        let spent: i64 = paid.iter().map(|(hold, _, _)| hold.price).sum();
+        if spent > known {
+            self.violation(format!(
+                "paid {spent} at once from a balance of {known}: {paid:?}"
+            ));
+        }
+        // The payment that went first answers `known - its price`, the second `known - spent`.
+        let mut balances: Vec<(i64, i64)> = paid.iter().map(|(h, _, b)| (*b, h.price)).collect();
+        balances.sort_unstable_by(|a, b| b.cmp(a));
+        let consistent = match balances.as_slice() {
+            [] => true,
+            [(balance, price)] => *balance == known - price,
+            [(first, price), (second, _)] => *first == known - price && *second == known - spent,
+            _ => false,
+        };
+        if !consistent {
+            self.violation(format!(
+                "two payments at once from {known} answered balances {balances:?}"
+            ));
+        }
+        for hold in &refused_for_balance {
+            if known - spent >= hold.price {
+                self.violation(format!(
+                    "payment of {} refused for balance; {known} known, {spent} paid beside it",
+                    hold.price
+                ));
+            }
+        }
+        if token_ended && paid.is_empty() {
+            self.violation("token ended though neither payment went through".to_owned());
+        }
+        for (hold, id, _) in &paid {
+            self.known.payments.insert(*id, (hold.id, hold.price));
+            self.stage.books.update(self.user, |book| {
+                book.payments.insert(*id, (hold.id, hold.price));
+            });
+            self.holds.retain(|h| h.id != hold.id);
+            self.sold.push((hold.date, hold.seat));
+        }
+        self.figures.payments += paid.len() as u64;
+        self.figures.payments_refused_balance += refused_for_balance.len() as u64;
+        if !paid.is_empty() || token_ended {
+            self.token = None;
+        }
+        Ok(true)
     }
 
     async fn cancel(&mut self) -> anyhow::Result<()> {
