@@ -62,38 +62,59 @@ async fn a_killed_instance_loses_nothing_committed_and_serves_again_after_restar
         )
         .await?;
     ensure!(charged.status == 200, "charge: {}", charged.text);
-    let held = fleet
-        .send(
-            VICTIM,
-            Op::Hold,
-            Request::post(
-                "/v1/reservations",
-                json!({ "concertId": stage.concert, "date": stage.dates[0].date, "seatNo": 300 }),
-            )
-            .token(token.clone()),
-        )
-        .await?;
-    // Seat 300 may have been taken by the load; any other free one would do as well.
-    let reservation = match held.status.as_u16() {
-        201 => Some(held.body["reservationId"].as_i64().context("id")?),
-        409 => None,
-        _ => anyhow::bail!("hold after restart: {}", held.text),
-    };
     stage.books.update(user, |b| b.charged += 50_000);
-    if let Some(reservation) = reservation {
-        let paid = fleet
+    let date = stage.dates.last().context("a date")?.clone();
+    let mut reservation = None;
+    for _ in 0..10 {
+        // A seat the load has not taken yet (it may take it first: then another).
+        let seats = fleet
             .send(
                 VICTIM,
-                Op::Pay,
-                Request::post("/v1/payments", json!({ "reservationId": reservation })).token(token),
+                Op::Seats,
+                Request::get(format!(
+                    "/v1/concerts/{}/dates/{}/seats",
+                    stage.concert, date.date
+                ))
+                .token(token.clone()),
             )
             .await?;
-        ensure!(paid.status == 201, "payment after restart: {}", paid.text);
-        let id = paid.body["paymentId"].as_i64().context("id")?;
-        stage.books.update(user, |b| {
-            b.payments.insert(id, (reservation, stage.dates[0].price));
-        });
+        ensure!(seats.status == 200, "seats after restart: {}", seats.text);
+        let seat = seats.body["seats"][0]["seatNo"]
+            .as_i64()
+            .context("a free seat")?;
+        let held = fleet
+            .send(
+                VICTIM,
+                Op::Hold,
+                Request::post(
+                    "/v1/reservations",
+                    json!({ "concertId": stage.concert, "date": date.date, "seatNo": seat }),
+                )
+                .token(token.clone()),
+            )
+            .await?;
+        match held.status.as_u16() {
+            201 => {
+                reservation = Some(held.body["reservationId"].as_i64().context("id")?);
+                break;
+            }
+            409 => {}
+            _ => anyhow::bail!("hold after restart: {}", held.text),
+        }
     }
+    let reservation = reservation.context("no seat could be held after the restart")?;
+    let paid = fleet
+        .send(
+            VICTIM,
+            Op::Pay,
+            Request::post("/v1/payments", json!({ "reservationId": reservation })).token(token),
+        )
+        .await?;
+    ensure!(paid.status == 201, "payment after restart: {}", paid.text);
+    let id = paid.body["paymentId"].as_i64().context("id")?;
+    stage.books.update(user, |b| {
+        b.payments.insert(id, (reservation, date.price));
+    });
 
     let load = load.await??;
     let served_elsewhere = fleet.recorder.successes_elsewhere(VICTIM, down);

@@ -49,7 +49,8 @@ pub struct Stage {
 }
 
 impl Stage {
-    /// Creates the concert (two dates) and the stage for a load of `duration` from now.
+    /// Creates the concert and the stage for a load of `duration` from now: two dates, and one
+    /// more per 3 s of load, so that neither a short run nor a soak runs out of seats.
     pub async fn prepare(
         fleet: Arc<Fleet>,
         seed: u64,
@@ -57,11 +58,11 @@ impl Stage {
         duration: Duration,
     ) -> anyhow::Result<Arc<Self>> {
         let today = OffsetDateTime::now_utc().date();
-        let dates: Vec<StageDate> = [(30, 20_000), (31, 35_000)]
-            .into_iter()
-            .map(|(days, price)| StageDate {
-                date: (today + time::Duration::days(days)).to_string(),
-                price,
+        let count = 2 + duration.as_secs() / 3;
+        let dates: Vec<StageDate> = (0..count)
+            .map(|i| StageDate {
+                date: (today + time::Duration::days(30 + i as i64)).to_string(),
+                price: if i % 2 == 0 { 20_000 } else { 35_000 },
                 seats: seats_per_date,
             })
             .collect();
