@@ -1,5 +1,8 @@
 //! `CatalogRepository`: concerts, their dates and the seats of each date.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
 use async_trait::async_trait;
 use concert_application::ports::{
     AvailableSeat, CatalogRepository, DateAvailability, DateLookup, RepositoryError,
@@ -17,14 +20,46 @@ use crate::error::{corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::schema::{concert_dates, concerts, seats};
 
+/// Concert dates already found, by (concert, date). A date row is written once, with its concert,
+/// and never changed or deleted, so a date found once is the same for ever, on every instance:
+/// `find_date` (every seat list and every hold asks it) answers those from memory. Missing
+/// concerts and dates are never remembered (they may be created later).
+type KnownDates = Arc<RwLock<HashMap<(i64, Date), ConcertDate>>>;
+
+/// Dates remembered at most; past that the memory starts over (it only saves a read).
+const KNOWN_DATES_MAX: usize = 10_000;
+
 #[derive(Debug, Clone)]
 pub struct PgCatalogRepository {
     pool: PgPool,
+    known_dates: KnownDates,
 }
 
 impl PgCatalogRepository {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            known_dates: KnownDates::default(),
+        }
+    }
+
+    fn known_date(&self, concert: ConcertId, date: Date) -> Option<ConcertDate> {
+        self.known_dates
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(concert.get(), date))
+            .cloned()
+    }
+
+    fn remember_date(&self, found: &ConcertDate) {
+        let mut known = self
+            .known_dates
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= KNOWN_DATES_MAX {
+            known.clear();
+        }
+        known.insert((found.concert_id.get(), found.date), found.clone());
     }
 }
 
@@ -184,7 +219,11 @@ impl CatalogRepository for PgCatalogRepository {
         concert: ConcertId,
         date: Date,
     ) -> Result<DateLookup, RepositoryError> {
-        self.pool
+        if let Some(found) = self.known_date(concert, date) {
+            return Ok(DateLookup::Found(found));
+        }
+        let lookup = self
+            .pool
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let row: Option<(i64, Option<i64>, Option<i32>)> = concerts::table
@@ -214,7 +253,11 @@ impl CatalogRepository for PgCatalogRepository {
                     Some(_) => DateLookup::DateNotFound,
                 })
             })
-            .await
+            .await?;
+        if let DateLookup::Found(found) = &lookup {
+            self.remember_date(found);
+        }
+        Ok(lookup)
     }
 
     async fn available_seats(

@@ -29,6 +29,7 @@ use diesel::sql_types::{Bool, Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 
+use crate::cached::CachedExt;
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
@@ -59,6 +60,7 @@ pub(crate) async fn claim_key(
             diesel::sql_query("SELECT pg_try_advisory_xact_lock($1, hashtext($2)) AS locked")
                 .bind::<Integer, _>(locks::IDEMPOTENCY_KEY)
                 .bind::<Text, _>(&subject)
+                .cached()
                 .get_result(conn)
                 .await?;
         if locked {

@@ -18,6 +18,7 @@
 //! back as the port's outcome variant, and infrastructure failures as `RepositoryError`
 //! (`Unavailable` for the transient ones). docs/DATABASE.md describes the schema and the locking.
 
+mod cached;
 mod catalog;
 mod config;
 mod error;

@@ -12,6 +12,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cached::CachedExt;
 use crate::error::{Abort, settle};
 use crate::idempotency::{claim_key, store_key};
 use crate::pool::PgPool;
@@ -103,6 +104,7 @@ async fn pay_in_transaction(
             wallets::updated_at.eq(now),
         ))
         .returning(wallets::balance)
+        .cached()
         .get_result(conn)
         .await
         .optional()?;
@@ -123,6 +125,7 @@ async fn pay_in_transaction(
             seats::held_by_user.eq(None::<Uuid>),
             seats::held_until.eq(None::<OffsetDateTime>),
         ))
+        .cached()
         .execute(conn)
         .await?;
     if sold == 0 {
@@ -134,6 +137,7 @@ async fn pay_in_transaction(
             reservations::status.eq(ReservationStatus::Confirmed.as_str()),
             reservations::updated_at.eq(now),
         ))
+        .cached()
         .execute(conn)
         .await?;
     // 6. The ledger entry and the payment.
@@ -147,6 +151,7 @@ async fn pay_in_transaction(
             payments::paid_at.eq(now),
         ))
         .returning((payments::id, payments::paid_at))
+        .cached()
         .get_result(conn)
         .await?;
     // 7. The caller's queue ticket ends; its place goes to the next in line. Only an ACTIVE
@@ -159,6 +164,7 @@ async fn pay_in_transaction(
             queue_tickets::status.eq("EXPIRED"),
             queue_tickets::ended_at.eq(Some(now)),
         ))
+        .cached()
         .execute(conn)
         .await?;
     // 8. The key, pointing at what was written: the stored answer is rebuilt from these rows.

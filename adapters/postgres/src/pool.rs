@@ -3,9 +3,11 @@
 //! - New connections are opened with a connect timeout (TCP, authentication and setup together)
 //!   and run `SET statement_timeout`; `application_name` is a startup parameter.
 //! - Waiting for a free connection is bounded (`acquire_timeout`), so a down database fails fast.
-//! - A connection is checked before reuse (`RecyclingMethod::Verified`: it is dropped when its
-//!   socket is closed, a transaction was left open, or `SELECT 1` fails) and a fresh one is opened
-//!   in its place, so the pool recovers by itself when the database comes back.
+//! - A connection is checked before reuse: it is dropped when its socket is closed or a
+//!   transaction was left open, and one that sat unused for [`VERIFY_AFTER_IDLE`] or longer must
+//!   also answer `SELECT 1` (`RecyclingMethod::Verified`); a fresh one is opened in its place, so
+//!   the pool recovers by itself when the database comes back. A connection in steady use skips
+//!   the `SELECT 1`: under load it would be one extra round trip per repository call.
 //! - Every repository operation also runs under a client-side deadline, so even a database that
 //!   stops answering without closing the socket cannot hang a request.
 
@@ -15,11 +17,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use concert_application::ports::RepositoryError;
+use deadpool::managed::{Manager, Metrics, Object, Pool, RecycleError, RecycleResult};
 use diesel::ConnectionResult;
 use diesel::result::ConnectionError;
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+    AsyncDieselConnectionManager, ManagerConfig, PoolError, PoolableConnection, RecyclingMethod,
 };
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
@@ -27,12 +29,52 @@ use crate::config::PgConfig;
 use crate::error::{self, ConnectFailure, StartupError};
 
 /// A connection borrowed from the pool; it goes back when dropped.
-pub type PooledConnection = Object<AsyncPgConnection>;
+pub type PooledConnection = Object<PgManager>;
+
+/// A pooled connection last handed out this long ago or longer is verified with `SELECT 1` before
+/// it is handed out again. One handed out more recently was in use a moment ago: if the database
+/// closed it since, its socket says so (`is_broken`), which is checked every time.
+pub const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// diesel-async's manager (which opens connections and verifies them), with the verification
+/// skipped for connections in steady use.
+pub struct PgManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+}
+
+impl fmt::Debug for PgManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PgManager").finish_non_exhaustive()
+    }
+}
+
+impl Manager for PgManager {
+    type Type = AsyncPgConnection;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<AsyncPgConnection, PoolError> {
+        self.inner.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<PoolError> {
+        if metrics.last_used() >= VERIFY_AFTER_IDLE {
+            return self.inner.recycle(conn, metrics).await;
+        }
+        if std::thread::panicking() || conn.is_broken() {
+            return Err(RecycleError::Message("Broken connection".into()));
+        }
+        Ok(())
+    }
+}
 
 /// The pool every repository shares. Cheap to clone.
 #[derive(Clone)]
 pub struct PgPool {
-    inner: Pool<AsyncPgConnection>,
+    inner: Pool<PgManager>,
     /// Client-side bound of one repository operation (acquire + statements + commit).
     operation_deadline: Duration,
 }
@@ -59,7 +101,9 @@ pub fn build_pool(config: &PgConfig) -> Result<PgPool, StartupError> {
         let connect = connect.clone();
         Box::pin(async move { connect.open().await })
     });
-    let manager = AsyncDieselConnectionManager::new_with_config(config.url.clone(), manager_config);
+    let manager = PgManager {
+        inner: AsyncDieselConnectionManager::new_with_config(config.url.clone(), manager_config),
+    };
     let inner = Pool::builder(manager)
         .max_size(config.max_connections.max(1))
         .runtime(deadpool::Runtime::Tokio1)

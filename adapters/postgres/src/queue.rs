@@ -24,6 +24,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::cached::CachedExt;
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
@@ -127,6 +128,7 @@ impl QueueRepository for PgQueueRepository {
                 )
                 .bind::<BigInt, _>(ticket.get())
                 .bind::<Timestamptz, _>(now)
+                .cached()
                 .execute(&mut conn)
                 .await
                 .map(|_| ())
@@ -179,6 +181,7 @@ impl QueueRepository for PgQueueRepository {
                             (SELECT count(*) FROM queue_tickets t WHERE t.status = 'ACTIVE') AS active \
                      FROM queue_state s WHERE s.id = 1",
                 )
+                .cached()
                 .get_result(&mut conn)
                 .await
                 .map_err(from_diesel)?;
@@ -202,12 +205,14 @@ async fn issue_in_transaction(
     // Shared: many issues at once, but never while an admission step runs.
     diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, 0)")
         .bind::<Integer, _>(locks::QUEUE)
+        .cached()
         .execute(conn)
         .await?;
     // One user's requests one at a time: the loser of a race finds the winner's ticket.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
         .bind::<Integer, _>(locks::USER_TICKETS)
         .bind::<SqlUuid, _>(user.get())
+        .cached()
         .execute(conn)
         .await?;
     let live: Option<TicketRow> = queue_tickets::table
@@ -228,6 +233,7 @@ async fn issue_in_transaction(
                 queue_tickets::status.eq(EXPIRED),
                 queue_tickets::ended_at.eq(Some(now)),
             ))
+            .cached()
             .execute(conn)
             .await?;
     }
@@ -271,6 +277,7 @@ async fn admit_in_transaction(
     // Exclusive: waits for every in-flight issue to commit, and keeps other steps out.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, 0)")
         .bind::<Integer, _>(locks::QUEUE)
+        .cached()
         .execute(conn)
         .await?;
     // 1. End active tickets past their active or idle deadline.
@@ -286,6 +293,7 @@ async fn admit_in_transaction(
             queue_tickets::status.eq(EXPIRED),
             queue_tickets::ended_at.eq(Some(now)),
         ))
+        .cached()
         .execute(conn)
         .await?;
     // 2. Count the tickets issued since the last step (all committed: no issue is in flight).
@@ -299,6 +307,7 @@ async fn admit_in_transaction(
         "SELECT count(*) AS count, max(ticket) AS max FROM queue_tickets WHERE ticket > $1",
     )
     .bind::<BigInt, _>(hwm)
+    .cached()
     .get_result(conn)
     .await?;
     // 3. Fill the free slots with the oldest waiting tickets, in ticket order.
@@ -322,6 +331,7 @@ async fn admit_in_transaction(
         .bind::<Timestamptz, _>(now)
         .bind::<Timestamptz, _>(now + policy.active_ttl)
         .bind::<BigInt, _>(i64::from(free))
+        .cached()
         .load(conn)
         .await?
     };
@@ -338,6 +348,7 @@ async fn admit_in_transaction(
             queue_state::issued_hwm.eq(issued.max.unwrap_or(hwm).max(hwm)),
         ))
         .returning(queue_state::serving)
+        .cached()
         .get_result(conn)
         .await?;
     Ok(AdmissionReport {

@@ -7,12 +7,13 @@ use concert_application::ports::{
 use concert_domain::{Price, Reservation, ReservationId, ReservationStatus, UserId};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Integer, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::cached::CachedExt;
 use crate::catalog::{concert_id, stored_seat_no};
 use crate::error::{Abort, corrupt, from_diesel, settle};
 use crate::locks;
@@ -128,6 +129,7 @@ impl ReservationRepository for PgReservationRepository {
                                         reservations::updated_at.eq(now),
                                     ))
                                     .returning(ReservationRow::as_returning())
+                                    .cached()
                                     .get_result(conn)
                                     .await
                                     .optional()?;
@@ -208,87 +210,111 @@ impl ReservationRepository for PgReservationRepository {
     }
 }
 
-/// The hold transaction; any `Err` rolls it back.
+/// The hold transaction; any `Err` rolls it back. Two statements after `BEGIN`: the user's lock,
+/// then one statement (data-modifying CTEs) that counts, inserts, claims and tidies. They cannot
+/// be one statement: under READ COMMITTED a statement reads the snapshot taken when it starts, so
+/// the count must start after the lock is held to see every hold committed before it.
 async fn hold_in_transaction(
     conn: &mut diesel_async::AsyncPgConnection,
     request: &HoldRequest,
 ) -> Result<ReservationRow, Abort<HoldOutcome>> {
+    #[derive(QueryableByName)]
+    struct Attempt {
+        /// The user's holds live at `now`, before this one.
+        #[diesel(sql_type = BigInt)]
+        live: i64,
+        /// The new reservation, when the limit allowed it.
+        #[diesel(sql_type = Nullable<BigInt>)]
+        reservation: Option<i64>,
+        /// Its deadline as stored (microseconds).
+        #[diesel(sql_type = Nullable<Timestamptz>)]
+        expires_at: Option<OffsetDateTime>,
+        /// Whether the seat was free and is now held by it.
+        #[diesel(sql_type = Bool)]
+        claimed: bool,
+    }
     let user = request.user.get();
     let now = request.now;
+    let seat_no = i32::from(request.seat_no.get());
     // 1. Serialise this user's holds across every instance, so the count below cannot be passed
     //    by two holds committing at once.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
         .bind::<Integer, _>(locks::USER_HOLDS)
         .bind::<SqlUuid, _>(user)
+        .cached()
         .execute(conn)
         .await?;
-    // 2. The limit counts holds that are live at `now`; lapsed ones no longer count.
-    let live: i64 = reservations::table
-        .filter(reservations::user_id.eq(user))
-        .filter(reservations::status.eq(HELD))
-        .filter(reservations::expires_at.gt(now))
-        .count()
-        .get_result(conn)
-        .await?;
-    let live = u32::try_from(live).unwrap_or(u32::MAX);
-    if request.limit.allows_another(live).is_err() {
-        return Err(Abort::Outcome(HoldOutcome::HoldLimitReached));
-    }
-    // 3. The reservation, so the seat can point at it.
-    let row: ReservationRow = diesel::insert_into(reservations::table)
-        .values((
-            reservations::user_id.eq(user),
-            reservations::concert_id.eq(request.concert.get()),
-            reservations::date.eq(request.date),
-            reservations::seat_no.eq(i32::from(request.seat_no.get())),
-            reservations::price.eq(request.price.get()),
-            reservations::status.eq(HELD),
-            reservations::expires_at.eq(request.until),
-            reservations::created_at.eq(now),
-            reservations::updated_at.eq(now),
-        ))
-        .returning(ReservationRow::as_returning())
-        .get_result(conn)
-        .await?;
-    // 4. The claim: one conditional write. Of any number of racing holds, exactly one matches;
-    //    the others wait for its row lock, re-check the condition and match nothing. A lapsed
-    //    hold (`held_until <= now`) is simply overwritten: no sweeper is needed for the seat to
-    //    be free again.
-    let claimed = diesel::update(seats::table)
-        .filter(seats::concert_id.eq(request.concert.get()))
-        .filter(seats::date.eq(request.date))
-        .filter(seats::seat_no.eq(i32::from(request.seat_no.get())))
-        .filter(seats::sold_to_user.is_null())
-        .filter(seats::held_until.is_null().or(seats::held_until.le(now)))
-        .set((
-            seats::held_by_reservation.eq(row.id),
-            seats::held_by_user.eq(user),
-            seats::held_until.eq(request.until),
-        ))
-        .execute(conn)
-        .await?;
-    if claimed == 0 {
-        return Err(Abort::Outcome(HoldOutcome::SeatUnavailable));
-    }
-    // 5. Tidy-up: the lapsed hold we overwrote reads EXPIRED from now on. SKIP LOCKED: a row
-    //    another transaction is paying, cancelling or sweeping is left to it (it will find the seat
-    //    gone), so this can never wait on, or deadlock with, that transaction.
-    diesel::sql_query(
-        "UPDATE reservations SET status = 'EXPIRED', updated_at = $1 \
-         WHERE id IN ( \
-             SELECT id FROM reservations \
-             WHERE concert_id = $2 AND date = $3 AND seat_no = $4 \
-               AND status = 'HELD' AND expires_at <= $1 AND id <> $5 \
-             FOR UPDATE SKIP LOCKED)",
+    // 2. One statement, each step feeding the next:
+    //    - `live`: the limit counts holds that are live at `now`; lapsed ones no longer count;
+    //    - `inserted`: the reservation (so the seat can point at it), only under the limit;
+    //    - `claimed`: the claim, one conditional write. Of any number of racing holds, exactly
+    //      one matches; the others wait for its row lock, re-check the condition on the new row
+    //      version and match nothing. A lapsed hold (`held_until <= now`) is simply overwritten:
+    //      no sweeper is needed for the seat to be free again;
+    //    - `tidied`: the lapsed hold we overwrote reads EXPIRED from now on. SKIP LOCKED: a row
+    //      another transaction is paying, cancelling or sweeping is left to it (it will find the
+    //      seat gone), so this can never wait on, or deadlock with, that transaction. (The new
+    //      reservation is not in this statement's snapshot, so it cannot be picked.)
+    //    An inserted reservation whose claim failed is rolled back with the transaction below.
+    let attempt: Attempt = diesel::sql_query(
+        "WITH live AS ( \
+             SELECT count(*) AS n FROM reservations \
+             WHERE user_id = $1 AND status = 'HELD' AND expires_at > $2 \
+         ), inserted AS ( \
+             INSERT INTO reservations (user_id, concert_id, date, seat_no, price, status, \
+                                       expires_at, created_at, updated_at) \
+             SELECT $1, $3, $4, $5, $6, 'HELD', $7, $2, $2 FROM live WHERE live.n < $8 \
+             RETURNING id, expires_at \
+         ), claimed AS ( \
+             UPDATE seats SET held_by_reservation = inserted.id, held_by_user = $1, held_until = $7 \
+             FROM inserted \
+             WHERE seats.concert_id = $3 AND seats.date = $4 AND seats.seat_no = $5 \
+               AND seats.sold_to_user IS NULL \
+               AND (seats.held_until IS NULL OR seats.held_until <= $2) \
+             RETURNING inserted.id \
+         ), tidied AS ( \
+             UPDATE reservations SET status = 'EXPIRED', updated_at = $2 \
+             WHERE id IN ( \
+                 SELECT id FROM reservations \
+                 WHERE concert_id = $3 AND date = $4 AND seat_no = $5 \
+                   AND status = 'HELD' AND expires_at <= $2 \
+                   AND EXISTS (SELECT 1 FROM claimed) \
+                 FOR UPDATE SKIP LOCKED) \
+         ) \
+         SELECT (SELECT n FROM live) AS live, (SELECT id FROM inserted) AS reservation, \
+                (SELECT expires_at FROM inserted) AS expires_at, \
+                EXISTS (SELECT 1 FROM claimed) AS claimed",
     )
+    .bind::<SqlUuid, _>(user)
     .bind::<Timestamptz, _>(now)
     .bind::<BigInt, _>(request.concert.get())
     .bind::<diesel::sql_types::Date, _>(request.date)
-    .bind::<Integer, _>(i32::from(request.seat_no.get()))
-    .bind::<BigInt, _>(row.id)
-    .execute(conn)
+    .bind::<Integer, _>(seat_no)
+    .bind::<BigInt, _>(request.price.get())
+    .bind::<Timestamptz, _>(request.until)
+    .bind::<BigInt, _>(i64::from(request.limit.get()))
+    .cached()
+    .get_result(conn)
     .await?;
-    Ok(row)
+    let live = u32::try_from(attempt.live).unwrap_or(u32::MAX);
+    if request.limit.allows_another(live).is_err() {
+        return Err(Abort::Outcome(HoldOutcome::HoldLimitReached));
+    }
+    let (Some(id), Some(expires_at), true) =
+        (attempt.reservation, attempt.expires_at, attempt.claimed)
+    else {
+        return Err(Abort::Outcome(HoldOutcome::SeatUnavailable));
+    };
+    Ok(ReservationRow {
+        id,
+        user_id: user,
+        concert_id: request.concert.get(),
+        date: request.date,
+        seat_no,
+        price: request.price.get(),
+        status: HELD.to_owned(),
+        expires_at,
+    })
 }
 
 /// Clears the seat claim of a reservation that no longer holds it (only if it still does).
@@ -306,6 +332,7 @@ async fn release_seat(
             seats::held_by_user.eq(None::<Uuid>),
             seats::held_until.eq(None::<OffsetDateTime>),
         ))
+        .cached()
         .execute(conn)
         .await
 }

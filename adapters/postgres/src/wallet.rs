@@ -10,6 +10,7 @@ use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 
+use crate::cached::CachedExt;
 use crate::error::{Abort, corrupt, from_diesel, settle};
 use crate::idempotency::{claim_key, store_key};
 use crate::pool::PgPool;
@@ -162,6 +163,7 @@ async fn charge_in_transaction(
             wallets::updated_at.eq(request.now),
         ))
         .returning(wallets::balance)
+        .cached()
         .get_result(conn)
         .await
         .optional()?;
