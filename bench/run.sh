@@ -16,7 +16,8 @@
 # Everything shares this machine's cores: the load generator and pgbench compete with the server
 # and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
 # Settings: BENCH_PG (server URL without a database, default postgres://postgres@127.0.0.1:5432),
-# BENCH_DB, BENCH_OUT, BENCH_POOL_SIZE (DATABASE_POOL_SIZE of the service, default: its default).
+# BENCH_DB, BENCH_OUT, BENCH_POOL_SIZE (DATABASE_POOL_SIZE of the service, default: its default),
+# BENCH_SERVER_BIN (another concert-server binary to measure, e.g. one built from an older commit).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,6 +27,7 @@ pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 db=${BENCH_DB:-concert_bench}
 qdb=${db}_queue
 out=${BENCH_OUT:-bench/results.md}
+server_bin=${BENCH_SERVER_BIN:-target/release/concert-server}
 secret=bench-token-secret-0123456789abcdef
 admin=bench-admin-key
 
@@ -67,12 +69,12 @@ fi
 
 env "${pool[@]}" DATABASE_URL="$pg/$db" BIND_ADDR=127.0.0.1:28480 TOKEN_SECRET="$secret" \
   ADMIN_API_KEY="$admin" QUEUE_MAX_ACTIVE=10000 \
-  target/release/concert-server >"$logs/server.log" 2>&1 &
+  "$server_bin" >"$logs/server.log" 2>&1 &
 pids+=($!)
 server_pid=$!
 env "${pool[@]}" DATABASE_URL="$pg/$qdb" BIND_ADDR=127.0.0.1:28482 TOKEN_SECRET="$secret" \
   QUEUE_MAX_ACTIVE=1 \
-  target/release/concert-server >"$logs/queue-server.log" 2>&1 &
+  "$server_bin" >"$logs/queue-server.log" 2>&1 &
 pids+=($!)
 queue_pid=$!
 BIND_ADDR=127.0.0.1:28481 target/release/bench-hello >"$logs/hello.log" 2>&1 &

@@ -3,6 +3,7 @@
 //! every scenario and its baseline, and prints the table.
 
 pub mod client;
+pub mod cpu;
 pub mod fixtures;
 pub mod measure;
 pub mod pgbench;

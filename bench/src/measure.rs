@@ -37,6 +37,8 @@ pub struct Measure {
     pub elapsed: Duration,
     /// Latency of every unit, in microseconds.
     pub latency: Histogram<u64>,
+    /// CPU time the service process and its PostgreSQL backends spent during the run.
+    pub cpu: Option<(Duration, Duration)>,
 }
 
 impl Measure {
@@ -47,7 +49,19 @@ impl Measure {
             first_failure: None,
             elapsed: Duration::ZERO,
             latency: new_histogram(),
+            cpu: None,
         }
+    }
+
+    /// CPU microseconds per expected answer: (service, PostgreSQL).
+    pub fn cpu_per_request_us(&self) -> Option<(f64, f64)> {
+        let (service, database) = self.cpu?;
+        #[allow(clippy::cast_precision_loss)]
+        let ok = self.ok.max(1) as f64;
+        Some((
+            service.as_secs_f64() * 1e6 / ok,
+            database.as_secs_f64() * 1e6 / ok,
+        ))
     }
 
     /// Expected answers per second.

@@ -48,9 +48,9 @@ pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
     let _ = writeln!(out, "{header}\n");
     let _ = writeln!(
         out,
-        "| scenario | service | p50 ms | p90 ms | p99 ms | max ms | baseline | baseline p99 ms | ratio | target |"
+        "| scenario | service | p50 ms | p90 ms | p99 ms | max ms | CPU µs/req server + PG | baseline | baseline p99 ms | ratio | target |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---|---:|---:|---|");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|");
     for row in rows {
         let s = &row.service;
         let (baseline, base_p99) = match &row.baseline {
@@ -66,9 +66,13 @@ pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
         let target = row
             .target
             .map_or_else(|| "—".to_owned(), |t| format!("≥ {t:.2} {}", row.verdict()));
+        let cpu = s.cpu_per_request_us().map_or_else(
+            || "—".to_owned(),
+            |(server, database)| format!("{server:.0} + {database:.0}"),
+        );
         let _ = writeln!(
             out,
-            "| {} | {:.0} {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            "| {} | {:.0} {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
             row.scenario,
             s.throughput(),
             row.unit,
@@ -76,6 +80,7 @@ pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
             s.quantile_ms(0.9),
             s.quantile_ms(0.99),
             s.max_ms(),
+            cpu,
             baseline,
             base_p99,
             ratio,

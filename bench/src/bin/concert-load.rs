@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use concert_bench::client::{Call, Conn};
+use concert_bench::cpu::CpuSample;
 use concert_bench::fixtures::{self, BenchConcert, BenchUser, Minter};
 use concert_bench::measure::{self, Load, Measure, Requests};
 use concert_bench::pgbench::PgBench;
@@ -108,7 +109,7 @@ fn say(line: &str) {
 
 fn brief(name: &str, m: &Measure) {
     say(&format!(
-        "{name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} failed{}",
+        "{name}: {:.0}/s, p50 {:.2} ms, p99 {:.2} ms, {} ok, {} failed{}{}",
         m.throughput(),
         m.quantile_ms(0.5),
         m.quantile_ms(0.99),
@@ -117,6 +118,9 @@ fn brief(name: &str, m: &Measure) {
         m.first_failure
             .as_deref()
             .map(|f| format!(" (first: {f})"))
+            .unwrap_or_default(),
+        m.cpu_per_request_us()
+            .map(|(s, d)| format!(", CPU per request: service {s:.0} µs + PostgreSQL {d:.0} µs"))
             .unwrap_or_default()
     ));
 }
@@ -193,7 +197,17 @@ impl Bench {
     where
         F: Fn(u64) -> Call + Send + Sync + 'static,
     {
-        let m = measure::run(addr, load, Arc::new(Requests { build, expected })).await?;
+        let (pid, database) = if addr == self.args.queue_server {
+            (self.args.queue_server_pid, &self.args.queue_database_url)
+        } else {
+            (self.args.server_pid, &self.args.database_url)
+        };
+        let database = database.rsplit('/').next().unwrap_or_default();
+        let before = CpuSample::take(pid, database);
+        let mut m = measure::run(addr, load, Arc::new(Requests { build, expected })).await?;
+        if pid.is_some() {
+            m.cpu = Some(before.until(&CpuSample::take(pid, database)));
+        }
         brief(name, &m);
         Ok(m)
     }
