@@ -11,7 +11,7 @@
 # 4. runs concert-load: every scenario against the service and its raw baseline (bare axum, or
 #    pgbench with bench/sql/*.sql on the same database with the same client concurrency), each
 #    bounded in time and requests, then prints the table and writes it to $BENCH_OUT
-#    (default bench/results.md).
+#    (default bench/results/latest.md, not tracked).
 #
 # Everything shares this machine's cores: the load generator and pgbench compete with the server
 # and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
@@ -26,7 +26,8 @@ scripts/ensure-postgres.sh
 pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 db=${BENCH_DB:-concert_bench}
 qdb=${db}_queue
-out=${BENCH_OUT:-bench/results.md}
+out=${BENCH_OUT:-bench/results/latest.md}
+mkdir -p "$(dirname "$out")"
 server_bin=${BENCH_SERVER_BIN:-target/release/concert-server}
 secret=bench-token-secret-0123456789abcdef
 admin=bench-admin-key

@@ -222,6 +222,25 @@ pub async fn insert_waiting(db: &tokio_postgres::Client, count: u64) -> anyhow::
     Ok(())
 }
 
+/// Waits (up to a minute) until no autovacuum worker runs on this database: a million inserted
+/// tickets wake one, and it would compete with the measured run.
+pub async fn await_no_autovacuum(db: &tokio_postgres::Client) -> anyhow::Result<()> {
+    for _ in 0..120 {
+        let row = db
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND backend_type = 'autovacuum worker'",
+                &[],
+            )
+            .await?;
+        if row.get::<_, i64>(0) == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Ok(())
+}
+
 /// Up to `count` waiting tickets spread evenly over the whole line, with tokens.
 pub async fn waiting_tokens(
     db: &tokio_postgres::Client,
