@@ -1,7 +1,7 @@
 //! Logs and metrics set-up: one tracing subscriber (human or JSON lines) and one Prometheus
 //! recorder per process.
 
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
@@ -33,8 +33,11 @@ pub fn init_logging(format: LogFormat) {
 /// The process-wide Prometheus recorder. The `metrics` facade has one global recorder, so every
 /// server started in this process renders the same registry.
 pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
+    // A lock, not a check-then-install: servers started at once in one process (the end-to-end
+    // tests) would otherwise both find no handle and the second install would fail.
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = installed.as_ref() {
         return Ok(handle.clone());
     }
     let latency_buckets = [
@@ -46,5 +49,6 @@ pub fn metrics_handle() -> anyhow::Result<PrometheusHandle> {
             &latency_buckets,
         )?
         .install_recorder()?;
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *installed = Some(handle.clone());
+    Ok(handle)
 }
