@@ -258,7 +258,7 @@ mod tests {
 
     #[tokio::test]
     async fn idle_ticket_reads_expired_and_its_poll_does_not_revive_it() {
-        let idle = active_ticket(14, policy().idle_timeout);
+        let idle = active_ticket(14, policy().idle_deadline_after_activity());
         let status = read(queue_holding(idle, 0), 20, claims(14)).await;
 
         assert_eq!(status.status, TicketStatus::Expired);

@@ -2,6 +2,7 @@
 //! payment), the hold sweeper, and the deployment-wide gauges. Each is safe to run on many
 //! instances at once: the repositories serialise what must be serialised.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,16 +104,25 @@ impl BackgroundJobs {
                 }
             })
         };
+        // Its own timer, so this instance's positions never lag by more than a refresh period
+        // even while an admission step waits for the queue lock.
+        let refresh = {
+            let view = self.view.clone();
+            let clock = self.clock.clone();
+            every(self.admission_interval, stop.clone(), move || {
+                let (view, clock) = (view.clone(), clock.clone());
+                async move {
+                    if let Err(error) = view.refresh(clock.now()).await {
+                        tracing::warn!(error = %error, "queue view refresh failed");
+                    }
+                }
+            })
+        };
         let sweeper = {
             let sweep = self.sweep.clone();
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.changed() => break,
-                    }
+            every(SWEEP_INTERVAL, stop.clone(), move || {
+                let sweep = sweep.clone();
+                async move {
                     match sweep.run_once().await {
                         Ok(0) => {}
                         Ok(expired) => tracing::debug!(expired, "lapsed holds swept"),
@@ -123,20 +133,35 @@ impl BackgroundJobs {
         };
         let gauges = {
             let jobs = self.clone();
-            let mut stop = stop;
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(GAUGES_INTERVAL);
-                loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
-                        _ = stop.changed() => break,
-                    }
+            every(GAUGES_INTERVAL, stop, move || {
+                let jobs = jobs.clone();
+                async move {
                     if let Err(error) = jobs.update_gauges_once().await {
                         tracing::warn!(error = %error, "gauge update failed");
                     }
                 }
             })
         };
-        vec![admission, sweeper, gauges]
+        vec![admission, refresh, sweeper, gauges]
     }
+}
+
+/// Runs `job` every `period` until `stop` changes. A run that overruns delays the next one
+/// instead of bunching runs up.
+fn every<F, Fut>(period: Duration, mut stop: watch::Receiver<bool>, mut job: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            job().await;
+        }
+    })
 }

@@ -21,6 +21,12 @@ impl ConcertTitle {
         if trimmed.chars().count() > Self::MAX_CHARS {
             return Err(ParseError::new("title", "must be at most 200 characters"));
         }
+        if trimmed.chars().any(char::is_control) {
+            return Err(ParseError::new(
+                "title",
+                "must not contain control characters",
+            ));
+        }
         Ok(Self(trimmed.to_owned()))
     }
 
@@ -127,6 +133,10 @@ pub struct NewConcert {
 }
 
 impl NewConcert {
+    /// The most dates one concert may have: a year of nightly shows. Bounds the seats one request
+    /// creates (and so the length of its transaction) to 366 × 1000.
+    pub const MAX_DATES: usize = 366;
+
     pub fn new(
         title: ConcertTitle,
         dates: Vec<NewConcertDate>,
@@ -134,6 +144,12 @@ impl NewConcert {
     ) -> Result<Self, ParseError> {
         if dates.is_empty() {
             return Err(ParseError::new("dates", "must contain at least one date"));
+        }
+        if dates.len() > Self::MAX_DATES {
+            return Err(ParseError::new(
+                "dates",
+                format!("must contain at most {} dates", Self::MAX_DATES),
+            ));
         }
         let mut seen = HashSet::new();
         for entry in &dates {
@@ -206,6 +222,11 @@ mod tests {
         );
         assert!(ConcertTitle::parse("   ").is_err());
         assert!(ConcertTitle::parse(&"x".repeat(201)).is_err());
+        assert!(
+            ConcertTitle::parse("a\u{0}b").is_err(),
+            "PostgreSQL text cannot hold NUL"
+        );
+        assert!(ConcertTitle::parse("line\nbreak").is_err());
     }
 
     #[test]
@@ -226,6 +247,10 @@ mod tests {
             date_entry(date!(2026 - 12 - 24)),
         ];
         assert!(NewConcert::new(title.clone(), twice, today).is_err());
+        let every_day: Vec<_> = (0..=366)
+            .map(|day| date_entry(today + time::Duration::days(day)))
+            .collect();
+        assert!(NewConcert::new(title.clone(), every_day, today).is_err());
         let ok = NewConcert::new(
             title,
             vec![date_entry(today), date_entry(date!(2026 - 12 - 24))],

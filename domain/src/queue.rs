@@ -63,6 +63,14 @@ impl QueuePolicy {
         (self.idle_timeout / 10_i32).clamp(Duration::milliseconds(100), Duration::seconds(5))
     }
 
+    /// How long after its last recorded activity an active ticket idles out. Activity is written
+    /// at most once per [`QueuePolicy::activity_resolution`], so the recorded time may lag the
+    /// last request by that much; adding it means a ticket never ends while a request came within
+    /// the idle timeout (it may end up to one resolution late instead).
+    pub fn idle_deadline_after_activity(&self) -> Duration {
+        self.idle_timeout + self.activity_resolution()
+    }
+
     /// Admissions per second when the line moves only by timeouts: the pessimistic rate used to
     /// estimate a wait before any admission has been measured.
     pub fn worst_case_admissions_per_second(&self) -> f64 {
@@ -137,6 +145,18 @@ pub fn estimated_wait_seconds(position: u64, admissions_per_second: f64) -> u64 
     seconds
 }
 
+/// When an active ticket ends unless it is used again: the earlier of its active deadline and its
+/// idle deadline. `None` for a ticket that was never admitted.
+pub fn active_deadline(
+    active_until: Option<OffsetDateTime>,
+    last_seen: Option<OffsetDateTime>,
+    policy: &QueuePolicy,
+) -> Option<OffsetDateTime> {
+    let active_until = active_until?;
+    let idle_until = last_seen.map(|seen| seen + policy.idle_deadline_after_activity());
+    Some(idle_until.map_or(active_until, |idle| idle.min(active_until)))
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueTicket {
     pub ticket: TicketNo,
@@ -171,12 +191,9 @@ impl QueueTicket {
         }
     }
 
-    /// When an active ticket ends unless it is used again: the earlier of its active deadline and
-    /// its idle deadline.
+    /// When an active ticket ends unless it is used again: see [`active_deadline`].
     pub fn deadline(&self, policy: &QueuePolicy) -> Option<OffsetDateTime> {
-        let active_until = self.active_until?;
-        let idle_until = self.last_seen.map(|seen| seen + policy.idle_timeout);
-        Some(idle_until.map_or(active_until, |idle| idle.min(active_until)))
+        active_deadline(self.active_until, self.last_seen, policy)
     }
 
     /// WAITING → ACTIVE until `now + active_ttl`.
@@ -283,19 +300,14 @@ mod tests {
     fn active_ticket_idles_out_without_requests() {
         let mut t = ticket(1);
         t.admit(NOW, &policy()).expect("admitted");
-        assert_eq!(
-            t.status_at(NOW + Duration::seconds(119), &policy()),
-            TicketStatus::Active
-        );
-        assert_eq!(
-            t.status_at(NOW + Duration::minutes(2), &policy()),
-            TicketStatus::Expired
-        );
+        // Idle 2 minutes, activity written every 5 seconds at most: ends 2:05 after the last
+        // recorded request, never before 2:00 after the last real one.
+        let idle_end = NOW + Duration::seconds(125);
+        let before = idle_end - Duration::seconds(1);
+        assert_eq!(t.status_at(before, &policy()), TicketStatus::Active);
+        assert_eq!(t.status_at(idle_end, &policy()), TicketStatus::Expired);
         t.touch(NOW + Duration::minutes(1));
-        assert_eq!(
-            t.status_at(NOW + Duration::minutes(2), &policy()),
-            TicketStatus::Active
-        );
+        assert_eq!(t.status_at(idle_end, &policy()), TicketStatus::Active);
     }
 
     #[test]

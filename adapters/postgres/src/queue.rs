@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use concert_application::ports::{
     AdmissionReport, IssuedTicket, QueueRepository, QueueSnapshot, RepositoryError,
 };
-use concert_domain::queue::ServingCounter;
+use concert_domain::queue::{ServingCounter, active_deadline};
 use concert_domain::{QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
@@ -79,9 +79,12 @@ impl QueueRepository for PgQueueRepository {
         policy: &QueuePolicy,
     ) -> Result<IssuedTicket, RepositoryError> {
         let policy = *policy;
-        self.pool
-            .run(async {
-                let mut conn = self.pool.get().await?;
+        let pool = self.pool.clone();
+        // On its own task: a request dropped mid-transaction (client gone) must not roll back a
+        // drawn ticket number, which would leave a gap that every position behind it counts.
+        let issuing = tokio::spawn(async move {
+            pool.run(async {
+                let mut conn = pool.get().await?;
                 let (row, created) = conn
                     .transaction::<_, diesel::result::Error, _>(|conn| {
                         async move { issue_in_transaction(conn, user, now, &policy).await }
@@ -95,6 +98,10 @@ impl QueueRepository for PgQueueRepository {
                 })
             })
             .await
+        });
+        issuing
+            .await
+            .map_err(|error| RepositoryError::Unexpected(Box::new(error)))?
     }
 
     async fn find(&self, ticket: TicketNo) -> Result<Option<QueueTicket>, RepositoryError> {
@@ -250,11 +257,7 @@ async fn issue_in_transaction(
 }
 
 fn deadline_passed(row: &TicketRow, policy: &QueuePolicy, now: OffsetDateTime) -> bool {
-    let active_over = row.active_until.is_some_and(|until| until <= now);
-    let idle_over = row
-        .last_seen
-        .is_some_and(|seen| seen + policy.idle_timeout <= now);
-    active_over || idle_over
+    active_deadline(row.active_until, row.last_seen, policy).is_some_and(|end| end <= now)
 }
 
 async fn admit_in_transaction(
@@ -281,7 +284,7 @@ async fn admit_in_transaction(
         .execute(conn)
         .await?;
     // 1. End active tickets past their active or idle deadline.
-    let idle_cutoff = now - policy.idle_timeout;
+    let idle_cutoff = now - policy.idle_deadline_after_activity();
     let expired = diesel::update(queue_tickets::table)
         .filter(queue_tickets::status.eq(ACTIVE))
         .filter(

@@ -188,7 +188,7 @@ async fn active_tickets_end_at_their_active_or_idle_deadline_and_make_room() {
     );
 
     let report = queue
-        .admit(&policy(2), NOW + Duration::minutes(2))
+        .admit(&policy(2), NOW + policy(2).idle_deadline_after_activity())
         .await
         .expect("admit");
     assert_eq!(
@@ -271,7 +271,11 @@ async fn a_user_whose_active_ticket_ran_out_gets_a_new_one() {
 
     // Idle past the timeout, before any admission step noticed: a new waiting ticket.
     let renewed = queue
-        .issue(someone, NOW + Duration::minutes(2), &policy(10))
+        .issue(
+            someone,
+            NOW + policy(10).idle_deadline_after_activity(),
+            &policy(10),
+        )
         .await
         .expect("issue");
     assert!(renewed.created);
