@@ -204,7 +204,10 @@ mod tests {
 
     #[tokio::test]
     async fn idle_ticket_is_expired_and_not_revived() {
-        let idle = active_ticket(14, policy().idle_deadline_after_activity() + Duration::seconds(1));
+        let idle = active_ticket(
+            14,
+            policy().idle_deadline_after_activity() + Duration::seconds(1),
+        );
 
         let refused = authorize(queue_holding(idle, 0), 20).await;
 

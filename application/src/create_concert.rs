@@ -83,13 +83,18 @@ impl CreateConcert {
         }
     }
 
+    /// Whether `presented` is the administrators' key, without creating anything.
+    pub fn admits(&self, presented: Option<&str>) -> bool {
+        self.admin_key.admits(presented)
+    }
+
     #[tracing::instrument(name = "create_concert", skip_all)]
     pub async fn execute(
         &self,
         presented_key: Option<&str>,
         command: CreateConcertCommand,
     ) -> Result<ConcertId, CreateConcertError> {
-        if !self.admin_key.admits(presented_key) {
+        if !self.admits(presented_key) {
             return Err(CreateConcertError::AdminKeyInvalid);
         }
         let concert = self.parse(command).map_err(CreateConcertError::Invalid)?;
@@ -155,6 +160,16 @@ mod tests {
 
     fn admin() -> AdminKey {
         AdminKey::new(Some(SECRET.to_owned()))
+    }
+
+    #[test]
+    fn only_the_configured_key_is_admitted_and_nothing_is_created_by_asking() {
+        let create = create_concert(never_created(), admin());
+        assert!(create.admits(Some(SECRET)));
+        assert!(!create.admits(Some("guess")));
+        assert!(!create.admits(None));
+        let unconfigured = create_concert(never_created(), AdminKey::new(None));
+        assert!(!unconfigured.admits(Some("")));
     }
 
     /// Runs a command with the right key and expects it to be refused as invalid, naming `field`.

@@ -72,7 +72,9 @@ impl From<AuthorizeError> for PayReservationError {
     fn from(error: AuthorizeError) -> Self {
         match error {
             AuthorizeError::Repository(error) => Self::Repository(error),
-            refused => Self::Unauthorized(refused),
+            refused @ (AuthorizeError::TokenInvalid
+            | AuthorizeError::TokenExpired
+            | AuthorizeError::QueueNotActive) => Self::Unauthorized(refused),
         }
     }
 }
