@@ -9,6 +9,7 @@ use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::services::Settings;
 use concert_domain::{HoldLimit, QueuePolicy, WalletLimits};
+use concert_postgres::PgConfig;
 use time::Duration as Span;
 
 /// The key used when `TOKEN_SECRET` is not set. Fine on a laptop, never in production: anyone who
@@ -100,7 +101,10 @@ pub struct Config {
 impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
-            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "database_url",
+                &PgConfig::new(&self.database_url).redacted_url(),
+            )
             .field("bind_addr", &self.bind_addr)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field(
@@ -120,20 +124,6 @@ impl std::fmt::Debug for Config {
             .field("demo_data", &self.demo_data)
             .field("database_pool_size", &self.database_pool_size)
             .finish_non_exhaustive()
-    }
-}
-
-/// A URL with its password replaced, safe to log.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let credentials = &url[scheme_end + 3..at];
-            match credentials.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
     }
 }
 

@@ -227,7 +227,7 @@ impl ConnectSettings {
                     })?;
             let mut conn =
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await?;
-            // Zero disables the timeout (the migration connection waits for its lock).
+            // The migration connection sets a long one: it waits for its lock.
             let millis = self.statement_timeout.as_millis();
             conn.batch_execute(&format!("SET statement_timeout = {millis}"))
                 .await
