@@ -13,8 +13,8 @@ use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
 use concert_http::UseCases;
 use concert_postgres::{
-    PgCatalogRepository, PgConfig, PgIdempotencyStore, PgPaymentRepository, PgQueueRepository,
-    PgReadinessProbe, PgReservationRepository, PgWalletRepository,
+    PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
+    PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgWalletRepository,
 };
 use concert_token::HmacTokenSigner;
 use tokio::net::TcpListener;
@@ -57,7 +57,18 @@ impl Application {
         .context("building the database pool")?;
 
         let settings = config.settings();
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        // Every instance tells time by the database's clock (see PgClock), so deadlines agree
+        // across instances whatever their machines' clocks say.
+        let database_clock = PgClock::new(pool.clone(), Arc::new(SystemClock));
+        let offset = database_clock
+            .calibrate()
+            .await
+            .context("reading the database clock")?;
+        tracing::info!(
+            offset_ms = offset.whole_milliseconds(),
+            "clock aligned on the database"
+        );
+        let clock: Arc<dyn Clock> = Arc::new(database_clock.clone());
         let catalog: Arc<dyn CatalogRepository> = Arc::new(PgCatalogRepository::new(pool.clone()));
         let reservations: Arc<dyn ReservationRepository> =
             Arc::new(PgReservationRepository::new(pool.clone()));
@@ -107,6 +118,7 @@ impl Application {
             gauges: services.read_gauges.clone(),
             view: services.view.clone(),
             clock,
+            database_clock,
             admission,
             metrics,
             admission_interval: StdDuration::from_millis(config.admission_interval_ms),

@@ -11,6 +11,7 @@ use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
 use concert_application::queue_view::QueueView;
 use concert_application::read_gauges::ReadGauges;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
+use concert_postgres::PgClock;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -21,6 +22,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// with it, a freed place is still filled within this gap, far inside the second API.md allows.
 const ADMISSION_WAKE_GAP: Duration = Duration::from_millis(50);
 const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the offset to the database's clock is measured again (machine clocks drift slowly).
+const CLOCK_CALIBRATION_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Wakes the admission job of this instance at once (after a payment freed a place).
 #[derive(Debug, Clone, Default)]
@@ -39,6 +42,7 @@ pub struct BackgroundJobs {
     pub(crate) gauges: Arc<ReadGauges>,
     pub(crate) view: QueueView,
     pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) database_clock: PgClock,
     pub(crate) admission: NotifyAdmission,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) admission_interval: Duration,
@@ -133,7 +137,7 @@ impl BackgroundJobs {
         };
         let gauges = {
             let jobs = self.clone();
-            every(GAUGES_INTERVAL, stop, move || {
+            every(GAUGES_INTERVAL, stop.clone(), move || {
                 let jobs = jobs.clone();
                 async move {
                     if let Err(error) = jobs.update_gauges_once().await {
@@ -142,7 +146,22 @@ impl BackgroundJobs {
                 }
             })
         };
-        vec![admission, refresh, sweeper, gauges]
+        let calibration = {
+            let clock = self.database_clock.clone();
+            every(CLOCK_CALIBRATION_INTERVAL, stop, move || {
+                let clock = clock.clone();
+                async move {
+                    match clock.calibrate().await {
+                        Ok(offset) => tracing::debug!(
+                            offset_ms = offset.whole_milliseconds(),
+                            "clock aligned on the database"
+                        ),
+                        Err(error) => tracing::warn!(error = %error, "clock calibration failed"),
+                    }
+                }
+            })
+        };
+        vec![admission, refresh, sweeper, gauges, calibration]
     }
 }
 

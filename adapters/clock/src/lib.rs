@@ -1,6 +1,6 @@
-//! The wall clock of this machine, in UTC. Instances of one deployment are expected to run with
-//! synchronised clocks (NTP); a few milliseconds of drift only shift hold and token deadlines by
-//! as much, and never break a guarantee: the seat claim itself prevents a double sale.
+//! The wall clock of this machine, in UTC. The server does not trust it alone: `PgClock` (in the
+//! PostgreSQL adapter) adds the measured offset to the database's clock, so instances on machines
+//! whose clocks drift apart still agree on every deadline.
 
 use concert_application::ports::Clock;
 use time::OffsetDateTime;

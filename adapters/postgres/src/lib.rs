@@ -20,6 +20,7 @@
 
 mod cached;
 mod catalog;
+mod clock;
 mod config;
 mod error;
 mod idempotency;
@@ -36,6 +37,7 @@ pub mod testing;
 mod wallet;
 
 pub use catalog::PgCatalogRepository;
+pub use clock::PgClock;
 pub use config::PgConfig;
 pub use error::StartupError;
 pub use idempotency::{IDEMPOTENCY_WAIT, PgIdempotencyStore};

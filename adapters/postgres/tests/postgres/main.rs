@@ -5,6 +5,7 @@
 mod support;
 
 mod catalog;
+mod clock;
 mod idempotency;
 mod payments;
 mod queue;
