@@ -67,11 +67,10 @@ impl PgClock {
                 for _ in 0..SAMPLES {
                     let sent = self.local.now();
                     // clock_timestamp(), not now(): the time of reading, not of the transaction.
-                    let DatabaseTime { now } =
-                        diesel::sql_query("SELECT clock_timestamp() AS now")
-                            .get_result(&mut conn)
-                            .await
-                            .map_err(from_diesel)?;
+                    let DatabaseTime { now } = diesel::sql_query("SELECT clock_timestamp() AS now")
+                        .get_result(&mut conn)
+                        .await
+                        .map_err(from_diesel)?;
                     let received = self.local.now();
                     let round_trip = received - sent;
                     let offset = now - (sent + round_trip / 2);

@@ -23,7 +23,11 @@ async fn a_drifting_machine_clock_is_brought_to_the_database_time() {
     // One instance an hour fast, another ten minutes slow.
     for drift in [Duration::hours(1), Duration::minutes(-10)] {
         let clock = PgClock::new(ctx.pool.clone(), Arc::new(DriftingClock(drift)));
-        assert_eq!(clock.offset(), Duration::ZERO, "uncalibrated: the machine's time");
+        assert_eq!(
+            clock.offset(),
+            Duration::ZERO,
+            "uncalibrated: the machine's time"
+        );
         let offset = clock.calibrate().await.expect("calibrate");
         assert!(
             (offset + drift).abs() < Duration::seconds(1),
@@ -31,7 +35,10 @@ async fn a_drifting_machine_clock_is_brought_to_the_database_time() {
         );
         // The database runs on this machine, so its time is this machine's true time.
         let error = clock.now() - OffsetDateTime::now_utc();
-        assert!(error.abs() < Duration::seconds(1), "{error} off the database time");
+        assert!(
+            error.abs() < Duration::seconds(1),
+            "{error} off the database time"
+        );
     }
     ctx.finish().await;
 }
