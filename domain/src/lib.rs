@@ -1,6 +1,12 @@
 //! The concert booking domain: values that parse rather than validate, and aggregates whose rules
 //! are methods taking the current time as an argument.
 //!
+//! Where a decision must be atomic across instances (claiming a seat, counting a user's live
+//! holds, debiting a wallet, admitting the next ticket), the PostgreSQL adapter applies the same
+//! rule as the guard of one conditional statement; the methods here are the reference statement of
+//! each rule, used by the use cases where a decision can be made before the write, and exercised
+//! by the unit and property tests.
+//!
 //! Nothing here performs I/O or reads a clock. Every rule returns a `Result` whose error is a small
 //! enum per operation; each variant is one business error of the HTTP contract:
 //!
