@@ -133,19 +133,18 @@ impl ChargePoints {
         user: UserId,
         record: &IdempotencyRecord,
     ) -> Result<Option<Balance>, ChargePointsError> {
-        match stored_answer(
+        let pick = |answer| match answer {
+            IdempotentAnswer::Charge { balance } => Some(balance),
+            IdempotentAnswer::Payment(_) => None,
+        };
+        Ok(stored_answer(
             self.idempotency.as_ref(),
             user,
             IdempotencyScope::Charge,
             record,
+            pick,
         )
-        .await?
-        {
-            None => Ok(None),
-            Some(IdempotentAnswer::Charge { balance }) => Ok(Some(balance)),
-            // Keys are scoped per operation, so a charge key never holds a payment's answer.
-            Some(IdempotentAnswer::Payment(_)) => Err(ChargePointsError::IdempotencyKeyReused),
-        }
+        .await?)
     }
 }
 

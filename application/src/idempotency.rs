@@ -14,16 +14,21 @@ pub enum ReplayError {
     Repository(#[from] RepositoryError),
 }
 
-/// The first answer stored for `record`'s key, if any.
-pub(crate) async fn stored_answer(
+/// The first answer stored for `record`'s key in `scope`, if any, as the operation's own answer
+/// (`pick`). Keys are scoped per operation, so an answer of another kind means the key was used
+/// for something else.
+pub(crate) async fn stored_answer<T>(
     store: &dyn IdempotencyStore,
     user: UserId,
     scope: IdempotencyScope,
     record: &IdempotencyRecord,
-) -> Result<Option<IdempotentAnswer>, ReplayError> {
+    pick: fn(IdempotentAnswer) -> Option<T>,
+) -> Result<Option<T>, ReplayError> {
     match store.find(user, scope, &record.key).await? {
         None => Ok(None),
-        Some(stored) if stored.request_hash == record.request_hash => Ok(Some(stored.answer)),
+        Some(stored) if stored.request_hash == record.request_hash => {
+            pick(stored.answer).map(Some).ok_or(ReplayError::KeyReused)
+        }
         Some(_) => Err(ReplayError::KeyReused),
     }
 }

@@ -203,19 +203,18 @@ impl PayReservation {
         user: UserId,
         record: &IdempotencyRecord,
     ) -> Result<Option<PaymentReceipt>, PayReservationError> {
-        match stored_answer(
+        let pick = |answer| match answer {
+            IdempotentAnswer::Payment(receipt) => Some(receipt),
+            IdempotentAnswer::Charge { .. } => None,
+        };
+        Ok(stored_answer(
             self.idempotency.as_ref(),
             user,
             IdempotencyScope::Payment,
             record,
+            pick,
         )
-        .await?
-        {
-            None => Ok(None),
-            Some(IdempotentAnswer::Payment(receipt)) => Ok(Some(receipt)),
-            // Keys are scoped per operation, so a payment key never holds a charge's answer.
-            Some(IdempotentAnswer::Charge { .. }) => Err(PayReservationError::IdempotencyKeyReused),
-        }
+        .await?)
     }
 }
 
