@@ -88,7 +88,6 @@ impl AuthorizeRequest {
 #[cfg(test)]
 mod tests {
     use concert_domain::QueueTicket;
-    use mockall::predicate::eq;
     use time::Duration;
 
     use std::sync::Arc;
@@ -96,35 +95,9 @@ mod tests {
     use super::*;
     use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner};
     use crate::test_support::{
-        NOW, active_ticket, active_user, claims, clock, other_user, policy, ticket_no, user,
-        view_serving,
+        NOW, active_ticket, active_user, claims, clock, other_user, policy, queue_holding,
+        signer_reading, ticket_no, user, view_serving,
     };
-
-    fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
-        let mut signer = MockTokenSigner::new();
-        signer
-            .expect_verify()
-            .with(eq("token"))
-            .returning(move |_| Ok(claims));
-        signer
-    }
-
-    /// Holds `ticket`; expects `writes` activity writes at `NOW`.
-    fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
-        let mut queue = MockQueueRepository::new();
-        let number = ticket.ticket;
-        queue
-            .expect_find()
-            .with(eq(number))
-            .times(1)
-            .returning(move |_| Ok(Some(ticket.clone())));
-        queue
-            .expect_record_activity()
-            .with(eq(number), eq(NOW))
-            .times(writes)
-            .returning(|_, _| Ok(()));
-        queue
-    }
 
     async fn authorize(
         queue: MockQueueRepository,

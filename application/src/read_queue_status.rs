@@ -130,7 +130,6 @@ impl ReadQueueStatus {
 #[cfg(test)]
 mod tests {
     use concert_domain::queue::ServingCounter;
-    use mockall::predicate::eq;
     use time::Duration;
 
     use std::sync::Arc;
@@ -138,40 +137,15 @@ mod tests {
     use super::*;
     use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot};
     use crate::test_support::{
-        NOW, active_ticket, claims, clock, other_user, policy, view_serving,
+        NOW, active_ticket, claims, clock, other_user, policy, queue_holding, signer_reading,
+        view_serving,
     };
-
-    fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
-        let mut signer = MockTokenSigner::new();
-        signer
-            .expect_verify()
-            .with(eq("token"))
-            .returning(move |_| Ok(claims));
-        signer
-    }
 
     /// A repository fake that must never be read: a waiting user's poll costs no database trip.
     fn untouched_queue() -> MockQueueRepository {
         let mut queue = MockQueueRepository::new();
         queue.expect_find().never();
         queue.expect_record_activity().never();
-        queue
-    }
-
-    /// A repository fake that holds `ticket` and expects `writes` activity writes at `NOW`.
-    fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
-        let mut queue = MockQueueRepository::new();
-        let number = ticket.ticket;
-        queue
-            .expect_find()
-            .with(eq(number))
-            .times(1)
-            .returning(move |_| Ok(Some(ticket.clone())));
-        queue
-            .expect_record_activity()
-            .with(eq(number), eq(NOW))
-            .times(writes)
-            .returning(|_, _| Ok(()));
         queue
     }
 

@@ -13,7 +13,9 @@ use time::{Date, Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::authorize_request::ActiveUser;
-use crate::ports::{MockClock, MockQueueRepository, QueueSnapshot, TokenClaims};
+use mockall::predicate::eq;
+
+use crate::ports::{MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot, TokenClaims};
 use crate::queue_view::QueueView;
 
 /// The one instant every test runs at.
@@ -161,4 +163,31 @@ pub(crate) fn others_reservation() -> Reservation {
         user: other_user(),
         ..held_reservation()
     }
+}
+
+/// A signer that reads the token `"token"` as `claims`.
+pub(crate) fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
+    let mut signer = MockTokenSigner::new();
+    signer
+        .expect_verify()
+        .with(eq("token"))
+        .returning(move |_| Ok(claims));
+    signer
+}
+
+/// A repository fake that holds `ticket` and expects `writes` activity writes at [`NOW`].
+pub(crate) fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
+    let mut queue = MockQueueRepository::new();
+    let number = ticket.ticket;
+    queue
+        .expect_find()
+        .with(eq(number))
+        .times(1)
+        .returning(move |_| Ok(Some(ticket.clone())));
+    queue
+        .expect_record_activity()
+        .with(eq(number), eq(NOW))
+        .times(writes)
+        .returning(|_, _| Ok(()));
+    queue
 }
