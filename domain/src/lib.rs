@@ -1,11 +1,10 @@
 //! The concert booking domain: values that parse rather than validate, and aggregates whose rules
 //! are methods taking the current time as an argument.
 //!
-//! Where a decision must be atomic across instances (claiming a seat, counting a user's live
-//! holds, debiting a wallet, admitting the next ticket), the PostgreSQL adapter applies the same
-//! rule as the guard of one conditional statement; the methods here are the reference statement of
-//! each rule, used by the use cases where a decision can be made before the write, and exercised
-//! by the unit and property tests.
+//! These methods are the rules that run in production: a use case loads the state a rule needs
+//! through a port, calls the rule here, and hands the new state to a port, whose adapter writes it
+//! atomically (a compare-and-set on exactly the state that was read) without restating the rule.
+//! Rules that span aggregates (hold, pay, cancel, expire) are in [`booking`].
 //!
 //! Nothing here performs I/O or reads a clock. Every rule returns a `Result` whose error is a small
 //! enum per operation; each variant is one business error of the HTTP contract:
@@ -13,6 +12,8 @@
 //! | enum | variants → API `code` |
 //! |---|---|
 //! | [`ParseError`] | every variant → `VALIDATION_FAILED` |
+//! | [`booking::HoldDenied`] | `LimitReached` → `HOLD_LIMIT_REACHED`, `SeatUnavailable` → `SEAT_UNAVAILABLE` |
+//! | [`booking::PaymentDenied`] | `Reservation(PayRefused)` as below, `InsufficientBalance` → `INSUFFICIENT_BALANCE` |
 //! | [`seat::HoldRefused`] | `Sold`, `HeldByOther`, `HeldBySameUser` → `SEAT_UNAVAILABLE` |
 //! | [`reservation::HoldLimitReached`] | → `HOLD_LIMIT_REACHED` |
 //! | [`reservation::PayRefused`] | `NotYours` → `RESERVATION_NOT_FOUND`, `Expired` → `RESERVATION_EXPIRED`, `NotHeld` → `RESERVATION_NOT_HELD` |
@@ -21,6 +22,7 @@
 //! | [`wallet::DebitRefused`] | `InsufficientBalance` → `INSUFFICIENT_BALANCE` |
 //! | [`queue::AccessRefused`] | `Expired` → `TOKEN_EXPIRED`, `Waiting` → `QUEUE_NOT_ACTIVE` |
 
+pub mod booking;
 pub mod concert;
 pub mod idempotency;
 pub mod ids;
@@ -31,6 +33,7 @@ pub mod reservation;
 pub mod seat;
 pub mod wallet;
 
+pub use booking::{HoldDenied, HoldGranted, HoldTerms, PaymentDenied};
 pub use concert::{
     Concert, ConcertDate, ConcertTitle, NewConcert, NewConcertDate, SeatCount, SeatNo,
 };
@@ -39,6 +42,6 @@ pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, User
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
 pub use queue::{QueuePolicy, QueueTicket, ServingCounter, TicketStatus};
-pub use reservation::{HoldLimit, Reservation, ReservationStatus};
-pub use seat::{Seat, SeatClaim};
-pub use wallet::{LedgerEntry, LedgerKind, Wallet, WalletLimits};
+pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
+pub use seat::{Seat, SeatClaim, SeatHold};
+pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

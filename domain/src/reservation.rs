@@ -94,23 +94,132 @@ impl HoldLimit {
             Err(HoldLimitReached { limit: self.0 })
         }
     }
+
+    /// Whether `holds` leave room for one more hold at `now`.
+    pub fn admits(self, holds: &UserHolds, now: OffsetDateTime) -> Result<(), HoldLimitReached> {
+        self.allows_another(holds.live_at(now))
+    }
+}
+
+/// The deadlines of a user's reservations that are stored `HELD`: what the hold limit counts.
+/// Lapsed ones are among them until a sweeper or a new hold writes them down; they do not count.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserHolds {
+    deadlines: Vec<OffsetDateTime>,
+}
+
+impl UserHolds {
+    pub fn new(deadlines: Vec<OffsetDateTime>) -> Self {
+        Self { deadlines }
+    }
+
+    /// The holds still live at `now` (a hold ends exactly at its deadline).
+    pub fn live_at(&self, now: OffsetDateTime) -> u32 {
+        let live = self.deadlines.iter().filter(|until| **until > now).count();
+        u32::try_from(live).unwrap_or(u32::MAX)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reservation {
-    pub id: ReservationId,
-    pub user: UserId,
+    id: ReservationId,
+    user: UserId,
+    concert_id: ConcertId,
+    date: Date,
+    seat_no: SeatNo,
+    price: Price,
+    status: ReservationStatus,
+    expires_at: OffsetDateTime,
+}
+
+/// Where a reservation is: the seat of one date of one concert.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeatRef {
     pub concert_id: ConcertId,
     pub date: Date,
     pub seat_no: SeatNo,
-    pub price: Price,
-    /// The status as stored; read it through [`Reservation::status_at`].
-    pub status: ReservationStatus,
-    pub expires_at: OffsetDateTime,
 }
 
 impl Reservation {
-    /// The status a client sees at `now`: a held reservation past its deadline is expired.
+    /// A new hold on `seat` for `user` until `expires_at`.
+    pub fn held(
+        id: ReservationId,
+        user: UserId,
+        seat: SeatRef,
+        price: Price,
+        expires_at: OffsetDateTime,
+    ) -> Self {
+        Self::restore(id, user, seat, price, ReservationStatus::Held, expires_at)
+    }
+
+    /// A reservation as a store holds it.
+    pub fn restore(
+        id: ReservationId,
+        user: UserId,
+        seat: SeatRef,
+        price: Price,
+        status: ReservationStatus,
+        expires_at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id,
+            user,
+            concert_id: seat.concert_id,
+            date: seat.date,
+            seat_no: seat.seat_no,
+            price,
+            status,
+            expires_at,
+        }
+    }
+
+    pub fn id(&self) -> ReservationId {
+        self.id
+    }
+
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    pub fn concert_id(&self) -> ConcertId {
+        self.concert_id
+    }
+
+    pub fn date(&self) -> Date {
+        self.date
+    }
+
+    pub fn seat_no(&self) -> SeatNo {
+        self.seat_no
+    }
+
+    pub fn seat(&self) -> SeatRef {
+        SeatRef {
+            concert_id: self.concert_id,
+            date: self.date,
+            seat_no: self.seat_no,
+        }
+    }
+
+    pub fn price(&self) -> Price {
+        self.price
+    }
+
+    /// The status as stored, before lazy expiry (see [`Self::status_at`]).
+    pub fn stored_status(&self) -> ReservationStatus {
+        self.status
+    }
+
+    pub fn expires_at(&self) -> OffsetDateTime {
+        self.expires_at
+    }
+
+    /// The reservation as a client sees it at `now`: a lapsed hold reads `EXPIRED`.
+    pub fn as_of(mut self, now: OffsetDateTime) -> Self {
+        self.status = self.status_at(now);
+        self
+    }
+
     pub fn status_at(&self, now: OffsetDateTime) -> ReservationStatus {
         match self.status {
             ReservationStatus::Held if self.expires_at <= now => ReservationStatus::Expired,
@@ -123,8 +232,8 @@ impl Reservation {
         self.user == user
     }
 
-    /// Checks that `user` may pay this reservation at `now`, without changing it.
-    pub fn check_payable(&self, user: UserId, now: OffsetDateTime) -> Result<(), PayRefused> {
+    /// Whether `user` may pay this reservation at `now` (see [`Self::confirm`]).
+    fn check_payable(&self, user: UserId, now: OffsetDateTime) -> Result<(), PayRefused> {
         if !self.belongs_to(user) {
             return Err(PayRefused::NotYours);
         }
@@ -276,6 +385,51 @@ mod tests {
         assert!(limit.allows_another(3).is_ok());
         assert_eq!(limit.allows_another(4), Err(HoldLimitReached { limit: 4 }));
         assert!(HoldLimit::new(0).is_none());
+    }
+
+    #[test]
+    fn user_holds_count_only_holds_live_at_now() {
+        assert_eq!(UserHolds::default().live_at(NOW), 0);
+        let holds = UserHolds::new(vec![
+            NOW - Duration::seconds(1),
+            NOW,
+            NOW + Duration::seconds(1),
+            NOW + Duration::minutes(5),
+        ]);
+        assert_eq!(holds.live_at(NOW), 2, "a hold ends exactly at its deadline");
+        assert_eq!(holds.live_at(NOW - Duration::seconds(1)), 3);
+        assert_eq!(holds.live_at(NOW - Duration::minutes(1)), 4);
+        assert_eq!(holds.live_at(NOW + Duration::seconds(1)), 1);
+        assert_eq!(holds.live_at(NOW + Duration::minutes(5)), 0);
+    }
+
+    #[test]
+    fn hold_limit_admits_while_live_holds_are_under_it() {
+        let limit = HoldLimit::new(2).expect("limit");
+        let live = NOW + Duration::minutes(1);
+        assert_eq!(limit.admits(&UserHolds::default(), NOW), Ok(()));
+        assert_eq!(limit.admits(&UserHolds::new(vec![live]), NOW), Ok(()));
+        assert_eq!(
+            limit.admits(&UserHolds::new(vec![live, live]), NOW),
+            Err(HoldLimitReached { limit: 2 })
+        );
+        let one_lapsed = UserHolds::new(vec![live, NOW, NOW - Duration::hours(1)]);
+        assert_eq!(
+            limit.admits(&one_lapsed, NOW),
+            Ok(()),
+            "lapsed holds still stored HELD do not count"
+        );
+        assert_eq!(
+            limit.admits(&one_lapsed, NOW - Duration::hours(2)),
+            Err(HoldLimitReached { limit: 2 }),
+            "at an earlier instant all three were live"
+        );
+        let at_one = HoldLimit::new(1).expect("limit");
+        assert_eq!(
+            at_one.admits(&UserHolds::new(vec![live]), NOW),
+            Err(HoldLimitReached { limit: 1 })
+        );
+        assert_eq!(at_one.admits(&UserHolds::new(vec![live]), live), Ok(()));
     }
 
     #[test]

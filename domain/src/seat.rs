@@ -41,20 +41,41 @@ pub enum SellRefused {
 }
 
 /// One seat of one concert date.
+/// What a granted hold did to the seat: its deadline, and the lapsed hold it took over, if any
+/// (that reservation reads `EXPIRED` from now on and must be written so).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeatHold {
+    pub until: OffsetDateTime,
+    pub replaced: Option<ReservationId>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Seat {
-    pub no: SeatNo,
-    pub price: Price,
-    pub claim: SeatClaim,
+    no: SeatNo,
+    price: Price,
+    claim: SeatClaim,
 }
 
 impl Seat {
     pub fn available(no: SeatNo, price: Price) -> Self {
-        Self {
-            no,
-            price,
-            claim: SeatClaim::Available,
-        }
+        Self::new(no, price, SeatClaim::Available)
+    }
+
+    /// A seat as a store holds it: every claim is a valid state of a seat.
+    pub fn new(no: SeatNo, price: Price, claim: SeatClaim) -> Self {
+        Self { no, price, claim }
+    }
+
+    pub fn no(&self) -> SeatNo {
+        self.no
+    }
+
+    pub fn price(&self) -> Price {
+        self.price
+    }
+
+    pub fn claim(&self) -> SeatClaim {
+        self.claim
     }
 
     /// A seat can be reserved now when it is not sold and carries no live hold (the caller's
@@ -74,8 +95,8 @@ impl Seat {
         holder: UserId,
         now: OffsetDateTime,
         ttl: Duration,
-    ) -> Result<OffsetDateTime, HoldRefused> {
-        match self.claim {
+    ) -> Result<SeatHold, HoldRefused> {
+        let replaced = match self.claim {
             SeatClaim::Sold { .. } => return Err(HoldRefused::Sold),
             SeatClaim::Held {
                 holder: current,
@@ -88,15 +109,19 @@ impl Seat {
                     HoldRefused::HeldByOther
                 });
             }
-            SeatClaim::Held { .. } | SeatClaim::Available => {}
-        }
+            SeatClaim::Held {
+                reservation: lapsed,
+                ..
+            } => Some(lapsed),
+            SeatClaim::Available => None,
+        };
         let until = now + ttl;
         self.claim = SeatClaim::Held {
             reservation,
             holder,
             until,
         };
-        Ok(until)
+        Ok(SeatHold { until, replaced })
     }
 
     /// Sells the seat to the reservation that holds it, for good.
@@ -169,8 +194,9 @@ mod tests {
     #[test]
     fn available_seat_is_held_until_now_plus_ttl() {
         let mut seat = seat();
-        let until = seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
-        assert_eq!(until, NOW + TTL);
+        let hold = seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert_eq!(hold.until, NOW + TTL);
+        assert_eq!(hold.replaced, None);
         assert!(!seat.is_available(NOW));
     }
 
@@ -197,7 +223,14 @@ mod tests {
             seat.is_available(later),
             "a hold ends exactly at its deadline"
         );
-        assert!(seat.hold(reservation(2), user(2), later, TTL).is_ok());
+        let hold = seat
+            .hold(reservation(2), user(2), later, TTL)
+            .expect("held");
+        assert_eq!(
+            hold.replaced,
+            Some(reservation(1)),
+            "the lapsed hold is taken over"
+        );
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct BalanceChange {
     pub kind: LedgerKind,
     pub amount: i64,
     pub balance_after: Balance,
+    /// When the change happened: never earlier than the wallet's previous change, so a history
+    /// read newest first never goes back in time (instances' clocks may differ a little).
+    pub at: OffsetDateTime,
 }
 
 /// A stored ledger entry.
@@ -89,24 +92,45 @@ pub fn ledger_is_consistent(newest_first: &[LedgerEntry], balance: Balance) -> b
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Wallet {
-    pub user: UserId,
-    pub balance: Balance,
+    user: UserId,
+    balance: Balance,
+    /// The time of the last change (its ledger entry's `at`); `None` for a wallet never changed.
+    last_change_at: Option<OffsetDateTime>,
 }
 
 impl Wallet {
-    /// A wallet exists from a user's first use, with balance zero.
+    /// The wallet of a user never seen: balance zero, no history.
     pub fn empty(user: UserId) -> Self {
+        Self::new(user, Balance::ZERO, None)
+    }
+
+    /// A wallet as a store holds it.
+    pub fn new(user: UserId, balance: Balance, last_change_at: Option<OffsetDateTime>) -> Self {
         Self {
             user,
-            balance: Balance::ZERO,
+            balance,
+            last_change_at,
         }
     }
 
-    /// Adds `amount`, unless the balance would go over the maximum. Nothing changes on refusal.
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    pub fn balance(&self) -> Balance {
+        self.balance
+    }
+
+    pub fn last_change_at(&self) -> Option<OffsetDateTime> {
+        self.last_change_at
+    }
+
+    /// Adds `amount`, unless the balance would pass `limits.max_balance`. A refusal changes nothing.
     pub fn charge(
         &mut self,
         amount: Amount,
         limits: WalletLimits,
+        now: OffsetDateTime,
     ) -> Result<BalanceChange, ChargeRefused> {
         let refused = ChargeRefused::BalanceLimitExceeded {
             max_balance: limits.max_balance,
@@ -116,27 +140,39 @@ impl Wallet {
             .checked_add(amount.get())
             .filter(|after| after.get() <= limits.max_balance)
             .ok_or(refused)?;
-        self.balance = after;
-        Ok(BalanceChange {
-            kind: LedgerKind::Charge,
-            amount: amount.get(),
-            balance_after: after,
-        })
+        Ok(self.apply(LedgerKind::Charge, amount.get(), after, now))
     }
 
-    /// Takes `price` for a payment; the balance can never go negative. Nothing changes on refusal.
-    pub fn debit(&mut self, price: Price) -> Result<BalanceChange, DebitRefused> {
+    /// Takes `price` off the balance, unless the balance is short. A refusal changes nothing.
+    pub fn debit(
+        &mut self,
+        price: Price,
+        now: OffsetDateTime,
+    ) -> Result<BalanceChange, DebitRefused> {
         let refused = DebitRefused::InsufficientBalance {
             balance: self.balance.get(),
             needed: price.get(),
         };
         let after = self.balance.checked_add(-price.get()).ok_or(refused)?;
+        Ok(self.apply(LedgerKind::Payment, -price.get(), after, now))
+    }
+
+    fn apply(
+        &mut self,
+        kind: LedgerKind,
+        amount: i64,
+        after: Balance,
+        now: OffsetDateTime,
+    ) -> BalanceChange {
+        let at = self.last_change_at.map_or(now, |last| last.max(now));
         self.balance = after;
-        Ok(BalanceChange {
-            kind: LedgerKind::Payment,
-            amount: -price.get(),
+        self.last_change_at = Some(at);
+        BalanceChange {
+            kind,
+            amount,
             balance_after: after,
-        })
+            at,
+        }
     }
 }
 
@@ -148,11 +184,14 @@ mod tests {
     use super::*;
 
     fn wallet(balance: i64) -> Wallet {
-        Wallet {
-            user: UserId::from_uuid(Uuid::from_u128(1)),
-            balance: Balance::new(balance).expect("balance"),
-        }
+        Wallet::new(
+            UserId::from_uuid(Uuid::from_u128(1)),
+            Balance::new(balance).expect("balance"),
+            None,
+        )
     }
+
+    const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
 
     fn amount(value: i64) -> Amount {
         Amount::parse(value, WalletLimits::default().max_charge).expect("amount")
@@ -162,7 +201,7 @@ mod tests {
     fn charge_adds_to_the_balance_and_describes_the_entry() {
         let mut w = wallet(45_000);
         let change = w
-            .charge(amount(50_000), WalletLimits::default())
+            .charge(amount(50_000), WalletLimits::default(), NOW)
             .expect("charged");
         assert_eq!(w.balance.get(), 95_000);
         assert_eq!(change.kind, LedgerKind::Charge);
@@ -178,11 +217,11 @@ mod tests {
         };
         let mut w = wallet(100);
         assert!(
-            w.charge(amount(50), limits).is_ok(),
+            w.charge(amount(50), limits, NOW).is_ok(),
             "exactly the maximum is fine"
         );
         assert_eq!(
-            w.charge(amount(1), limits),
+            w.charge(amount(1), limits, NOW),
             Err(ChargeRefused::BalanceLimitExceeded { max_balance: 150 })
         );
         assert_eq!(w.balance.get(), 150);
@@ -192,16 +231,39 @@ mod tests {
     fn debit_never_goes_negative_and_insufficient_balance_changes_nothing() {
         let mut w = wallet(100_000);
         assert_eq!(
-            w.debit(Price::from_stored(120_000)),
+            w.debit(Price::from_stored(120_000), NOW),
             Err(DebitRefused::InsufficientBalance {
                 balance: 100_000,
                 needed: 120_000
             })
         );
         assert_eq!(w.balance.get(), 100_000);
-        let change = w.debit(Price::from_stored(100_000)).expect("exact balance");
+        let change = w
+            .debit(Price::from_stored(100_000), NOW)
+            .expect("exact balance");
         assert_eq!(change.amount, -100_000);
         assert_eq!(w.balance, Balance::ZERO);
+    }
+
+    #[test]
+    fn a_change_is_never_dated_before_the_previous_one() {
+        let mut w = wallet(0);
+        let first = w
+            .charge(amount(10), WalletLimits::default(), NOW)
+            .expect("charged");
+        assert_eq!(first.at, NOW);
+        let earlier = NOW - time::Duration::seconds(3);
+        let second = w
+            .charge(amount(10), WalletLimits::default(), earlier)
+            .expect("charged");
+        assert_eq!(
+            second.at, NOW,
+            "a clock behind the last change does not date it back"
+        );
+        let later = NOW + time::Duration::seconds(3);
+        let third = w.debit(Price::from_stored(5), later).expect("debited");
+        assert_eq!(third.at, later);
+        assert_eq!(w.last_change_at(), Some(later));
     }
 
     #[test]
