@@ -2,14 +2,15 @@
 
 use std::sync::Arc;
 
+use concert_domain::wallet::ChargeRefused;
 use concert_domain::{
-    Amount, Balance, IdempotencyKey, IdempotencyScope, ParseError, UserId, Wallet, WalletLimits,
+    Amount, Balance, IdempotencyKey, IdempotencyScope, ParseError, UserId, WalletLimits,
 };
 
-use crate::idempotency::{ReplayError, record, stored_answer};
+use crate::idempotency::{Idempotent, ReplayError, Step, record};
 use crate::ports::{
-    ChargeOutcome, ChargeRequest, Clock, IdempotencyRecord, IdempotencyStore, IdempotentAnswer,
-    RepositoryError, WalletRepository,
+    ChargeWrite, Clock, IdempotencyStore, IdempotentAnswer, RepositoryError, Versioned,
+    WalletRepository,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,14 +25,18 @@ pub struct ChargePointsCommand {
 pub enum ChargePointsError {
     #[error(transparent)]
     InvalidAmount(ParseError),
-    #[error("the balance would exceed {0}")]
-    BalanceLimitExceeded(i64),
+    #[error(transparent)]
+    Refused(#[from] ChargeRefused),
     #[error("the idempotency key was used with another request")]
     IdempotencyKeyReused,
-    #[error("a request with this idempotency key is still in flight")]
-    IdempotencyKeyInUse,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+impl ChargePointsError {
+    fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused(_))
+    }
 }
 
 impl From<ReplayError> for ChargePointsError {
@@ -65,6 +70,8 @@ impl ChargePoints {
         }
     }
 
+    /// Loads the wallet, lets the domain charge it, and writes the new balance with its ledger
+    /// entry (and the key) over the version read.
     #[tracing::instrument(name = "charge_points", skip_all, fields(user = %command.user, amount = command.amount))]
     pub async fn execute(
         &self,
@@ -74,77 +81,34 @@ impl ChargePoints {
             .map_err(ChargePointsError::InvalidAmount)?;
         let user = command.user;
         let idempotency = record(command.idempotency_key, || format!("amount={amount}"));
-        if let Some(record) = &idempotency
-            && let Some(balance) = self.replay(user, record).await?
-        {
-            return Ok(balance);
-        }
-        match (
-            self.charge(user, amount, idempotency.as_ref()).await,
-            &idempotency,
-        ) {
-            // A charge with this key committed after the replay check, and its own effect pushed
-            // the balance over the limit for this request. Same key: the first answer.
-            (Err(ChargePointsError::BalanceLimitExceeded(limit)), Some(record)) => self
-                .replay(user, record)
-                .await?
-                .ok_or(ChargePointsError::BalanceLimitExceeded(limit)),
-            (charged, _) => charged,
-        }
-    }
-
-    /// Checks the balance limit, then charges in one atomic step.
-    async fn charge(
-        &self,
-        user: UserId,
-        amount: Amount,
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<Balance, ChargePointsError> {
-        let mut wallet = Wallet {
+        let idempotency = &idempotency;
+        let protocol = Idempotent {
+            store: self.idempotency.as_ref(),
             user,
-            balance: self.wallets.balance(user).await?,
+            scope: IdempotencyScope::Charge,
+            record: idempotency.as_ref(),
+            pick: |answer| match answer {
+                IdempotentAnswer::Charge { balance } => Some(balance),
+                IdempotentAnswer::Payment(_) => None,
+            },
         };
-        wallet
-            .charge(amount, self.limits)
-            .map_err(|_| ChargePointsError::BalanceLimitExceeded(self.limits.max_balance))?;
-        let request = ChargeRequest {
-            user,
-            amount,
-            max_balance: self.limits.max_balance,
-            now: self.clock.now(),
-            idempotency: idempotency.cloned(),
-        };
-        match self.wallets.charge(&request).await? {
-            ChargeOutcome::Charged(balance) => Ok(balance),
-            ChargeOutcome::BalanceLimitExceeded => Err(ChargePointsError::BalanceLimitExceeded(
-                self.limits.max_balance,
-            )),
-            ChargeOutcome::KeyAlreadyUsed => {
-                let record = idempotency.ok_or(ChargePointsError::IdempotencyKeyInUse)?;
-                self.replay(user, record)
-                    .await?
-                    .ok_or(ChargePointsError::IdempotencyKeyInUse)
-            }
-        }
-    }
-
-    async fn replay(
-        &self,
-        user: UserId,
-        record: &IdempotencyRecord,
-    ) -> Result<Option<Balance>, ChargePointsError> {
-        let pick = |answer| match answer {
-            IdempotentAnswer::Charge { balance } => Some(balance),
-            IdempotentAnswer::Payment(_) => None,
-        };
-        Ok(stored_answer(
-            self.idempotency.as_ref(),
-            user,
-            IdempotencyScope::Charge,
-            record,
-            pick,
-        )
-        .await?)
+        protocol
+            .run(ChargePointsError::is_refusal, || async move {
+                let now = self.clock.now();
+                let Versioned {
+                    value: mut wallet,
+                    version,
+                } = self.wallets.load(user).await?;
+                let change = wallet.charge(amount, self.limits, now)?;
+                let write = ChargeWrite {
+                    wallet: Versioned::new(wallet, version),
+                    change,
+                    idempotency: idempotency.clone(),
+                };
+                let written = self.wallets.save_charge(&write).await?;
+                Ok(Step::from(written).map(|()| change.balance_after))
+            })
+            .await
     }
 }
 
@@ -152,17 +116,23 @@ impl ChargePoints {
 mod tests {
     use std::sync::Mutex;
 
-    use concert_domain::PaymentId;
+    use concert_domain::{BalanceChange, LedgerKind, PaymentId, Wallet};
     use mockall::predicate::eq;
+    use time::{Duration, OffsetDateTime};
 
     use super::*;
-    use crate::ports::{MockIdempotencyStore, MockWalletRepository, PaymentReceipt, StoredAnswer};
+    use crate::idempotency::MAX_ATTEMPTS;
+    use crate::ports::{
+        MockIdempotencyStore, MockWalletRepository, PaymentReceipt, StoredAnswer, Version, Written,
+    };
     use crate::test_support::{NOW, clock, reservation_id, user};
 
     const LIMITS: WalletLimits = WalletLimits {
         max_charge: 100_000,
         max_balance: 1_000_000,
     };
+
+    const VERSION: Version = Version::new(4);
 
     fn balance(value: i64) -> Balance {
         Balance::new(value).expect("balance")
@@ -180,6 +150,25 @@ mod tests {
         }
     }
 
+    /// The user's wallet as stored: `points`, last changed an hour ago.
+    fn wallet(points: i64) -> Wallet {
+        Wallet::new(user(), balance(points), Some(NOW - Duration::hours(1)))
+    }
+
+    /// The wallet after a change at `at`.
+    fn wallet_after(points: i64, at: OffsetDateTime) -> Wallet {
+        Wallet::new(user(), balance(points), Some(at))
+    }
+
+    fn charge_of(amount: i64, after: i64, at: OffsetDateTime) -> BalanceChange {
+        BalanceChange {
+            kind: LedgerKind::Charge,
+            amount,
+            balance_after: balance(after),
+            at,
+        }
+    }
+
     /// Answers stored per key, shared by the fakes as a database would share them.
     type Stored = Arc<Mutex<Option<StoredAnswer>>>;
 
@@ -189,7 +178,9 @@ mod tests {
         let mut store = MockIdempotencyStore::new();
         store
             .expect_find()
-            .withf(|who, scope, _| *who == user() && *scope == IdempotencyScope::Charge)
+            .withf(|who, scope, found| {
+                *who == user() && *scope == IdempotencyScope::Charge && *found == key("charge-1")
+            })
             .returning(move |_, _, _| Ok(stored.lock().expect("lock").clone()));
         store
     }
@@ -200,35 +191,55 @@ mod tests {
         store
     }
 
-    /// A wallet holding `start` whose `charge` adds the amount and, like the real adapter, stores
-    /// the answer under the request's key in the same step. Expects `charges` charges.
-    fn wallet_storing(start: i64, stored: &Stored, charges: usize) -> MockWalletRepository {
-        let stored = Arc::clone(stored);
+    /// A store that answers `answers` in turn, one per lookup.
+    fn store_answering(answers: Vec<Option<StoredAnswer>>) -> MockIdempotencyStore {
+        let times = answers.len();
+        let mut answers = answers.into_iter();
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_find()
+            .times(times)
+            .returning(move |_, _, _| Ok(answers.next().expect("an answer")));
+        store
+    }
+
+    /// A repository that loads `loaded` at [`VERSION`], `loads` times.
+    fn loading(loaded: Wallet, loads: usize) -> MockWalletRepository {
         let mut wallets = MockWalletRepository::new();
         wallets
-            .expect_balance()
+            .expect_load()
             .with(eq(user()))
-            .returning(move |_| Ok(balance(start)));
+            .times(loads)
+            .returning(move |_| Ok(Versioned::new(loaded, VERSION)));
         wallets
-            .expect_charge()
-            .times(charges)
-            .returning(move |request| {
-                let after = balance(start + request.amount.get());
-                if let Some(record) = &request.idempotency {
+    }
+
+    /// A wallet holding `start` whose write, like the real adapter, stores the answer under the
+    /// request's key in the same step. Expects one load and one write.
+    fn wallet_storing(start: i64, stored: &Stored) -> MockWalletRepository {
+        let stored = Arc::clone(stored);
+        let mut wallets = loading(wallet(start), 1);
+        wallets
+            .expect_save_charge()
+            .times(1)
+            .returning(move |write| {
+                if let Some(record) = &write.idempotency {
                     *stored.lock().expect("lock") = Some(StoredAnswer {
                         request_hash: record.request_hash.clone(),
-                        answer: IdempotentAnswer::Charge { balance: after },
+                        answer: IdempotentAnswer::Charge {
+                            balance: write.change.balance_after,
+                        },
                     });
                 }
-                Ok(ChargeOutcome::Charged(after))
+                Ok(Written::Done(()))
             });
         wallets
     }
 
     fn untouched_wallet() -> MockWalletRepository {
         let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().never();
-        wallets.expect_charge().never();
+        wallets.expect_load().never();
+        wallets.expect_save_charge().never();
         wallets
     }
 
@@ -258,83 +269,20 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_committed_by_a_racing_charge_that_filled_the_balance_returns_that_answer() {
-        // The twin request with the same key committed after our replay check; the balance we
-        // read already holds its amount and leaves no room for ours.
-        let mut wallets = MockWalletRepository::new();
+    async fn charge_writes_the_new_balance_and_its_ledger_change_over_the_version_read() {
+        let mut wallets = loading(wallet(45_000), 1);
         wallets
-            .expect_balance()
-            .times(1)
-            .returning(|_| Ok(balance(LIMITS.max_balance)));
-        wallets.expect_charge().never();
-        let mut finds = 0;
-        let mut store = MockIdempotencyStore::new();
-        store.expect_find().times(2).returning(move |_, _, _| {
-            finds += 1;
-            Ok((finds == 2).then(|| StoredAnswer {
-                request_hash: "amount=50".to_owned(),
-                answer: IdempotentAnswer::Charge {
-                    balance: balance(LIMITS.max_balance),
-                },
-            }))
-        });
-
-        let answer = charge_points(wallets, store)
-            .execute(command(50, Some(key("k1"))))
-            .await
-            .expect("the twin's answer");
-
-        assert_eq!(answer, balance(LIMITS.max_balance));
-    }
-
-    #[tokio::test]
-    async fn charge_over_the_maximum_balance_is_refused_and_never_written() {
-        let mut wallets = MockWalletRepository::new();
-        wallets
-            .expect_balance()
-            .times(1)
-            .returning(|_| Ok(balance(LIMITS.max_balance - 10)));
-        wallets.expect_charge().never();
-
-        let refused = charge_points(wallets, untouched_store())
-            .execute(command(11, None))
-            .await;
-
-        assert!(matches!(
-            refused,
-            Err(ChargePointsError::BalanceLimitExceeded(max)) if max == LIMITS.max_balance
-        ));
-    }
-
-    #[tokio::test]
-    async fn charge_up_to_exactly_the_maximum_balance_is_written() {
-        let stored = Stored::default();
-        let charged = charge_points(
-            wallet_storing(LIMITS.max_balance - 10, &stored, 1),
-            untouched_store(),
-        )
-        .execute(command(10, None))
-        .await
-        .expect("charged");
-
-        assert_eq!(charged, balance(LIMITS.max_balance));
-    }
-
-    #[tokio::test]
-    async fn charge_without_a_key_is_written_with_no_idempotency_record() {
-        let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
-        wallets
-            .expect_charge()
-            .withf(|request| {
-                request.user == user()
-                    && request.amount.get() == 50_000
-                    && request.max_balance == LIMITS.max_balance
-                    && request.now == NOW
-                    && request.idempotency.is_none()
+            .expect_save_charge()
+            .withf(|write| {
+                *write
+                    == ChargeWrite {
+                        wallet: Versioned::new(wallet_after(95_000, NOW), VERSION),
+                        change: charge_of(50_000, 95_000, NOW),
+                        idempotency: None,
+                    }
             })
             .times(1)
-            .returning(|_| Ok(ChargeOutcome::Charged(balance(95_000))));
+            .returning(|_| Ok(Written::Done(())));
 
         let charged = charge_points(wallets, untouched_store())
             .execute(command(50_000, None))
@@ -345,21 +293,62 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn charge_with_a_key_persists_the_key_and_a_fingerprint() {
-        let stored = Stored::default();
+    async fn first_charge_of_a_user_never_seen_is_written_over_the_absent_row() {
         let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
         wallets
-            .expect_charge()
-            .withf(|request| {
-                request.amount.get() == 50_000
-                    && request.now == NOW
-                    && request.idempotency.as_ref().is_some_and(|record| {
+            .expect_load()
+            .times(1)
+            .returning(|_| Ok(Versioned::new(Wallet::empty(user()), Version::ABSENT)));
+        wallets
+            .expect_save_charge()
+            .withf(|write| {
+                write.wallet == Versioned::new(wallet_after(700, NOW), Version::ABSENT)
+                    && write.change == charge_of(700, 700, NOW)
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        let charged = charge_points(wallets, untouched_store())
+            .execute(command(700, None))
+            .await
+            .expect("charged");
+
+        assert_eq!(charged, balance(700));
+    }
+
+    #[tokio::test]
+    async fn charge_on_a_clock_behind_the_last_change_is_dated_at_that_change() {
+        let ahead = NOW + Duration::seconds(2);
+        let mut wallets = loading(Wallet::new(user(), balance(10), Some(ahead)), 1);
+        wallets
+            .expect_save_charge()
+            .withf(move |write| {
+                write.change == charge_of(5, 15, ahead)
+                    && write.wallet.value.last_change_at() == Some(ahead)
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        charge_points(wallets, untouched_store())
+            .execute(command(5, None))
+            .await
+            .expect("charged");
+    }
+
+    #[tokio::test]
+    async fn charge_with_a_key_writes_the_key_and_a_fingerprint_with_the_balance() {
+        let stored = Stored::default();
+        let mut wallets = loading(wallet(45_000), 1);
+        wallets
+            .expect_save_charge()
+            .withf(|write| {
+                write.change == charge_of(50_000, 95_000, NOW)
+                    && write.idempotency.as_ref().is_some_and(|record| {
                         record.key == key("charge-1") && !record.request_hash.is_empty()
                     })
             })
             .times(1)
-            .returning(|_| Ok(ChargeOutcome::Charged(balance(95_000))));
+            .returning(|_| Ok(Written::Done(())));
 
         let charged = charge_points(wallets, store_reading(&stored))
             .execute(command(50_000, Some(key("charge-1"))))
@@ -370,9 +359,102 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn retry_with_the_same_key_returns_the_first_answer_and_charges_once() {
+    async fn charge_over_the_maximum_balance_is_refused_and_never_written() {
+        let mut wallets = loading(wallet(LIMITS.max_balance - 10), 1);
+        wallets.expect_save_charge().never();
+
+        let refused = charge_points(wallets, untouched_store())
+            .execute(command(11, None))
+            .await;
+
+        assert!(matches!(
+            refused,
+            Err(ChargePointsError::Refused(ChargeRefused::BalanceLimitExceeded { max_balance }))
+                if max_balance == LIMITS.max_balance
+        ));
+    }
+
+    #[tokio::test]
+    async fn charge_up_to_exactly_the_maximum_balance_is_written() {
+        let mut wallets = loading(wallet(LIMITS.max_balance - 10), 1);
+        wallets
+            .expect_save_charge()
+            .withf(|write| write.change.balance_after == balance(LIMITS.max_balance))
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        let charged = charge_points(wallets, untouched_store())
+            .execute(command(10, None))
+            .await
+            .expect("charged");
+
+        assert_eq!(charged, balance(LIMITS.max_balance));
+    }
+
+    #[tokio::test]
+    async fn stale_charge_loads_again_and_charges_the_new_balance() {
+        let mut loads = vec![
+            Versioned::new(wallet(45_000), VERSION),
+            Versioned::new(wallet_after(55_000, NOW), Version::new(5)),
+        ]
+        .into_iter();
+        let mut wallets = MockWalletRepository::new();
+        wallets
+            .expect_load()
+            .times(2)
+            .returning(move |_| Ok(loads.next().expect("two loads")));
+        wallets
+            .expect_save_charge()
+            .withf(|write| write.wallet.version == VERSION)
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        wallets
+            .expect_save_charge()
+            .withf(|write| {
+                write.wallet == Versioned::new(wallet_after(105_000, NOW), Version::new(5))
+                    && write.change == charge_of(50_000, 105_000, NOW)
+                    && write
+                        .idempotency
+                        .as_ref()
+                        .is_some_and(|record| record.key == key("charge-1"))
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        // Looked up before the first attempt and again after the stale write.
+        let charged = charge_points(wallets, store_answering(vec![None, None]))
+            .execute(command(50_000, Some(key("charge-1"))))
+            .await
+            .expect("charged");
+
+        assert_eq!(charged, balance(105_000));
+    }
+
+    #[tokio::test]
+    async fn charge_that_stays_stale_gives_up_as_unavailable() {
+        let attempts = usize::try_from(MAX_ATTEMPTS).expect("attempts");
+        let mut wallets = loading(wallet(45_000), attempts);
+        wallets
+            .expect_save_charge()
+            .times(attempts)
+            .returning(|_| Ok(Written::Stale));
+
+        let refused = charge_points(wallets, untouched_store())
+            .execute(command(50_000, None))
+            .await;
+
+        assert!(matches!(
+            refused,
+            Err(ChargePointsError::Repository(RepositoryError::Unavailable(
+                _
+            )))
+        ));
+    }
+
+    #[tokio::test]
+    async fn retry_with_the_same_key_replays_the_first_answer_before_any_load() {
         let stored = Stored::default();
-        let use_case = charge_points(wallet_storing(45_000, &stored, 1), store_reading(&stored));
+        let use_case = charge_points(wallet_storing(45_000, &stored), store_reading(&stored));
 
         let first = use_case
             .execute(command(50_000, Some(key("charge-1"))))
@@ -390,7 +472,7 @@ mod tests {
     #[tokio::test]
     async fn same_key_with_another_amount_is_refused_and_charges_nothing_more() {
         let stored = Stored::default();
-        let use_case = charge_points(wallet_storing(45_000, &stored, 1), store_reading(&stored));
+        let use_case = charge_points(wallet_storing(45_000, &stored), store_reading(&stored));
         use_case
             .execute(command(50_000, Some(key("charge-1"))))
             .await
@@ -407,22 +489,24 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_committed_first_by_a_racing_request_returns_that_requests_answer() {
+    async fn stale_write_after_a_twin_committed_replays_the_twins_answer() {
         let stored = Stored::default();
         let racing = Arc::clone(&stored);
-        let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
-        wallets.expect_charge().times(1).returning(move |request| {
-            // The twin request committed between our replay check and our write.
-            let record = request.idempotency.as_ref().expect("a key");
-            *racing.lock().expect("lock") = Some(StoredAnswer {
-                request_hash: record.request_hash.clone(),
-                answer: IdempotentAnswer::Charge {
-                    balance: balance(95_000),
-                },
+        let mut wallets = loading(wallet(45_000), 1);
+        wallets
+            .expect_save_charge()
+            .times(1)
+            .returning(move |write| {
+                // The twin request committed between our load and our write.
+                let record = write.idempotency.as_ref().expect("a key");
+                *racing.lock().expect("lock") = Some(StoredAnswer {
+                    request_hash: record.request_hash.clone(),
+                    answer: IdempotentAnswer::Charge {
+                        balance: balance(95_000),
+                    },
+                });
+                Ok(Written::Stale)
             });
-            Ok(ChargeOutcome::KeyAlreadyUsed)
-        });
 
         let answer = charge_points(wallets, store_reading(&stored))
             .execute(command(50_000, Some(key("charge-1"))))
@@ -433,53 +517,46 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_taken_by_a_request_still_in_flight_is_in_use() {
-        let stored = Stored::default();
-        let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
-        wallets
-            .expect_charge()
-            .times(1)
-            .returning(|_| Ok(ChargeOutcome::KeyAlreadyUsed));
+    async fn refusal_after_a_twin_filled_the_balance_replays_the_twins_answer() {
+        // The twin request with the same key committed after our replay check; the wallet we
+        // load already holds its amount and leaves no room for ours.
+        let mut wallets = loading(wallet(LIMITS.max_balance), 1);
+        wallets.expect_save_charge().never();
+        let twin = StoredAnswer {
+            request_hash: "amount=50".to_owned(),
+            answer: IdempotentAnswer::Charge {
+                balance: balance(LIMITS.max_balance),
+            },
+        };
 
-        let refused = charge_points(wallets, store_reading(&stored))
-            .execute(command(50_000, Some(key("charge-1"))))
-            .await;
+        let answer = charge_points(wallets, store_answering(vec![None, Some(twin)]))
+            .execute(command(50, Some(key("k1"))))
+            .await
+            .expect("the twin's answer");
 
-        assert!(matches!(
-            refused,
-            Err(ChargePointsError::IdempotencyKeyInUse)
-        ));
+        assert_eq!(answer, balance(LIMITS.max_balance));
     }
 
     #[tokio::test]
-    async fn balance_limit_reached_by_a_racing_charge_is_refused() {
-        let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
-        wallets
-            .expect_charge()
-            .times(1)
-            .returning(|_| Ok(ChargeOutcome::BalanceLimitExceeded));
+    async fn refusal_with_a_key_and_no_stored_answer_stays_a_refusal() {
+        let mut wallets = loading(wallet(LIMITS.max_balance), 1);
+        wallets.expect_save_charge().never();
 
-        let refused = charge_points(wallets, untouched_store())
-            .execute(command(50_000, None))
+        let refused = charge_points(wallets, store_answering(vec![None, None]))
+            .execute(command(50, Some(key("k1"))))
             .await;
 
-        assert!(matches!(
-            refused,
-            Err(ChargePointsError::BalanceLimitExceeded(_))
-        ));
+        assert!(matches!(refused, Err(ChargePointsError::Refused(_))));
     }
 
     #[tokio::test]
     async fn charge_key_holding_a_payments_answer_is_refused() {
         let stored = Stored::default();
-        let mut wallets = MockWalletRepository::new();
-        wallets.expect_balance().returning(|_| Ok(balance(45_000)));
-        wallets.expect_charge().times(1).returning({
+        let mut wallets = loading(wallet(45_000), 1);
+        wallets.expect_save_charge().times(1).returning({
             let stored = Arc::clone(&stored);
-            move |request| {
-                let record = request.idempotency.as_ref().expect("a key");
+            move |write| {
+                let record = write.idempotency.as_ref().expect("a key");
                 *stored.lock().expect("lock") = Some(StoredAnswer {
                     request_hash: record.request_hash.clone(),
                     answer: IdempotentAnswer::Payment(PaymentReceipt {
@@ -490,7 +567,7 @@ mod tests {
                         paid_at: NOW,
                     }),
                 });
-                Ok(ChargeOutcome::KeyAlreadyUsed)
+                Ok(Written::Stale)
             }
         });
 

@@ -3,13 +3,15 @@
 
 use std::sync::Arc;
 
-use concert_domain::{ConcertId, HoldLimit, ParseError, Reservation, SeatNo};
+use concert_domain::booking::{self, HoldTerms};
+use concert_domain::{ConcertId, HoldDenied, HoldLimit, ParseError, Reservation, SeatNo, SeatRef};
 use time::{Date, Duration};
 
 use crate::authorize_request::ActiveUser;
+use crate::idempotency::{Step, until_written};
 use crate::list_available_seats::{FindDateError, find_bookable_date};
 use crate::ports::{
-    CatalogRepository, Clock, HoldOutcome, HoldRequest, RepositoryError, ReservationRepository,
+    CatalogRepository, Clock, HoldWrite, RepositoryError, ReservationRepository, Versioned,
 };
 
 /// `HOLD_TTL_SECONDS` and `MAX_HOLDS_PER_USER`.
@@ -44,10 +46,12 @@ pub enum HoldSeatError {
     DateNotFound(ConcertId, Date),
     #[error(transparent)]
     InvalidSeat(ParseError),
-    #[error("seat {seat_no} on {date} is not available")]
-    SeatUnavailable { date: Date, seat_no: u16 },
-    #[error("the user already has {0} live holds")]
-    HoldLimitReached(u32),
+    #[error("seat {seat_no} on {date} cannot be held: {denied}")]
+    Denied {
+        date: Date,
+        seat_no: u16,
+        denied: HoldDenied,
+    },
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -84,6 +88,8 @@ impl HoldSeat {
         }
     }
 
+    /// Loads the seat and the caller's holds, lets the domain decide, and writes the hold over
+    /// the versions read (again from the load when another request changed them meanwhile).
     #[tracing::instrument(name = "hold_seat", skip_all, fields(user = %caller.user, concert = command.concert.get(), date = %command.date, seat = command.seat_no))]
     pub async fn execute(
         &self,
@@ -95,44 +101,76 @@ impl HoldSeat {
             find_bookable_date(self.catalog.as_ref(), command.concert, command.date, now).await?;
         let seat_no =
             SeatNo::parse(command.seat_no, date.seats).map_err(HoldSeatError::InvalidSeat)?;
-        let request = HoldRequest {
-            user: caller.user,
-            concert: command.concert,
+        let seat_ref = SeatRef {
+            concert_id: command.concert,
             date: command.date,
             seat_no,
-            price: date.price,
-            now,
-            until: now + self.settings.ttl,
-            limit: self.settings.limit,
         };
-        match self.reservations.hold(&request).await? {
-            HoldOutcome::Held(reservation) => Ok(reservation),
-            HoldOutcome::SeatUnavailable => Err(HoldSeatError::SeatUnavailable {
+        let denied = |denied| HoldSeatError::Denied {
+            date: command.date,
+            seat_no: seat_no.get(),
+            denied,
+        };
+        until_written(|| async move {
+            let state = self
+                .reservations
+                .load_hold(caller.user, seat_ref)
+                .await?
+                .ok_or_else(|| {
+                    RepositoryError::Unexpected(
+                        format!("seat {} on {} is missing", seat_no.get(), command.date).into(),
+                    )
+                })?;
+            let mut seat = state.seat.value;
+            let terms = HoldTerms {
+                reservation: state.next_reservation,
+                holder: caller.user,
+                concert_id: command.concert,
                 date: command.date,
-                seat_no: seat_no.get(),
-            }),
-            HoldOutcome::HoldLimitReached => {
-                Err(HoldSeatError::HoldLimitReached(self.settings.limit.get()))
-            }
-        }
+                limit: self.settings.limit,
+                ttl: self.settings.ttl,
+            };
+            let granted =
+                booking::hold(&mut seat, &state.holds.value, terms, now).map_err(denied)?;
+            let write = HoldWrite {
+                seat: Versioned::new(seat, state.seat.version),
+                holds_version: state.holds.version,
+                granted,
+                now,
+            };
+            let written = self.reservations.save_hold(&write).await?;
+            Ok(Step::from(written).map(|()| write.granted.reservation))
+        })
+        .await
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::{ConcertDate, Price, SeatCount};
+    use concert_domain::reservation::HoldLimitReached;
+    use concert_domain::seat::HoldRefused;
+    use concert_domain::{
+        ConcertDate, HoldGranted, Price, ReservationId, Seat, SeatClaim, SeatCount, UserHolds,
+    };
     use mockall::predicate::eq;
+    use time::OffsetDateTime;
 
     use super::*;
-    use crate::ports::{DateLookup, MockCatalogRepository, MockReservationRepository};
-    use crate::test_support::{
-        CONCERT_DAY, NOW, PRICE, active_user, clock, concert_date, concert_id, held_reservation,
-        seat_no, user,
+    use crate::idempotency::MAX_ATTEMPTS;
+    use crate::ports::{
+        DateLookup, HoldState, MockCatalogRepository, MockReservationRepository, Version, Written,
     };
+    use crate::test_support::{
+        CONCERT_DAY, NOW, PRICE, SEAT_VERSION, active_user, clock, concert_date, concert_id,
+        free_seat, other_user, reservation_id, seat_ref, seat_with, user,
+    };
+
+    const TTL: Duration = Duration::seconds(90);
+    const HOLDS_VERSION: Version = Version::new(2);
 
     fn settings() -> HoldSettings {
         HoldSettings {
-            ttl: Duration::seconds(90),
+            ttl: TTL,
             limit: HoldLimit::new(3).expect("limit"),
         }
     }
@@ -170,41 +208,286 @@ mod tests {
         .await
     }
 
-    fn answering(outcome: HoldOutcome) -> MockReservationRepository {
+    /// Seat 7 at [`SEAT_VERSION`] and the user's holds with these deadlines at [`HOLDS_VERSION`].
+    fn state(seat: Seat, holds: Vec<OffsetDateTime>) -> HoldState {
+        HoldState {
+            seat: Versioned::new(seat, SEAT_VERSION),
+            holds: Versioned::new(UserHolds::new(holds), HOLDS_VERSION),
+            next_reservation: reservation_id(),
+        }
+    }
+
+    /// A repository that loads `loaded` once for the user's seat 7.
+    fn loading(loaded: HoldState) -> MockReservationRepository {
         let mut reservations = MockReservationRepository::new();
         reservations
-            .expect_hold()
+            .expect_load_hold()
+            .with(eq(user()), eq(seat_ref()))
             .times(1)
-            .returning(move |_| Ok(outcome.clone()));
+            .returning(move |_, _| Ok(Some(loaded.clone())));
         reservations
     }
 
+    /// What the hold writes for the user: reservation 41, held until `NOW + TTL`.
+    fn new_hold() -> Reservation {
+        Reservation::held(
+            reservation_id(),
+            user(),
+            seat_ref(),
+            Price::from_stored(PRICE),
+            NOW + TTL,
+        )
+    }
+
+    fn seat_held_by_the_user() -> Seat {
+        seat_with(SeatClaim::Held {
+            reservation: reservation_id(),
+            holder: user(),
+            until: NOW + TTL,
+        })
+    }
+
+    fn others_live_hold() -> Seat {
+        seat_with(SeatClaim::Held {
+            reservation: ReservationId::new(30).expect("id"),
+            holder: other_user(),
+            until: NOW + Duration::seconds(1),
+        })
+    }
+
+    fn denied(result: Result<Reservation, HoldSeatError>) -> HoldDenied {
+        match result {
+            Err(HoldSeatError::Denied {
+                date,
+                seat_no,
+                denied,
+            }) => {
+                assert_eq!((date, seat_no), (CONCERT_DAY, 7));
+                denied
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
-    async fn hold_persists_the_dates_price_the_seat_the_deadline_and_the_limit() {
-        let mut reservations = MockReservationRepository::new();
+    async fn granted_hold_writes_the_seats_claim_the_new_reservation_over_the_versions_read() {
+        let mut reservations = loading(state(free_seat(), vec![NOW + Duration::minutes(1)]));
         reservations
-            .expect_hold()
-            .withf(|request| {
-                *request
-                    == HoldRequest {
-                        user: user(),
-                        concert: concert_id(),
-                        date: CONCERT_DAY,
-                        seat_no: seat_no(7),
-                        price: Price::from_stored(PRICE),
+            .expect_save_hold()
+            .withf(|write| {
+                *write
+                    == HoldWrite {
+                        seat: Versioned::new(seat_held_by_the_user(), SEAT_VERSION),
+                        holds_version: HOLDS_VERSION,
+                        granted: HoldGranted {
+                            reservation: new_hold(),
+                            replaced: None,
+                        },
                         now: NOW,
-                        until: NOW + Duration::seconds(90),
-                        limit: HoldLimit::new(3).expect("limit"),
                     }
             })
             .times(1)
-            .returning(|_| Ok(HoldOutcome::Held(held_reservation())));
+            .returning(|_| Ok(Written::Done(())));
 
         let held = hold(catalog_with(concert_date()), reservations, 7)
             .await
             .expect("held");
 
-        assert_eq!(held, held_reservation());
+        assert_eq!(held, new_hold());
+    }
+
+    #[tokio::test]
+    async fn hold_over_a_lapsed_hold_writes_the_replaced_reservation_with_it() {
+        let lapsed = ReservationId::new(30).expect("id");
+        let seat = seat_with(SeatClaim::Held {
+            reservation: lapsed,
+            holder: other_user(),
+            until: NOW,
+        });
+        // Two of the user's own holds are stored HELD but lapsed: they do not count.
+        let holds = vec![
+            NOW + Duration::minutes(1),
+            NOW + Duration::minutes(2),
+            NOW,
+            NOW - Duration::minutes(1),
+        ];
+        let mut reservations = loading(state(seat, holds));
+        reservations
+            .expect_save_hold()
+            .withf(move |write| {
+                write.seat == Versioned::new(seat_held_by_the_user(), SEAT_VERSION)
+                    && write.holds_version == HOLDS_VERSION
+                    && write.granted.reservation == new_hold()
+                    && write.granted.replaced == Some(lapsed)
+                    && write.now == NOW
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        let held = hold(catalog_with(concert_date()), reservations, 7)
+            .await
+            .expect("held");
+
+        assert_eq!(held, new_hold());
+    }
+
+    #[tokio::test]
+    async fn hold_at_the_users_limit_is_refused_and_nothing_is_written() {
+        let live = NOW + Duration::seconds(1);
+        let mut reservations = loading(state(free_seat(), vec![live, live, live]));
+        reservations.expect_save_hold().never();
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert_eq!(
+            denied(refused),
+            HoldDenied::LimitReached(HoldLimitReached { limit: 3 })
+        );
+    }
+
+    #[tokio::test]
+    async fn hold_on_a_seat_held_by_another_is_refused_and_nothing_is_written() {
+        let mut reservations = loading(state(others_live_hold(), Vec::new()));
+        reservations.expect_save_hold().never();
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert_eq!(
+            denied(refused),
+            HoldDenied::SeatUnavailable(HoldRefused::HeldByOther)
+        );
+    }
+
+    #[tokio::test]
+    async fn hold_on_a_sold_seat_is_refused_and_nothing_is_written() {
+        let sold = seat_with(SeatClaim::Sold {
+            reservation: ReservationId::new(30).expect("id"),
+            owner: other_user(),
+        });
+        let mut reservations = loading(state(sold, Vec::new()));
+        reservations.expect_save_hold().never();
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert_eq!(
+            denied(refused),
+            HoldDenied::SeatUnavailable(HoldRefused::Sold)
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_hold_loads_again_and_is_refused_when_another_took_the_seat() {
+        let mut loads = vec![
+            state(free_seat(), Vec::new()),
+            HoldState {
+                seat: Versioned::new(others_live_hold(), Version::new(6)),
+                ..state(free_seat(), Vec::new())
+            },
+        ]
+        .into_iter();
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_load_hold()
+            .times(2)
+            .returning(move |_, _| Ok(loads.next()));
+        reservations
+            .expect_save_hold()
+            .withf(|write| write.seat.version == SEAT_VERSION)
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert_eq!(
+            denied(refused),
+            HoldDenied::SeatUnavailable(HoldRefused::HeldByOther)
+        );
+    }
+
+    #[tokio::test]
+    async fn stale_hold_is_decided_again_and_written_over_the_new_versions() {
+        let mut loads = vec![
+            state(free_seat(), Vec::new()),
+            HoldState {
+                seat: Versioned::new(free_seat(), Version::new(6)),
+                holds: Versioned::new(
+                    UserHolds::new(vec![NOW + Duration::minutes(1)]),
+                    Version::new(4),
+                ),
+                next_reservation: reservation_id(),
+            },
+        ]
+        .into_iter();
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_load_hold()
+            .times(2)
+            .returning(move |_, _| Ok(loads.next()));
+        reservations
+            .expect_save_hold()
+            .withf(|write| write.seat.version == SEAT_VERSION)
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        reservations
+            .expect_save_hold()
+            .withf(|write| {
+                write.seat == Versioned::new(seat_held_by_the_user(), Version::new(6))
+                    && write.holds_version == Version::new(4)
+                    && write.granted.reservation == new_hold()
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+
+        let held = hold(catalog_with(concert_date()), reservations, 7)
+            .await
+            .expect("held");
+
+        assert_eq!(held, new_hold());
+    }
+
+    #[tokio::test]
+    async fn hold_that_stays_stale_gives_up_as_unavailable() {
+        let attempts = usize::try_from(MAX_ATTEMPTS).expect("attempts");
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_load_hold()
+            .times(attempts)
+            .returning(|_, _| Ok(Some(state(free_seat(), Vec::new()))));
+        reservations
+            .expect_save_hold()
+            .times(attempts)
+            .returning(|_| Ok(Written::Stale));
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert!(matches!(
+            refused,
+            Err(HoldSeatError::Repository(RepositoryError::Unavailable(_)))
+        ));
+    }
+
+    #[tokio::test]
+    async fn seat_missing_from_the_store_is_unexpected_and_nothing_is_written() {
+        let mut reservations = MockReservationRepository::new();
+        reservations
+            .expect_load_hold()
+            .times(1)
+            .returning(|_, _| Ok(None));
+        reservations.expect_save_hold().never();
+
+        let refused = hold(catalog_with(concert_date()), reservations, 7).await;
+
+        assert!(matches!(
+            refused,
+            Err(HoldSeatError::Repository(RepositoryError::Unexpected(_)))
+        ));
+    }
+
+    fn untouched() -> MockReservationRepository {
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_load_hold().never();
+        reservations.expect_save_hold().never();
+        reservations
     }
 
     #[tokio::test]
@@ -213,10 +496,8 @@ mod tests {
             seats: SeatCount::parse(10).expect("count"),
             ..concert_date()
         };
-        let mut reservations = MockReservationRepository::new();
-        reservations.expect_hold().never();
 
-        let refused = hold(catalog_with(small), reservations, 11).await;
+        let refused = hold(catalog_with(small), untouched(), 11).await;
 
         assert!(matches!(
             refused,
@@ -226,51 +507,19 @@ mod tests {
 
     #[tokio::test]
     async fn seat_zero_is_invalid_and_nothing_is_held() {
-        let mut reservations = MockReservationRepository::new();
-        reservations.expect_hold().never();
-
-        let refused = hold(catalog_with(concert_date()), reservations, 0).await;
+        let refused = hold(catalog_with(concert_date()), untouched(), 0).await;
 
         assert!(matches!(refused, Err(HoldSeatError::InvalidSeat(_))));
     }
 
     #[tokio::test]
-    async fn hold_is_refused_when_the_seat_is_taken() {
-        let refused = hold(
-            catalog_with(concert_date()),
-            answering(HoldOutcome::SeatUnavailable),
-            7,
-        )
-        .await;
-
-        assert!(matches!(
-            refused,
-            Err(HoldSeatError::SeatUnavailable { date, seat_no: 7 }) if date == CONCERT_DAY
-        ));
-    }
-
-    #[tokio::test]
-    async fn hold_is_refused_at_the_users_hold_limit() {
-        let refused = hold(
-            catalog_with(concert_date()),
-            answering(HoldOutcome::HoldLimitReached),
-            7,
-        )
-        .await;
-
-        assert!(matches!(refused, Err(HoldSeatError::HoldLimitReached(3))));
-    }
-
-    #[tokio::test]
-    async fn hold_on_an_unknown_date_is_refused_before_any_write() {
+    async fn hold_on_an_unknown_date_is_refused_before_any_read() {
         let mut catalog = MockCatalogRepository::new();
         catalog
             .expect_find_date()
             .returning(|_, _| Ok(DateLookup::DateNotFound));
-        let mut reservations = MockReservationRepository::new();
-        reservations.expect_hold().never();
 
-        let refused = hold(catalog, reservations, 7).await;
+        let refused = hold(catalog, untouched(), 7).await;
 
         assert!(matches!(refused, Err(HoldSeatError::DateNotFound(_, _))));
     }

@@ -4,17 +4,16 @@
 
 use std::sync::Arc;
 
+use concert_domain::booking::{self, PaymentDenied};
 use concert_domain::reservation::PayRefused;
-use concert_domain::{IdempotencyKey, IdempotencyScope, ReservationId, UserId, Wallet};
+use concert_domain::{IdempotencyKey, IdempotencyScope, ReservationId, TicketStatus};
 
 use crate::authorize_request::{AuthorizeError, AuthorizeRequest};
-use crate::idempotency::{ReplayError, record, stored_answer};
+use crate::idempotency::{Idempotent, ReplayError, Step, record};
 use crate::ports::{
-    AdmissionTrigger, Clock, IdempotencyRecord, IdempotencyStore, IdempotentAnswer, PaymentOutcome,
-    PaymentReceipt, PaymentRepository, PaymentRequest, RepositoryError, ReservationRepository,
-    TokenClaims, WalletRepository,
+    AdmissionTrigger, Clock, IdempotencyStore, IdempotentAnswer, PaymentReceipt, PaymentRepository,
+    PaymentWrite, RepositoryError, TicketEnd, TokenClaims, Versioned,
 };
-use crate::read_reservation::find_own;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayReservationCommand {
@@ -39,8 +38,6 @@ pub enum PayReservationError {
     InsufficientBalance { balance: i64, price: i64 },
     #[error("the idempotency key was used with another request")]
     IdempotencyKeyReused,
-    #[error("a request with this idempotency key is still in flight")]
-    IdempotencyKeyInUse,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -54,7 +51,21 @@ impl PayReservationError {
             | Self::Expired(_)
             | Self::NotHeld(_)
             | Self::InsufficientBalance { .. } => true,
-            Self::IdempotencyKeyReused | Self::IdempotencyKeyInUse | Self::Repository(_) => false,
+            Self::IdempotencyKeyReused | Self::Repository(_) => false,
+        }
+    }
+
+    fn denied(id: ReservationId, denied: PaymentDenied) -> Self {
+        match denied {
+            PaymentDenied::Reservation(PayRefused::NotYours) => Self::NotFound(id),
+            PaymentDenied::Reservation(PayRefused::Expired) => Self::Expired(id),
+            PaymentDenied::Reservation(PayRefused::NotHeld) => Self::NotHeld(id),
+            PaymentDenied::InsufficientBalance(
+                concert_domain::wallet::DebitRefused::InsufficientBalance { balance, needed },
+            ) => Self::InsufficientBalance {
+                balance,
+                price: needed,
+            },
         }
     }
 }
@@ -81,8 +92,6 @@ impl From<AuthorizeError> for PayReservationError {
 
 pub struct PayReservation {
     authorize: Arc<AuthorizeRequest>,
-    reservations: Arc<dyn ReservationRepository>,
-    wallets: Arc<dyn WalletRepository>,
     payments: Arc<dyn PaymentRepository>,
     idempotency: Arc<dyn IdempotencyStore>,
     admission: Arc<dyn AdmissionTrigger>,
@@ -92,8 +101,6 @@ pub struct PayReservation {
 /// The ports a payment needs, gathered so the constructor stays readable.
 pub struct PayReservationPorts {
     pub authorize: Arc<AuthorizeRequest>,
-    pub reservations: Arc<dyn ReservationRepository>,
-    pub wallets: Arc<dyn WalletRepository>,
     pub payments: Arc<dyn PaymentRepository>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub admission: Arc<dyn AdmissionTrigger>,
@@ -104,8 +111,6 @@ impl PayReservation {
     pub fn new(ports: PayReservationPorts) -> Self {
         Self {
             authorize: ports.authorize,
-            reservations: ports.reservations,
-            wallets: ports.wallets,
             payments: ports.payments,
             idempotency: ports.idempotency,
             admission: ports.admission,
@@ -113,6 +118,8 @@ impl PayReservation {
         }
     }
 
+    /// Checks the token, loads the reservation, its seat and the wallet, lets the domain decide
+    /// the payment, and writes it in one atomic step over the versions read.
     #[tracing::instrument(name = "pay_reservation", skip_all, fields(user = %command.claims.user, reservation = command.reservation.get()))]
     pub async fn execute(
         &self,
@@ -121,100 +128,48 @@ impl PayReservation {
         let user = command.claims.user;
         let id = command.reservation;
         let idempotency = record(command.idempotency_key, || format!("reservationId={id}"));
-        if let Some(record) = &idempotency
-            && let Some(receipt) = self.replay(user, record).await?
-        {
-            return Ok(receipt);
-        }
-        match (
-            self.pay(&command.claims, id, idempotency.as_ref()).await,
-            &idempotency,
-        ) {
-            // A payment with this key committed while this request checked the token, the
-            // reservation or the balance, so what this request saw was that payment's own effect
-            // (token ended, reservation confirmed, balance debited). Same key: the first answer.
-            (Err(refused), Some(record)) if refused.is_refusal() => {
-                self.replay(user, record).await?.ok_or(refused)
-            }
-            (paid, _) => paid,
-        }
-    }
-
-    /// Checks the token, the reservation and the balance, then pays in one atomic step.
-    async fn pay(
-        &self,
-        claims: &TokenClaims,
-        id: ReservationId,
-        idempotency: Option<&IdempotencyRecord>,
-    ) -> Result<PaymentReceipt, PayReservationError> {
-        let user = claims.user;
-        let caller = self.authorize.authorize(claims).await?;
-        let now = self.clock.now();
-        let reservation = find_own(self.reservations.as_ref(), id, user)
-            .await?
-            .ok_or(PayReservationError::NotFound(id))?;
-        reservation
-            .check_payable(user, now)
-            .map_err(|refused| match refused {
-                PayRefused::NotYours => PayReservationError::NotFound(id),
-                PayRefused::Expired => PayReservationError::Expired(id),
-                PayRefused::NotHeld => PayReservationError::NotHeld(id),
-            })?;
-        let balance = self.wallets.balance(user).await?;
-        Wallet { user, balance }
-            .debit(reservation.price)
-            .map_err(|_| PayReservationError::InsufficientBalance {
-                balance: balance.get(),
-                price: reservation.price.get(),
-            })?;
-        let request = PaymentRequest {
+        let idempotency = &idempotency;
+        let claims = &command.claims;
+        let protocol = Idempotent {
+            store: self.idempotency.as_ref(),
             user,
-            reservation: id,
-            amount: reservation.price,
-            ticket: caller.ticket,
-            now,
-            idempotency: idempotency.cloned(),
+            scope: IdempotencyScope::Payment,
+            record: idempotency.as_ref(),
+            pick: |answer| match answer {
+                IdempotentAnswer::Payment(receipt) => Some(receipt),
+                IdempotentAnswer::Charge { .. } => None,
+            },
         };
-        match self.payments.pay(&request).await? {
-            PaymentOutcome::Paid(receipt) => {
-                self.admission.request_admission();
-                Ok(receipt)
-            }
-            PaymentOutcome::ReservationNotHeld => Err(PayReservationError::NotHeld(id)),
-            PaymentOutcome::HoldLapsed => Err(PayReservationError::Expired(id)),
-            PaymentOutcome::InsufficientBalance => {
-                let balance = self.wallets.balance(user).await?;
-                Err(PayReservationError::InsufficientBalance {
-                    balance: balance.get(),
-                    price: reservation.price.get(),
-                })
-            }
-            PaymentOutcome::KeyAlreadyUsed => {
-                let record = idempotency.ok_or(PayReservationError::IdempotencyKeyInUse)?;
-                self.replay(user, record)
+        let receipt = protocol
+            .run(PayReservationError::is_refusal, || async move {
+                let caller = self.authorize.authorize(claims).await?;
+                let now = self.clock.now();
+                let state = self
+                    .payments
+                    .load(id, user)
                     .await?
-                    .ok_or(PayReservationError::IdempotencyKeyInUse)
-            }
-        }
-    }
-
-    async fn replay(
-        &self,
-        user: UserId,
-        record: &IdempotencyRecord,
-    ) -> Result<Option<PaymentReceipt>, PayReservationError> {
-        let pick = |answer| match answer {
-            IdempotentAnswer::Payment(receipt) => Some(receipt),
-            IdempotentAnswer::Charge { .. } => None,
-        };
-        Ok(stored_answer(
-            self.idempotency.as_ref(),
-            user,
-            IdempotencyScope::Payment,
-            record,
-            pick,
-        )
-        .await?)
+                    .ok_or(PayReservationError::NotFound(id))?;
+                let mut reservation = state.booking.reservation.value;
+                let mut seat = state.booking.seat.value;
+                let mut wallet = state.wallet.value;
+                let change = booking::pay(&mut reservation, &mut seat, &mut wallet, user, now)
+                    .map_err(|denied| PayReservationError::denied(id, denied))?;
+                let write = PaymentWrite {
+                    reservation: Versioned::new(reservation, state.booking.reservation.version),
+                    seat: Versioned::new(seat, state.booking.seat.version),
+                    wallet: Versioned::new(wallet, state.wallet.version),
+                    change,
+                    ticket: TicketEnd {
+                        ticket: caller.ticket,
+                        read_as: TicketStatus::Active,
+                    },
+                    idempotency: idempotency.clone(),
+                };
+                Ok(Step::from(self.payments.save(&write).await?))
+            })
+            .await?;
+        self.admission.request_admission();
+        Ok(receipt)
     }
 }
 
@@ -222,21 +177,28 @@ impl PayReservation {
 mod tests {
     use std::sync::Mutex;
 
-    use concert_domain::{Balance, PaymentId, Price, QueueTicket, Reservation, ReservationStatus};
+    use concert_domain::{
+        Balance, BalanceChange, LedgerKind, PaymentId, Price, QueueTicket, Reservation,
+        ReservationStatus, Seat, SeatClaim, Wallet,
+    };
     use mockall::predicate::eq;
     use time::Duration;
 
     use super::*;
+    use crate::idempotency::MAX_ATTEMPTS;
     use crate::ports::{
         MockAdmissionTrigger, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
-        MockReservationRepository, MockTokenSigner, MockWalletRepository, StoredAnswer,
+        MockTokenSigner, PaymentState, StoredAnswer, Version, Written,
     };
     use crate::queue_access::QueueAccess;
     use crate::test_support::{
-        NOW, PRICE, active_ticket, claims, clock, held_reservation, lapsed_reservation,
-        others_reservation, policy, reservation_id, reservation_with, ticket_no, user,
+        NOW, PRICE, RESERVATION_VERSION, SEAT_VERSION, active_ticket, booking_of, claims, clock,
+        held_reservation, lapsed_reservation, other_user, others_reservation, policy,
+        reservation_id, reservation_with, seat_held_by, seat_sold_to, seat_with, ticket_no, user,
         view_serving,
     };
+
+    const WALLET_VERSION: Version = Version::new(8);
 
     fn balance(value: i64) -> Balance {
         Balance::new(value).expect("balance")
@@ -264,27 +226,76 @@ mod tests {
         }
     }
 
-    /// The fakes of one payment. Defaults answer any number of calls, so a test replaces a whole
-    /// fake to put counts on it; `payments` and `admission` have no expectation at all: a call
+    /// The payer's wallet as stored: `points`, last changed an hour ago.
+    fn wallet(points: i64) -> Wallet {
+        Wallet::new(user(), balance(points), Some(NOW - Duration::hours(1)))
+    }
+
+    /// `reservation` with `seat` and the payer's wallet holding `points`, as loaded.
+    fn state(reservation: Reservation, seat: Seat, points: i64) -> PaymentState {
+        PaymentState {
+            booking: booking_of(reservation, seat),
+            wallet: Versioned::new(wallet(points), WALLET_VERSION),
+        }
+    }
+
+    /// Reservation 41 held by the caller on its seat, 200,000 points.
+    fn payable() -> PaymentState {
+        state(
+            held_reservation(),
+            seat_held_by(&held_reservation()),
+            200_000,
+        )
+    }
+
+    /// What the payment of [`payable`] writes, but for the idempotency record.
+    fn payment_of_payable(wallet_points: i64, wallet_version: Version) -> PaymentWrite {
+        let confirmed = reservation_with(ReservationStatus::Confirmed);
+        PaymentWrite {
+            seat: Versioned::new(seat_sold_to(&confirmed), SEAT_VERSION),
+            reservation: Versioned::new(confirmed, RESERVATION_VERSION),
+            wallet: Versioned::new(
+                Wallet::new(user(), balance(wallet_points - PRICE), Some(NOW)),
+                wallet_version,
+            ),
+            change: BalanceChange {
+                kind: LedgerKind::Payment,
+                amount: -PRICE,
+                balance_after: balance(wallet_points - PRICE),
+                at: NOW,
+            },
+            ticket: TicketEnd {
+                ticket: ticket_no(14),
+                read_as: TicketStatus::Active,
+            },
+            idempotency: None,
+        }
+    }
+
+    /// The write without its idempotency record, to compare the rest exactly.
+    fn without_key(write: &PaymentWrite) -> PaymentWrite {
+        PaymentWrite {
+            idempotency: None,
+            ..write.clone()
+        }
+    }
+
+    /// The fakes of one payment. `payments` and `admission` have no expectation at all: a call
     /// nobody expected fails the test.
     struct Payment {
         serving: i64,
         queue: MockQueueRepository,
-        reservations: MockReservationRepository,
-        wallets: MockWalletRepository,
         payments: MockPaymentRepository,
         store: MockIdempotencyStore,
         admission: MockAdmissionTrigger,
     }
 
     impl Payment {
-        /// Ticket 14 active, reservation 41 held by the caller, 200,000 points, no stored key.
+        /// Ticket 14 active, no stored key.
         fn ready() -> Self {
             Self {
                 serving: 20,
                 queue: queue_holding(active_ticket(14, Duration::seconds(1))),
-                reservations: reservations_storing(held_reservation()),
-                wallets: wallet_holding(200_000),
                 payments: MockPaymentRepository::new(),
                 store: store_answering(None),
                 admission: MockAdmissionTrigger::new(),
@@ -308,8 +319,6 @@ mod tests {
             });
             PayReservation::new(PayReservationPorts {
                 authorize: Arc::new(authorize),
-                reservations: Arc::new(self.reservations),
-                wallets: Arc::new(self.wallets),
                 payments: Arc::new(self.payments),
                 idempotency: Arc::new(self.store),
                 admission: Arc::new(self.admission),
@@ -327,45 +336,48 @@ mod tests {
         queue
     }
 
-    fn reservations_storing(reservation: Reservation) -> MockReservationRepository {
-        let mut reservations = MockReservationRepository::new();
-        reservations
-            .expect_find()
-            .with(eq(reservation_id()))
-            .returning(move |_| Ok(Some(reservation.clone())));
-        reservations
-    }
-
-    fn wallet_holding(points: i64) -> MockWalletRepository {
-        let mut wallets = MockWalletRepository::new();
-        wallets
-            .expect_balance()
-            .with(eq(user()))
-            .returning(move |_| Ok(balance(points)));
-        wallets
-    }
-
     fn store_answering(stored: Option<StoredAnswer>) -> MockIdempotencyStore {
         let mut store = MockIdempotencyStore::new();
         store
             .expect_find()
-            .withf(|who, scope, _| *who == user() && *scope == IdempotencyScope::Payment)
+            .withf(|who, scope, found| {
+                *who == user() && *scope == IdempotencyScope::Payment && *found == key()
+            })
             .returning(move |_, _, _| Ok(stored.clone()));
         store
     }
 
-    fn payments_never() -> MockPaymentRepository {
+    /// A store that answers `answers` in turn, one per lookup.
+    fn store_answering_in_turn(answers: Vec<Option<StoredAnswer>>) -> MockIdempotencyStore {
+        let times = answers.len();
+        let mut answers = answers.into_iter();
+        let mut store = MockIdempotencyStore::new();
+        store
+            .expect_find()
+            .times(times)
+            .returning(move |_, _, _| Ok(answers.next().expect("an answer")));
+        store
+    }
+
+    /// Payments that load `loaded` once for the payer and never write.
+    fn refusing(loaded: Option<PaymentState>) -> MockPaymentRepository {
         let mut payments = MockPaymentRepository::new();
-        payments.expect_pay().never();
+        payments
+            .expect_load()
+            .with(eq(reservation_id()), eq(user()))
+            .times(1)
+            .returning(move |_, _| Ok(loaded.clone()));
+        payments.expect_save().never();
         payments
     }
 
-    fn payments_answering(outcome: PaymentOutcome) -> MockPaymentRepository {
+    fn loading(loaded: PaymentState) -> MockPaymentRepository {
         let mut payments = MockPaymentRepository::new();
         payments
-            .expect_pay()
+            .expect_load()
+            .with(eq(reservation_id()), eq(user()))
             .times(1)
-            .returning(move |_| Ok(outcome));
+            .returning(move |_, _| Ok(Some(loaded.clone())));
         payments
     }
 
@@ -378,23 +390,27 @@ mod tests {
         admission
     }
 
+    /// Admission asked for any number of times: a replayed answer asks again today, which is
+    /// not pinned here.
+    fn admission_any() -> MockAdmissionTrigger {
+        let mut admission = MockAdmissionTrigger::new();
+        admission.expect_request_admission().return_const(());
+        admission
+    }
+
     #[tokio::test]
-    async fn payment_persists_the_price_the_callers_ticket_and_the_key_then_admits_the_next() {
-        let mut payments = MockPaymentRepository::new();
+    async fn payment_writes_confirmed_sold_debited_with_its_ledger_change_ticket_and_key() {
+        let mut payments = loading(payable());
         payments
-            .expect_pay()
-            .withf(|request| {
-                request.user == user()
-                    && request.reservation == reservation_id()
-                    && request.amount == Price::from_stored(PRICE)
-                    && request.ticket == ticket_no(14)
-                    && request.now == NOW
-                    && request.idempotency.as_ref().is_some_and(|record| {
+            .expect_save()
+            .withf(|write| {
+                without_key(write) == payment_of_payable(200_000, WALLET_VERSION)
+                    && write.idempotency.as_ref().is_some_and(|record| {
                         record.key == key() && !record.request_hash.is_empty()
                     })
             })
             .times(1)
-            .returning(|_| Ok(PaymentOutcome::Paid(receipt())));
+            .returning(|_| Ok(Written::Done(receipt())));
 
         let paid = Payment {
             payments,
@@ -410,12 +426,12 @@ mod tests {
 
     #[tokio::test]
     async fn payment_without_a_key_carries_no_idempotency_record() {
-        let mut payments = MockPaymentRepository::new();
+        let mut payments = loading(payable());
         payments
-            .expect_pay()
-            .withf(|request| request.idempotency.is_none())
+            .expect_save()
+            .withf(|write| *write == payment_of_payable(200_000, WALLET_VERSION))
             .times(1)
-            .returning(|_| Ok(PaymentOutcome::Paid(receipt())));
+            .returning(|_| Ok(Written::Done(receipt())));
         let mut store = MockIdempotencyStore::new();
         store.expect_find().never();
 
@@ -430,94 +446,101 @@ mod tests {
         .expect("paid");
     }
 
-    #[tokio::test]
-    async fn short_balance_is_refused_and_nothing_is_paid() {
-        let refused = Payment {
-            wallets: wallet_holding(PRICE - 1),
-            payments: payments_never(),
+    async fn refused(loaded: Option<PaymentState>) -> PayReservationError {
+        Payment {
+            payments: refusing(loaded),
             admission: admission_requested(0),
             ..Payment::ready()
         }
-        .execute(command(Some(key())))
-        .await;
+        .execute(command(None))
+        .await
+        .expect_err("refused")
+    }
 
+    #[tokio::test]
+    async fn missing_reservation_is_not_found_and_nothing_is_written() {
         assert!(matches!(
-            refused,
-            Err(PayReservationError::InsufficientBalance { balance, price })
-                if balance == PRICE - 1 && price == PRICE
+            refused(None).await,
+            PayReservationError::NotFound(id) if id == reservation_id()
         ));
     }
 
     #[tokio::test]
-    async fn lapsed_hold_is_expired_and_nothing_is_paid() {
-        let refused = Payment {
-            reservations: reservations_storing(lapsed_reservation()),
-            payments: payments_never(),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
+    async fn another_users_reservation_is_not_found_and_nothing_is_written() {
+        let others = others_reservation();
+        let loaded = state(others.clone(), seat_held_by(&others), 200_000);
 
         assert!(matches!(
-            refused,
-            Err(PayReservationError::Expired(id)) if id == reservation_id()
+            refused(Some(loaded)).await,
+            PayReservationError::NotFound(id) if id == reservation_id()
         ));
     }
 
     #[tokio::test]
-    async fn another_users_reservation_is_not_found_and_nothing_is_paid() {
-        let refused = Payment {
-            reservations: reservations_storing(others_reservation()),
-            payments: payments_never(),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
+    async fn lapsed_hold_is_expired_and_nothing_is_written() {
+        let lapsed = lapsed_reservation();
+        let loaded = state(lapsed.clone(), seat_held_by(&lapsed), 200_000);
 
-        assert!(matches!(refused, Err(PayReservationError::NotFound(_))));
-    }
-
-    #[tokio::test]
-    async fn missing_reservation_is_not_found() {
-        let mut reservations = MockReservationRepository::new();
-        reservations.expect_find().times(1).returning(|_| Ok(None));
-
-        let refused = Payment {
-            reservations,
-            payments: payments_never(),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
-
-        assert!(matches!(refused, Err(PayReservationError::NotFound(_))));
+        assert!(matches!(
+            refused(Some(loaded)).await,
+            PayReservationError::Expired(id) if id == reservation_id()
+        ));
     }
 
     #[tokio::test]
     async fn confirmed_reservation_is_not_held_and_not_paid_twice() {
-        let refused = Payment {
-            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
-            payments: payments_never(),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
+        let confirmed = reservation_with(ReservationStatus::Confirmed);
+        let loaded = state(confirmed.clone(), seat_sold_to(&confirmed), 200_000);
 
-        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
+        assert!(matches!(
+            refused(Some(loaded)).await,
+            PayReservationError::NotHeld(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn hold_whose_seat_went_to_another_hold_is_not_held() {
+        let taken = seat_with(SeatClaim::Held {
+            reservation: ReservationId::new(30).expect("id"),
+            holder: other_user(),
+            until: NOW + Duration::minutes(4),
+        });
+        let loaded = state(held_reservation(), taken, 200_000);
+
+        assert!(matches!(
+            refused(Some(loaded)).await,
+            PayReservationError::NotHeld(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn short_balance_is_refused_and_nothing_is_written() {
+        let loaded = state(
+            held_reservation(),
+            seat_held_by(&held_reservation()),
+            PRICE - 1,
+        );
+
+        assert!(matches!(
+            refused(Some(loaded)).await,
+            PayReservationError::InsufficientBalance { balance, price }
+                if balance == PRICE - 1 && price == PRICE
+        ));
     }
 
     #[tokio::test]
     async fn waiting_token_is_not_active_and_reads_nothing() {
         let mut queue = MockQueueRepository::new();
         queue.expect_find().never();
-        let mut reservations = MockReservationRepository::new();
-        reservations.expect_find().never();
+        let mut payments = MockPaymentRepository::new();
+        payments.expect_load().never();
+        payments.expect_save().never();
 
         let refused = Payment {
             serving: 13,
             queue,
-            reservations,
-            payments: payments_never(),
+            payments,
+            admission: admission_requested(0),
             ..Payment::ready()
         }
         .execute(command(Some(key())))
@@ -532,13 +555,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn expired_token_without_a_stored_answer_is_refused() {
+    async fn expired_token_without_a_stored_answer_is_refused_and_reads_nothing() {
         let mut ended = active_ticket(14, Duration::seconds(1));
         ended.end();
+        let mut payments = MockPaymentRepository::new();
+        payments.expect_load().never();
+        payments.expect_save().never();
 
         let refused = Payment {
             queue: queue_holding(ended),
-            payments: payments_never(),
+            payments,
+            store: store_answering_in_turn(vec![None, None]),
+            admission: admission_requested(0),
             ..Payment::ready()
         }
         .execute(command(Some(key())))
@@ -552,9 +580,105 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn stale_payment_loads_again_and_pays_from_the_new_balance() {
+        let mut loads = vec![
+            payable(),
+            PaymentState {
+                wallet: Versioned::new(wallet(150_000), Version::new(9)),
+                ..payable()
+            },
+        ]
+        .into_iter();
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_load()
+            .times(2)
+            .returning(move |_, _| Ok(loads.next()));
+        payments
+            .expect_save()
+            .withf(|write| write.wallet.version == WALLET_VERSION)
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        payments
+            .expect_save()
+            .withf(|write| *write == payment_of_payable(150_000, Version::new(9)))
+            .times(1)
+            .returning(|_| Ok(Written::Done(receipt())));
+
+        let paid = Payment {
+            payments,
+            admission: admission_requested(1),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await
+        .expect("paid");
+
+        assert_eq!(paid, receipt());
+    }
+
+    #[tokio::test]
+    async fn stale_payment_loads_again_and_is_not_held_when_a_cancel_won() {
+        let cancelled = reservation_with(ReservationStatus::Cancelled);
+        let mut loads = vec![
+            payable(),
+            state(cancelled, seat_with(SeatClaim::Available), 200_000),
+        ]
+        .into_iter();
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_load()
+            .times(2)
+            .returning(move |_, _| Ok(loads.next()));
+        payments
+            .expect_save()
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+
+        let refused = Payment {
+            payments,
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
+    }
+
+    #[tokio::test]
+    async fn payment_that_stays_stale_gives_up_as_unavailable() {
+        let attempts = usize::try_from(MAX_ATTEMPTS).expect("attempts");
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_load()
+            .times(attempts)
+            .returning(|_, _| Ok(Some(payable())));
+        payments
+            .expect_save()
+            .times(attempts)
+            .returning(|_| Ok(Written::Stale));
+
+        let refused = Payment {
+            payments,
+            admission: admission_requested(0),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await;
+
+        assert!(matches!(
+            refused,
+            Err(PayReservationError::Repository(
+                RepositoryError::Unavailable(_)
+            ))
+        ));
+    }
+
     /// Fakes that share state as the database would: the payment stores its answer under the key
-    /// and ends the ticket in the same step. The queue, the reservation and the wallet may each
-    /// be read once only, and the payment written once.
+    /// and ends the ticket in the same step. The ticket and the payment state may each be read
+    /// once only, and the payment written once.
     fn paying_once() -> Payment {
         let ticket = Arc::new(Mutex::new(active_ticket(14, Duration::seconds(1))));
         let stored: Arc<Mutex<Option<StoredAnswer>>> = Arc::default();
@@ -566,40 +690,29 @@ mod tests {
             .with(eq(ticket_no(14)))
             .times(1)
             .returning(move |_| Ok(Some(current.lock().expect("lock").clone())));
-        let mut reservations = MockReservationRepository::new();
-        reservations
-            .expect_find()
-            .times(1)
-            .returning(|_| Ok(Some(held_reservation())));
-        let mut wallets = MockWalletRepository::new();
-        wallets
-            .expect_balance()
-            .times(1)
-            .returning(|_| Ok(balance(200_000)));
-        let mut payments = MockPaymentRepository::new();
+        let mut payments = loading(payable());
         let (ended, answers) = (Arc::clone(&ticket), Arc::clone(&stored));
-        payments.expect_pay().times(1).returning(move |request| {
-            let record = request.idempotency.as_ref().expect("a key");
+        payments.expect_save().times(1).returning(move |write| {
+            let record = write.idempotency.as_ref().expect("a key");
             *answers.lock().expect("lock") = Some(StoredAnswer {
                 request_hash: record.request_hash.clone(),
                 answer: IdempotentAnswer::Payment(receipt()),
             });
             ended.lock().expect("lock").end();
-            Ok(PaymentOutcome::Paid(receipt()))
+            Ok(Written::Done(receipt()))
         });
         let mut store = MockIdempotencyStore::new();
         store
             .expect_find()
             .returning(move |_, _, _| Ok(stored.lock().expect("lock").clone()));
+        let admission = admission_any();
 
         Payment {
             serving: 20,
             queue,
-            reservations,
-            wallets,
             payments,
             store,
-            admission: admission_requested(1),
+            admission,
         }
     }
 
@@ -611,7 +724,7 @@ mod tests {
         let retry = use_case
             .execute(command(Some(key())))
             .await
-            .expect("replayed without authorizing");
+            .expect("replayed without authorizing or loading");
 
         assert_eq!(retry, first);
     }
@@ -635,85 +748,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn payment_that_finds_the_reservation_no_longer_held_is_not_held() {
-        let refused = Payment {
-            payments: payments_answering(PaymentOutcome::ReservationNotHeld),
-            admission: admission_requested(0),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
-
-        assert!(matches!(refused, Err(PayReservationError::NotHeld(_))));
-    }
-
-    #[tokio::test]
-    async fn payment_that_finds_the_hold_lapsed_is_expired() {
-        let refused = Payment {
-            payments: payments_answering(PaymentOutcome::HoldLapsed),
-            admission: admission_requested(0),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
-
-        assert!(matches!(refused, Err(PayReservationError::Expired(_))));
-    }
-
-    #[tokio::test]
-    async fn payment_that_finds_the_balance_spent_reports_the_balance_read_again() {
-        let mut wallets = MockWalletRepository::new();
-        let mut reads = vec![200_000, 90_000].into_iter();
-        wallets
-            .expect_balance()
-            .times(2)
-            .returning(move |_| Ok(balance(reads.next().expect("two reads"))));
-
-        let refused = Payment {
-            wallets,
-            payments: payments_answering(PaymentOutcome::InsufficientBalance),
-            admission: admission_requested(0),
-            ..Payment::ready()
-        }
-        .execute(command(None))
-        .await;
-
-        assert!(matches!(
-            refused,
-            Err(PayReservationError::InsufficientBalance { balance: 90_000, price })
-                if price == PRICE
-        ));
-    }
-
-    #[tokio::test]
-    async fn key_with_a_payment_still_in_flight_is_in_use() {
-        let refused = Payment {
-            payments: payments_answering(PaymentOutcome::KeyAlreadyUsed),
-            admission: admission_requested(0),
-            ..Payment::ready()
-        }
-        .execute(command(Some(key())))
-        .await;
-
-        assert!(matches!(
-            refused,
-            Err(PayReservationError::IdempotencyKeyInUse)
-        ));
-    }
-
-    #[tokio::test]
-    async fn key_committed_first_by_a_racing_payment_returns_that_payments_receipt() {
+    async fn stale_write_after_a_twin_committed_replays_the_twins_receipt() {
         let stored: Arc<Mutex<Option<StoredAnswer>>> = Arc::default();
         let racing = Arc::clone(&stored);
-        let mut payments = MockPaymentRepository::new();
-        payments.expect_pay().times(1).returning(move |request| {
-            // The twin request committed between our replay check and our write.
-            let record = request.idempotency.as_ref().expect("a key");
+        let mut payments = loading(payable());
+        payments.expect_save().times(1).returning(move |write| {
+            // The twin request committed between our load and our write.
+            let record = write.idempotency.as_ref().expect("a key");
             *racing.lock().expect("lock") = Some(StoredAnswer {
                 request_hash: record.request_hash.clone(),
                 answer: IdempotentAnswer::Payment(receipt()),
             });
-            Ok(PaymentOutcome::KeyAlreadyUsed)
+            Ok(Written::Stale)
         });
         let mut store = MockIdempotencyStore::new();
         store
@@ -724,7 +770,7 @@ mod tests {
         let answer = Payment {
             payments,
             store,
-            admission: admission_requested(0),
+            admission: admission_any(),
             ..Payment::ready()
         }
         .execute(command(Some(key())))
@@ -735,24 +781,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn key_committed_by_a_racing_payment_during_the_checks_returns_that_payments_receipt() {
+    async fn refusal_after_a_twin_committed_during_the_checks_replays_the_twins_receipt() {
         // The twin request with the same key committed after our replay check: we find the
-        // reservation confirmed (and the token ended), which is the twin's own effect.
-        let mut finds = 0;
-        let mut store = MockIdempotencyStore::new();
-        store.expect_find().times(2).returning(move |_, _, _| {
-            finds += 1;
-            Ok((finds == 2).then(|| StoredAnswer {
-                request_hash: "reservationId=41".to_owned(),
-                answer: IdempotentAnswer::Payment(receipt()),
-            }))
-        });
+        // reservation confirmed, which is the twin's own effect.
+        let confirmed = reservation_with(ReservationStatus::Confirmed);
+        let twin = StoredAnswer {
+            request_hash: "reservationId=41".to_owned(),
+            answer: IdempotentAnswer::Payment(receipt()),
+        };
 
         let answer = Payment {
-            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
-            payments: payments_never(),
-            store,
-            admission: admission_requested(0),
+            payments: refusing(Some(state(
+                confirmed.clone(),
+                seat_sold_to(&confirmed),
+                80_000,
+            ))),
+            store: store_answering_in_turn(vec![None, Some(twin)]),
+            admission: admission_any(),
             ..Payment::ready()
         }
         .execute(command(Some(key())))
@@ -764,13 +809,16 @@ mod tests {
 
     #[tokio::test]
     async fn refusal_with_a_key_and_no_stored_answer_stays_a_refusal() {
-        let mut store = MockIdempotencyStore::new();
-        store.expect_find().times(2).returning(|_, _, _| Ok(None));
+        let confirmed = reservation_with(ReservationStatus::Confirmed);
 
         let refused = Payment {
-            reservations: reservations_storing(reservation_with(ReservationStatus::Confirmed)),
-            payments: payments_never(),
-            store,
+            payments: refusing(Some(state(
+                confirmed.clone(),
+                seat_sold_to(&confirmed),
+                80_000,
+            ))),
+            store: store_answering_in_turn(vec![None, None]),
+            admission: admission_requested(0),
             ..Payment::ready()
         }
         .execute(command(Some(key())))

@@ -3,9 +3,10 @@
 //! Conventions for every repository method:
 //! - `Err(RepositoryError::Unavailable)` means the database could not be reached (the caller
 //!   answers 503 and may retry); `Err(RepositoryError::Unexpected)` is a bug or a broken schema.
-//! - A race that the method guards against is never an error: it comes back as a variant of the
-//!   method's outcome enum (`HoldOutcome::SeatUnavailable`...), decided atomically by the adapter
-//!   in one conditional statement or one transaction.
+//! - State that a decision needs is loaded with its [`Version`]; the decision (made by the domain)
+//!   is handed back with those versions, and the adapter writes it atomically only if nothing
+//!   changed since the read ([`Written::Stale`] otherwise: a lost race is never an error). The
+//!   adapter checks versions and makes the write atomic; it restates no business rule.
 //! - Times that decide correctness are passed in (`now`), read once per use case from [`Clock`].
 
 use async_trait::async_trait;
@@ -13,9 +14,9 @@ use concert_domain::LedgerEntryId;
 use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
-    Amount, Balance, Concert, ConcertDate, ConcertId, HoldLimit, IdempotencyKey, IdempotencyScope,
-    NewConcert, PaymentId, Price, QueuePolicy, QueueTicket, Reservation, ReservationId, SeatNo,
-    TicketNo, UserId,
+    Balance, BalanceChange, Concert, ConcertDate, ConcertId, HoldGranted, IdempotencyKey,
+    IdempotencyScope, NewConcert, PaymentId, Price, QueuePolicy, QueueTicket, Reservation,
+    ReservationId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId, Wallet,
 };
 use time::{Date, OffsetDateTime};
 
@@ -119,67 +120,124 @@ pub trait CatalogRepository: Send + Sync {
     ) -> Result<Vec<AvailableSeat>, RepositoryError>;
 }
 
-/// A seat hold as the use case decided it; the adapter takes it only if the guards still hold.
+/// The version of a stored row as it was read. A write hands it back, and the adapter applies
+/// the write only while the row is still at that version (compare-and-set): a decision is never
+/// written over a state the domain did not see. [`Version::ABSENT`] stands for a row that did not
+/// exist when it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Version(i64);
+
+impl Version {
+    pub const ABSENT: Self = Self(0);
+
+    pub const fn new(value: i64) -> Self {
+        Self(value)
+    }
+
+    pub const fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// A value with the version of the row it was read from (or, in a write, the new value and the
+/// version it replaces).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HoldRequest {
-    pub user: UserId,
-    pub concert: ConcertId,
-    pub date: Date,
-    pub seat_no: SeatNo,
-    pub price: Price,
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: Version,
+}
+
+impl<T> Versioned<T> {
+    pub fn new(value: T, version: Version) -> Self {
+        Self { value, version }
+    }
+}
+
+/// The answer of a compare-and-set write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written<T> {
+    /// Everything was written, atomically.
+    Done(T),
+    /// A row changed since it was read; nothing was written. Load again and decide again.
+    Stale,
+}
+
+/// What a hold decides on: the seat, the user's holds, and an id set aside for the reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldState {
+    pub seat: Versioned<Seat>,
+    pub holds: Versioned<UserHolds>,
+    pub next_reservation: ReservationId,
+}
+
+/// A granted hold to write: the seat's new claim, the new reservation, the lapsed reservation it
+/// replaced (now `EXPIRED`), all over the versions the decision read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldWrite {
+    pub seat: Versioned<Seat>,
+    /// The holder's hold count is guarded by this version: a concurrent hold of the same user
+    /// makes this write stale.
+    pub holds_version: Version,
+    pub granted: HoldGranted,
     pub now: OffsetDateTime,
-    pub until: OffsetDateTime,
-    pub limit: HoldLimit,
 }
 
+/// A reservation with the seat it names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HoldOutcome {
-    /// The seat was free at `now` and is now held by the new reservation.
-    Held(Reservation),
-    /// The seat is sold or under a live hold (the caller's own included).
-    SeatUnavailable,
-    /// The user already has `limit` live holds, counted atomically across instances.
-    HoldLimitReached,
+pub struct Booking {
+    pub reservation: Versioned<Reservation>,
+    pub seat: Versioned<Seat>,
 }
 
+/// A reservation that ends as a hold (cancelled or expired) to write: its new status, and its
+/// seat's new claim when the seat was still held by it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CancelOutcome {
-    /// The reservation was the user's, held at `now`; it is cancelled and its seat free.
-    Cancelled(Reservation),
-    /// The reservation was no longer held when the write came (paid, cancelled or lapsed).
-    NotHeld,
+pub struct ReleaseWrite {
+    pub reservation: Versioned<Reservation>,
+    /// `None` when the seat did not change (it no longer carried this reservation's claim).
+    pub seat: Option<Versioned<Seat>>,
+    pub now: OffsetDateTime,
 }
 
 /// Reservations and the seat claims they hold.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait ReservationRepository: Send + Sync {
-    /// Takes the hold in one transaction: the user's live holds are counted under a per-user lock,
-    /// the seat is claimed by one conditional write (not sold, no hold live at `now`), and the
-    /// reservation is inserted as `HELD` until `until`.
-    async fn hold(&self, request: &HoldRequest) -> Result<HoldOutcome, RepositoryError>;
+    /// The seat (with its date's price) and the user's stored-`HELD` reservations, each with its
+    /// version, plus a fresh reservation id. `None` when the seat does not exist.
+    async fn load_hold(
+        &self,
+        user: UserId,
+        seat: SeatRef,
+    ) -> Result<Option<HoldState>, RepositoryError>;
+
+    /// Writes a granted hold in one atomic step, if the seat and the user's holds are still at
+    /// the versions read; otherwise `Stale` and nothing is written.
+    async fn save_hold(&self, write: &HoldWrite) -> Result<Written<()>, RepositoryError>;
 
     /// The reservation as stored (status as written; the caller applies lazy expiry).
     async fn find(&self, id: ReservationId) -> Result<Option<Reservation>, RepositoryError>;
 
-    /// Cancels the user's reservation if it is still held at `now`, freeing the seat in the same
-    /// transaction.
-    async fn cancel(
-        &self,
-        id: ReservationId,
-        user: UserId,
-        now: OffsetDateTime,
-    ) -> Result<CancelOutcome, RepositoryError>;
+    /// The reservation and its seat, each with its version.
+    async fn load_booking(&self, id: ReservationId) -> Result<Option<Booking>, RepositoryError>;
 
-    /// Marks up to `batch` holds whose deadline is at or before `now` as `EXPIRED` and clears
-    /// their seat claims. Returns how many it marked. Correctness never depends on it.
-    async fn expire_lapsed(&self, now: OffsetDateTime, batch: u32) -> Result<u64, RepositoryError>;
+    /// Reservations stored `HELD` whose deadline is at or before `now`, oldest deadline first,
+    /// at most `batch`, with their seats (a read model: the domain still decides each expiry).
+    async fn lapsed(
+        &self,
+        now: OffsetDateTime,
+        batch: u32,
+    ) -> Result<Vec<Booking>, RepositoryError>;
+
+    /// Writes each release atomically on its own, if its rows are still at the versions read.
+    /// Returns how many were written; the others were stale and are left as they are.
+    async fn save_releases(&self, writes: &[ReleaseWrite]) -> Result<u64, RepositoryError>;
 
     /// Holds live at `now` across the whole deployment (for the `seat_holds_live` gauge).
     async fn count_live_holds(&self, now: OffsetDateTime) -> Result<u64, RepositoryError>;
 }
 
-/// The key and request fingerprint of an idempotent request, written in the same transaction as
+/// The key and request fingerprint of an idempotent request, written in the same atomic step as
 /// its effect.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyRecord {
@@ -188,24 +246,12 @@ pub struct IdempotencyRecord {
     pub request_hash: String,
 }
 
-/// A charge as the use case decided it.
+/// A charge to write: the wallet's new state over the version read, its ledger entry, the key.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargeRequest {
-    pub user: UserId,
-    pub amount: Amount,
-    pub max_balance: i64,
-    pub now: OffsetDateTime,
+pub struct ChargeWrite {
+    pub wallet: Versioned<Wallet>,
+    pub change: BalanceChange,
     pub idempotency: Option<IdempotencyRecord>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChargeOutcome {
-    /// The balance grew and one `CHARGE` ledger entry was written.
-    Charged(Balance),
-    /// The balance after the charge would have passed `max_balance`; nothing changed.
-    BalanceLimitExceeded,
-    /// Another request with the same key committed first; nothing changed. Read its answer.
-    KeyAlreadyUsed,
 }
 
 /// Wallets and their ledgers.
@@ -215,9 +261,13 @@ pub trait WalletRepository: Send + Sync {
     /// The user's balance; zero for a user never seen.
     async fn balance(&self, user: UserId) -> Result<Balance, RepositoryError>;
 
-    /// Adds to the balance with a conditional write (`balance + amount <= max_balance`), the
-    /// ledger entry and the idempotency record in one transaction.
-    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, RepositoryError>;
+    /// The user's wallet with its version ([`Version::ABSENT`] and an empty wallet for a user
+    /// never seen).
+    async fn load(&self, user: UserId) -> Result<Versioned<Wallet>, RepositoryError>;
+
+    /// Writes the new balance, its ledger entry and the idempotency record in one atomic step,
+    /// if the wallet is still at the version read; otherwise `Stale` and nothing is written.
+    async fn save_charge(&self, write: &ChargeWrite) -> Result<Written<()>, RepositoryError>;
 
     /// Ledger entries newest first: at most `limit`, only those older than `before` if given.
     async fn history(
@@ -238,38 +288,48 @@ pub struct PaymentReceipt {
     pub paid_at: OffsetDateTime,
 }
 
-/// A payment as the use case decided it.
+/// What a payment decides on: the reservation, its seat and the payer's wallet.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PaymentRequest {
-    pub user: UserId,
-    pub reservation: ReservationId,
-    pub amount: Price,
-    /// The caller's queue ticket, ended by the payment.
-    pub ticket: TicketNo,
-    pub now: OffsetDateTime,
+pub struct PaymentState {
+    pub booking: Booking,
+    pub wallet: Versioned<Wallet>,
+}
+
+/// A payment to write: the confirmed reservation, the sold seat, the debited wallet (each over
+/// the version read), the ledger entry, the payment record, the end of the payer's queue ticket
+/// and the idempotency record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentWrite {
+    pub reservation: Versioned<Reservation>,
+    pub seat: Versioned<Seat>,
+    pub wallet: Versioned<Wallet>,
+    pub change: BalanceChange,
+    pub ticket: TicketEnd,
     pub idempotency: Option<IdempotencyRecord>,
 }
 
+/// A queue ticket that a write ends: only while it is still in the status the decision read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PaymentOutcome {
-    /// Reservation confirmed, seat sold, wallet debited, payment and ledger entry written, ticket
-    /// ended, idempotency record stored: all in one transaction.
-    Paid(PaymentReceipt),
-    /// The reservation was no longer `HELD` by the user when the transaction ran.
-    ReservationNotHeld,
-    /// The hold ran out before the transaction ran.
-    HoldLapsed,
-    /// The balance was short when the transaction ran; nothing changed.
-    InsufficientBalance,
-    /// Another request with the same key committed first; nothing changed. Read its answer.
-    KeyAlreadyUsed,
+pub struct TicketEnd {
+    pub ticket: TicketNo,
+    pub read_as: TicketStatus,
 }
 
-/// Payments: the one transaction that turns a hold into a sale.
+/// Payments: the one atomic step that turns a hold into a sale.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait PaymentRepository: Send + Sync {
-    async fn pay(&self, request: &PaymentRequest) -> Result<PaymentOutcome, RepositoryError>;
+    /// The reservation, its seat and `payer`'s wallet. `None` when the reservation is missing.
+    async fn load(
+        &self,
+        reservation: ReservationId,
+        payer: UserId,
+    ) -> Result<Option<PaymentState>, RepositoryError>;
+
+    /// Writes the payment in one atomic step, if the reservation, the seat and the wallet are
+    /// still at the versions read; otherwise `Stale` and nothing is written. The ticket ends in
+    /// the same step when it is still in the state the decision read (it never blocks the sale).
+    async fn save(&self, write: &PaymentWrite) -> Result<Written<PaymentReceipt>, RepositoryError>;
 }
 
 /// The first successful answer given for an idempotency key.

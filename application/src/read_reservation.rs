@@ -48,11 +48,10 @@ impl ReadReservation {
         caller: ActiveUser,
         id: ReservationId,
     ) -> Result<Reservation, ReadReservationError> {
-        let mut reservation = find_own(self.reservations.as_ref(), id, caller.user)
+        let reservation = find_own(self.reservations.as_ref(), id, caller.user)
             .await?
             .ok_or(ReadReservationError::NotFound(id))?;
-        reservation.status = reservation.status_at(self.clock.now());
-        Ok(reservation)
+        Ok(reservation.as_of(self.clock.now()))
     }
 }
 
@@ -64,7 +63,7 @@ mod tests {
     use super::*;
     use crate::ports::MockReservationRepository;
     use crate::test_support::{
-        active_user, clock, held_reservation, lapsed_reservation, others_reservation,
+        NOW, active_user, clock, held_reservation, lapsed_reservation, others_reservation,
         reservation_id,
     };
 
@@ -113,6 +112,8 @@ mod tests {
     async fn lapsed_hold_reads_expired_before_any_sweep() {
         let read = read(Some(lapsed_reservation())).await.expect("found");
 
-        assert_eq!(read.status, ReservationStatus::Expired);
+        assert_eq!(read.stored_status(), ReservationStatus::Expired);
+        assert_eq!(read.status_at(NOW), ReservationStatus::Expired);
+        assert_eq!(read.expires_at(), lapsed_reservation().expires_at());
     }
 }

@@ -124,8 +124,6 @@ impl Services {
             read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
             pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
                 authorize,
-                reservations: reservations.clone(),
-                wallets,
                 payments,
                 idempotency,
                 admission,

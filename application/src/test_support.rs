@@ -6,7 +6,7 @@ use std::sync::Arc;
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
     ConcertDate, ConcertId, Price, QueuePolicy, QueueTicket, Reservation, ReservationId,
-    ReservationStatus, SeatCount, SeatNo, TicketNo, TicketStatus, UserId,
+    ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserId,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -15,7 +15,10 @@ use uuid::Uuid;
 use crate::authorize_request::ActiveUser;
 use mockall::predicate::eq;
 
-use crate::ports::{MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot, TokenClaims};
+use crate::ports::{
+    Booking, MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot, TokenClaims, Version,
+    Versioned,
+};
 use crate::queue_view::QueueView;
 
 /// The one instant every test runs at.
@@ -129,39 +132,100 @@ pub(crate) fn concert_date() -> ConcertDate {
     }
 }
 
-/// The user's reservation of seat 7, held for another four minutes.
-pub(crate) fn held_reservation() -> Reservation {
-    Reservation {
-        id: reservation_id(),
-        user: user(),
+/// Where the test reservation is: seat 7 of [`CONCERT_DAY`].
+pub(crate) fn seat_ref() -> SeatRef {
+    SeatRef {
         concert_id: concert_id(),
         date: CONCERT_DAY,
         seat_no: seat_no(7),
-        price: Price::from_stored(PRICE),
-        status: ReservationStatus::Held,
-        expires_at: NOW + Duration::minutes(4),
     }
+}
+
+/// The version every loaded reservation row is at, unless a test says otherwise.
+pub(crate) const RESERVATION_VERSION: Version = Version::new(3);
+
+/// The version every loaded seat row is at, unless a test says otherwise.
+pub(crate) const SEAT_VERSION: Version = Version::new(5);
+
+/// Reservation 41 of seat 7 at [`PRICE`], as stored.
+pub(crate) fn reservation(
+    holder: UserId,
+    status: ReservationStatus,
+    expires_at: OffsetDateTime,
+) -> Reservation {
+    Reservation::restore(
+        reservation_id(),
+        holder,
+        seat_ref(),
+        Price::from_stored(PRICE),
+        status,
+        expires_at,
+    )
+}
+
+/// The user's reservation of seat 7, held for another four minutes.
+pub(crate) fn held_reservation() -> Reservation {
+    reservation(user(), ReservationStatus::Held, NOW + Duration::minutes(4))
 }
 
 /// A reservation still stored as `HELD` whose hold ran out a second ago.
 pub(crate) fn lapsed_reservation() -> Reservation {
-    Reservation {
-        expires_at: NOW - Duration::seconds(1),
-        ..held_reservation()
-    }
+    reservation(user(), ReservationStatus::Held, NOW - Duration::seconds(1))
 }
 
 pub(crate) fn reservation_with(status: ReservationStatus) -> Reservation {
-    Reservation {
-        status,
-        ..held_reservation()
-    }
+    reservation(user(), status, NOW + Duration::minutes(4))
 }
 
 pub(crate) fn others_reservation() -> Reservation {
-    Reservation {
-        user: other_user(),
-        ..held_reservation()
+    reservation(
+        other_user(),
+        ReservationStatus::Held,
+        NOW + Duration::minutes(4),
+    )
+}
+
+/// Seat 7 at [`PRICE`] with `claim`.
+pub(crate) fn seat_with(claim: SeatClaim) -> Seat {
+    Seat::new(seat_no(7), Price::from_stored(PRICE), claim)
+}
+
+/// Seat 7, free.
+pub(crate) fn free_seat() -> Seat {
+    seat_with(SeatClaim::Available)
+}
+
+/// The seat of `reservation` as its hold left it: held by it until its deadline.
+pub(crate) fn seat_held_by(reservation: &Reservation) -> Seat {
+    Seat::new(
+        reservation.seat_no(),
+        reservation.price(),
+        SeatClaim::Held {
+            reservation: reservation.id(),
+            holder: reservation.user(),
+            until: reservation.expires_at(),
+        },
+    )
+}
+
+/// The seat of `reservation`, sold to it.
+pub(crate) fn seat_sold_to(reservation: &Reservation) -> Seat {
+    Seat::new(
+        reservation.seat_no(),
+        reservation.price(),
+        SeatClaim::Sold {
+            reservation: reservation.id(),
+            owner: reservation.user(),
+        },
+    )
+}
+
+/// A reservation and its seat as a store loads them, at [`RESERVATION_VERSION`] and
+/// [`SEAT_VERSION`].
+pub(crate) fn booking_of(reservation: Reservation, seat: Seat) -> Booking {
+    Booking {
+        reservation: Versioned::new(reservation, RESERVATION_VERSION),
+        seat: Versioned::new(seat, SEAT_VERSION),
     }
 }
 
