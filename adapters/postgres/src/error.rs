@@ -70,6 +70,20 @@ pub(crate) fn is_transient(error: &DieselError) -> bool {
     }
 }
 
+/// Whether a compare-and-set write failed only because another write got there first: a unique
+/// key taken meanwhile (an idempotency key stored by a twin), a serialization failure or a
+/// deadlock (the statement was rolled back whole). The caller loads again and decides again.
+pub(crate) fn lost_race(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::SerializationFailure,
+            _,
+        ) => true,
+        DieselError::DatabaseError(_, info) => info.message().contains("deadlock detected"),
+        _ => false,
+    }
+}
+
 pub(crate) fn from_diesel(error: DieselError) -> RepositoryError {
     if is_transient(&error) {
         RepositoryError::Unavailable(Box::new(error))
@@ -178,28 +192,6 @@ impl DatabaseErrorInformation for ConnectFailure {
     }
     fn statement_position(&self) -> Option<i32> {
         None
-    }
-}
-
-/// The end of a transaction that did not commit: a business outcome decided inside it (the
-/// transaction rolls back and the outcome is returned as `Ok`), or a database error.
-#[derive(Debug)]
-pub(crate) enum Abort<T> {
-    Outcome(T),
-    Db(DieselError),
-}
-
-impl<T> From<DieselError> for Abort<T> {
-    fn from(error: DieselError) -> Self {
-        Self::Db(error)
-    }
-}
-
-/// The result of a transaction whose rolled-back outcomes are still answers.
-pub(crate) fn settle<T>(result: Result<T, Abort<T>>) -> Result<T, RepositoryError> {
-    match result {
-        Ok(value) | Err(Abort::Outcome(value)) => Ok(value),
-        Err(Abort::Db(error)) => Err(from_diesel(error)),
     }
 }
 

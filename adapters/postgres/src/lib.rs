@@ -21,6 +21,7 @@
 mod cached;
 mod catalog;
 mod clock;
+mod columns;
 mod config;
 mod error;
 mod idempotency;
@@ -40,7 +41,7 @@ pub use catalog::PgCatalogRepository;
 pub use clock::PgClock;
 pub use config::PgConfig;
 pub use error::StartupError;
-pub use idempotency::{IDEMPOTENCY_WAIT, PgIdempotencyStore};
+pub use idempotency::PgIdempotencyStore;
 pub use payment::PgPaymentRepository;
 pub use pool::{PgPool, PooledConnection, build_pool};
 pub use queue::PgQueueRepository;

@@ -1,23 +1,23 @@
-//! `PaymentRepository`: the one transaction that turns a hold into a sale.
+//! `PaymentRepository`: the one atomic step that turns a hold into a sale.
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    PaymentOutcome, PaymentReceipt, PaymentRepository, PaymentRequest, RepositoryError,
+    PaymentReceipt, PaymentRepository, PaymentState, PaymentWrite, RepositoryError, Written,
 };
-use concert_domain::{Balance, IdempotencyScope, LedgerKind, PaymentId, Price, ReservationStatus};
+use concert_domain::{IdempotencyScope, PaymentId, ReservationId, TicketStatus, UserId};
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::cached::CachedExt;
-use crate::error::{Abort, settle};
-use crate::idempotency::{claim_key, store_key};
+use crate::columns::{
+    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, WALLET_COLUMNS, WalletRow,
+    claim_columns, ledger_kind, reservation_status, ticket_status,
+};
+use crate::error::{corrupt, from_diesel, lost_race};
 use crate::pool::PgPool;
-use crate::schema::{payments, queue_tickets, reservations, seats, wallets};
-use crate::wallet::{append_entry, ensure_wallet};
+use crate::wallet::{LEDGER_ENTRY, WALLET_CAS, key_binds};
 
 #[derive(Debug, Clone)]
 pub struct PgPaymentRepository {
@@ -30,163 +30,155 @@ impl PgPaymentRepository {
     }
 }
 
+fn load_sql() -> String {
+    format!(
+        "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS}, {WALLET_COLUMNS} FROM {BOOKING_FROM} \
+         LEFT JOIN wallets w ON w.user_id = $2 \
+         WHERE r.id = $1"
+    )
+}
+
+/// The payment statement. `locked` locks the reservation and its seat, both at the versions
+/// read; the wallet's compare-and-set goes ahead only if they were; every other write follows the
+/// wallet's. So either all of it is written or none. The ticket ends only if it is still in the
+/// status the decision read (a ticket that ended meanwhile does not undo the sale).
+///
+/// Binds: `$1` payer, `$2` wallet version, `$3` balance after, `$4` time of the change, `$5`
+/// (set by `locked`), `$6` ledger kind, `$7` signed amount, `$8` reservation, `$9` its version,
+/// `$10` its new status, `$11` seat version, `$12..$16` the seat's new claim, `$17` price, `$18`
+/// now, `$19` ticket, `$20` ticket status read, `$21` ticket's end status, `$22` key scope,
+/// `$23` key, `$24` request hash.
+fn save_sql() -> String {
+    let wallet = WALLET_CAS.replace("WHERE $5", "WHERE EXISTS (SELECT 1 FROM locked)");
+    format!(
+        "WITH locked AS ( \
+             SELECT r.concert_id, r.date, r.seat_no FROM reservations r \
+             JOIN seats s ON s.concert_id = r.concert_id AND s.date = r.date \
+                         AND s.seat_no = r.seat_no \
+             WHERE r.id = $8 AND r.version = $9 AND s.version = $11 \
+             FOR UPDATE OF r, s \
+         ), {wallet}, {LEDGER_ENTRY}, confirmed AS ( \
+             UPDATE reservations SET status = $10, updated_at = $18, version = version + 1 \
+             WHERE id = $8 AND EXISTS (SELECT 1 FROM wallet) \
+         ), sold AS ( \
+             UPDATE seats s SET held_by_reservation = $12, held_by_user = $13, held_until = $14, \
+                                sold_to_user = $15, sold_reservation = $16, \
+                                version = s.version + 1 \
+             FROM locked l \
+             WHERE s.concert_id = l.concert_id AND s.date = l.date AND s.seat_no = l.seat_no \
+               AND EXISTS (SELECT 1 FROM wallet) \
+         ), payment AS ( \
+             INSERT INTO payments (reservation_id, user_id, amount, ledger_entry_id, paid_at) \
+             SELECT $8, $1, $17, entry.id, $18 FROM entry \
+             RETURNING id, paid_at \
+         ), ended AS ( \
+             UPDATE queue_tickets SET status = $21, ended_at = $18 \
+             WHERE ticket = $19 AND user_id = $1 AND status = $20 \
+               AND EXISTS (SELECT 1 FROM wallet) \
+         ), key AS ( \
+             INSERT INTO idempotency_keys (user_id, scope, key, request_hash, ledger_entry_id, \
+                                           payment_id, created_at) \
+             SELECT $1, $22, $23, $24, entry.id, payment.id, $18 FROM entry, payment \
+             WHERE $23 IS NOT NULL \
+         ) \
+         SELECT payment.id, payment.paid_at FROM payment"
+    )
+}
+
 #[async_trait]
 impl PaymentRepository for PgPaymentRepository {
-    async fn pay(&self, request: &PaymentRequest) -> Result<PaymentOutcome, RepositoryError> {
+    async fn load(
+        &self,
+        reservation: ReservationId,
+        payer: UserId,
+    ) -> Result<Option<PaymentState>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            booking: BookingRow,
+            #[diesel(embed)]
+            wallet: WalletRow,
+        }
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let result = conn
-                    .transaction::<_, Abort<PaymentOutcome>, _>(|conn| {
-                        async move { pay_in_transaction(conn, request).await }.scope_boxed()
-                    })
-                    .await;
-                settle(result)
+                let row: Option<Row> = diesel::sql_query(load_sql())
+                    .bind::<BigInt, _>(reservation.get())
+                    .bind::<SqlUuid, _>(payer.get())
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                Ok(Some(PaymentState {
+                    booking: row.booking.into_domain()?,
+                    wallet: row.wallet.into_domain(payer)?,
+                }))
             })
             .await
     }
-}
 
-fn invariant(what: &'static str) -> impl Fn(concert_domain::ParseError) -> Abort<PaymentOutcome> {
-    move |e| {
-        Abort::Db(DieselError::DeserializationError(
-            format!("{what}: {e}").into(),
-        ))
-    }
-}
-
-/// The payment transaction. Locks are taken in the order reservation → wallet → seat → ticket,
-/// the same order as every other transaction that touches two of them, so none can deadlock.
-async fn pay_in_transaction(
-    conn: &mut AsyncPgConnection,
-    request: &PaymentRequest,
-) -> Result<PaymentOutcome, Abort<PaymentOutcome>> {
-    let user = request.user;
-    let now = request.now;
-    // 1. The key first: a retry waits for its first attempt and then finds the stored answer.
-    if let Some(record) = &request.idempotency
-        && !claim_key(conn, user, IdempotencyScope::Payment, &record.key).await?
-    {
-        return Err(Abort::Outcome(PaymentOutcome::KeyAlreadyUsed));
-    }
-    // 2. Lock the reservation: a second payment of it waits here, then sees CONFIRMED.
-    let reservation: Option<(Uuid, String, OffsetDateTime, i64, i64, time::Date, i32)> =
-        reservations::table
-            .find(request.reservation.get())
-            .select((
-                reservations::user_id,
-                reservations::status,
-                reservations::expires_at,
-                reservations::price,
-                reservations::concert_id,
-                reservations::date,
-                reservations::seat_no,
-            ))
-            .for_no_key_update()
-            .first(conn)
+    async fn save(&self, write: &PaymentWrite) -> Result<Written<PaymentReceipt>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Paid {
+            #[diesel(sql_type = BigInt)]
+            id: i64,
+            #[diesel(sql_type = Timestamptz)]
+            paid_at: OffsetDateTime,
+        }
+        let reservation = &write.reservation.value;
+        let (held_by, held_user, held_until, sold_to, sold_reservation) =
+            claim_columns(write.seat.value.claim());
+        let (key, hash) = key_binds(write.idempotency.as_ref());
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let paid = diesel::sql_query(save_sql())
+                    .bind::<SqlUuid, _>(write.wallet.value.user().get())
+                    .bind::<BigInt, _>(write.wallet.version.get())
+                    .bind::<BigInt, _>(write.change.balance_after.get())
+                    .bind::<Timestamptz, _>(write.change.at)
+                    .bind::<Bool, _>(true)
+                    .bind::<Text, _>(ledger_kind(write.change.kind))
+                    .bind::<BigInt, _>(write.change.amount)
+                    .bind::<BigInt, _>(reservation.id().get())
+                    .bind::<BigInt, _>(write.reservation.version.get())
+                    .bind::<Text, _>(reservation_status(reservation.stored_status()))
+                    .bind::<BigInt, _>(write.seat.version.get())
+                    .bind::<Nullable<BigInt>, _>(held_by)
+                    .bind::<Nullable<SqlUuid>, _>(held_user)
+                    .bind::<Nullable<Timestamptz>, _>(held_until)
+                    .bind::<Nullable<SqlUuid>, _>(sold_to)
+                    .bind::<Nullable<BigInt>, _>(sold_reservation)
+                    .bind::<BigInt, _>(reservation.price().get())
+                    .bind::<Timestamptz, _>(write.change.at)
+                    .bind::<BigInt, _>(write.ticket.ticket.get())
+                    .bind::<Text, _>(ticket_status(write.ticket.read_as))
+                    .bind::<Text, _>(ticket_status(TicketStatus::Expired))
+                    .bind::<Text, _>(IdempotencyScope::Payment.as_str())
+                    .bind::<Nullable<Text>, _>(key)
+                    .bind::<Nullable<Text>, _>(hash)
+                    .cached()
+                    .get_result::<Paid>(&mut conn)
+                    .await
+                    .optional();
+                let paid = match paid {
+                    Ok(Some(paid)) => paid,
+                    Ok(None) => return Ok(Written::Stale),
+                    Err(error) if lost_race(&error) => return Ok(Written::Stale),
+                    Err(error) => return Err(from_diesel(error)),
+                };
+                Ok(Written::Done(PaymentReceipt {
+                    payment_id: PaymentId::new(paid.id).map_err(corrupt)?,
+                    reservation_id: reservation.id(),
+                    amount: reservation.price(),
+                    balance: write.change.balance_after,
+                    paid_at: paid.paid_at,
+                }))
+            })
             .await
-            .optional()?;
-    let Some((owner, status, expires_at, price, concert_id, date, seat_no)) = reservation else {
-        return Err(Abort::Outcome(PaymentOutcome::ReservationNotHeld));
-    };
-    if owner != user.get() || status != ReservationStatus::Held.as_str() {
-        return Err(Abort::Outcome(PaymentOutcome::ReservationNotHeld));
     }
-    if expires_at <= now {
-        return Err(Abort::Outcome(PaymentOutcome::HoldLapsed));
-    }
-    // 3. The debit, conditional: a balance can never go negative, whatever runs at once.
-    ensure_wallet(conn, user, now).await?;
-    let balance: Option<i64> = diesel::update(wallets::table.find(user.get()))
-        .filter(wallets::balance.ge(price))
-        .set((
-            wallets::balance.eq(wallets::balance - price),
-            wallets::updated_at.eq(now),
-        ))
-        .returning(wallets::balance)
-        .cached()
-        .get_result(conn)
-        .await
-        .optional()?;
-    let Some(balance) = balance else {
-        return Err(Abort::Outcome(PaymentOutcome::InsufficientBalance));
-    };
-    // 4. Sell the seat, only while this reservation's hold on it is live at `now`.
-    let sold = diesel::update(seats::table)
-        .filter(seats::concert_id.eq(concert_id))
-        .filter(seats::date.eq(date))
-        .filter(seats::seat_no.eq(seat_no))
-        .filter(seats::held_by_reservation.eq(request.reservation.get()))
-        .filter(seats::held_until.gt(now))
-        .set((
-            seats::sold_to_user.eq(Some(user.get())),
-            seats::sold_reservation.eq(Some(request.reservation.get())),
-            seats::held_by_reservation.eq(None::<i64>),
-            seats::held_by_user.eq(None::<Uuid>),
-            seats::held_until.eq(None::<OffsetDateTime>),
-        ))
-        .cached()
-        .execute(conn)
-        .await?;
-    if sold == 0 {
-        return Err(Abort::Outcome(PaymentOutcome::HoldLapsed));
-    }
-    // 5. The reservation is confirmed (a partial unique index keeps one CONFIRMED per seat).
-    diesel::update(reservations::table.find(request.reservation.get()))
-        .set((
-            reservations::status.eq(ReservationStatus::Confirmed.as_str()),
-            reservations::updated_at.eq(now),
-        ))
-        .cached()
-        .execute(conn)
-        .await?;
-    // 6. The ledger entry and the payment.
-    let entry = append_entry(conn, user, LedgerKind::Payment, -price, balance, now).await?;
-    let (payment_id, paid_at): (i64, OffsetDateTime) = diesel::insert_into(payments::table)
-        .values((
-            payments::reservation_id.eq(request.reservation.get()),
-            payments::user_id.eq(user.get()),
-            payments::amount.eq(price),
-            payments::ledger_entry_id.eq(entry),
-            payments::paid_at.eq(now),
-        ))
-        .returning((payments::id, payments::paid_at))
-        .cached()
-        .get_result(conn)
-        .await?;
-    // 7. The caller's queue ticket ends; its place goes to the next in line. Only an ACTIVE
-    //    ticket: a waiting one was never allowed to pay, and waiting tickets leave the line only
-    //    through admission (which keeps the waiting count exact).
-    diesel::update(queue_tickets::table.find(request.ticket.get()))
-        .filter(queue_tickets::user_id.eq(user.get()))
-        .filter(queue_tickets::status.eq("ACTIVE"))
-        .set((
-            queue_tickets::status.eq("EXPIRED"),
-            queue_tickets::ended_at.eq(Some(now)),
-        ))
-        .cached()
-        .execute(conn)
-        .await?;
-    // 8. The key, pointing at what was written: the stored answer is rebuilt from these rows.
-    if let Some(record) = &request.idempotency
-        && !store_key(
-            conn,
-            user,
-            IdempotencyScope::Payment,
-            record,
-            entry,
-            Some(payment_id),
-            now,
-        )
-        .await?
-    {
-        return Err(Abort::Outcome(PaymentOutcome::KeyAlreadyUsed));
-    }
-    Ok(PaymentOutcome::Paid(PaymentReceipt {
-        payment_id: PaymentId::new(payment_id).map_err(invariant("payment id"))?,
-        reservation_id: request.reservation,
-        amount: Price::from_stored(price),
-        balance: Balance::new(balance).map_err(invariant("balance"))?,
-        paid_at,
-    }))
 }

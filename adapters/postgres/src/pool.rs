@@ -112,11 +112,9 @@ pub fn build_pool(config: &PgConfig) -> Result<PgPool, StartupError> {
         .recycle_timeout(Some(config.connect_timeout))
         .build()
         .map_err(|e| StartupError::Pool(Box::new(e)))?;
-    // Acquire, the idempotency wait of a payment, a handful of statements and the commit.
-    let operation_deadline = config.acquire_timeout
-        + config.connect_timeout
-        + crate::idempotency::IDEMPOTENCY_WAIT
-        + config.statement_timeout * 2;
+    // Acquire (or connect), then a statement or two.
+    let operation_deadline =
+        config.acquire_timeout + config.connect_timeout + config.statement_timeout * 2;
     Ok(PgPool {
         inner,
         operation_deadline,

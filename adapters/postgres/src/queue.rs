@@ -16,7 +16,7 @@ use concert_application::ports::{
     AdmissionReport, IssuedTicket, QueueRepository, QueueSnapshot, RepositoryError,
 };
 use concert_domain::queue::{ServingCounter, active_deadline};
-use concert_domain::{QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{QueuePolicy, QueueTicket, TicketNo, UserId};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
 use diesel_async::scoped_futures::ScopedFutureExt;
@@ -25,6 +25,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cached::CachedExt;
+use crate::columns::parse_ticket_status;
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
@@ -61,8 +62,7 @@ impl TicketRow {
         Ok(QueueTicket {
             ticket: TicketNo::new(self.ticket).map_err(corrupt)?,
             user: UserId::from_uuid(self.user_id),
-            status: TicketStatus::parse(&self.status)
-                .ok_or_else(|| corrupt(format!("ticket status {:?}", self.status)))?,
+            status: parse_ticket_status(&self.status)?,
             issued_at: self.issued_at,
             active_until: self.active_until,
             last_seen: self.last_seen,

@@ -1,24 +1,28 @@
-//! `ReservationRepository`: seat holds, their cancellation and the sweeper's tidy-up.
+//! `ReservationRepository`: seat holds, their release (cancel, expiry) and the reads they need.
+//!
+//! Every write is one statement that applies the domain's decision only while the rows are at
+//! the versions the decision read (compare-and-set), so it needs no explicit transaction.
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    CancelOutcome, HoldOutcome, HoldRequest, RepositoryError, ReservationRepository,
+    Booking, HoldState, HoldWrite, ReleaseWrite, RepositoryError, ReservationRepository, Version,
+    Versioned, Written,
 };
-use concert_domain::{Price, Reservation, ReservationId, ReservationStatus, UserId};
+use concert_domain::{Reservation, ReservationId, ReservationStatus, SeatRef, UserHolds, UserId};
 use diesel::prelude::*;
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, RunQueryDsl};
-use time::{Date, OffsetDateTime};
-use uuid::Uuid;
+use diesel::sql_types::{
+    Array, BigInt, Bool, Date as SqlDate, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
+use diesel_async::RunQueryDsl;
+use time::OffsetDateTime;
 
 use crate::cached::CachedExt;
-use crate::catalog::{concert_id, stored_seat_no};
-use crate::error::{Abort, corrupt, from_diesel, settle};
-use crate::locks;
+use crate::columns::{
+    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, ReservationRow, SEAT_COLUMNS, SeatRow,
+    claim_columns, reservation_status, version,
+};
+use crate::error::{corrupt, from_diesel, lost_race};
 use crate::pool::PgPool;
-use crate::schema::{reservations, seats};
 
 #[derive(Debug, Clone)]
 pub struct PgReservationRepository {
@@ -31,59 +35,172 @@ impl PgReservationRepository {
     }
 }
 
-/// A `reservations` row.
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = reservations, check_for_backend(diesel::pg::Pg))]
-pub(crate) struct ReservationRow {
-    id: i64,
-    user_id: Uuid,
-    concert_id: i64,
-    date: Date,
-    seat_no: i32,
-    price: i64,
-    status: String,
-    expires_at: OffsetDateTime,
+const HELD: &str = reservation_status(ReservationStatus::Held);
+const EXPIRED: &str = reservation_status(ReservationStatus::Expired);
+
+/// The statement of [`ReservationRepository::load_hold`]: one snapshot of the seat, the user's
+/// hold version and the deadlines of the user's stored-`HELD` reservations, and a new id.
+fn load_hold_sql() -> String {
+    format!(
+        "SELECT {SEAT_COLUMNS}, \
+                COALESCE((SELECT h.version FROM user_holds h WHERE h.user_id = $1), 0) \
+                  AS holds_version, \
+                ARRAY(SELECT r.expires_at FROM reservations r \
+                      WHERE r.user_id = $1 AND r.status = $5) AS deadlines, \
+                nextval('reservations_id_seq') AS next_id \
+         FROM seats s JOIN concert_dates d ON d.concert_id = s.concert_id AND d.date = s.date \
+         WHERE s.concert_id = $2 AND s.date = $3 AND s.seat_no = $4"
+    )
 }
 
-impl ReservationRow {
-    pub(crate) fn into_domain(self) -> Result<Reservation, RepositoryError> {
-        Ok(Reservation {
-            id: ReservationId::new(self.id).map_err(corrupt)?,
-            user: UserId::from_uuid(self.user_id),
-            concert_id: concert_id(self.concert_id)?,
-            date: self.date,
-            seat_no: stored_seat_no(self.seat_no)?,
-            price: Price::from_stored(self.price),
-            status: ReservationStatus::parse(&self.status)
-                .ok_or_else(|| corrupt(format!("reservation status {:?}", self.status)))?,
-            expires_at: self.expires_at,
-        })
+/// The statement of [`ReservationRepository::save_hold`]. `holder` bumps the user's hold version
+/// only if it is the one read (an upsert: a user's first hold inserts it); `claimed` writes the
+/// seat's new claim only if the seat is at the version read and `holder` went through; the
+/// reservation is inserted only if the claim was written. So either all of it is written or none.
+/// `replaced` writes down the lapsed reservation the seat was taken from (the domain's decision):
+/// the seat's version proves it unchanged since the read; `SKIP LOCKED` leaves it to a sweep or
+/// payment of it that is in flight (which will find the seat gone), so a hold never waits on a
+/// second reservation and cannot deadlock with them.
+const SAVE_HOLD: &str = "WITH holder AS ( \
+         INSERT INTO user_holds AS h (user_id, version) VALUES ($1, $2 + 1) \
+         ON CONFLICT (user_id) DO UPDATE SET version = h.version + 1 WHERE h.version = $2 \
+         RETURNING 1 \
+     ), claimed AS ( \
+         UPDATE seats SET held_by_reservation = $7, held_by_user = $8, held_until = $9, \
+                          sold_to_user = $10, sold_reservation = $11, version = version + 1 \
+         WHERE concert_id = $3 AND date = $4 AND seat_no = $5 AND version = $6 \
+           AND EXISTS (SELECT 1 FROM holder) \
+         RETURNING 1 \
+     ), inserted AS ( \
+         INSERT INTO reservations (id, user_id, concert_id, date, seat_no, price, status, \
+                                   expires_at, created_at, updated_at) \
+         SELECT $12, $1, $3, $4, $5, $13, $14, $15, $16, $16 FROM claimed \
+         RETURNING 1 \
+     ), replaced AS ( \
+         UPDATE reservations SET status = $18, updated_at = $16, version = version + 1 \
+         WHERE id = (SELECT id FROM reservations WHERE id = $17 FOR UPDATE SKIP LOCKED) \
+           AND EXISTS (SELECT 1 FROM claimed) \
+     ) \
+     SELECT EXISTS (SELECT 1 FROM inserted) AS written";
+
+/// The statement of one release (cancel or expiry): lock the reservation and its seat, both at
+/// the versions read, then write the reservation's new status and, when the decision freed the
+/// seat, the seat's new claim.
+const SAVE_RELEASE: &str = "WITH locked AS ( \
+         SELECT 1 FROM reservations r \
+         JOIN seats s ON s.concert_id = r.concert_id AND s.date = r.date AND s.seat_no = r.seat_no \
+         WHERE r.id = $1 AND r.version = $2 AND (NOT $5 OR s.version = $6) \
+         FOR UPDATE OF r, s \
+     ), released AS ( \
+         UPDATE reservations SET status = $3, updated_at = $4, version = version + 1 \
+         WHERE id = $1 AND EXISTS (SELECT 1 FROM locked) \
+         RETURNING concert_id, date, seat_no \
+     ), freed AS ( \
+         UPDATE seats s SET held_by_reservation = $7, held_by_user = $8, held_until = $9, \
+                            sold_to_user = $10, sold_reservation = $11, version = s.version + 1 \
+         FROM released x \
+         WHERE $5 AND s.concert_id = x.concert_id AND s.date = x.date AND s.seat_no = x.seat_no \
+     ) \
+     SELECT EXISTS (SELECT 1 FROM released) AS written";
+
+#[derive(QueryableByName)]
+struct WrittenRow {
+    #[diesel(sql_type = Bool)]
+    written: bool,
+}
+
+fn written(row: Result<WrittenRow, diesel::result::Error>) -> Result<bool, RepositoryError> {
+    match row {
+        Ok(row) => Ok(row.written),
+        Err(error) if lost_race(&error) => Ok(false),
+        Err(error) => Err(from_diesel(error)),
     }
 }
 
-const HELD: &str = "HELD";
-
 #[async_trait]
 impl ReservationRepository for PgReservationRepository {
-    async fn hold(&self, request: &HoldRequest) -> Result<HoldOutcome, RepositoryError> {
+    async fn load_hold(
+        &self,
+        user: UserId,
+        seat: SeatRef,
+    ) -> Result<Option<HoldState>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            seat: SeatRow,
+            #[diesel(sql_type = BigInt)]
+            holds_version: i64,
+            #[diesel(sql_type = Array<Timestamptz>)]
+            deadlines: Vec<OffsetDateTime>,
+            #[diesel(sql_type = BigInt)]
+            next_id: i64,
+        }
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let result = conn
-                    .transaction::<_, Abort<HoldOutcome>, _>(|conn| {
-                        async move { hold_in_transaction(conn, request).await }.scope_boxed()
-                    })
+                let row: Option<Row> = diesel::sql_query(load_hold_sql())
+                    .bind::<SqlUuid, _>(user.get())
+                    .bind::<BigInt, _>(seat.concert_id.get())
+                    .bind::<SqlDate, _>(seat.date)
+                    .bind::<Integer, _>(i32::from(seat.seat_no.get()))
+                    .bind::<Text, _>(HELD)
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let holds_version = if row.holds_version == 0 {
+                    Version::ABSENT
+                } else {
+                    version(row.holds_version)?
+                };
+                Ok(Some(HoldState {
+                    seat: row.seat.into_domain()?,
+                    holds: Versioned::new(UserHolds::new(row.deadlines), holds_version),
+                    next_reservation: ReservationId::new(row.next_id).map_err(corrupt)?,
+                }))
+            })
+            .await
+    }
+
+    async fn save_hold(&self, write: &HoldWrite) -> Result<Written<()>, RepositoryError> {
+        let reservation = &write.granted.reservation;
+        let seat = reservation.seat();
+        let (held_by, held_user, held_until, sold_to, sold_reservation) =
+            claim_columns(write.seat.value.claim());
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let row = diesel::sql_query(SAVE_HOLD)
+                    .bind::<SqlUuid, _>(reservation.user().get())
+                    .bind::<BigInt, _>(write.holds_version.get())
+                    .bind::<BigInt, _>(seat.concert_id.get())
+                    .bind::<SqlDate, _>(seat.date)
+                    .bind::<Integer, _>(i32::from(seat.seat_no.get()))
+                    .bind::<BigInt, _>(write.seat.version.get())
+                    .bind::<Nullable<BigInt>, _>(held_by)
+                    .bind::<Nullable<SqlUuid>, _>(held_user)
+                    .bind::<Nullable<Timestamptz>, _>(held_until)
+                    .bind::<Nullable<SqlUuid>, _>(sold_to)
+                    .bind::<Nullable<BigInt>, _>(sold_reservation)
+                    .bind::<BigInt, _>(reservation.id().get())
+                    .bind::<BigInt, _>(reservation.price().get())
+                    .bind::<Text, _>(reservation_status(reservation.stored_status()))
+                    .bind::<Timestamptz, _>(reservation.expires_at())
+                    .bind::<Timestamptz, _>(write.now)
+                    .bind::<Nullable<BigInt>, _>(write.granted.replaced.map(ReservationId::get))
+                    .bind::<Text, _>(EXPIRED)
+                    .cached()
+                    .get_result::<WrittenRow>(&mut conn)
                     .await;
-                match result {
-                    Ok(row) => Ok(HoldOutcome::Held(row.into_domain()?)),
-                    // The seat does not exist: nobody can hold it.
-                    Err(Abort::Db(DieselError::DatabaseError(
-                        DatabaseErrorKind::ForeignKeyViolation,
-                        _,
-                    ))) => Ok(HoldOutcome::SeatUnavailable),
-                    Err(Abort::Outcome(outcome)) => Ok(outcome),
-                    Err(Abort::Db(e)) => Err(from_diesel(e)),
-                }
+                Ok(if written(row)? {
+                    Written::Done(())
+                } else {
+                    Written::Stale
+                })
             })
             .await
     }
@@ -92,111 +209,112 @@ impl ReservationRepository for PgReservationRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<ReservationRow> = reservations::table
-                    .find(id.get())
-                    .select(ReservationRow::as_select())
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(from_diesel)?;
-                row.map(ReservationRow::into_domain).transpose()
-            })
-            .await
-    }
-
-    async fn cancel(
-        &self,
-        id: ReservationId,
-        user: UserId,
-        now: OffsetDateTime,
-    ) -> Result<CancelOutcome, RepositoryError> {
-        self.pool
-            .run(async {
-                let mut conn = self.pool.get().await?;
-                let result = conn
-                    .transaction::<_, Abort<Option<ReservationRow>>, _>(|conn| {
-                        async move {
-                            // The guard: still the user's, still held, hold not run out at `now`.
-                            let cancelled: Option<ReservationRow> =
-                                diesel::update(reservations::table)
-                                    .filter(reservations::id.eq(id.get()))
-                                    .filter(reservations::user_id.eq(user.get()))
-                                    .filter(reservations::status.eq(HELD))
-                                    .filter(reservations::expires_at.gt(now))
-                                    .set((
-                                        reservations::status
-                                            .eq(ReservationStatus::Cancelled.as_str()),
-                                        reservations::updated_at.eq(now),
-                                    ))
-                                    .returning(ReservationRow::as_returning())
-                                    .cached()
-                                    .get_result(conn)
-                                    .await
-                                    .optional()?;
-                            let Some(row) = cancelled else {
-                                return Err(Abort::Outcome(None));
-                            };
-                            release_seat(conn, &row).await?;
-                            Ok(Some(row))
-                        }
-                        .scope_boxed()
-                    })
-                    .await;
-                match settle(result)? {
-                    Some(row) => Ok(CancelOutcome::Cancelled(row.into_domain()?)),
-                    None => Ok(CancelOutcome::NotHeld),
-                }
-            })
-            .await
-    }
-
-    async fn expire_lapsed(&self, now: OffsetDateTime, batch: u32) -> Result<u64, RepositoryError> {
-        #[derive(QueryableByName)]
-        struct Expired {
-            #[diesel(sql_type = BigInt)]
-            expired: i64,
-        }
-        self.pool
-            .run(async {
-                let mut conn = self.pool.get().await?;
-                // One statement: lock a batch of lapsed holds (skipping rows another transaction
-                // is paying, cancelling or expiring), mark them, and clear the seats that still
-                // carry their claim. A seat already claimed by a newer hold is left alone.
-                let row: Expired = diesel::sql_query(
-                    "WITH lapsed AS ( \
-                         SELECT id FROM reservations \
-                         WHERE status = 'HELD' AND expires_at <= $1 \
-                         ORDER BY expires_at \
-                         LIMIT $2 \
-                         FOR UPDATE SKIP LOCKED \
-                     ), expired AS ( \
-                         UPDATE reservations r SET status = 'EXPIRED', updated_at = $1 \
-                         FROM lapsed WHERE r.id = lapsed.id \
-                         RETURNING r.id, r.concert_id, r.date, r.seat_no \
-                     ), released AS ( \
-                         UPDATE seats s \
-                         SET held_by_reservation = NULL, held_by_user = NULL, held_until = NULL \
-                         FROM expired e \
-                         WHERE s.concert_id = e.concert_id AND s.date = e.date \
-                           AND s.seat_no = e.seat_no AND s.held_by_reservation = e.id \
-                         RETURNING 1 \
-                     ) \
-                     SELECT count(*) AS expired FROM expired",
-                )
-                .bind::<Timestamptz, _>(now)
-                .bind::<BigInt, _>(i64::from(batch))
+                let row: Option<ReservationRow> = diesel::sql_query(format!(
+                    "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.id = $1"
+                ))
+                .bind::<BigInt, _>(id.get())
+                .cached()
                 .get_result(&mut conn)
                 .await
+                .optional()
                 .map_err(from_diesel)?;
-                u64::try_from(row.expired).map_err(corrupt)
+                Ok(row
+                    .map(ReservationRow::into_domain)
+                    .transpose()?
+                    .map(|found| found.value))
+            })
+            .await
+    }
+
+    async fn load_booking(&self, id: ReservationId) -> Result<Option<Booking>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let row: Option<BookingRow> = diesel::sql_query(format!(
+                    "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
+                     WHERE r.id = $1"
+                ))
+                .bind::<BigInt, _>(id.get())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+                row.map(BookingRow::into_domain).transpose()
+            })
+            .await
+    }
+
+    async fn lapsed(
+        &self,
+        now: OffsetDateTime,
+        batch: u32,
+    ) -> Result<Vec<Booking>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                // A read model: the index of stored-HELD reservations by deadline finds the
+                // candidates; the domain decides each expiry (`booking::expire`).
+                let rows: Vec<BookingRow> = diesel::sql_query(format!(
+                    "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
+                     WHERE r.status = $1 AND r.expires_at <= $2 \
+                     ORDER BY r.expires_at LIMIT $3"
+                ))
+                .bind::<Text, _>(HELD)
+                .bind::<Timestamptz, _>(now)
+                .bind::<BigInt, _>(i64::from(batch))
+                .cached()
+                .load(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                rows.into_iter().map(BookingRow::into_domain).collect()
+            })
+            .await
+    }
+
+    async fn save_releases(&self, writes: &[ReleaseWrite]) -> Result<u64, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let mut count = 0;
+                for write in writes {
+                    let reservation = &write.reservation;
+                    let seat_changed = write.seat.is_some();
+                    let (seat_version, claim) = match &write.seat {
+                        Some(seat) => (seat.version.get(), claim_columns(seat.value.claim())),
+                        None => (0, (None, None, None, None, None)),
+                    };
+                    let (held_by, held_user, held_until, sold_to, sold_reservation) = claim;
+                    let row = diesel::sql_query(SAVE_RELEASE)
+                        .bind::<BigInt, _>(reservation.value.id().get())
+                        .bind::<BigInt, _>(reservation.version.get())
+                        .bind::<Text, _>(reservation_status(reservation.value.stored_status()))
+                        .bind::<Timestamptz, _>(write.now)
+                        .bind::<Bool, _>(seat_changed)
+                        .bind::<BigInt, _>(seat_version)
+                        .bind::<Nullable<BigInt>, _>(held_by)
+                        .bind::<Nullable<SqlUuid>, _>(held_user)
+                        .bind::<Nullable<Timestamptz>, _>(held_until)
+                        .bind::<Nullable<SqlUuid>, _>(sold_to)
+                        .bind::<Nullable<BigInt>, _>(sold_reservation)
+                        .cached()
+                        .get_result::<WrittenRow>(&mut conn)
+                        .await;
+                    if written(row)? {
+                        count += 1;
+                    }
+                }
+                Ok(count)
             })
             .await
     }
 
     async fn count_live_holds(&self, now: OffsetDateTime) -> Result<u64, RepositoryError> {
+        use crate::schema::reservations;
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
+                // A read model for the `seat_holds_live` gauge.
                 let count: i64 = reservations::table
                     .filter(reservations::status.eq(HELD))
                     .filter(reservations::expires_at.gt(now))
@@ -208,131 +326,4 @@ impl ReservationRepository for PgReservationRepository {
             })
             .await
     }
-}
-
-/// The hold transaction; any `Err` rolls it back. Two statements after `BEGIN`: the user's lock,
-/// then one statement (data-modifying CTEs) that counts, inserts, claims and tidies. They cannot
-/// be one statement: under READ COMMITTED a statement reads the snapshot taken when it starts, so
-/// the count must start after the lock is held to see every hold committed before it.
-async fn hold_in_transaction(
-    conn: &mut diesel_async::AsyncPgConnection,
-    request: &HoldRequest,
-) -> Result<ReservationRow, Abort<HoldOutcome>> {
-    #[derive(QueryableByName)]
-    struct Attempt {
-        /// The user's holds live at `now`, before this one.
-        #[diesel(sql_type = BigInt)]
-        live: i64,
-        /// The new reservation, when the limit allowed it.
-        #[diesel(sql_type = Nullable<BigInt>)]
-        reservation: Option<i64>,
-        /// Its deadline as stored (microseconds).
-        #[diesel(sql_type = Nullable<Timestamptz>)]
-        expires_at: Option<OffsetDateTime>,
-        /// Whether the seat was free and is now held by it.
-        #[diesel(sql_type = Bool)]
-        claimed: bool,
-    }
-    let user = request.user.get();
-    let now = request.now;
-    let seat_no = i32::from(request.seat_no.get());
-    // 1. Serialise this user's holds across every instance, so the count below cannot be passed
-    //    by two holds committing at once.
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
-        .bind::<Integer, _>(locks::USER_HOLDS)
-        .bind::<SqlUuid, _>(user)
-        .cached()
-        .execute(conn)
-        .await?;
-    // 2. One statement, each step feeding the next:
-    //    - `live`: the limit counts holds that are live at `now`; lapsed ones no longer count;
-    //    - `inserted`: the reservation (so the seat can point at it), only under the limit;
-    //    - `claimed`: the claim, one conditional write. Of any number of racing holds, exactly
-    //      one matches; the others wait for its row lock, re-check the condition on the new row
-    //      version and match nothing. A lapsed hold (`held_until <= now`) is simply overwritten:
-    //      no sweeper is needed for the seat to be free again;
-    //    - `tidied`: the lapsed hold we overwrote reads EXPIRED from now on. SKIP LOCKED: a row
-    //      another transaction is paying, cancelling or sweeping is left to it (it will find the
-    //      seat gone), so this can never wait on, or deadlock with, that transaction. (The new
-    //      reservation is not in this statement's snapshot, so it cannot be picked.)
-    //    An inserted reservation whose claim failed is rolled back with the transaction below.
-    let attempt: Attempt = diesel::sql_query(
-        "WITH live AS ( \
-             SELECT count(*) AS n FROM reservations \
-             WHERE user_id = $1 AND status = 'HELD' AND expires_at > $2 \
-         ), inserted AS ( \
-             INSERT INTO reservations (user_id, concert_id, date, seat_no, price, status, \
-                                       expires_at, created_at, updated_at) \
-             SELECT $1, $3, $4, $5, $6, 'HELD', $7, $2, $2 FROM live WHERE live.n < $8 \
-             RETURNING id, expires_at \
-         ), claimed AS ( \
-             UPDATE seats SET held_by_reservation = inserted.id, held_by_user = $1, held_until = $7 \
-             FROM inserted \
-             WHERE seats.concert_id = $3 AND seats.date = $4 AND seats.seat_no = $5 \
-               AND seats.sold_to_user IS NULL \
-               AND (seats.held_until IS NULL OR seats.held_until <= $2) \
-             RETURNING inserted.id \
-         ), tidied AS ( \
-             UPDATE reservations SET status = 'EXPIRED', updated_at = $2 \
-             WHERE id IN ( \
-                 SELECT id FROM reservations \
-                 WHERE concert_id = $3 AND date = $4 AND seat_no = $5 \
-                   AND status = 'HELD' AND expires_at <= $2 \
-                   AND EXISTS (SELECT 1 FROM claimed) \
-                 FOR UPDATE SKIP LOCKED) \
-         ) \
-         SELECT (SELECT n FROM live) AS live, (SELECT id FROM inserted) AS reservation, \
-                (SELECT expires_at FROM inserted) AS expires_at, \
-                EXISTS (SELECT 1 FROM claimed) AS claimed",
-    )
-    .bind::<SqlUuid, _>(user)
-    .bind::<Timestamptz, _>(now)
-    .bind::<BigInt, _>(request.concert.get())
-    .bind::<diesel::sql_types::Date, _>(request.date)
-    .bind::<Integer, _>(seat_no)
-    .bind::<BigInt, _>(request.price.get())
-    .bind::<Timestamptz, _>(request.until)
-    .bind::<BigInt, _>(i64::from(request.limit.get()))
-    .cached()
-    .get_result(conn)
-    .await?;
-    let live = u32::try_from(attempt.live).unwrap_or(u32::MAX);
-    if request.limit.allows_another(live).is_err() {
-        return Err(Abort::Outcome(HoldOutcome::HoldLimitReached));
-    }
-    let (Some(id), Some(expires_at), true) =
-        (attempt.reservation, attempt.expires_at, attempt.claimed)
-    else {
-        return Err(Abort::Outcome(HoldOutcome::SeatUnavailable));
-    };
-    Ok(ReservationRow {
-        id,
-        user_id: user,
-        concert_id: request.concert.get(),
-        date: request.date,
-        seat_no,
-        price: request.price.get(),
-        status: HELD.to_owned(),
-        expires_at,
-    })
-}
-
-/// Clears the seat claim of a reservation that no longer holds it (only if it still does).
-async fn release_seat(
-    conn: &mut diesel_async::AsyncPgConnection,
-    row: &ReservationRow,
-) -> Result<usize, DieselError> {
-    diesel::update(seats::table)
-        .filter(seats::concert_id.eq(row.concert_id))
-        .filter(seats::date.eq(row.date))
-        .filter(seats::seat_no.eq(row.seat_no))
-        .filter(seats::held_by_reservation.eq(row.id))
-        .set((
-            seats::held_by_reservation.eq(None::<i64>),
-            seats::held_by_user.eq(None::<Uuid>),
-            seats::held_until.eq(None::<OffsetDateTime>),
-        ))
-        .cached()
-        .execute(conn)
-        .await
 }

@@ -28,6 +28,7 @@ diesel::table! {
         held_until -> Nullable<Timestamptz>,
         sold_to_user -> Nullable<Uuid>,
         sold_reservation -> Nullable<BigInt>,
+        version -> BigInt,
     }
 }
 
@@ -43,6 +44,7 @@ diesel::table! {
         expires_at -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> BigInt,
     }
 }
 
@@ -51,6 +53,14 @@ diesel::table! {
         user_id -> Uuid,
         balance -> BigInt,
         updated_at -> Timestamptz,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_holds (user_id) {
+        user_id -> Uuid,
+        version -> BigInt,
     }
 }
 

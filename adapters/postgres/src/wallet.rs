@@ -1,20 +1,21 @@
 //! `WalletRepository`: balances, charges and the ledger.
 
 use async_trait::async_trait;
-use concert_application::ports::{ChargeOutcome, ChargeRequest, RepositoryError, WalletRepository};
+use concert_application::ports::{
+    ChargeWrite, IdempotencyRecord, RepositoryError, Versioned, WalletRepository, Written,
+};
 use concert_domain::wallet::LedgerEntry;
-use concert_domain::{Balance, IdempotencyScope, LedgerEntryId, LedgerKind, UserId};
+use concert_domain::{Balance, IdempotencyScope, LedgerEntryId, UserId, Wallet};
 use diesel::prelude::*;
-use diesel::result::Error as DieselError;
-use diesel_async::scoped_futures::ScopedFutureExt;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{BigInt, Bool, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 
 use crate::cached::CachedExt;
-use crate::error::{Abort, corrupt, from_diesel, settle};
-use crate::idempotency::{claim_key, store_key};
+use crate::columns::{WALLET_COLUMNS, WalletRow, ledger_kind, parse_ledger_kind};
+use crate::error::{corrupt, from_diesel, lost_race};
 use crate::pool::PgPool;
-use crate::schema::{ledger_entries, wallets};
+use crate::schema::ledger_entries;
 
 #[derive(Debug, Clone)]
 pub struct PgWalletRepository {
@@ -27,74 +28,100 @@ impl PgWalletRepository {
     }
 }
 
-/// Creates the user's wallet with balance zero unless it exists (a wallet exists from first use).
-pub(crate) async fn ensure_wallet(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    now: OffsetDateTime,
-) -> Result<(), DieselError> {
-    diesel::insert_into(wallets::table)
-        .values((
-            wallets::user_id.eq(user.get()),
-            wallets::balance.eq(0_i64),
-            wallets::updated_at.eq(now),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await
-        .map(|_| ())
+/// The statement that reads one wallet (`$1`), absent or not.
+pub(crate) fn load_wallet_sql() -> String {
+    format!(
+        "SELECT {WALLET_COLUMNS} FROM (SELECT 1) AS one \
+         LEFT JOIN wallets w ON w.user_id = $1"
+    )
 }
 
-/// Appends one ledger entry; returns its id.
-pub(crate) async fn append_entry(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    kind: LedgerKind,
-    amount: i64,
-    balance_after: i64,
-    at: OffsetDateTime,
-) -> Result<i64, DieselError> {
-    diesel::insert_into(ledger_entries::table)
-        .values((
-            ledger_entries::user_id.eq(user.get()),
-            ledger_entries::kind.eq(kind.as_str()),
-            ledger_entries::amount.eq(amount),
-            ledger_entries::balance_after.eq(balance_after),
-            ledger_entries::at.eq(at),
-        ))
-        .returning(ledger_entries::id)
-        .get_result(conn)
-        .await
+/// The compare-and-set of a wallet's new state, as a CTE named `wallet` for a statement whose
+/// binds are `$1` user, `$2` version read (0: absent), `$3` new balance, `$4` time of the change,
+/// and `$5` whether the write may go ahead (another guard of the same statement). A wallet never
+/// seen is inserted; a wallet written meanwhile (even a new one) makes it write nothing.
+pub(crate) const WALLET_CAS: &str = "wallet AS ( \
+         INSERT INTO wallets AS w (user_id, balance, updated_at) \
+         SELECT $1, $3, $4 WHERE $5 \
+         ON CONFLICT (user_id) DO UPDATE \
+             SET balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at, \
+                 version = w.version + 1 \
+             WHERE w.version = $2 \
+         RETURNING 1 \
+     )";
+
+/// The ledger entry of a change written by [`WALLET_CAS`] (`$6` kind, `$7` signed amount), as a
+/// CTE named `entry`.
+pub(crate) const LEDGER_ENTRY: &str = "entry AS ( \
+         INSERT INTO ledger_entries (user_id, kind, amount, balance_after, at) \
+         SELECT $1, $6, $7, $3, $4 FROM wallet \
+         RETURNING id \
+     )";
+
+fn charge_sql() -> String {
+    format!(
+        "WITH {WALLET_CAS}, {LEDGER_ENTRY}, key AS ( \
+             INSERT INTO idempotency_keys (user_id, scope, key, request_hash, ledger_entry_id, \
+                                           created_at) \
+             SELECT $1, $8, $9, $10, entry.id, $4 FROM entry WHERE $9 IS NOT NULL \
+         ) \
+         SELECT EXISTS (SELECT 1 FROM entry) AS written"
+    )
+}
+
+#[derive(QueryableByName)]
+struct WrittenRow {
+    #[diesel(sql_type = Bool)]
+    written: bool,
 }
 
 #[async_trait]
 impl WalletRepository for PgWalletRepository {
     async fn balance(&self, user: UserId) -> Result<Balance, RepositoryError> {
+        Ok(WalletRepository::load(self, user).await?.value.balance())
+    }
+
+    async fn load(&self, user: UserId) -> Result<Versioned<Wallet>, RepositoryError> {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let balance: Option<i64> = wallets::table
-                    .find(user.get())
-                    .select(wallets::balance)
-                    .first(&mut conn)
+                let row: WalletRow = diesel::sql_query(load_wallet_sql())
+                    .bind::<SqlUuid, _>(user.get())
+                    .cached()
+                    .get_result(&mut conn)
                     .await
-                    .optional()
                     .map_err(from_diesel)?;
-                Balance::new(balance.unwrap_or(0)).map_err(corrupt)
+                row.into_domain(user)
             })
             .await
     }
 
-    async fn charge(&self, request: &ChargeRequest) -> Result<ChargeOutcome, RepositoryError> {
+    async fn save_charge(&self, write: &ChargeWrite) -> Result<Written<()>, RepositoryError> {
+        let wallet = &write.wallet;
+        let (key, hash) = key_binds(write.idempotency.as_ref());
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let result = conn
-                    .transaction::<_, Abort<ChargeOutcome>, _>(|conn| {
-                        async move { charge_in_transaction(conn, request).await }.scope_boxed()
-                    })
+                let row = diesel::sql_query(charge_sql())
+                    .bind::<SqlUuid, _>(wallet.value.user().get())
+                    .bind::<BigInt, _>(wallet.version.get())
+                    .bind::<BigInt, _>(write.change.balance_after.get())
+                    .bind::<Timestamptz, _>(write.change.at)
+                    .bind::<Bool, _>(true)
+                    .bind::<Text, _>(ledger_kind(write.change.kind))
+                    .bind::<BigInt, _>(write.change.amount)
+                    .bind::<Text, _>(IdempotencyScope::Charge.as_str())
+                    .bind::<Nullable<Text>, _>(key)
+                    .bind::<Nullable<Text>, _>(hash)
+                    .cached()
+                    .get_result::<WrittenRow>(&mut conn)
                     .await;
-                settle(result)
+                match row {
+                    Ok(WrittenRow { written: true }) => Ok(Written::Done(())),
+                    Ok(WrittenRow { written: false }) => Ok(Written::Stale),
+                    Err(error) if lost_race(&error) => Ok(Written::Stale),
+                    Err(error) => Err(from_diesel(error)),
+                }
             })
             .await
     }
@@ -129,8 +156,7 @@ impl WalletRepository for PgWalletRepository {
                     .map(|(id, kind, amount, balance_after, at)| {
                         Ok(LedgerEntry {
                             id: LedgerEntryId::new(id).map_err(corrupt)?,
-                            kind: LedgerKind::parse(&kind)
-                                .ok_or_else(|| corrupt(format!("ledger kind {kind:?}")))?,
+                            kind: parse_ledger_kind(&kind)?,
                             amount,
                             balance_after: Balance::new(balance_after).map_err(corrupt)?,
                             at,
@@ -142,51 +168,13 @@ impl WalletRepository for PgWalletRepository {
     }
 }
 
-async fn charge_in_transaction(
-    conn: &mut AsyncPgConnection,
-    request: &ChargeRequest,
-) -> Result<ChargeOutcome, Abort<ChargeOutcome>> {
-    let user = request.user;
-    let amount = request.amount.get();
-    if let Some(record) = &request.idempotency
-        && !claim_key(conn, user, IdempotencyScope::Charge, &record.key).await?
-    {
-        return Err(Abort::Outcome(ChargeOutcome::KeyAlreadyUsed));
+/// The key and request fingerprint binds of an optional idempotency record.
+pub(crate) fn key_binds(record: Option<&IdempotencyRecord>) -> (Option<&str>, Option<&str>) {
+    match record {
+        Some(record) => (
+            Some(record.key.as_str()),
+            Some(record.request_hash.as_str()),
+        ),
+        None => (None, None),
     }
-    ensure_wallet(conn, user, request.now).await?;
-    // The guard: `balance + amount <= max_balance`, written so that it cannot overflow.
-    let headroom = request.max_balance.saturating_sub(amount);
-    let balance: Option<i64> = diesel::update(wallets::table.find(user.get()))
-        .filter(wallets::balance.le(headroom))
-        .set((
-            wallets::balance.eq(wallets::balance + amount),
-            wallets::updated_at.eq(request.now),
-        ))
-        .returning(wallets::balance)
-        .cached()
-        .get_result(conn)
-        .await
-        .optional()?;
-    let Some(balance) = balance else {
-        return Err(Abort::Outcome(ChargeOutcome::BalanceLimitExceeded));
-    };
-    let entry = append_entry(conn, user, LedgerKind::Charge, amount, balance, request.now).await?;
-    if let Some(record) = &request.idempotency {
-        let stored = store_key(
-            conn,
-            user,
-            IdempotencyScope::Charge,
-            record,
-            entry,
-            None,
-            request.now,
-        )
-        .await?;
-        if !stored {
-            return Err(Abort::Outcome(ChargeOutcome::KeyAlreadyUsed));
-        }
-    }
-    let balance = Balance::new(balance)
-        .map_err(|e| Abort::Db(DieselError::DeserializationError(Box::new(e))))?;
-    Ok(ChargeOutcome::Charged(balance))
 }
