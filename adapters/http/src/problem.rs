@@ -22,7 +22,9 @@ use concert_application::ports::RepositoryError;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
+use concert_domain::HoldDenied;
 use concert_domain::ParseError;
+use concert_domain::wallet::ChargeRefused;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -47,7 +49,6 @@ pub enum ErrorCode {
     ReservationExpired,
     InsufficientBalance,
     BalanceLimitExceeded,
-    IdempotencyKeyInUse,
     IdempotencyKeyReused,
     AdminKeyInvalid,
     NotFound,
@@ -60,7 +61,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 22] = [
+    pub const ALL: [Self; 21] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
@@ -74,7 +75,6 @@ impl ErrorCode {
         Self::ReservationExpired,
         Self::InsufficientBalance,
         Self::BalanceLimitExceeded,
-        Self::IdempotencyKeyInUse,
         Self::IdempotencyKeyReused,
         Self::AdminKeyInvalid,
         Self::NotFound,
@@ -100,7 +100,6 @@ impl ErrorCode {
             Self::ReservationExpired => "RESERVATION_EXPIRED",
             Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
             Self::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
-            Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::AdminKeyInvalid => "ADMIN_KEY_INVALID",
             Self::NotFound => "NOT_FOUND",
@@ -129,7 +128,6 @@ impl ErrorCode {
             | Self::ReservationExpired
             | Self::InsufficientBalance
             | Self::BalanceLimitExceeded
-            | Self::IdempotencyKeyInUse
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -155,7 +153,6 @@ impl ErrorCode {
             Self::ReservationExpired => "The reservation's hold has run out",
             Self::InsufficientBalance => "The balance is too low",
             Self::BalanceLimitExceeded => "The balance would exceed its maximum",
-            Self::IdempotencyKeyInUse => "A request with this idempotency key is in flight",
             Self::IdempotencyKeyReused => "The idempotency key was used with another request",
             Self::AdminKeyInvalid => "The admin key is missing or wrong",
             Self::NotFound => "Not found",
@@ -435,14 +432,23 @@ impl From<HoldSeatError> for Problem {
                 format!("concert {concert} has no bookable date {date}"),
             ),
             HoldSeatError::InvalidSeat(error) => error.into(),
-            HoldSeatError::SeatUnavailable { date, seat_no } => Self::new(
-                ErrorCode::SeatUnavailable,
-                format!("seat {seat_no} on {date} is not available"),
-            ),
-            HoldSeatError::HoldLimitReached(limit) => Self::new(
-                ErrorCode::HoldLimitReached,
-                format!("you already hold {limit} seats, the most allowed at once"),
-            ),
+            HoldSeatError::Denied {
+                date,
+                seat_no,
+                denied,
+            } => match denied {
+                HoldDenied::SeatUnavailable(_) => Self::new(
+                    ErrorCode::SeatUnavailable,
+                    format!("seat {seat_no} on {date} is not available"),
+                ),
+                HoldDenied::LimitReached(reached) => Self::new(
+                    ErrorCode::HoldLimitReached,
+                    format!(
+                        "you already hold {} seats, the most allowed at once",
+                        reached.limit
+                    ),
+                ),
+            },
             HoldSeatError::Repository(error) => error.into(),
         }
     }
@@ -488,24 +494,17 @@ fn key_reused() -> Problem {
     )
 }
 
-fn key_in_use() -> Problem {
-    Problem::new(
-        ErrorCode::IdempotencyKeyInUse,
-        "a request with this Idempotency-Key is still being processed; retry shortly",
-    )
-    .with_retry_after(1)
-}
-
 impl From<ChargePointsError> for Problem {
     fn from(error: ChargePointsError) -> Self {
         match error {
             ChargePointsError::InvalidAmount(error) => error.into(),
-            ChargePointsError::BalanceLimitExceeded(max) => Self::new(
-                ErrorCode::BalanceLimitExceeded,
-                format!("the balance after this charge would exceed {max}"),
-            ),
+            ChargePointsError::Refused(ChargeRefused::BalanceLimitExceeded { max_balance }) => {
+                Self::new(
+                    ErrorCode::BalanceLimitExceeded,
+                    format!("the balance after this charge would exceed {max_balance}"),
+                )
+            }
             ChargePointsError::IdempotencyKeyReused => key_reused(),
-            ChargePointsError::IdempotencyKeyInUse => key_in_use(),
             ChargePointsError::Repository(error) => error.into(),
         }
     }
@@ -535,7 +534,6 @@ impl From<PayReservationError> for Problem {
                 format!("the balance {balance} is less than the price {price}"),
             ),
             PayReservationError::IdempotencyKeyReused => key_reused(),
-            PayReservationError::IdempotencyKeyInUse => key_in_use(),
             PayReservationError::Repository(error) => error.into(),
         }
     }

@@ -121,7 +121,7 @@ pub struct HistoryParams {
     responses(
         (status = 200, description = "The balance after the charge", body = BalanceResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 409, description = "BALANCE_LIMIT_EXCEEDED, IDEMPOTENCY_KEY_IN_USE, IDEMPOTENCY_KEY_REUSED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "BALANCE_LIMIT_EXCEEDED, IDEMPOTENCY_KEY_REUSED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),

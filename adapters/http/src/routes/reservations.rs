@@ -76,13 +76,13 @@ pub struct ReservationResponse {
 impl From<Reservation> for ReservationResponse {
     fn from(reservation: Reservation) -> Self {
         Self {
-            reservation_id: reservation.id.get(),
-            concert_id: reservation.concert_id.get(),
-            date: reservation.date,
-            seat_no: reservation.seat_no.get(),
-            price: reservation.price.get(),
-            status: reservation.status.into(),
-            expires_at: utc(reservation.expires_at),
+            reservation_id: reservation.id().get(),
+            concert_id: reservation.concert_id().get(),
+            date: reservation.date(),
+            seat_no: reservation.seat_no().get(),
+            price: reservation.price().get(),
+            status: reservation.stored_status().into(),
+            expires_at: utc(reservation.expires_at()),
         }
     }
 }

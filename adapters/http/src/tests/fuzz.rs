@@ -67,15 +67,7 @@ const CONTENT_TYPES: &[&str] = &[
     "json",
     "application/x-www-form-urlencoded",
 ];
-const KEYS: &[&str] = &[
-    KEY_REPLAYED,
-    KEY_REUSED,
-    KEY_IN_FLIGHT,
-    "k1",
-    "",
-    "a b",
-    "ключ",
-];
+const KEYS: &[&str] = &[KEY_REPLAYED, KEY_REUSED, "k1", "", "a b", "ключ"];
 const FIELDS: &[&str] = &[
     "userId",
     "concertId",

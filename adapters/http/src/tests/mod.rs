@@ -16,20 +16,20 @@ use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::ports::{
-    AdmissionReport, AvailableSeat, CancelOutcome, ChargeOutcome, DateAvailability, DateLookup,
-    HoldOutcome, IdempotentAnswer, InvalidToken, IssuedTicket, MockAdmissionTrigger,
-    MockCatalogRepository, MockClock, MockIdempotencyStore, MockPaymentRepository,
-    MockQueueRepository, MockReadinessProbe, MockReservationRepository, MockTokenSigner,
-    MockWalletRepository, PaymentOutcome, PaymentReceipt, QueueSnapshot, RepositoryError,
-    StoredAnswer, TokenClaims,
+    AdmissionReport, AvailableSeat, Booking, DateAvailability, DateLookup, HoldState,
+    IdempotentAnswer, InvalidToken, IssuedTicket, MockAdmissionTrigger, MockCatalogRepository,
+    MockClock, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
+    MockReadinessProbe, MockReservationRepository, MockTokenSigner, MockWalletRepository,
+    PaymentReceipt, PaymentState, QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims,
+    Version, Versioned, Written,
 };
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
     Balance, Concert, ConcertDate, ConcertId, ConcertTitle, IdempotencyScope, LedgerEntry,
     LedgerEntryId, LedgerKind, PaymentId, Price, QueuePolicy, QueueTicket, Reservation,
-    ReservationId, ReservationStatus, SeatCount, SeatNo, TicketNo, TicketStatus, UserId,
-    WalletLimits,
+    ReservationId, ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef, TicketNo,
+    TicketStatus, UserHolds, UserId, Wallet, WalletLimits,
 };
 use serde_json::Value;
 use time::macros::{date, datetime};
@@ -80,7 +80,6 @@ pub const MAX_CHARGE: i64 = 10_000_000;
 /// Idempotency keys the fake store knows.
 pub const KEY_REPLAYED: &str = "replayed";
 pub const KEY_REUSED: &str = "reused";
-pub const KEY_IN_FLIGHT: &str = "inflight";
 
 const SERVING: i64 = 10;
 
@@ -259,17 +258,29 @@ fn catalog(scenario: Scenario) -> MockCatalogRepository {
     catalog
 }
 
-fn reservation(id: i64, owner: Uuid, status: ReservationStatus) -> Reservation {
-    Reservation {
-        id: ReservationId::new(id).expect("id"),
-        user: user(owner),
-        concert_id: ConcertId::new(1).expect("id"),
-        date: DATE,
-        seat_no: SeatNo::parse(3, SeatCount::DEFAULT).expect("seat"),
-        price: Price::from_stored(120_000),
+fn reservation_until(
+    id: i64,
+    owner: Uuid,
+    status: ReservationStatus,
+    price: i64,
+    expires_at: OffsetDateTime,
+) -> Reservation {
+    Reservation::restore(
+        ReservationId::new(id).expect("id"),
+        user(owner),
+        SeatRef {
+            concert_id: ConcertId::new(1).expect("id"),
+            date: DATE,
+            seat_no: SeatNo::parse(3, SeatCount::DEFAULT).expect("seat"),
+        },
+        Price::from_stored(price),
         status,
-        expires_at: NOW + Duration::minutes(5),
-    }
+        expires_at,
+    )
+}
+
+fn reservation(id: i64, owner: Uuid, status: ReservationStatus) -> Reservation {
+    reservation_until(id, owner, status, 120_000, NOW + Duration::minutes(5))
 }
 
 fn stored_reservation(id: i64) -> Option<Reservation> {
@@ -277,72 +288,111 @@ fn stored_reservation(id: i64) -> Option<Reservation> {
         HELD_A => Some(reservation(id, USER_A, ReservationStatus::Held)),
         HELD_B => Some(reservation(id, USER_B, ReservationStatus::Held)),
         CONFIRMED_A => Some(reservation(id, USER_A, ReservationStatus::Confirmed)),
-        LAPSED_A => Some(Reservation {
-            expires_at: NOW - Duration::minutes(1),
-            ..reservation(id, USER_A, ReservationStatus::Held)
-        }),
-        EXPENSIVE_A => Some(Reservation {
-            price: Price::from_stored(BALANCE + 1),
-            ..reservation(id, USER_A, ReservationStatus::Held)
-        }),
+        LAPSED_A => Some(reservation_until(
+            id,
+            USER_A,
+            ReservationStatus::Held,
+            120_000,
+            NOW - Duration::minutes(1),
+        )),
+        EXPENSIVE_A => Some(reservation_until(
+            id,
+            USER_A,
+            ReservationStatus::Held,
+            BALANCE + 1,
+            NOW + Duration::minutes(5),
+        )),
         _ => None,
     }
 }
 
+/// A stored reservation with the seat it names, claimed as its status says.
+fn stored_booking(id: i64) -> Option<Booking> {
+    let reservation = stored_reservation(id)?;
+    let claim = match reservation.stored_status() {
+        ReservationStatus::Held => SeatClaim::Held {
+            reservation: reservation.id(),
+            holder: reservation.user(),
+            until: reservation.expires_at(),
+        },
+        ReservationStatus::Confirmed => SeatClaim::Sold {
+            reservation: reservation.id(),
+            owner: reservation.user(),
+        },
+        ReservationStatus::Expired | ReservationStatus::Cancelled => SeatClaim::Available,
+    };
+    let seat = Seat::new(reservation.seat_no(), reservation.price(), claim);
+    Some(Booking {
+        reservation: Versioned::new(reservation, Version::new(1)),
+        seat: Versioned::new(seat, Version::new(1)),
+    })
+}
+
 fn reservations() -> MockReservationRepository {
     let mut reservations = MockReservationRepository::new();
-    reservations.expect_hold().returning(|request| {
-        Ok(match i64::from(request.seat_no.get()) {
-            SEAT_TAKEN => HoldOutcome::SeatUnavailable,
-            SEAT_OVER_LIMIT => HoldOutcome::HoldLimitReached,
-            _ => HoldOutcome::Held(Reservation {
-                id: ReservationId::new(HELD_A).expect("id"),
-                user: request.user,
-                concert_id: request.concert,
-                date: request.date,
-                seat_no: request.seat_no,
-                price: request.price,
-                status: ReservationStatus::Held,
-                expires_at: request.until,
-            }),
-        })
+    reservations.expect_load_hold().returning(|caller, seat| {
+        let price = Price::from_stored(120_000);
+        let (claim, holds) = match i64::from(seat.seat_no.get()) {
+            SEAT_TAKEN => (
+                SeatClaim::Held {
+                    reservation: ReservationId::new(HELD_B).expect("id"),
+                    holder: user(USER_B),
+                    until: NOW + Duration::minutes(1),
+                },
+                Vec::new(),
+            ),
+            SEAT_OVER_LIMIT => (SeatClaim::Available, vec![NOW + Duration::minutes(1); 100]),
+            _ => (SeatClaim::Available, Vec::new()),
+        };
+        let _ = caller;
+        Ok(Some(HoldState {
+            seat: Versioned::new(Seat::new(seat.seat_no, price, claim), Version::new(1)),
+            holds: Versioned::new(UserHolds::new(holds), Version::new(1)),
+            next_reservation: ReservationId::new(HELD_A).expect("id"),
+        }))
     });
+    reservations
+        .expect_save_hold()
+        .returning(|_| Ok(Written::Done(())));
     reservations
         .expect_find()
         .returning(|id| Ok(stored_reservation(id.get())));
-    reservations.expect_cancel().returning(|id, _, _| {
-        Ok(if id.get() == HELD_A {
-            CancelOutcome::Cancelled(reservation(HELD_A, USER_A, ReservationStatus::Cancelled))
-        } else {
-            CancelOutcome::NotHeld
-        })
-    });
-    reservations.expect_expire_lapsed().returning(|_, _| Ok(0));
+    reservations
+        .expect_load_booking()
+        .returning(|id| Ok(stored_booking(id.get())));
+    reservations
+        .expect_lapsed()
+        .returning(|_, _| Ok(Vec::new()));
+    reservations
+        .expect_save_releases()
+        .returning(|writes| Ok(writes.len() as u64));
     reservations.expect_count_live_holds().returning(|_| Ok(0));
     reservations
 }
 
+fn stored_wallet(who: UserId) -> Versioned<Wallet> {
+    assert_ne!(
+        who.get(),
+        USER_PANIC,
+        "the fake wallet panics for this user"
+    );
+    Versioned::new(
+        Wallet::new(who, Balance::new(BALANCE).expect("balance"), None),
+        Version::new(1),
+    )
+}
+
 fn wallets() -> MockWalletRepository {
     let mut wallets = MockWalletRepository::new();
-    wallets.expect_balance().returning(|who| {
-        assert_ne!(
-            who.get(),
-            USER_PANIC,
-            "the fake wallet panics for this user"
-        );
-        Ok(Balance::new(BALANCE).expect("balance"))
-    });
-    wallets.expect_charge().returning(|request| {
-        let in_flight = request
-            .idempotency
-            .as_ref()
-            .is_some_and(|record| record.key.as_str() == KEY_IN_FLIGHT);
-        Ok(if in_flight {
-            ChargeOutcome::KeyAlreadyUsed
-        } else {
-            ChargeOutcome::Charged(Balance::new(BALANCE + request.amount.get()).expect("balance"))
-        })
-    });
+    wallets
+        .expect_balance()
+        .returning(|who| Ok(stored_wallet(who).value.balance()));
+    wallets
+        .expect_load()
+        .returning(|who| Ok(stored_wallet(who)));
+    wallets
+        .expect_save_charge()
+        .returning(|_| Ok(Written::Done(())));
     wallets.expect_history().returning(|_, limit, before| {
         let newest = before.map_or(3, |id| id.get() - 1);
         Ok((1..=newest)
@@ -372,10 +422,16 @@ fn receipt(reservation: ReservationId, amount: Price) -> PaymentReceipt {
 
 fn payments() -> MockPaymentRepository {
     let mut payments = MockPaymentRepository::new();
-    payments.expect_pay().returning(|request| {
-        Ok(PaymentOutcome::Paid(receipt(
-            request.reservation,
-            request.amount,
+    payments.expect_load().returning(|id, payer| {
+        Ok(stored_booking(id.get()).map(|booking| PaymentState {
+            booking,
+            wallet: stored_wallet(payer),
+        }))
+    });
+    payments.expect_save().returning(|write| {
+        Ok(Written::Done(receipt(
+            write.reservation.value.id(),
+            write.reservation.value.price(),
         )))
     });
     payments

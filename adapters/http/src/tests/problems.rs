@@ -1,6 +1,10 @@
 //! The problem+json mapping of every use case error: each variant gets its code and status, and
 //! every code of API.md is produced by something.
 
+use concert_domain::HoldDenied;
+use concert_domain::reservation::HoldLimitReached;
+use concert_domain::seat::HoldRefused;
+use concert_domain::wallet::ChargeRefused;
 use std::collections::HashSet;
 
 use axum::response::IntoResponse;
@@ -93,15 +97,21 @@ fn every_error() -> Vec<(Problem, &'static str)> {
             "VALIDATION_FAILED",
         ),
         (
-            HoldSeatError::SeatUnavailable {
+            HoldSeatError::Denied {
                 date: DATE,
                 seat_no: 7,
+                denied: HoldDenied::SeatUnavailable(HoldRefused::HeldByOther),
             }
             .into(),
             "SEAT_UNAVAILABLE",
         ),
         (
-            HoldSeatError::HoldLimitReached(4).into(),
+            HoldSeatError::Denied {
+                date: DATE,
+                seat_no: 7,
+                denied: HoldDenied::LimitReached(HoldLimitReached { limit: 4 }),
+            }
+            .into(),
             "HOLD_LIMIT_REACHED",
         ),
         (
@@ -133,16 +143,15 @@ fn every_error() -> Vec<(Problem, &'static str)> {
             "VALIDATION_FAILED",
         ),
         (
-            ChargePointsError::BalanceLimitExceeded(MAX_BALANCE).into(),
+            ChargePointsError::Refused(ChargeRefused::BalanceLimitExceeded {
+                max_balance: MAX_BALANCE,
+            })
+            .into(),
             "BALANCE_LIMIT_EXCEEDED",
         ),
         (
             ChargePointsError::IdempotencyKeyReused.into(),
             "IDEMPOTENCY_KEY_REUSED",
-        ),
-        (
-            ChargePointsError::IdempotencyKeyInUse.into(),
-            "IDEMPOTENCY_KEY_IN_USE",
         ),
         (
             ChargePointsError::Repository(unavailable()).into(),
@@ -187,10 +196,6 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         (
             PayReservationError::IdempotencyKeyReused.into(),
             "IDEMPOTENCY_KEY_REUSED",
-        ),
-        (
-            PayReservationError::IdempotencyKeyInUse.into(),
-            "IDEMPOTENCY_KEY_IN_USE",
         ),
         (
             PayReservationError::Repository(unexpected()).into(),
@@ -286,7 +291,6 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("RESERVATION_EXPIRED", 409),
         ("INSUFFICIENT_BALANCE", 409),
         ("BALANCE_LIMIT_EXCEEDED", 409),
-        ("IDEMPOTENCY_KEY_IN_USE", 409),
         ("IDEMPOTENCY_KEY_REUSED", 409),
         ("ADMIN_KEY_INVALID", 401),
         ("NOT_FOUND", 404),
