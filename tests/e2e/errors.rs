@@ -402,33 +402,30 @@ async fn admin_and_router_errors() -> anyhow::Result<()> {
     app.shutdown().await
 }
 
-/// A charge whose key is held by a request still in flight (simulated by holding the key's
-/// advisory lock from a database session, as the first request's transaction would) waits, then
-/// answers `409 IDEMPOTENCY_KEY_IN_USE`; once the first finishes, the key is processed anew.
+/// Twins in flight: many charges with one key sent at once. Every one answers the first
+/// answer and the balance grows once: a twin that loses the race to write finds the key stored
+/// with the winner's effect and replays it (this implementation never answers
+/// `IDEMPOTENCY_KEY_IN_USE`).
 #[tokio::test(flavor = "multi_thread")]
-async fn a_key_in_flight_is_in_use() -> anyhow::Result<()> {
-    use diesel::sql_types::Text;
-    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
-
+async fn twins_in_flight_charge_once_and_share_the_answer() -> anyhow::Result<()> {
     let app = TestApp::spawn().await?;
     let client = &app.client;
     let user = Uuid::new_v4();
-    let mut session = app.database.connect().await?;
-    // The adapter's lock for (user, scope, key); see adapters/postgres/src/idempotency.rs.
-    diesel::sql_query("SELECT pg_advisory_lock(1129512963, hashtext($1))")
-        .bind::<Text, _>(format!("{user} charge in-flight-key"))
-        .execute(&mut session)
+    let twins = (0..20).map(|_| client.charge(user, 100, Some("twin-key")));
+    let answers = futures::future::try_join_all(twins).await?;
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        assert_eq!(answer.body["balance"], 100, "{}", answer.text);
+    }
+    assert_eq!(client.balance(user).await?, 100, "charged once");
+    let history = client
+        .get(&format!("/v1/users/{user}/points/history"), None)
         .await?;
-    let answer = client.charge(user, 100, Some("in-flight-key")).await?;
-    assert_problem(&answer, StatusCode::CONFLICT, "IDEMPOTENCY_KEY_IN_USE");
-    assert_eq!(client.balance(user).await?, 0, "nothing was charged");
-
-    session
-        .batch_execute("SELECT pg_advisory_unlock_all()")
-        .await?;
-    let answer = client.charge(user, 100, Some("in-flight-key")).await?;
-    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
-    assert_eq!(client.balance(user).await?, 100);
-    drop(session);
+    assert_eq!(
+        history.body["entries"].as_array().map(Vec::len),
+        Some(1),
+        "one ledger entry: {}",
+        history.text
+    );
     app.shutdown().await
 }
