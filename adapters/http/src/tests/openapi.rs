@@ -1,9 +1,9 @@
-//! The OpenAPI document: every endpoint of API.md, with its schemas, problem+json errors and
+//! The OpenAPI document: every endpoint of docs/API.md, with its schemas, problem+json errors and
 //! security schemes.
 
 use super::*;
 
-/// Every operation of API.md sections 1–7 (and the document itself).
+/// Every operation of docs/API.md sections 1–7 (and the document itself).
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queue/tokens"),
     ("get", "/v1/queue/status"),
