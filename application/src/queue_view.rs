@@ -1,6 +1,6 @@
 //! This instance's view of the line: the serving counter and the admission rate, refreshed from
 //! the database a few times a second so that a waiting user's poll needs no database round trip.
-//! API.md allows the view to lag the database by up to one second.
+//! docs/API.md §1.2 allows the view to lag the database by up to one second.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};

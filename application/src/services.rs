@@ -42,7 +42,7 @@ pub struct Ports {
     pub admission: Arc<dyn AdmissionTrigger>,
 }
 
-/// The business settings of API.md section 8.
+/// The business settings of docs/API.md section 8.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub queue: QueuePolicy,

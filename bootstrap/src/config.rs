@@ -1,4 +1,4 @@
-//! Configuration: every setting of API.md section 8 as an environment variable with a
+//! Configuration: every setting of docs/API.md section 8 as an environment variable with a
 //! command-line flag of the same meaning, checked at start with a clear message.
 
 use std::net::SocketAddr;
@@ -180,7 +180,7 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_seconds)
     }
 
-    /// The defaults of API.md, for tests and embedding: as if no variable and no flag were set.
+    /// The defaults of docs/API.md §8, for tests and embedding: as if no variable or flag were set.
     pub fn defaults() -> Self {
         Self::parse_from(["concert-server"])
     }

@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Payments wake the admission job at most this often. Without a gap, a stream of payments runs
 /// admission steps back to back (each takes the exclusive queue lock and scans the active tickets);
-/// with it, a freed place is still filled within this gap, far inside the second API.md allows.
+/// with it, a freed place is still filled within this gap, far inside docs/API.md's one second.
 const ADMISSION_WAKE_GAP: Duration = Duration::from_millis(50);
 const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the offset to the database's clock is measured again (machine clocks drift slowly).

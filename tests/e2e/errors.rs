@@ -1,4 +1,4 @@
-//! Every error `code` of API.md, answered as problem+json with the documented status.
+//! Every error `code` of docs/API.md, answered as problem+json with the documented status.
 
 use concert_e2e::{Answer, TestApp};
 use reqwest::{Method, StatusCode};

@@ -1,4 +1,4 @@
-//! The whole journey of API.md: token → wait → active → dates → seats → hold → charge → pay →
+//! The whole journey of docs/API.md: token → wait → active → dates → seats → hold → charge → pay →
 //! token expired → next user admitted.
 
 use std::time::Duration;

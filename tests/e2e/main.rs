@@ -1,5 +1,5 @@
 //! End-to-end tests: the real server, in process on a random port, over a fresh PostgreSQL
-//! database per test, driven over HTTP exactly as API.md describes.
+//! database per test, driven over HTTP exactly as docs/API.md describes.
 
 mod errors;
 mod expiry;

@@ -140,7 +140,7 @@ impl Answer {
     }
 }
 
-/// A client with one helper per endpoint of API.md.
+/// A client with one helper per endpoint of docs/API.md.
 #[derive(Clone, Debug)]
 pub struct Client {
     base: String,

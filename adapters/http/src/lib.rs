@@ -1,4 +1,4 @@
-//! The HTTP adapter of the concert booking service: the axum route table of API.md, problem+json
+//! The HTTP adapter of the concert booking service: the route table of docs/API.md, problem+json
 //! errors, request ids, metrics, OpenAPI 3.1 at `/openapi.json` and Swagger UI at `/docs`.
 //!
 //! Handlers hold no business rule: each parses its input into domain values, calls one use case
@@ -60,7 +60,7 @@ impl AppState {
     }
 }
 
-/// The documented route table: every endpoint of API.md, registered together with its OpenAPI
+/// The documented route table: every endpoint of docs/API.md, registered together with its OpenAPI
 /// operation so the two cannot drift apart.
 fn api_routes() -> OpenApiRouter<AppState> {
     use routes::{admin, catalog, operations, payments, points, queue, reservations};

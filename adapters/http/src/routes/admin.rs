@@ -1,4 +1,4 @@
-//! Section 6 of API.md: administration (`Authorization: Bearer <ADMIN_API_KEY>`).
+//! Section 6 of docs/API.md: administration (`Authorization: Bearer <ADMIN_API_KEY>`).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Section 2 of API.md: the catalog (ACTIVE token).
+//! Section 2 of docs/API.md: the catalog (ACTIVE token).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Section 7 of API.md: health, metrics and the API description.
+//! Section 7 of docs/API.md: health, metrics and the API description.
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Section 5 of API.md: payment of a held reservation (ACTIVE token, or a retry with the key of
+//! Section 5 of docs/API.md: paying a held reservation (ACTIVE token, or a retry with the key of
 //! a payment that already ended the token).
 
 use axum::Json;

@@ -1,4 +1,4 @@
-//! Section 4 of API.md: prepaid points (no token).
+//! Section 4 of docs/API.md: prepaid points (no token).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Section 1 of API.md: the waiting queue.
+//! Section 1 of docs/API.md: the waiting queue.
 
 use axum::Json;
 use axum::extract::State;

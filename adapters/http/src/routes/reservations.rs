@@ -1,4 +1,4 @@
-//! Section 3 of API.md: seat holds (ACTIVE token).
+//! Section 3 of docs/API.md: seat holds (ACTIVE token).
 
 use axum::Json;
 use axum::extract::State;

@@ -1,4 +1,4 @@
-//! Every endpoint of API.md sections 1–7 through the real router: success shapes and the
+//! Every endpoint of docs/API.md sections 1–7 through the real router: success shapes and the
 //! business refusals of each.
 
 use serde_json::json;

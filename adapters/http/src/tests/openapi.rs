@@ -1,9 +1,9 @@
-//! The OpenAPI document: every endpoint of API.md, with its schemas, problem+json errors and
+//! The OpenAPI document: every endpoint of docs/API.md, with its schemas, problem+json errors and
 //! security schemes.
 
 use super::*;
 
-/// Every operation of API.md sections 1–7 (and the document itself).
+/// Every operation of docs/API.md sections 1–7 (and the document itself).
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queue/tokens"),
     ("get", "/v1/queue/status"),
@@ -180,4 +180,38 @@ fn schemas_use_the_contract_field_names() {
     );
     let codes = schemas["ErrorCode"]["enum"].as_array().expect("codes");
     assert_eq!(codes.len(), crate::problem::ErrorCode::ALL.len());
+}
+
+/// The checked-in copy of the served document, relative to this crate.
+const CHECKED_IN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+
+/// `docs/openapi.json` is the document `/openapi.json` serves, so a change of the API shows up in
+/// review as a diff of that file. `UPDATE_OPENAPI=1` rewrites the file instead of comparing.
+#[tokio::test]
+async fn the_served_document_matches_docs_openapi_json() {
+    let served = get("/openapi.json").send(&app().await).await.ok(200);
+    let mut pretty = serde_json::to_string_pretty(&served).expect("json");
+    pretty.push('\n');
+
+    if std::env::var_os("UPDATE_OPENAPI").is_some_and(|value| value == "1") {
+        std::fs::write(CHECKED_IN, &pretty)
+            .unwrap_or_else(|error| panic!("cannot write {CHECKED_IN}: {error}"));
+        return;
+    }
+    let refresh = "If the API change is intended, refresh the file and commit it:\n\n    \
+        UPDATE_OPENAPI=1 cargo test -p concert-http the_served_document_matches_docs_openapi_json\n";
+    let checked_in = std::fs::read_to_string(CHECKED_IN)
+        .unwrap_or_else(|error| panic!("cannot read {CHECKED_IN}: {error}\n{refresh}"));
+    if checked_in != pretty {
+        let first_difference = checked_in
+            .lines()
+            .zip(pretty.lines())
+            .position(|(old, new)| old != new)
+            .unwrap_or_else(|| checked_in.lines().count().min(pretty.lines().count()));
+        panic!(
+            "docs/openapi.json differs from the document the server serves at /openapi.json \
+             (first at line {}).\n{refresh}",
+            first_difference + 1
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! The problem+json mapping of every use case error: each variant gets its code and status, and
-//! every code of API.md is produced by something.
+//! every code of docs/API.md is produced by something.
 
 use concert_domain::HoldDenied;
 use concert_domain::reservation::HoldLimitReached;
