@@ -53,16 +53,21 @@ fn load_hold_sql() -> String {
     )
 }
 
-/// The statement of [`ReservationRepository::save_hold`]. `holder` bumps the user's hold version
-/// only if it is the one read (an upsert: a user's first hold inserts it); `claimed` writes the
-/// seat's new claim only if the seat is at the version read and `holder` went through; the
-/// reservation is inserted only if the claim was written. So either all of it is written or none.
+/// The statement of [`ReservationRepository::save_hold`]. `seat` locks the seat only if it is at
+/// the version read; `holder` bumps the user's hold version only if the seat was locked and the
+/// hold version is the one read (an upsert: a user's first hold inserts it); `claimed` writes the
+/// seat's new claim only if `holder` went through; the reservation is inserted only if the claim
+/// was written. So either all of it is written or none.
 /// `replaced` writes down the lapsed reservation the seat was taken from (the domain's decision):
 /// the seat's version proves it unchanged since the read; `SKIP LOCKED` leaves it to a sweep or
 /// payment of it that is in flight (which will find the seat gone), so a hold never waits on a
 /// second reservation and cannot deadlock with them.
-const SAVE_HOLD: &str = "WITH holder AS ( \
-         INSERT INTO user_holds AS h (user_id, version) VALUES ($1, $2 + 1) \
+const SAVE_HOLD: &str = "WITH seat AS ( \
+         SELECT 1 FROM seats \
+         WHERE concert_id = $3 AND date = $4 AND seat_no = $5 AND version = $6 \
+         FOR UPDATE \
+     ), holder AS ( \
+         INSERT INTO user_holds AS h (user_id, version) SELECT $1, $2 + 1 FROM seat \
          ON CONFLICT (user_id) DO UPDATE SET version = h.version + 1 WHERE h.version = $2 \
          RETURNING 1 \
      ), claimed AS ( \
