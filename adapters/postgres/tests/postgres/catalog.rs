@@ -174,23 +174,8 @@ async fn seat_list_leaves_out_sold_seats_and_live_holds_but_not_lapsed_ones() {
     let buyer = user();
     crate::support::charge(&ctx, buyer, 1_000_000).await;
     let sold = hold(&ctx, buyer, id, 2, NOW).await;
-    let paid = concert_application::ports::PaymentRepository::pay(
-        &ctx.payments(),
-        &concert_application::ports::PaymentRequest {
-            user: buyer,
-            reservation: sold.id,
-            amount: sold.price,
-            ticket: concert_domain::TicketNo::new(1).expect("ticket"),
-            now: NOW,
-            idempotency: None,
-        },
-    )
-    .await
-    .expect("pay");
-    assert!(matches!(
-        paid,
-        concert_application::ports::PaymentOutcome::Paid(_)
-    ));
+    let ticket = crate::support::active_ticket(&ctx, buyer).await;
+    crate::support::pay(&ctx, sold.id(), buyer, crate::support::active(ticket), NOW).await;
     hold(&ctx, user(), id, 4, NOW).await;
 
     let seats = ctx

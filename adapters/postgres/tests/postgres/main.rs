@@ -9,6 +9,7 @@ mod clock;
 mod idempotency;
 mod payments;
 mod queue;
+mod queue_races;
 mod races;
 mod reservations;
 mod startup;

@@ -1,53 +1,65 @@
-//! `PgPaymentRepository`: the hold-to-sale transaction.
+//! `PgPaymentRepository`'s contract: the reservation, its seat and the payer's wallet load with
+//! their versions; the payment is written in one step over all three (with its ledger entry,
+//! payment row, ended ticket and key row), or nothing is.
 
 use concert_application::ports::{
-    PaymentOutcome, PaymentRepository, PaymentRequest, QueueRepository, ReservationRepository,
-    WalletRepository,
+    PaymentRepository, ReservationRepository, TicketEnd, Version, WalletRepository, Written,
 };
+use concert_domain::booking::{self, PaymentDenied};
+use concert_domain::reservation::PayRefused;
 use concert_domain::wallet::LedgerKind;
-use concert_domain::{QueuePolicy, Reservation, ReservationStatus, TicketNo, TicketStatus, UserId};
-use time::{Duration, OffsetDateTime};
+use concert_domain::{ReservationId, ReservationStatus, SeatClaim, TicketStatus, Wallet};
+use time::Duration;
 
-use crate::support::{Ctx, HOLD_TTL, NOW, charge, concert, hold, user};
+use crate::support::{
+    Ctx, HOLD_TTL, NOW, PRICE, active, active_ticket, charge, concert, decide_payment, hold, key,
+    pay, ticket_status, user, waiting_ticket,
+};
 
-pub fn pay_request(
-    reservation: &Reservation,
-    user: UserId,
-    ticket: TicketNo,
-    now: OffsetDateTime,
-) -> PaymentRequest {
-    PaymentRequest {
-        user,
-        reservation: reservation.id,
-        amount: reservation.price,
-        ticket,
-        now,
-        idempotency: None,
-    }
-}
+#[tokio::test(flavor = "multi_thread")]
+async fn load_returns_the_reservation_its_seat_and_the_payers_wallet_with_versions() {
+    let ctx = Ctx::new().await;
+    let id = concert(&ctx, 10).await;
+    let buyer = user();
+    let reservation = hold(&ctx, buyer, id, 9, NOW).await;
+    let payments = ctx.payments();
 
-/// An admitted (ACTIVE) ticket for `user`.
-pub async fn active_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
-    let queue = ctx.queue();
-    let issued = queue
-        .issue(user, NOW, &QueuePolicy::default())
+    let state = payments
+        .load(reservation.id(), buyer)
         .await
-        .expect("issue");
-    queue
-        .admit(&concert_domain::QueuePolicy::default(), NOW)
+        .expect("load")
+        .expect("stored");
+    assert_eq!(state.booking.reservation.value, reservation);
+    assert_eq!(state.booking.reservation.version, Version::new(1));
+    assert_eq!(state.booking.seat.version, Version::new(2));
+    assert_eq!(state.wallet.version, Version::ABSENT, "no wallet yet");
+    assert_eq!(state.wallet.value, Wallet::empty(buyer));
+
+    charge(&ctx, buyer, 200_000).await;
+    let state = payments
+        .load(reservation.id(), buyer)
         .await
-        .expect("admit");
-    let ticket = queue
-        .find(issued.ticket.ticket)
+        .expect("load")
+        .expect("stored");
+    assert_eq!(state.wallet.version, Version::new(1));
+    assert_eq!(state.wallet.value.balance().get(), 200_000);
+    assert_eq!(state.wallet.value.last_change_at(), Some(NOW));
+    // Another payer's wallet is loaded as theirs (the domain then refuses: not theirs).
+    let stranger = user();
+    let theirs = payments
+        .load(reservation.id(), stranger)
         .await
-        .expect("find")
-        .expect("ticket");
-    assert_eq!(ticket.status, TicketStatus::Active);
-    ticket.ticket
+        .expect("load")
+        .expect("stored");
+    assert_eq!(theirs.wallet.value, Wallet::empty(stranger));
+    let missing = ReservationId::new(reservation.id().get() + 1000).expect("id");
+    assert!(payments.load(missing, buyer).await.expect("load").is_none());
+    ctx.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn payment_confirms_sells_debits_records_and_ends_the_ticket_at_once() {
+async fn a_payment_writes_the_sale_the_debit_the_entry_the_payment_the_ticket_and_the_key_at_once()
+{
     let ctx = Ctx::new().await;
     let id = concert(&ctx, 10).await;
     let buyer = user();
@@ -56,177 +68,271 @@ async fn payment_confirms_sells_debits_records_and_ends_the_ticket_at_once() {
     let reservation = hold(&ctx, buyer, id, 9, NOW).await;
     let at = NOW + Duration::minutes(1);
 
-    let outcome = ctx
-        .payments()
-        .pay(&pay_request(&reservation, buyer, ticket, at))
-        .await
-        .expect("pay");
-    let PaymentOutcome::Paid(receipt) = outcome else {
-        panic!("expected a payment, got {outcome:?}");
+    let mut write = decide_payment(&ctx, reservation.id(), buyer, active(ticket), at).await;
+    write.idempotency = Some(key("pay-1"));
+    let Written::Done(receipt) = ctx.payments().save(&write).await.expect("save") else {
+        panic!("expected the payment to be written");
     };
-    assert_eq!(receipt.reservation_id, reservation.id);
-    assert_eq!(receipt.amount.get(), 120_000);
+    assert_eq!(receipt.reservation_id, reservation.id());
+    assert_eq!(receipt.amount.get(), PRICE);
     assert_eq!(receipt.balance.get(), 80_000);
     assert_eq!(receipt.paid_at, at);
 
-    let stored = ctx
+    let booking = ctx
         .reservations()
-        .find(reservation.id)
+        .load_booking(reservation.id())
         .await
-        .expect("find")
+        .expect("load")
         .expect("stored");
-    assert_eq!(stored.status, ReservationStatus::Confirmed);
     assert_eq!(
-        ctx.wallets().balance(buyer).await.expect("balance").get(),
-        80_000
+        booking.reservation.value.stored_status(),
+        ReservationStatus::Confirmed
     );
+    assert_eq!(booking.reservation.version, Version::new(2));
+    assert_eq!(booking.seat.version, Version::new(3));
+    assert_eq!(
+        booking.seat.value.claim(),
+        SeatClaim::Sold {
+            reservation: reservation.id(),
+            owner: buyer
+        }
+    );
+    let wallet = ctx.wallets().load(buyer).await.expect("load");
+    assert_eq!(wallet.version, Version::new(2));
+    assert_eq!(wallet.value.balance().get(), 80_000);
+    assert_eq!(wallet.value.last_change_at(), Some(at));
     let history = ctx
         .wallets()
         .history(buyer, 10, None)
         .await
         .expect("history");
+    assert_eq!(history.len(), 2, "the charge and exactly one payment entry");
     assert_eq!(history[0].kind, LedgerKind::Payment);
-    assert_eq!(history[0].amount, -120_000);
+    assert_eq!(history[0].amount, -PRICE);
     assert_eq!(history[0].balance_after.get(), 80_000);
+    assert_eq!(history[0].at, at);
     assert_eq!(
         ctx.count(&format!(
-            "SELECT count(*) AS count FROM seats WHERE seat_no = 9 AND sold_to_user = '{buyer}' \
-             AND sold_reservation = {} AND held_by_reservation IS NULL",
-            reservation.id.get()
+            "SELECT count(*) AS count FROM payments WHERE id = {} AND reservation_id = {} \
+             AND user_id = '{buyer}' AND amount = {PRICE} AND ledger_entry_id = {}",
+            receipt.payment_id.get(),
+            reservation.id().get(),
+            history[0].id.get()
         ))
         .await,
         1
     );
     assert_eq!(
         ctx.count(&format!(
-            "SELECT count(*) AS count FROM payments WHERE id = {} AND ledger_entry_id = {}",
+            "SELECT count(*) AS count FROM idempotency_keys WHERE user_id = '{buyer}' \
+             AND scope = 'payment' AND key = 'pay-1' AND payment_id = {} \
+             AND ledger_entry_id = {}",
             receipt.payment_id.get(),
             history[0].id.get()
         ))
         .await,
         1
     );
-    let ended = ctx
-        .queue()
-        .find(ticket)
-        .await
-        .expect("find")
-        .expect("ticket");
-    assert_eq!(ended.status, TicketStatus::Expired);
-    // A second payment of a paid reservation: not held any more, nothing moves.
+    assert_eq!(ticket_status(&ctx, ticket).await, "EXPIRED");
+
+    // The same write again: every version it names is old now; nothing moves.
+    let before = ctx.rows().await;
     assert_eq!(
-        ctx.payments()
-            .pay(&pay_request(&reservation, buyer, ticket, at))
-            .await
-            .expect("pay"),
-        PaymentOutcome::ReservationNotHeld
+        ctx.payments().save(&write).await.expect("save"),
+        Written::Stale
     );
-    assert_eq!(
-        ctx.wallets().balance(buyer).await.expect("balance").get(),
-        80_000
-    );
+    assert_eq!(ctx.rows().await, before);
     ctx.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn insufficient_balance_changes_nothing_and_the_hold_stays() {
-    let ctx = Ctx::new().await;
-    let id = concert(&ctx, 10).await;
-    let buyer = user();
-    charge(&ctx, buyer, 119_999).await;
-    let ticket = active_ticket(&ctx, buyer).await;
-    let reservation = hold(&ctx, buyer, id, 1, NOW).await;
-
-    assert_eq!(
-        ctx.payments()
-            .pay(&pay_request(&reservation, buyer, ticket, NOW))
-            .await
-            .expect("pay"),
-        PaymentOutcome::InsufficientBalance
-    );
-    assert_eq!(
-        ctx.wallets().balance(buyer).await.expect("balance").get(),
-        119_999
-    );
-    assert_eq!(
-        ctx.reservations()
-            .find(reservation.id)
-            .await
-            .expect("find")
-            .expect("stored")
-            .status,
-        ReservationStatus::Held
-    );
-    assert_eq!(
-        ctx.queue()
-            .find(ticket)
-            .await
-            .expect("find")
-            .expect("ticket")
-            .status,
-        TicketStatus::Active,
-        "a refused payment keeps the ticket"
-    );
-    assert_eq!(ctx.count("SELECT count(*) AS count FROM payments").await, 0);
-    // Topped up, the same hold is paid.
-    charge(&ctx, buyer, 1).await;
-    assert!(matches!(
-        ctx.payments().pay(&pay_request(&reservation, buyer, ticket, NOW)).await.expect("pay"),
-        PaymentOutcome::Paid(receipt) if receipt.balance.get() == 0
-    ));
-    ctx.finish().await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn lapsed_cancelled_or_foreign_reservations_are_refused() {
+async fn the_ticket_ends_only_if_it_is_still_in_the_status_read_and_never_blocks_the_sale() {
     let ctx = Ctx::new().await;
     let id = concert(&ctx, 10).await;
     let buyer = user();
     charge(&ctx, buyer, 1_000_000).await;
     let ticket = active_ticket(&ctx, buyer).await;
-    let payments = ctx.payments();
+    let first = hold(&ctx, buyer, id, 1, NOW).await;
+    let second = hold(&ctx, buyer, id, 2, NOW).await;
+    // Decided on an active ticket, written after the ticket ended meanwhile (its deadline).
+    let write = decide_payment(&ctx, first.id(), buyer, active(ticket), NOW).await;
+    ctx.execute(&format!(
+        "UPDATE queue_tickets SET status = 'EXPIRED', ended_at = '2030-06-01T11:00:00Z' \
+         WHERE ticket = {}",
+        ticket.get()
+    ))
+    .await;
+    assert!(matches!(
+        ctx.payments().save(&write).await.expect("save"),
+        Written::Done(_)
+    ));
+    assert_eq!(
+        ctx.count(&format!(
+            "SELECT count(*) AS count FROM queue_tickets WHERE ticket = {} \
+             AND status = 'EXPIRED' AND ended_at = '2030-06-01T11:00:00Z'",
+            ticket.get()
+        ))
+        .await,
+        1,
+        "not in the status read: left alone"
+    );
+    // A waiting ticket read as waiting is ended by the payment.
+    let waiting = waiting_ticket(&ctx, buyer).await;
+    let ended = TicketEnd {
+        ticket: waiting,
+        read_as: TicketStatus::Waiting,
+    };
+    pay(&ctx, second.id(), buyer, ended, NOW).await;
+    assert_eq!(ticket_status(&ctx, waiting).await, "EXPIRED");
+    ctx.finish().await;
+}
 
-    let lapsing = hold(&ctx, buyer, id, 1, NOW).await;
+/// A payment decided over versions, one of which is then bumped by `bump` (another write of that
+/// row alone): stale, and nothing written.
+async fn stale_after(bump: &str) {
+    let ctx = Ctx::new().await;
+    let id = concert(&ctx, 10).await;
+    let buyer = user();
+    charge(&ctx, buyer, 1_000_000).await;
+    let ticket = active_ticket(&ctx, buyer).await;
+    let reservation = hold(&ctx, buyer, id, 3, NOW).await;
+    let mut write = decide_payment(&ctx, reservation.id(), buyer, active(ticket), NOW).await;
+    write.idempotency = Some(key("stale"));
+    ctx.execute(&bump.replace("{reservation}", &reservation.id().get().to_string()))
+        .await;
+    let before = ctx.rows().await;
+
     assert_eq!(
-        payments
-            .pay(&pay_request(&lapsing, buyer, ticket, NOW + HOLD_TTL))
-            .await
-            .expect("pay"),
-        PaymentOutcome::HoldLapsed
+        ctx.payments().save(&write).await.expect("save"),
+        Written::Stale,
+        "after {bump}"
     );
-    let cancelled = hold(&ctx, buyer, id, 2, NOW).await;
-    ctx.reservations()
-        .cancel(cancelled.id, buyer, NOW)
+    assert_eq!(ctx.rows().await, before, "nothing written after {bump}");
+    // Decided again on what is stored now, it goes through.
+    pay(&ctx, reservation.id(), buyer, active(ticket), NOW).await;
+    assert_eq!(ctx.count("SELECT count(*) AS count FROM payments").await, 1);
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_over_an_older_reservation_version_is_stale() {
+    stale_after("UPDATE reservations SET version = version + 1 WHERE id = {reservation}").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_over_an_older_seat_version_is_stale() {
+    stale_after("UPDATE seats SET version = version + 1 WHERE seat_no = 3").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_over_an_older_wallet_version_is_stale() {
+    stale_after("UPDATE wallets SET version = version + 1").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_decided_before_a_lapse_cannot_sell_a_seat_taken_over_since() {
+    let ctx = Ctx::new().await;
+    let id = concert(&ctx, 10).await;
+    let buyer = user();
+    charge(&ctx, buyer, 1_000_000).await;
+    let ticket = active_ticket(&ctx, buyer).await;
+    let reservation = hold(&ctx, buyer, id, 4, NOW).await;
+    // An instance whose clock is a second behind decides the payment while the hold is live ...
+    let write = decide_payment(
+        &ctx,
+        reservation.id(),
+        buyer,
+        active(ticket),
+        NOW + HOLD_TTL - Duration::seconds(1),
+    )
+    .await;
+    // ... and another user takes the lapsed seat over before the payment is written (the same
+    // statement writes the lapsed reservation EXPIRED).
+    let newer = hold(&ctx, user(), id, 4, NOW + HOLD_TTL).await;
+    let before = ctx.rows().await;
+
+    assert_eq!(
+        ctx.payments().save(&write).await.expect("save"),
+        Written::Stale
+    );
+    assert_eq!(ctx.rows().await, before, "no double sale, no debit");
+    let state = ctx
+        .payments()
+        .load(reservation.id(), buyer)
         .await
-        .expect("cancel");
+        .expect("load")
+        .expect("stored");
+    let (mut r, mut s, mut w) = (
+        state.booking.reservation.value,
+        state.booking.seat.value,
+        state.wallet.value,
+    );
     assert_eq!(
-        payments
-            .pay(&pay_request(&cancelled, buyer, ticket, NOW))
+        booking::pay(
+            &mut r,
+            &mut s,
+            &mut w,
+            buyer,
+            NOW + HOLD_TTL - Duration::seconds(1)
+        ),
+        Err(PaymentDenied::Reservation(PayRefused::Expired)),
+        "decided again, the domain sees the hold is over"
+    );
+    assert_eq!(
+        ctx.count(&format!(
+            "SELECT count(*) AS count FROM seats WHERE seat_no = 4 AND held_by_reservation = {}",
+            newer.id().get()
+        ))
+        .await,
+        1
+    );
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payment_whose_key_is_already_stored_is_stale_and_writes_nothing() {
+    let ctx = Ctx::new().await;
+    let id = concert(&ctx, 10).await;
+    let buyer = user();
+    charge(&ctx, buyer, 1_000_000).await;
+    let ticket = active_ticket(&ctx, buyer).await;
+    let first = hold(&ctx, buyer, id, 1, NOW).await;
+    let second = hold(&ctx, buyer, id, 2, NOW).await;
+    let mut write = decide_payment(&ctx, first.id(), buyer, active(ticket), NOW).await;
+    write.idempotency = Some(key("the-key"));
+    assert!(matches!(
+        ctx.payments().save(&write).await.expect("save"),
+        Written::Done(_)
+    ));
+
+    // Another payment, decided on current versions, with the key already stored.
+    let mut other = decide_payment(&ctx, second.id(), buyer, active(ticket), NOW).await;
+    other.idempotency = Some(key("the-key"));
+    let before = ctx.rows().await;
+    assert_eq!(
+        ctx.payments().save(&other).await.expect("save"),
+        Written::Stale
+    );
+    assert_eq!(ctx.rows().await, before);
+    assert_eq!(
+        ctx.reservations()
+            .find(second.id())
             .await
-            .expect("pay"),
-        PaymentOutcome::ReservationNotHeld
+            .expect("find")
+            .expect("stored")
+            .stored_status(),
+        ReservationStatus::Held
     );
-    let someone_elses = hold(&ctx, user(), id, 3, NOW).await;
+    // A charge key of the same text is another scope: not in the way.
+    let mut charge_write =
+        crate::support::decide_charge(&ctx, buyer, 1, NOW, Some(key("the-key"))).await;
+    charge_write.idempotency = Some(key("the-key"));
     assert_eq!(
-        payments
-            .pay(&pay_request(&someone_elses, buyer, ticket, NOW))
+        ctx.wallets()
+            .save_charge(&charge_write)
             .await
-            .expect("pay"),
-        PaymentOutcome::ReservationNotHeld
+            .expect("save"),
+        Written::Done(())
     );
-    let mut missing = someone_elses.clone();
-    missing.id = concert_domain::ReservationId::new(someone_elses.id.get() + 1000).expect("id");
-    assert_eq!(
-        payments
-            .pay(&pay_request(&missing, buyer, ticket, NOW))
-            .await
-            .expect("pay"),
-        PaymentOutcome::ReservationNotHeld
-    );
-    assert_eq!(
-        ctx.wallets().balance(buyer).await.expect("balance").get(),
-        1_000_000
-    );
-    assert_eq!(ctx.count("SELECT count(*) AS count FROM payments").await, 0);
     ctx.finish().await;
 }

@@ -64,7 +64,10 @@ async fn prepare_database_creates_a_missing_database_and_migrates_it_once_when_i
             .get_result(&mut conn)
             .await
             .expect("migrations table");
-    assert_eq!(applied.count, 3);
+    assert_eq!(
+        applied.count, 4,
+        "every migration, the versions of compare-and-set included"
+    );
     let queue_rows: Count = diesel::sql_query("SELECT count(*) AS count FROM queue_state")
         .get_result(&mut conn)
         .await
@@ -113,7 +116,8 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
     config.statement_timeout = Duration::from_millis(300);
     let short = build_pool(&config).expect("pool");
 
-    // Another transaction holds the wallet row; the charge's conditional update waits for it.
+    // Another transaction holds the wallet row; the charge's compare-and-set waits for it.
+    let write = crate::support::decide_charge(&ctx, someone, 5, crate::support::NOW, None).await;
     let mut blocker = ctx.db.connect().await.expect("a connection");
     let started = Instant::now();
     let outcome = blocker
@@ -126,15 +130,7 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
                 ))
                 .execute(conn)
                 .await?;
-                Ok(wallets
-                    .charge(&concert_application::ports::ChargeRequest {
-                        user: someone,
-                        amount: crate::support::amount(5),
-                        max_balance: crate::support::MAX_BALANCE,
-                        now: crate::support::NOW,
-                        idempotency: None,
-                    })
-                    .await)
+                Ok(wallets.save_charge(&write).await)
             }
             .scope_boxed()
         })

@@ -1,15 +1,23 @@
-//! Fixtures shared by the tests.
+//! Fixtures shared by the tests: a fresh database per test, port-level helpers that load, let
+//! the domain decide and write (as the use cases do), raw-row assertions, and the application's
+//! real use cases wired over the PostgreSQL adapters (`services`).
 
 use std::future::Future;
 use std::sync::Arc;
 
+use concert_application::hold_seat::HoldSettings;
 use concert_application::ports::{
-    CatalogRepository, ChargeOutcome, ChargeRequest, HoldOutcome, HoldRequest, IdempotencyRecord,
-    ReservationRepository, WalletRepository,
+    AdmissionTrigger, CatalogRepository, ChargeWrite, Clock, HoldState, HoldWrite,
+    IdempotencyRecord, InvalidToken, PaymentReceipt, PaymentRepository, PaymentWrite,
+    ReservationRepository, TicketEnd, TokenClaims, TokenSigner, Versioned, WalletRepository,
+    Written,
 };
+use concert_application::services::{Ports, Services, Settings};
+use concert_domain::booking::{self, HoldTerms};
 use concert_domain::{
     Amount, ConcertId, ConcertTitle, HoldLimit, IdempotencyKey, NewConcert, NewConcertDate, Price,
-    Reservation, SeatCount, SeatNo, UserId,
+    QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus,
+    UserId, WalletLimits,
 };
 use concert_postgres::testing::TestDatabase;
 use concert_postgres::{
@@ -17,27 +25,31 @@ use concert_postgres::{
     PgReadinessProbe, PgReservationRepository, PgWalletRepository,
 };
 use diesel::QueryableByName;
-use diesel::sql_types::BigInt;
+use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
 use tokio::sync::{Barrier, Semaphore, SemaphorePermit};
 
-/// The instant every test pretends it is.
+/// The instant every test pretends it is (unless it runs on a real clock).
 pub const NOW: OffsetDateTime = datetime!(2030-06-01 12:00 UTC);
+/// [`NOW`] as a SQL literal.
+pub const NOW_SQL: &str = "'2030-06-01T12:00:00Z'";
 pub const TODAY: Date = date!(2030 - 06 - 01);
 pub const DATE: Date = date!(2030 - 06 - 10);
 pub const HOLD_TTL: Duration = Duration::minutes(5);
-pub const MAX_BALANCE: i64 = 1_000_000_000;
+pub const PRICE: i64 = 120_000;
 
 /// PostgreSQL allows 100 connections; tests of this binary run two at a time and a race takes
-/// 50, so each test reserves its pool size from this budget first.
+/// 50, so each test reserves its pool sizes from this budget first.
 static CONNECTIONS: Semaphore = Semaphore::const_new(64);
 
-/// A fresh database and a pool on it.
+/// A fresh database and one or two pools on it (two pools stand for two instances).
 pub struct Ctx {
     pub db: TestDatabase,
     pub pool: PgPool,
+    /// A second pool, as a second instance of the service would have.
+    pub second: Option<PgPool>,
     _budget: SemaphorePermit<'static>,
 }
 
@@ -47,16 +59,35 @@ impl Ctx {
     }
 
     pub async fn with_connections(connections: u32) -> Self {
+        Self::build(connections, None).await
+    }
+
+    /// Two pools of `each` connections on the same database.
+    pub async fn with_two_pools(each: u32) -> Self {
+        Self::build(each, Some(each)).await
+    }
+
+    async fn build(first: u32, second: Option<u32>) -> Self {
         let budget = CONNECTIONS
-            .acquire_many(connections)
+            .acquire_many(first + second.unwrap_or(0))
             .await
             .expect("the budget semaphore is never closed");
         let db = TestDatabase::create().await.expect("a fresh test database");
-        let pool = db.pool(connections as usize);
+        let pool = db.pool(first as usize);
+        let second = second.map(|n| db.pool(n as usize));
         Self {
             db,
             pool,
+            second,
             _budget: budget,
+        }
+    }
+
+    /// The pool of instance `i % 2` (the only pool when there is one).
+    pub fn pool_of(&self, i: usize) -> &PgPool {
+        match (&self.second, i % 2) {
+            (Some(second), 1) => second,
+            _ => &self.pool,
         }
     }
 
@@ -82,17 +113,62 @@ impl Ctx {
         PgReadinessProbe::new(self.pool.clone())
     }
 
-    /// Opens `n` connections at once so that a race starts with every task's connection ready.
+    /// Opens `n` connections at once on every pool so that a race starts with every task's
+    /// connection ready.
     pub async fn warm_up(&self, n: usize) {
-        let mut held = Vec::with_capacity(n);
-        for _ in 0..n {
-            held.push(self.pool.get().await.expect("a pooled connection"));
+        for pool in std::iter::once(&self.pool).chain(&self.second) {
+            let mut held = Vec::with_capacity(n);
+            for _ in 0..n.min(pool.status().max_size) {
+                held.push(pool.get().await.expect("a pooled connection"));
+            }
         }
     }
 
     /// One number from a SQL query returning a `count` column (for assertions on raw rows).
     pub async fn count(&self, sql: &str) -> i64 {
         count_on(&self.pool, sql).await
+    }
+
+    /// Every row of every table a booking or money write touches, as text: two equal dumps mean
+    /// that nothing was written in between.
+    pub async fn rows(&self) -> String {
+        self.rows_except(&[]).await
+    }
+
+    /// [`Self::rows`] without the tables named.
+    pub async fn rows_except(&self, left_out: &[&str]) -> String {
+        #[derive(QueryableByName)]
+        struct Dump {
+            #[diesel(sql_type = Text)]
+            dump: String,
+        }
+        let tables = [
+            "seats",
+            "reservations",
+            "user_holds",
+            "wallets",
+            "ledger_entries",
+            "payments",
+            "idempotency_keys",
+            "queue_tickets",
+        ];
+        let sql = tables
+            .iter()
+            .filter(|t| !left_out.contains(t))
+            .map(|t| {
+                format!(
+                    "'{t}:' || (SELECT coalesce(string_agg(x::text, ';' ORDER BY x::text), '') \
+                     FROM {t} x)"
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" || '|' || ");
+        let mut conn = self.pool.get().await.expect("a pooled connection");
+        diesel::sql_query(format!("SELECT {sql} AS dump"))
+            .get_result::<Dump>(&mut conn)
+            .await
+            .expect("dump")
+            .dump
     }
 
     /// Runs a SQL statement (fixture set-up).
@@ -104,10 +180,23 @@ impl Ctx {
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
+    /// The application's use cases over this test's database, on the pool of instance `i`.
+    pub fn services(&self, i: usize, clock: Arc<dyn Clock>, limit: HoldLimit) -> Services {
+        services_on(self.pool_of(i), clock, limit)
+    }
+
     pub async fn finish(self) {
-        let Self { db, pool, _budget } = self;
+        let Self {
+            db,
+            pool,
+            second,
+            _budget,
+        } = self;
         pool.close();
         drop(pool);
+        if let Some(second) = second {
+            second.close();
+        }
         db.drop_database().await.expect("test database dropped");
     }
 }
@@ -120,8 +209,16 @@ pub fn seat(no: i64) -> SeatNo {
     SeatNo::parse(no, SeatCount::parse(1000).expect("count")).expect("seat")
 }
 
+pub fn seat_ref(concert: ConcertId, no: i64) -> SeatRef {
+    SeatRef {
+        concert_id: concert,
+        date: DATE,
+        seat_no: seat(no),
+    }
+}
+
 pub fn amount(value: i64) -> Amount {
-    Amount::parse(value, 10_000_000).expect("amount")
+    Amount::parse(value, WalletLimits::default().max_charge).expect("amount")
 }
 
 pub fn key(raw: &str) -> IdempotencyRecord {
@@ -152,29 +249,58 @@ pub async fn concert_with(ctx: &Ctx, dates: &[Date], seats: i64, price: i64) -> 
         .expect("concert created")
 }
 
-/// One date (`DATE`) with `seats` seats at 120,000.
+/// One date (`DATE`) with `seats` seats at [`PRICE`].
 pub async fn concert(ctx: &Ctx, seats: i64) -> ConcertId {
-    concert_with(ctx, &[DATE], seats, 120_000).await
+    concert_with(ctx, &[DATE], seats, PRICE).await
 }
 
-pub fn hold_request(
+// ---- Port-level helpers: load, let the domain decide, write (what the use cases do). ----
+
+/// Loads a hold's state and lets the domain grant it; panics if the domain refuses.
+pub async fn decide_hold(
+    ctx: &Ctx,
     user: UserId,
     concert: ConcertId,
     seat_no: i64,
     now: OffsetDateTime,
-) -> HoldRequest {
-    HoldRequest {
-        user,
-        concert,
+) -> (HoldState, HoldWrite) {
+    let state = ctx
+        .reservations()
+        .load_hold(user, seat_ref(concert, seat_no))
+        .await
+        .expect("load_hold")
+        .expect("the seat exists");
+    let write = grant(&state, user, concert, now, HoldLimit::DEFAULT);
+    (state, write)
+}
+
+/// The domain's decision on a loaded hold state; panics if it refuses.
+pub fn grant(
+    state: &HoldState,
+    user: UserId,
+    concert: ConcertId,
+    now: OffsetDateTime,
+    limit: HoldLimit,
+) -> HoldWrite {
+    let mut seat = state.seat.value.clone();
+    let terms = HoldTerms {
+        reservation: state.next_reservation,
+        holder: user,
+        concert_id: concert,
         date: DATE,
-        seat_no: seat(seat_no),
-        price: Price::from_stored(120_000),
+        limit,
+        ttl: HOLD_TTL,
+    };
+    let granted = booking::hold(&mut seat, &state.holds.value, terms, now).expect("hold granted");
+    HoldWrite {
+        seat: Versioned::new(seat, state.seat.version),
+        holds_version: state.holds.version,
+        granted,
         now,
-        until: now + HOLD_TTL,
-        limit: HoldLimit::DEFAULT,
     }
 }
 
+/// A hold written through the port; panics unless it is written.
 pub async fn hold(
     ctx: &Ctx,
     user: UserId,
@@ -182,31 +308,232 @@ pub async fn hold(
     seat_no: i64,
     now: OffsetDateTime,
 ) -> Reservation {
-    match ctx
-        .reservations()
-        .hold(&hold_request(user, concert, seat_no, now))
+    let (_, write) = decide_hold(ctx, user, concert, seat_no, now).await;
+    assert_eq!(
+        ctx.reservations()
+            .save_hold(&write)
+            .await
+            .expect("save_hold"),
+        Written::Done(())
+    );
+    write.granted.reservation
+}
+
+/// Loads the wallet and lets the domain charge it at `now`.
+pub async fn decide_charge(
+    ctx: &Ctx,
+    user: UserId,
+    value: i64,
+    now: OffsetDateTime,
+    idempotency: Option<IdempotencyRecord>,
+) -> ChargeWrite {
+    let loaded = WalletRepository::load(&ctx.wallets(), user)
         .await
-        .expect("hold")
-    {
-        HoldOutcome::Held(reservation) => reservation,
-        other => panic!("expected a hold, got {other:?}"),
+        .expect("load");
+    let mut wallet = loaded.value;
+    let change = wallet
+        .charge(amount(value), WalletLimits::default(), now)
+        .expect("charge allowed");
+    ChargeWrite {
+        wallet: Versioned::new(wallet, loaded.version),
+        change,
+        idempotency,
     }
 }
 
+/// A charge written through the port at [`NOW`]; panics unless it is written.
 pub async fn charge(ctx: &Ctx, user: UserId, value: i64) {
-    let outcome = ctx
-        .wallets()
-        .charge(&ChargeRequest {
-            user,
-            amount: amount(value),
-            max_balance: MAX_BALANCE,
-            now: NOW,
-            idempotency: None,
-        })
-        .await
-        .expect("charge");
-    assert!(matches!(outcome, ChargeOutcome::Charged(_)), "{outcome:?}");
+    let write = decide_charge(ctx, user, value, NOW, None).await;
+    assert_eq!(
+        ctx.wallets()
+            .save_charge(&write)
+            .await
+            .expect("save_charge"),
+        Written::Done(())
+    );
 }
+
+/// Loads a payment's state and lets the domain decide it; panics if the domain refuses.
+pub async fn decide_payment(
+    ctx: &Ctx,
+    reservation: ReservationId,
+    payer: UserId,
+    ticket: TicketEnd,
+    now: OffsetDateTime,
+) -> PaymentWrite {
+    let state = PaymentRepository::load(&ctx.payments(), reservation, payer)
+        .await
+        .expect("load")
+        .expect("the reservation exists");
+    let mut booked = state.booking.reservation.value.clone();
+    let mut seat = state.booking.seat.value.clone();
+    let mut wallet = state.wallet.value;
+    let change =
+        booking::pay(&mut booked, &mut seat, &mut wallet, payer, now).expect("payment allowed");
+    PaymentWrite {
+        reservation: Versioned::new(booked, state.booking.reservation.version),
+        seat: Versioned::new(seat, state.booking.seat.version),
+        wallet: Versioned::new(wallet, state.wallet.version),
+        change,
+        ticket,
+        idempotency: None,
+    }
+}
+
+/// A payment written through the port; panics unless it is written.
+pub async fn pay(
+    ctx: &Ctx,
+    reservation: ReservationId,
+    payer: UserId,
+    ticket: TicketEnd,
+    now: OffsetDateTime,
+) -> PaymentReceipt {
+    let write = decide_payment(ctx, reservation, payer, ticket, now).await;
+    match ctx.payments().save(&write).await.expect("save") {
+        Written::Done(receipt) => receipt,
+        Written::Stale => panic!("expected the payment to be written"),
+    }
+}
+
+/// The end of an active ticket, as a payment decided on it.
+pub fn active(ticket: TicketNo) -> TicketEnd {
+    TicketEnd {
+        ticket,
+        read_as: TicketStatus::Active,
+    }
+}
+
+/// An admitted (ACTIVE) ticket for `user` at [`NOW`], with the serving counter moved past it.
+/// Written as raw rows: the queue's own port is not under test here.
+pub async fn active_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
+    let ticket = ctx
+        .count(&format!(
+            "WITH t AS ( \
+                 INSERT INTO queue_tickets (user_id, status, issued_at, admitted_at, \
+                                            active_until, last_seen) \
+                 VALUES ('{user}', 'ACTIVE', {NOW_SQL}, {NOW_SQL}, {NOW_SQL}::timestamptz + interval '10 minutes', \
+                         {NOW_SQL}) \
+                 RETURNING ticket \
+             ), s AS ( \
+                 UPDATE queue_state SET serving = greatest(serving, t.ticket), \
+                                        issued_total = issued_total + 1, \
+                                        admitted_total = admitted_total + 1, \
+                                        issued_hwm = greatest(issued_hwm, t.ticket) \
+                 FROM t WHERE id = 1 \
+             ) \
+             SELECT ticket AS count FROM t"
+        ))
+        .await;
+    TicketNo::new(ticket).expect("ticket")
+}
+
+/// A WAITING ticket for `user` (whose earlier tickets have ended), as raw rows.
+pub async fn waiting_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
+    let ticket = ctx
+        .count(&format!(
+            "INSERT INTO queue_tickets (user_id, status, issued_at) \
+             VALUES ('{user}', 'WAITING', {NOW_SQL}) RETURNING ticket AS count"
+        ))
+        .await;
+    TicketNo::new(ticket).expect("ticket")
+}
+
+/// The stored status of a ticket, by name.
+pub async fn ticket_status(ctx: &Ctx, ticket: TicketNo) -> String {
+    #[derive(QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = Text)]
+        status: String,
+    }
+    let mut conn = ctx.pool.get().await.expect("a pooled connection");
+    diesel::sql_query(format!(
+        "SELECT status FROM queue_tickets WHERE ticket = {}",
+        ticket.get()
+    ))
+    .get_result::<Status>(&mut conn)
+    .await
+    .expect("ticket")
+    .status
+}
+
+/// The claims of `user`'s verified token for `ticket`.
+pub fn claims(user: UserId, ticket: TicketNo) -> TokenClaims {
+    TokenClaims {
+        user,
+        ticket,
+        issued_at: NOW,
+    }
+}
+
+// ---- The real use cases over the PostgreSQL adapters. ----
+
+/// A clock that always reads the same instant.
+pub struct FixedClock(pub OffsetDateTime);
+
+impl Clock for FixedClock {
+    fn now(&self) -> OffsetDateTime {
+        self.0
+    }
+}
+
+/// The machine's clock, off by a fixed amount (as another instance's clock may be).
+pub struct SkewedClock(pub Duration);
+
+impl Clock for SkewedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.0
+    }
+}
+
+pub fn fixed(now: OffsetDateTime) -> Arc<dyn Clock> {
+    Arc::new(FixedClock(now))
+}
+
+/// Tokens are not under test: the use cases here take verified claims or an active user.
+struct NoTokens;
+
+impl TokenSigner for NoTokens {
+    fn sign(&self, _claims: &TokenClaims) -> String {
+        String::new()
+    }
+    fn verify(&self, _token: &str) -> Result<TokenClaims, InvalidToken> {
+        Err(InvalidToken)
+    }
+}
+
+struct NoAdmission;
+
+impl AdmissionTrigger for NoAdmission {
+    fn request_admission(&self) {}
+}
+
+/// Every use case wired over the PostgreSQL adapters on `pool`, as `bootstrap` wires them.
+pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Services {
+    Services::new(
+        Ports {
+            clock,
+            signer: Arc::new(NoTokens),
+            catalog: Arc::new(PgCatalogRepository::new(pool.clone())),
+            reservations: Arc::new(PgReservationRepository::new(pool.clone())),
+            wallets: Arc::new(PgWalletRepository::new(pool.clone())),
+            payments: Arc::new(PgPaymentRepository::new(pool.clone())),
+            idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
+            queue: Arc::new(PgQueueRepository::new(pool.clone())),
+            admission: Arc::new(NoAdmission),
+        },
+        Settings {
+            queue: QueuePolicy::default(),
+            holds: HoldSettings {
+                ttl: HOLD_TTL,
+                limit,
+            },
+            wallet: WalletLimits::default(),
+            admin_key: concert_application::create_concert::AdminKey::default(),
+        },
+    )
+}
+
+// ---- Races. ----
 
 /// Runs `n` tasks that all start at once (a barrier releases them together) and returns their
 /// results in task order.

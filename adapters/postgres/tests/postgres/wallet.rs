@@ -1,37 +1,63 @@
-//! `PgWalletRepository`: balances, charges and the ledger.
+//! `PgWalletRepository`'s contract: the wallet loads with its version; a charge over that version
+//! writes the balance, exactly one ledger entry and the key row in one step, or nothing.
 
-use concert_application::ports::{ChargeOutcome, ChargeRequest, WalletRepository};
-use concert_domain::LedgerEntryId;
+use concert_application::ports::{ChargeWrite, Version, Versioned, WalletRepository, Written};
 use concert_domain::wallet::{LedgerKind, ledger_is_consistent};
+use concert_domain::{Balance, LedgerEntryId, Wallet, WalletLimits};
+use time::Duration;
 
-use crate::support::{Ctx, MAX_BALANCE, NOW, amount, charge, user};
+use crate::support::{Ctx, NOW, amount, charge, decide_charge, key, user};
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_charge_adds_to_the_balance_and_writes_one_ledger_entry() {
+async fn a_user_never_seen_loads_as_an_absent_empty_wallet() {
     let ctx = Ctx::new().await;
     let wallets = ctx.wallets();
     let someone = user();
+    let loaded = wallets.load(someone).await.expect("load");
+    assert_eq!(loaded.version, Version::ABSENT);
+    assert_eq!(loaded.value, Wallet::empty(someone));
     assert_eq!(
-        wallets.balance(someone).await.expect("balance").get(),
-        0,
-        "a new user has zero"
+        wallets.balance(someone).await.expect("balance"),
+        Balance::ZERO
     );
+    assert!(
+        wallets
+            .history(someone, 50, None)
+            .await
+            .expect("history")
+            .is_empty()
+    );
+    ctx.finish().await;
+}
 
-    let outcome = wallets
-        .charge(&ChargeRequest {
-            user: someone,
-            amount: amount(50_000),
-            max_balance: MAX_BALANCE,
-            now: NOW,
-            idempotency: None,
-        })
-        .await
-        .expect("charge");
-    let ChargeOutcome::Charged(balance) = outcome else {
-        panic!("expected a charge, got {outcome:?}");
-    };
-    assert_eq!(balance.get(), 50_000);
-    charge(&ctx, someone, 45_000).await;
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_over_the_version_read_writes_balance_and_exactly_one_entry_and_bumps_it() {
+    let ctx = Ctx::new().await;
+    let wallets = ctx.wallets();
+    let someone = user();
+
+    let first = decide_charge(&ctx, someone, 50_000, NOW, None).await;
+    assert_eq!(first.wallet.version, Version::ABSENT);
+    assert_eq!(
+        wallets.save_charge(&first).await.expect("save"),
+        Written::Done(())
+    );
+    let loaded = wallets.load(someone).await.expect("load");
+    assert_eq!(loaded.version, Version::new(1), "created at version 1");
+    assert_eq!(loaded.value.balance().get(), 50_000);
+    assert_eq!(loaded.value.last_change_at(), Some(NOW));
+
+    let later = NOW + Duration::seconds(3);
+    let second = decide_charge(&ctx, someone, 45_000, later, None).await;
+    assert_eq!(second.wallet.version, Version::new(1));
+    assert_eq!(
+        wallets.save_charge(&second).await.expect("save"),
+        Written::Done(())
+    );
+    let loaded = wallets.load(someone).await.expect("load");
+    assert_eq!(loaded.version, Version::new(2));
+    assert_eq!(loaded.value.balance().get(), 95_000);
+    assert_eq!(loaded.value.last_change_at(), Some(later));
     assert_eq!(
         wallets.balance(someone).await.expect("balance").get(),
         95_000
@@ -42,62 +68,145 @@ async fn a_charge_adds_to_the_balance_and_writes_one_ledger_entry() {
     assert_eq!(history[0].kind, LedgerKind::Charge);
     assert_eq!(history[0].amount, 45_000);
     assert_eq!(history[0].balance_after.get(), 95_000);
-    assert_eq!(history[0].at, NOW);
+    assert_eq!(history[0].at, later);
+    assert_eq!(history[1].at, NOW);
     assert!(history[0].id > history[1].id, "newest first");
-    assert!(
-        wallets
-            .history(user(), 50, None)
-            .await
-            .expect("history")
-            .is_empty()
+    assert_eq!(
+        ctx.count("SELECT count(*) AS count FROM idempotency_keys")
+            .await,
+        0,
+        "no key, no key row"
     );
     ctx.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_charge_past_the_maximum_balance_changes_nothing() {
+async fn a_charge_over_an_older_version_is_stale_and_writes_nothing() {
     let ctx = Ctx::new().await;
     let wallets = ctx.wallets();
     let someone = user();
-    let request = |value, max_balance| ChargeRequest {
-        user: someone,
-        amount: amount(value),
-        max_balance,
-        now: NOW,
+
+    // Two charges decided on the absent wallet: the second finds it created meanwhile.
+    let first = decide_charge(&ctx, someone, 100, NOW, None).await;
+    let twin = decide_charge(&ctx, someone, 200, NOW, Some(key("twin"))).await;
+    assert_eq!(
+        wallets.save_charge(&first).await.expect("save"),
+        Written::Done(())
+    );
+    let before = ctx.rows().await;
+    assert_eq!(
+        wallets.save_charge(&twin).await.expect("save"),
+        Written::Stale
+    );
+    assert_eq!(
+        ctx.rows().await,
+        before,
+        "nothing written, not even the key"
+    );
+
+    // Two charges decided on version 1: the second finds version 2.
+    let a = decide_charge(&ctx, someone, 10, NOW, None).await;
+    let b = decide_charge(&ctx, someone, 20, NOW, Some(key("b"))).await;
+    assert_eq!(a.wallet.version, Version::new(1));
+    assert_eq!(
+        wallets.save_charge(&a).await.expect("save"),
+        Written::Done(())
+    );
+    let before = ctx.rows().await;
+    assert_eq!(wallets.save_charge(&b).await.expect("save"), Written::Stale);
+    assert_eq!(ctx.rows().await, before);
+    assert_eq!(wallets.balance(someone).await.expect("balance").get(), 110);
+    // Decided again on the current version, it goes through.
+    let b = decide_charge(&ctx, someone, 20, NOW, Some(key("b"))).await;
+    assert_eq!(
+        wallets.save_charge(&b).await.expect("save"),
+        Written::Done(())
+    );
+    let history = wallets.history(someone, 50, None).await.expect("history");
+    assert_eq!(history.len(), 3);
+    assert!(ledger_is_consistent(
+        &history,
+        Balance::new(130).expect("balance")
+    ));
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_charge_with_a_key_stores_the_key_row_pointing_at_its_entry_in_the_same_step() {
+    let ctx = Ctx::new().await;
+    let wallets = ctx.wallets();
+    let someone = user();
+    charge(&ctx, someone, 1_000).await;
+
+    let write = decide_charge(&ctx, someone, 500, NOW, Some(key("charge-1"))).await;
+    assert_eq!(
+        wallets.save_charge(&write).await.expect("save"),
+        Written::Done(())
+    );
+    let entry = wallets.history(someone, 1, None).await.expect("history")[0].clone();
+    assert_eq!(entry.balance_after.get(), 1_500);
+    assert_eq!(
+        ctx.count(&format!(
+            "SELECT count(*) AS count FROM idempotency_keys WHERE user_id = '{someone}' \
+             AND scope = 'charge' AND key = 'charge-1' AND request_hash = 'hash-of-charge-1' \
+             AND ledger_entry_id = {} AND payment_id IS NULL",
+            entry.id.get()
+        ))
+        .await,
+        1
+    );
+
+    // The key already stored: a write decided on the current version is stale, not an error,
+    // and writes nothing (the whole statement is rolled back).
+    let replay = decide_charge(&ctx, someone, 500, NOW, Some(key("charge-1"))).await;
+    assert_eq!(replay.wallet.version, Version::new(2));
+    let before = ctx.rows().await;
+    assert_eq!(
+        wallets.save_charge(&replay).await.expect("save"),
+        Written::Stale
+    );
+    assert_eq!(ctx.rows().await, before);
+    assert_eq!(
+        wallets.balance(someone).await.expect("balance").get(),
+        1_500
+    );
+    // The same key of another user is another key.
+    let other = user();
+    let theirs = decide_charge(&ctx, other, 500, NOW, Some(key("charge-1"))).await;
+    assert_eq!(
+        wallets.save_charge(&theirs).await.expect("save"),
+        Written::Done(())
+    );
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_balance_limit_is_the_domains_and_the_adapter_writes_what_it_decided() {
+    let ctx = Ctx::new().await;
+    let wallets = ctx.wallets();
+    let someone = user();
+    let limits = WalletLimits {
+        max_charge: 10_000_000,
+        max_balance: 150,
+    };
+    charge(&ctx, someone, 100).await;
+    let loaded = wallets.load(someone).await.expect("load");
+    let mut wallet = loaded.value;
+    let change = wallet
+        .charge(amount(50), limits, NOW)
+        .expect("exactly the maximum");
+    let write = ChargeWrite {
+        wallet: Versioned::new(wallet, loaded.version),
+        change,
         idempotency: None,
     };
-    assert!(matches!(
-        wallets.charge(&request(100, 150)).await.expect("charge"),
-        ChargeOutcome::Charged(_)
-    ));
-    assert!(
-        matches!(
-            wallets.charge(&request(50, 150)).await.expect("charge"),
-            ChargeOutcome::Charged(b) if b.get() == 150
-        ),
-        "exactly the maximum is allowed"
-    );
     assert_eq!(
-        wallets.charge(&request(1, 150)).await.expect("charge"),
-        ChargeOutcome::BalanceLimitExceeded
+        wallets.save_charge(&write).await.expect("save"),
+        Written::Done(())
     );
-    // A single charge larger than the maximum: refused, not overflowed.
-    assert_eq!(
-        wallets
-            .charge(&request(10_000_000, 5))
-            .await
-            .expect("charge"),
-        ChargeOutcome::BalanceLimitExceeded
-    );
+    let mut wallet = wallets.load(someone).await.expect("load").value;
+    assert!(wallet.charge(amount(1), limits, NOW).is_err());
     assert_eq!(wallets.balance(someone).await.expect("balance").get(), 150);
-    assert_eq!(
-        wallets
-            .history(someone, 100, None)
-            .await
-            .expect("history")
-            .len(),
-        2
-    );
     ctx.finish().await;
 }
 
