@@ -41,7 +41,7 @@ pub use idempotency::{IdempotencyKey, IdempotencyScope};
 pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, UserId};
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
-pub use queue::{QueuePolicy, QueueTicket, ServingCounter, TicketStatus};
+pub use queue::{Join, Overdue, QueuePolicy, QueueTicket, ServingCounter, TicketStatus};
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use seat::{Seat, SeatClaim, SeatHold};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

@@ -159,16 +159,16 @@ pub fn active_deadline(
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueTicket {
-    pub ticket: TicketNo,
-    pub user: UserId,
-    /// The status as stored; read it through [`QueueTicket::status_at`].
-    pub status: TicketStatus,
-    pub issued_at: OffsetDateTime,
-    pub active_until: Option<OffsetDateTime>,
-    pub last_seen: Option<OffsetDateTime>,
+    ticket: TicketNo,
+    user: UserId,
+    status: TicketStatus,
+    issued_at: OffsetDateTime,
+    active_until: Option<OffsetDateTime>,
+    last_seen: Option<OffsetDateTime>,
 }
 
 impl QueueTicket {
+    /// A new ticket at the back of the line.
     pub fn waiting(ticket: TicketNo, user: UserId, issued_at: OffsetDateTime) -> Self {
         Self {
             ticket,
@@ -180,8 +180,50 @@ impl QueueTicket {
         }
     }
 
-    /// The status at `now`: an active ticket past its active deadline or idle deadline has ended,
-    /// even before the admission step writes it down.
+    /// A ticket as a store holds it.
+    pub fn restore(
+        ticket: TicketNo,
+        user: UserId,
+        status: TicketStatus,
+        issued_at: OffsetDateTime,
+        active_until: Option<OffsetDateTime>,
+        last_seen: Option<OffsetDateTime>,
+    ) -> Self {
+        Self {
+            ticket,
+            user,
+            status,
+            issued_at,
+            active_until,
+            last_seen,
+        }
+    }
+
+    pub fn ticket(&self) -> TicketNo {
+        self.ticket
+    }
+
+    pub fn user(&self) -> UserId {
+        self.user
+    }
+
+    /// The status as stored, before its deadlines are applied (see [`Self::status_at`]).
+    pub fn stored_status(&self) -> TicketStatus {
+        self.status
+    }
+
+    pub fn issued_at(&self) -> OffsetDateTime {
+        self.issued_at
+    }
+
+    pub fn active_until(&self) -> Option<OffsetDateTime> {
+        self.active_until
+    }
+
+    pub fn last_seen(&self) -> Option<OffsetDateTime> {
+        self.last_seen
+    }
+
     pub fn status_at(&self, now: OffsetDateTime, policy: &QueuePolicy) -> TicketStatus {
         match self.status {
             TicketStatus::Active if self.deadline(policy).is_some_and(|end| end <= now) => {
@@ -229,16 +271,104 @@ impl QueueTicket {
                 .is_none_or(|seen| now - seen >= policy.activity_resolution())
     }
 
-    /// Records a request at `now` on an active ticket (the idle timeout starts again).
+    /// Records a request at `now` on an active ticket (the idle timeout starts again). Activity
+    /// never moves back: a request timed by a clock a little behind the last one changes nothing.
     pub fn touch(&mut self, now: OffsetDateTime) {
         if self.status == TicketStatus::Active {
-            self.last_seen = Some(now);
+            self.last_seen = Some(self.last_seen.map_or(now, |seen| seen.max(now)));
         }
     }
 
     /// Ends the ticket (paid, timed out or idle). Ending an ended ticket changes nothing.
     pub fn end(&mut self) {
         self.status = TicketStatus::Expired;
+    }
+}
+
+/// What a request for a queue token does with the user's live ticket, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Join {
+    /// The user already has a place (waiting, or active within its deadlines): hand it back.
+    Keep(QueueTicket),
+    /// Draw a new number at the back of the line; first end `ends`, an active ticket past a
+    /// deadline that is still stored as active.
+    Draw { ends: Option<QueueTicket> },
+}
+
+/// One live place per user: a waiting or active ticket is handed back; an active ticket past
+/// its active or idle deadline has ended, and the user joins the back of the line again.
+pub fn join(live: Option<&QueueTicket>, now: OffsetDateTime, policy: &QueuePolicy) -> Join {
+    match live {
+        None => Join::Draw { ends: None },
+        Some(ticket) => match ticket.status_at(now, policy) {
+            TicketStatus::Waiting | TicketStatus::Active => Join::Keep(ticket.clone()),
+            TicketStatus::Expired if ticket.status == TicketStatus::Expired => {
+                Join::Draw { ends: None }
+            }
+            TicketStatus::Expired => {
+                let mut ended = ticket.clone();
+                ended.end();
+                Join::Draw { ends: Some(ended) }
+            }
+        },
+    }
+}
+
+/// The first half of an admission step: the active tickets past a deadline, ended, and how many
+/// places are free once they are gone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overdue {
+    /// Tickets stored as active that have ended at `now`, in their new state.
+    pub ended: Vec<QueueTicket>,
+    /// Places free for waiting tickets (never more than `max_active` active at once).
+    pub free: u32,
+}
+
+/// Ends every active ticket past its active or idle deadline at `now`, and counts the places left
+/// free under `policy.max_active`.
+pub fn end_overdue(active: &[QueueTicket], now: OffsetDateTime, policy: &QueuePolicy) -> Overdue {
+    let mut ended = Vec::new();
+    let mut still_active = 0u32;
+    for ticket in active {
+        if ticket.status_at(now, policy) == TicketStatus::Expired {
+            let mut over = ticket.clone();
+            over.end();
+            ended.push(over);
+        } else {
+            still_active = still_active.saturating_add(1);
+        }
+    }
+    Overdue {
+        ended,
+        free: policy.free_slots(still_active),
+    }
+}
+
+/// The second half: admits the oldest waiting tickets into `free` places, first come, first
+/// served. `waiting` must be the oldest waiting tickets in ticket order.
+pub fn admit_oldest(
+    waiting: &[QueueTicket],
+    free: u32,
+    now: OffsetDateTime,
+    policy: &QueuePolicy,
+) -> Vec<QueueTicket> {
+    waiting
+        .iter()
+        .take(usize::try_from(free).unwrap_or(usize::MAX))
+        .filter_map(|ticket| {
+            let mut admitted = ticket.clone();
+            admitted.admit(now, policy).ok().map(|()| admitted)
+        })
+        .collect()
+}
+
+impl ServingCounter {
+    /// The counter once `admitted` are served: it only moves forward.
+    pub fn after_admitting(self, admitted: &[QueueTicket]) -> Self {
+        admitted
+            .iter()
+            .map(|ticket| Self::new(ticket.ticket.get()))
+            .fold(self, Self::advance_to)
     }
 }
 
@@ -388,5 +518,216 @@ mod tests {
         ] {
             assert_eq!(TicketStatus::parse(status.as_str()), Some(status));
         }
+    }
+
+    /// A ticket as stored: active until `active_until`, last seen at `last_seen`.
+    fn active(n: i64, active_until: OffsetDateTime, last_seen: OffsetDateTime) -> QueueTicket {
+        let waiting = ticket(n);
+        QueueTicket::restore(
+            waiting.ticket(),
+            waiting.user(),
+            TicketStatus::Active,
+            NOW,
+            Some(active_until),
+            Some(last_seen),
+        )
+    }
+
+    /// `ticket` as an end leaves it: the same fields, stored expired.
+    fn ended(ticket: &QueueTicket) -> QueueTicket {
+        QueueTicket::restore(
+            ticket.ticket(),
+            ticket.user(),
+            TicketStatus::Expired,
+            ticket.issued_at(),
+            ticket.active_until(),
+            ticket.last_seen(),
+        )
+    }
+
+    fn numbers(tickets: &[QueueTicket]) -> Vec<i64> {
+        tickets.iter().map(|t| t.ticket().get()).collect()
+    }
+
+    #[test]
+    fn restore_keeps_every_field_and_waiting_starts_with_no_deadline() {
+        let seen = NOW + Duration::seconds(3);
+        let t = active(7, NOW + Duration::minutes(10), seen);
+        assert_eq!(t.ticket().get(), 7);
+        assert_eq!(t.user(), ticket(7).user());
+        assert_eq!(t.stored_status(), TicketStatus::Active);
+        assert_eq!(t.issued_at(), NOW);
+        assert_eq!(t.active_until(), Some(NOW + Duration::minutes(10)));
+        assert_eq!(t.last_seen(), Some(seen));
+        let w = ticket(7);
+        assert_eq!(w.stored_status(), TicketStatus::Waiting);
+        assert_eq!((w.active_until(), w.last_seen()), (None, None));
+    }
+
+    #[test]
+    fn join_without_a_live_ticket_draws_and_ends_nothing() {
+        assert_eq!(join(None, NOW, &policy()), Join::Draw { ends: None });
+    }
+
+    #[test]
+    fn join_hands_back_a_waiting_ticket() {
+        let t = ticket(4);
+        assert_eq!(
+            join(Some(&t), NOW + Duration::hours(5), &policy()),
+            Join::Keep(t)
+        );
+    }
+
+    #[test]
+    fn join_hands_back_an_active_ticket_within_its_deadlines() {
+        let t = active(4, NOW + Duration::minutes(10), NOW);
+        // Just before the idle deadline (2:05 after the last recorded activity).
+        let at = NOW + Duration::seconds(124);
+        assert_eq!(join(Some(&t), at, &policy()), Join::Keep(t.clone()));
+        assert_eq!(join(Some(&t), NOW, &policy()), Join::Keep(t));
+    }
+
+    #[test]
+    fn join_ends_an_active_ticket_past_its_active_deadline_and_draws() {
+        let t = active(4, NOW + Duration::minutes(10), NOW + Duration::minutes(9));
+        let at = NOW + Duration::minutes(10);
+        assert_eq!(
+            join(Some(&t), at, &policy()),
+            Join::Draw {
+                ends: Some(ended(&t))
+            }
+        );
+    }
+
+    #[test]
+    fn join_ends_an_idle_active_ticket_and_draws() {
+        let t = active(4, NOW + Duration::minutes(10), NOW);
+        let at = NOW + policy().idle_deadline_after_activity();
+        let Join::Draw { ends: Some(over) } = join(Some(&t), at, &policy()) else {
+            panic!("an idle ticket is ended and the user draws again");
+        };
+        assert_eq!(over, ended(&t));
+        assert_eq!(over.stored_status(), TicketStatus::Expired);
+    }
+
+    #[test]
+    fn join_over_a_ticket_stored_expired_draws_without_ending_it_again() {
+        let mut paid = active(4, NOW + Duration::minutes(10), NOW);
+        paid.end();
+        assert_eq!(join(Some(&paid), NOW, &policy()), Join::Draw { ends: None });
+        let at = NOW + Duration::minutes(30);
+        assert_eq!(join(Some(&paid), at, &policy()), Join::Draw { ends: None });
+    }
+
+    #[test]
+    fn end_overdue_ends_tickets_past_the_active_or_idle_deadline_and_frees_their_places() {
+        let live = active(1, NOW + Duration::minutes(10), NOW);
+        let past_active = active(2, NOW + Duration::seconds(30), NOW + Duration::seconds(29));
+        let idle = active(3, NOW + Duration::minutes(10), NOW - Duration::seconds(95));
+        let at = NOW + Duration::seconds(30);
+
+        let overdue = end_overdue(&[live, past_active.clone(), idle.clone()], at, &policy());
+
+        assert_eq!(overdue.ended, vec![ended(&past_active), ended(&idle)]);
+        assert_eq!(overdue.free, 1, "max_active 2, one still active");
+    }
+
+    #[test]
+    fn end_overdue_counts_every_ended_ticket_as_a_free_place() {
+        let a = active(1, NOW + Duration::minutes(1), NOW);
+        let b = active(2, NOW + Duration::minutes(10), NOW);
+        let at = NOW + Duration::minutes(3);
+
+        let overdue = end_overdue(&[a.clone(), b.clone()], at, &policy());
+
+        assert_eq!(overdue.ended, vec![ended(&a), ended(&b)]);
+        assert_eq!(overdue.free, 2);
+    }
+
+    #[test]
+    fn end_overdue_with_none_overdue_ends_nothing() {
+        let a = active(1, NOW + Duration::minutes(10), NOW);
+        assert_eq!(
+            end_overdue(&[a], NOW, &policy()),
+            Overdue {
+                ended: vec![],
+                free: 1
+            }
+        );
+        assert_eq!(
+            end_overdue(&[], NOW, &policy()),
+            Overdue {
+                ended: vec![],
+                free: 2
+            }
+        );
+    }
+
+    #[test]
+    fn end_overdue_frees_no_place_while_more_are_active_than_max_active_now_allows() {
+        // `max_active` lowered from 5 to 2 while 4 were active; one of them ends.
+        let tickets: Vec<_> = (1..=4)
+            .map(|n| active(n, NOW + Duration::minutes(10), NOW))
+            .collect();
+        let mut with_one_over = tickets.clone();
+        with_one_over[0] = active(1, NOW, NOW);
+
+        assert_eq!(end_overdue(&tickets, NOW, &policy()).free, 0);
+        let overdue = end_overdue(&with_one_over, NOW, &policy());
+        assert_eq!(numbers(&overdue.ended), vec![1]);
+        assert_eq!(overdue.free, 0, "3 still active over a max of 2");
+    }
+
+    #[test]
+    fn admit_oldest_admits_at_most_free_in_the_given_order_until_now_plus_ttl() {
+        let waiting = [ticket(5), ticket(6), ticket(7)];
+        let at = NOW + Duration::seconds(40);
+
+        let admitted = admit_oldest(&waiting, 2, at, &policy());
+
+        assert_eq!(numbers(&admitted), vec![5, 6]);
+        for t in &admitted {
+            assert_eq!(t.stored_status(), TicketStatus::Active);
+            assert_eq!(t.active_until(), Some(at + policy().active_ttl));
+            assert_eq!(t.last_seen(), Some(at));
+            assert_eq!(t.issued_at(), NOW);
+        }
+        assert!(admit_oldest(&waiting, 0, at, &policy()).is_empty());
+        assert_eq!(
+            numbers(&admit_oldest(&waiting, 9, at, &policy())),
+            vec![5, 6, 7]
+        );
+        let given = [ticket(9), ticket(8)];
+        assert_eq!(numbers(&admit_oldest(&given, 1, at, &policy())), vec![9]);
+    }
+
+    #[test]
+    fn after_admitting_moves_to_the_highest_admitted_and_never_back() {
+        let admitted = [ticket(12), ticket(15), ticket(13)];
+        assert_eq!(ServingCounter::new(10).after_admitting(&admitted).get(), 15);
+        assert_eq!(ServingCounter::new(20).after_admitting(&admitted).get(), 20);
+        assert_eq!(
+            ServingCounter::new(20).after_admitting(&[ticket(12)]).get(),
+            20
+        );
+        assert_eq!(ServingCounter::new(7).after_admitting(&[]).get(), 7);
+    }
+
+    #[test]
+    fn touch_never_moves_last_seen_back() {
+        let mut t = ticket(1);
+        t.admit(NOW, &policy()).expect("admitted");
+        t.touch(NOW + Duration::minutes(1));
+        t.touch(NOW + Duration::seconds(30));
+        assert_eq!(t.last_seen(), Some(NOW + Duration::minutes(1)));
+        t.touch(NOW + Duration::seconds(90));
+        assert_eq!(t.last_seen(), Some(NOW + Duration::seconds(90)));
+    }
+
+    #[test]
+    fn touch_changes_nothing_on_a_ticket_that_is_not_active() {
+        let mut waiting = ticket(1);
+        waiting.touch(NOW);
+        assert_eq!(waiting, ticket(1));
     }
 }
