@@ -1,16 +1,37 @@
 //! Use case: one admission step. Every instance runs it on a short timer and right after a
-//! payment; the repository serialises the steps so exactly one runs at a time.
+//! payment; the repository holds the line still while the domain decides, so one step runs at a
+//! time and none passes a ticket drawn before it.
 
 use std::sync::Arc;
 
-use concert_domain::QueuePolicy;
+use concert_domain::queue::{admit_oldest, end_overdue};
+use concert_domain::{Overdue, QueuePolicy, QueueTicket};
+use time::OffsetDateTime;
 
-use crate::ports::{AdmissionReport, Clock, QueueRepository, RepositoryError};
+use crate::ports::{
+    AdmissionReport, AdmissionRules, Clock, QueueRepository, RepositoryError, Written,
+};
 
 pub struct AdmitNextInLine {
     queue: Arc<dyn QueueRepository>,
     clock: Arc<dyn Clock>,
     policy: QueuePolicy,
+}
+
+/// The domain's admission rules at one instant, as the repository asks for them.
+struct RulesAt {
+    policy: QueuePolicy,
+    now: OffsetDateTime,
+}
+
+impl AdmissionRules for RulesAt {
+    fn end_overdue(&self, active: &[QueueTicket]) -> Overdue {
+        end_overdue(active, self.now, &self.policy)
+    }
+
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
+        admit_oldest(waiting, free, self.now, &self.policy)
+    }
 }
 
 impl AdmitNextInLine {
@@ -27,8 +48,18 @@ impl AdmitNextInLine {
     }
 
     /// Ends the active tickets past a deadline and admits waiting ones into the free places.
-    pub async fn run_once(&self) -> Result<AdmissionReport, RepositoryError> {
-        let report = self.queue.admit(&self.policy, self.clock.now()).await?;
+    /// `None` when a ticket changed under the step (nothing was written; the next step will
+    /// decide again).
+    pub async fn run_once(&self) -> Result<Option<AdmissionReport>, RepositoryError> {
+        let now = self.clock.now();
+        let rules = RulesAt {
+            policy: self.policy,
+            now,
+        };
+        let Written::Done(report) = self.queue.admit(now, &rules).await? else {
+            tracing::debug!("admission step found a ticket changed; nothing written");
+            return Ok(None);
+        };
         if report.admitted > 0 || report.expired > 0 {
             tracing::debug!(
                 admitted = report.admitted,
@@ -37,37 +68,195 @@ impl AdmitNextInLine {
                 "admission step"
             );
         }
-        Ok(report)
+        Ok(Some(report))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
+    use concert_domain::TicketStatus;
     use concert_domain::queue::ServingCounter;
+    use time::Duration;
 
     use super::*;
     use crate::ports::MockQueueRepository;
-    use crate::test_support::{NOW, clock, policy};
+    use crate::test_support::{
+        NOW, active_ticket, active_ticket_until, clock, clock_at, policy, waiting_ticket,
+    };
 
-    #[tokio::test]
-    async fn one_step_admits_under_the_configured_policy_at_now() {
-        let report = AdmissionReport {
+    fn report() -> AdmissionReport {
+        AdmissionReport {
             expired: 1,
             admitted: 2,
             serving: ServingCounter::new(16),
-        };
+        }
+    }
+
+    /// A repository that runs one admission step at `at`: it asks the rules it is given with
+    /// `ask`, keeps what they answer, and reports [`report`].
+    fn admitting_at<T: Send + 'static>(
+        at: OffsetDateTime,
+        ask: impl Fn(&dyn AdmissionRules) -> T + Send + 'static,
+    ) -> (MockQueueRepository, Arc<Mutex<Option<T>>>) {
+        let answered = Arc::new(Mutex::new(None));
+        let kept = Arc::clone(&answered);
         let mut queue = MockQueueRepository::new();
         queue
             .expect_admit()
-            .withf(|given, now| *given == policy() && *now == NOW)
+            .withf(move |now, _| *now == at)
             .times(1)
-            .returning(move |_, _| Ok(report));
+            .returning(move |_, rules| {
+                *kept.lock().expect("lock") = Some(ask(rules));
+                Ok(Written::Done(report()))
+            });
+        (queue, answered)
+    }
+
+    /// Runs one step at `at` with the test policy and returns what `ask` got from the rules.
+    async fn rules_answer<T: Send + 'static>(
+        at: OffsetDateTime,
+        ask: impl Fn(&dyn AdmissionRules) -> T + Send + 'static,
+    ) -> T {
+        let (queue, answered) = admitting_at(at, ask);
+        let done = AdmitNextInLine::new(Arc::new(queue), clock_at(at), policy())
+            .run_once()
+            .await
+            .expect("admitted");
+        assert_eq!(done, Some(report()));
+        let answer = answered.lock().expect("lock").take();
+        answer.expect("the repository asked the rules")
+    }
+
+    #[tokio::test]
+    async fn the_report_of_a_written_step_is_passed_through() {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_admit()
+            .withf(|now, _| *now == NOW)
+            .times(1)
+            .returning(|_, _| Ok(Written::Done(report())));
 
         let done = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
             .run_once()
             .await
             .expect("admitted");
 
-        assert_eq!(done, report);
+        assert_eq!(done, Some(report()));
+    }
+
+    #[tokio::test]
+    async fn a_stale_step_wrote_nothing_and_is_not_an_error() {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_admit()
+            .times(1)
+            .returning(|_, _| Ok(Written::Stale));
+
+        let done = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
+            .run_once()
+            .await
+            .expect("not an error");
+
+        assert_eq!(done, None);
+    }
+
+    #[tokio::test]
+    async fn a_repository_failure_is_an_error() {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_admit()
+            .times(1)
+            .returning(|_, _| Err(RepositoryError::Unavailable("down".into())));
+
+        let failed = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
+            .run_once()
+            .await;
+
+        assert!(matches!(failed, Err(RepositoryError::Unavailable(_))));
+    }
+
+    #[tokio::test]
+    async fn the_rules_end_the_active_tickets_past_a_deadline_and_count_the_places_freed() {
+        let live = active_ticket(1, Duration::seconds(1));
+        let past_active = active_ticket_until(2, NOW, Duration::seconds(1));
+        let idle = active_ticket(3, policy().idle_deadline_after_activity());
+        let active = vec![live, past_active.clone(), idle.clone()];
+
+        let overdue = rules_answer(NOW, move |rules| rules.end_overdue(&active)).await;
+
+        let ended: Vec<_> = overdue.ended.iter().map(QueueTicket::ticket).collect();
+        assert_eq!(ended, vec![past_active.ticket(), idle.ticket()]);
+        assert!(
+            overdue
+                .ended
+                .iter()
+                .all(|t| t.stored_status() == TicketStatus::Expired)
+        );
+        assert_eq!(overdue.free, 1, "max_active 2, one still active");
+    }
+
+    #[tokio::test]
+    async fn the_rules_decide_at_the_clocks_now() {
+        // Active until NOW + 9 minutes: live at NOW, ended at NOW + 9 minutes.
+        let active = vec![active_ticket(1, Duration::ZERO)];
+        let later = NOW + Duration::minutes(9);
+
+        let at_now = rules_answer(NOW, {
+            let active = active.clone();
+            move |rules| rules.end_overdue(&active)
+        })
+        .await;
+        let at_later = rules_answer(later, move |rules| rules.end_overdue(&active)).await;
+
+        assert!(at_now.ended.is_empty());
+        assert_eq!(at_now.free, 1);
+        assert_eq!(at_later.ended.len(), 1);
+        assert_eq!(at_later.free, 2);
+    }
+
+    #[tokio::test]
+    async fn no_place_is_free_while_max_active_tickets_are_live_even_if_more_are() {
+        let two = vec![
+            active_ticket(1, Duration::seconds(1)),
+            active_ticket(2, Duration::seconds(1)),
+        ];
+        let three = vec![
+            active_ticket(1, Duration::seconds(1)),
+            active_ticket(2, Duration::seconds(1)),
+            active_ticket(3, Duration::seconds(1)),
+        ];
+
+        let full = rules_answer(NOW, move |rules| rules.end_overdue(&two)).await;
+        let over = rules_answer(NOW, move |rules| rules.end_overdue(&three)).await;
+
+        assert_eq!((full.ended.len(), full.free), (0, 0));
+        assert_eq!((over.ended.len(), over.free), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn the_rules_admit_the_oldest_waiting_first_and_no_more_than_free() {
+        let at = NOW + Duration::seconds(30);
+        let waiting = vec![waiting_ticket(5), waiting_ticket(6), waiting_ticket(7)];
+
+        let (two, none, all) = rules_answer(at, move |rules| {
+            (
+                rules.admit_oldest(&waiting, 2),
+                rules.admit_oldest(&waiting, 0),
+                rules.admit_oldest(&waiting, 10),
+            )
+        })
+        .await;
+
+        let numbers: Vec<_> = two.iter().map(|t| t.ticket().get()).collect();
+        assert_eq!(numbers, vec![5, 6]);
+        for admitted in &two {
+            assert_eq!(admitted.stored_status(), TicketStatus::Active);
+            assert_eq!(admitted.active_until(), Some(at + policy().active_ttl));
+            assert_eq!(admitted.last_seen(), Some(at));
+        }
+        assert!(none.is_empty());
+        assert_eq!(all.len(), 3);
     }
 }

@@ -64,7 +64,7 @@ impl AuthorizeRequest {
             .queue
             .find(claims.ticket)
             .await?
-            .filter(|ticket| ticket.user == claims.user)
+            .filter(|ticket| ticket.user() == claims.user)
             .ok_or(AuthorizeError::TokenInvalid)?;
         ticket
             .authorize(now, &self.access.policy)
@@ -72,31 +72,26 @@ impl AuthorizeRequest {
                 AccessRefused::Expired => AuthorizeError::TokenExpired,
                 AccessRefused::Waiting => AuthorizeError::QueueNotActive,
             })?;
-        if ticket.needs_activity_write(now, &self.access.policy) {
-            self.access
-                .queue
-                .record_activity(ticket.ticket, now)
-                .await?;
-        }
+        self.access.record_activity(&ticket, now).await?;
         Ok(ActiveUser {
-            user: ticket.user,
-            ticket: ticket.ticket,
+            user: ticket.user(),
+            ticket: ticket.ticket(),
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::QueueTicket;
     use time::Duration;
 
     use std::sync::Arc;
 
     use super::*;
-    use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner};
+    use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, Written};
     use crate::test_support::{
-        NOW, active_ticket, active_user, claims, clock, other_user, policy, queue_holding,
-        signer_reading, ticket_no, user, view_serving,
+        NOW, active_ticket, active_ticket_until, active_user, claims, clock, held_by, other_user,
+        policy, queue_holding, queue_holding_answering, signer_reading, ticket_no, user,
+        view_serving,
     };
 
     async fn authorize(
@@ -165,10 +160,7 @@ mod tests {
 
     #[tokio::test]
     async fn ticket_past_its_active_deadline_is_expired() {
-        let ticket = QueueTicket {
-            active_until: Some(NOW - Duration::seconds(1)),
-            ..active_ticket(14, Duration::seconds(1))
-        };
+        let ticket = active_ticket_until(14, NOW - Duration::seconds(1), Duration::seconds(1));
 
         let refused = authorize(queue_holding(ticket, 0), 20).await;
 
@@ -199,10 +191,7 @@ mod tests {
 
     #[tokio::test]
     async fn ticket_stored_for_another_user_is_invalid() {
-        let theirs = QueueTicket {
-            user: other_user(),
-            ..active_ticket(14, Duration::seconds(30))
-        };
+        let theirs = held_by(&active_ticket(14, Duration::seconds(30)), other_user());
 
         let refused = authorize(queue_holding(theirs, 0), 20).await;
 
@@ -221,10 +210,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn activity_is_written_when_older_than_the_resolution() {
+    async fn activity_is_written_when_older_than_the_resolution_over_the_last_seen_read() {
         let resolution = policy().activity_resolution();
         let stale = active_ticket(14, resolution);
 
+        // `queue_holding` expects exactly one write: ticket 14, read_last_seen NOW − resolution,
+        // last_seen NOW.
         authorize(queue_holding(stale, 1), 20)
             .await
             .expect("admitted");
@@ -238,5 +229,46 @@ mod tests {
         authorize(queue_holding(fresh, 0), 20)
             .await
             .expect("admitted");
+    }
+
+    #[tokio::test]
+    async fn activity_seen_after_now_by_a_clock_ahead_is_not_written_back() {
+        let ahead = active_ticket(14, -Duration::seconds(2));
+
+        authorize(queue_holding(ahead, 0), 20)
+            .await
+            .expect("admitted");
+    }
+
+    #[tokio::test]
+    async fn activity_written_first_by_another_request_is_not_an_error() {
+        let stale = active_ticket(14, Duration::seconds(30));
+
+        let admitted = authorize(queue_holding_answering(stale, 1, Written::Stale), 20)
+            .await
+            .expect("a stale activity write still admits");
+
+        assert_eq!(admitted, active_user(14));
+    }
+
+    #[tokio::test]
+    async fn a_failed_activity_write_is_an_error() {
+        let stale = active_ticket(14, Duration::seconds(30));
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_find()
+            .times(1)
+            .returning(move |_| Ok(Some(stale.clone())));
+        queue
+            .expect_record_activity()
+            .times(1)
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+
+        let failed = authorize(queue, 20).await;
+
+        assert!(matches!(
+            failed,
+            Err(AuthorizeError::Repository(RepositoryError::Unavailable(_)))
+        ));
     }
 }

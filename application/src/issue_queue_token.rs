@@ -1,9 +1,11 @@
 //! Use case: hand a user a signed queue token: their live one if they have it, else a new place
 //! at the end of the line.
 
-use concert_domain::UserId;
+use concert_domain::queue::{Join, join};
+use concert_domain::{TicketStatus, UserId};
 
-use crate::ports::{RepositoryError, TokenClaims};
+use crate::idempotency::{Step, until_written};
+use crate::ports::{JoinWrite, RepositoryError, TicketEnd, TokenClaims};
 use crate::queue_access::QueueAccess;
 use crate::read_queue_status::QueueStatusView;
 
@@ -30,40 +32,67 @@ impl IssueQueueToken {
         Self { access }
     }
 
+    /// Loads the user's live ticket, lets the domain decide (keep it, or end an overdue one and
+    /// join the back of the line), and draws a number over the version of the user's place.
     #[tracing::instrument(name = "issue_queue_token", skip_all, fields(user = %user))]
     pub async fn execute(&self, user: UserId) -> Result<IssuedToken, IssueQueueTokenError> {
-        let now = self.access.clock.now();
-        let issued = self
-            .access
-            .queue
-            .issue(user, now, &self.access.policy)
-            .await?;
-        let ticket = &issued.ticket;
-        let token = self.access.signer.sign(&TokenClaims {
+        let access = &self.access;
+        let now = access.clock.now();
+        let (ticket, created) = until_written(|| async move {
+            let live = access.queue.load_live(user).await?;
+            match join(live.ticket.as_ref(), now, &access.policy) {
+                Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
+                Join::Draw { ends } => {
+                    if let Some(overdue) = ends {
+                        let end = TicketEnd {
+                            ticket: overdue.ticket(),
+                            read_as: TicketStatus::Active,
+                        };
+                        // Ended meanwhile by another step is as good as ended here.
+                        access.queue.end(&end, now).await?;
+                    }
+                    let write = JoinWrite {
+                        user,
+                        version: live.version,
+                        now,
+                    };
+                    let drawn = access.queue.save_join(&write).await?;
+                    Ok::<_, IssueQueueTokenError>(Step::from(drawn).map(|ticket| (ticket, true)))
+                }
+            }
+        })
+        .await?;
+        let token = access.signer.sign(&TokenClaims {
             user,
-            ticket: ticket.ticket,
-            issued_at: ticket.issued_at,
+            ticket: ticket.ticket(),
+            issued_at: ticket.issued_at(),
         });
         Ok(IssuedToken {
             token,
-            created: issued.created,
-            status: QueueStatusView::of_ticket(ticket, now, &self.access.policy, &self.access.view),
+            created,
+            status: QueueStatusView::of_ticket(&ticket, now, &access.policy, &access.view),
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::TicketStatus;
+    use concert_domain::{QueueTicket, TicketStatus};
+    use mockall::Sequence;
     use mockall::predicate::eq;
+    use time::Duration;
 
     use std::sync::Arc;
 
     use super::*;
-    use crate::ports::{IssuedTicket, MockQueueRepository, MockTokenSigner};
+    use crate::idempotency::MAX_ATTEMPTS;
+    use crate::ports::{LiveTicket, MockQueueRepository, MockTokenSigner, Version, Written};
     use crate::test_support::{
-        NOW, active_ticket, clock, policy, ticket_no, user, view_serving, waiting_ticket,
+        NOW, active_ticket, active_ticket_until, clock, policy, user, view_serving, waiting_ticket,
     };
+
+    /// The version of the user's place every load reads, unless a test says otherwise.
+    const PLACE_VERSION: Version = Version::new(7);
 
     /// A signer whose token spells out the claims, so the same claims always give the same token.
     fn signer_expecting(claims: TokenClaims, times: usize) -> MockTokenSigner {
@@ -76,40 +105,70 @@ mod tests {
         signer
     }
 
-    #[tokio::test]
-    async fn new_ticket_is_created_signed_with_its_claims_and_placed_after_the_serving_counter() {
-        let ticket = waiting_ticket(14);
-        let mut queue = MockQueueRepository::new();
-        let issued = ticket.clone();
-        queue
-            .expect_issue()
-            .with(eq(user()), eq(NOW), eq(policy()))
-            .times(1)
-            .returning(move |_, _, _| {
-                Ok(IssuedTicket {
-                    ticket: issued.clone(),
-                    created: true,
-                })
-            });
-        let claims = TokenClaims {
+    fn claims_of(ticket: &QueueTicket) -> TokenClaims {
+        TokenClaims {
             user: user(),
-            ticket: ticket_no(14),
-            issued_at: ticket.issued_at,
-        };
-        let use_case = IssueQueueToken::new(QueueAccess {
-            signer: Arc::new(signer_expecting(claims, 1)),
+            ticket: ticket.ticket(),
+            issued_at: ticket.issued_at(),
+        }
+    }
+
+    fn live(ticket: Option<QueueTicket>, version: Version) -> LiveTicket {
+        LiveTicket { ticket, version }
+    }
+
+    /// A repository whose one load of the user's place finds `found`.
+    fn loading(found: Option<QueueTicket>) -> MockQueueRepository {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .with(eq(user()))
+            .times(1)
+            .returning(move |_| Ok(live(found.clone(), PLACE_VERSION)));
+        queue
+    }
+
+    /// The join the use case writes over `version`.
+    fn join_over(version: Version) -> JoinWrite {
+        JoinWrite {
+            user: user(),
+            version,
+            now: NOW,
+        }
+    }
+
+    async fn issuer(queue: MockQueueRepository, signer: MockTokenSigner) -> IssueQueueToken {
+        IssueQueueToken::new(QueueAccess {
+            signer: Arc::new(signer),
             queue: Arc::new(queue),
             clock: clock(),
             view: view_serving(10).await,
             policy: policy(),
-        });
+        })
+    }
 
-        let issued = use_case.execute(user()).await.expect("issued");
+    #[tokio::test]
+    async fn without_a_live_ticket_a_number_is_drawn_over_the_version_read() {
+        let drawn = waiting_ticket(14);
+        let mut queue = loading(None);
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(PLACE_VERSION)))
+            .times(1)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+        queue.expect_end().never();
+
+        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
 
         assert!(issued.created);
         assert_eq!(
             issued.token,
-            format!("{}.14.{}", user(), ticket.issued_at.unix_timestamp())
+            format!("{}.14.{}", user(), drawn.issued_at().unix_timestamp())
         );
         assert_eq!(issued.status.status, TicketStatus::Waiting);
         assert_eq!(issued.status.position, Some(4), "ticket 14 − serving 10");
@@ -119,42 +178,225 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn asking_again_with_a_live_ticket_returns_the_same_token_and_no_new_place() {
-        let ticket = active_ticket(14, time::Duration::seconds(30));
+    async fn a_live_waiting_ticket_is_handed_back_and_nothing_is_written() {
+        let ticket = waiting_ticket(14);
+        let mut queue = loading(Some(ticket.clone()));
+        queue.expect_save_join().never();
+        queue.expect_end().never();
+
+        let issued = issuer(queue, signer_expecting(claims_of(&ticket), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(!issued.created);
+        assert_eq!(issued.status.status, TicketStatus::Waiting);
+        assert_eq!(issued.status.position, Some(4));
+    }
+
+    #[tokio::test]
+    async fn asking_again_with_a_live_active_ticket_returns_the_same_token_and_writes_nothing() {
+        let ticket = active_ticket(14, Duration::seconds(30));
         let mut queue = MockQueueRepository::new();
-        let mut answers = vec![true, false].into_iter();
         let stored = ticket.clone();
         queue
-            .expect_issue()
-            .with(eq(user()), eq(NOW), eq(policy()))
+            .expect_load_live()
+            .with(eq(user()))
             .times(2)
-            .returning(move |_, _, _| {
-                Ok(IssuedTicket {
-                    ticket: stored.clone(),
-                    created: answers.next().expect("two calls"),
-                })
-            });
-        let claims = TokenClaims {
-            user: user(),
-            ticket: ticket_no(14),
-            issued_at: ticket.issued_at,
-        };
-        let use_case = IssueQueueToken::new(QueueAccess {
-            signer: Arc::new(signer_expecting(claims, 2)),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        });
+            .returning(move |_| Ok(live(Some(stored.clone()), PLACE_VERSION)));
+        queue.expect_save_join().never();
+        queue.expect_end().never();
+        let use_case = issuer(queue, signer_expecting(claims_of(&ticket), 2)).await;
 
         let first = use_case.execute(user()).await.expect("first");
         let again = use_case.execute(user()).await.expect("again");
 
-        assert!(first.created);
+        assert!(!first.created);
         assert!(!again.created);
         assert_eq!(again.token, first.token);
         assert_eq!(again.status.status, TicketStatus::Active);
         assert_eq!(again.status.position, None);
-        assert_eq!(again.status.active_until, ticket.active_until);
+        assert_eq!(again.status.active_until, ticket.active_until());
+    }
+
+    /// An active ticket past `deadline`: ended as read active, then a new number drawn over the
+    /// version read, in that order, whatever the end answers.
+    async fn overdue_ticket_is_ended_then_a_new_number_drawn(
+        overdue: QueueTicket,
+        end_answer: Written<()>,
+    ) {
+        let drawn = waiting_ticket(15);
+        let mut order = Sequence::new();
+        let mut queue = loading(Some(overdue.clone()));
+        queue
+            .expect_end()
+            .with(
+                eq(TicketEnd {
+                    ticket: overdue.ticket(),
+                    read_as: TicketStatus::Active,
+                }),
+                eq(NOW),
+            )
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_, _| Ok(end_answer.clone()));
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(PLACE_VERSION)))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+
+        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(issued.created);
+        assert_eq!(issued.status.status, TicketStatus::Waiting);
+        assert_eq!(issued.status.position, Some(5), "ticket 15 − serving 10");
+    }
+
+    #[tokio::test]
+    async fn an_active_ticket_past_its_active_deadline_is_ended_and_the_user_joins_again() {
+        overdue_ticket_is_ended_then_a_new_number_drawn(
+            active_ticket_until(14, NOW, Duration::seconds(1)),
+            Written::Done(()),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_idle_active_ticket_is_ended_and_the_user_joins_again() {
+        overdue_ticket_is_ended_then_a_new_number_drawn(
+            active_ticket(14, policy().idle_deadline_after_activity()),
+            Written::Done(()),
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_overdue_ticket_ended_meanwhile_by_another_step_still_lets_the_user_join() {
+        overdue_ticket_is_ended_then_a_new_number_drawn(
+            active_ticket_until(14, NOW, Duration::seconds(1)),
+            Written::Stale,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_stale_join_loads_again_and_hands_back_the_ticket_a_concurrent_request_drew() {
+        let theirs = waiting_ticket(15);
+        let mut loads = vec![
+            live(None, PLACE_VERSION),
+            live(Some(theirs.clone()), Version::new(8)),
+        ]
+        .into_iter();
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .with(eq(user()))
+            .times(2)
+            .returning(move |_| Ok(loads.next().expect("two loads")));
+        queue
+            .expect_save_join()
+            .with(eq(join_over(PLACE_VERSION)))
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        queue.expect_end().never();
+
+        let issued = issuer(queue, signer_expecting(claims_of(&theirs), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(!issued.created, "the concurrent request drew the number");
+        assert_eq!(issued.status.position, Some(5));
+    }
+
+    #[tokio::test]
+    async fn a_stale_join_draws_again_over_the_version_read_again() {
+        let drawn = waiting_ticket(16);
+        let mut versions = vec![PLACE_VERSION, Version::new(8)].into_iter();
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .times(2)
+            .returning(move |_| Ok(live(None, versions.next().expect("two loads"))));
+        let mut order = Sequence::new();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(PLACE_VERSION)))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(|_| Ok(Written::Stale));
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(Version::new(8))))
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+
+        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(issued.created);
+        assert_eq!(issued.status.position, Some(6));
+    }
+
+    #[tokio::test]
+    async fn a_join_that_stays_stale_gives_up_as_unavailable() {
+        let attempts = usize::try_from(MAX_ATTEMPTS).expect("attempts");
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .times(attempts)
+            .returning(|_| Ok(live(None, PLACE_VERSION)));
+        queue
+            .expect_save_join()
+            .times(attempts)
+            .returning(|_| Ok(Written::Stale));
+        queue.expect_end().never();
+        let mut signer = MockTokenSigner::new();
+        signer.expect_sign().never();
+
+        let refused = issuer(queue, signer).await.execute(user()).await;
+
+        assert!(matches!(
+            refused,
+            Err(IssueQueueTokenError::Repository(
+                RepositoryError::Unavailable(_)
+            ))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_is_an_error_and_nothing_is_written() {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .times(1)
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+        queue.expect_save_join().never();
+        queue.expect_end().never();
+        let mut signer = MockTokenSigner::new();
+        signer.expect_sign().never();
+
+        let refused = issuer(queue, signer).await.execute(user()).await;
+
+        assert!(matches!(
+            refused,
+            Err(IssueQueueTokenError::Repository(
+                RepositoryError::Unavailable(_)
+            ))
+        ));
     }
 }

@@ -332,7 +332,9 @@ mod tests {
         queue
             .expect_find()
             .returning(move |_| Ok(Some(ticket.clone())));
-        queue.expect_record_activity().returning(|_, _| Ok(()));
+        queue
+            .expect_record_activity()
+            .returning(|_| Ok(Written::Done(())));
         queue
     }
 

@@ -15,7 +15,7 @@ use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
     Balance, BalanceChange, Concert, ConcertDate, ConcertId, HoldGranted, IdempotencyKey,
-    IdempotencyScope, NewConcert, PaymentId, Price, QueuePolicy, QueueTicket, Reservation,
+    IdempotencyScope, NewConcert, Overdue, PaymentId, Price, QueueTicket, Reservation,
     ReservationId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId, Wallet,
 };
 use time::{Date, OffsetDateTime};
@@ -357,11 +357,38 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<Option<StoredAnswer>, RepositoryError>;
 }
 
-/// A ticket handed to a user: the live one they already had, or a new one.
+/// A user's live ticket (stored waiting or active), with the version of the user's place in
+/// the line: every new ticket of the user moves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IssuedTicket {
-    pub ticket: QueueTicket,
-    pub created: bool,
+pub struct LiveTicket {
+    pub ticket: Option<QueueTicket>,
+    pub version: Version,
+}
+
+/// A new place at the back of the line for `user`, over the version of their place read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWrite {
+    pub user: UserId,
+    pub version: Version,
+    pub now: OffsetDateTime,
+}
+
+/// Activity on an active ticket: its new `last_seen`, over the one read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActivityWrite {
+    pub ticket: TicketNo,
+    pub read_last_seen: Option<OffsetDateTime>,
+    pub last_seen: OffsetDateTime,
+}
+
+/// The rules of one admission step, run by the adapter while it holds the line still: nothing
+/// joins or is admitted elsewhere between its reads and its writes. The use case implements it
+/// with the domain's `end_overdue` and `admit_oldest`.
+pub trait AdmissionRules: Send + Sync {
+    /// The active tickets past a deadline (ended) and the places free once they are gone.
+    fn end_overdue(&self, active: &[QueueTicket]) -> Overdue;
+    /// The oldest waiting tickets (in ticket order, at most `free`) admitted.
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket>;
 }
 
 /// What one admission step did.
@@ -388,32 +415,37 @@ pub struct QueueSnapshot {
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait QueueRepository: Send + Sync {
-    /// Returns the user's live ticket, or draws the next ticket number. An active ticket past a
-    /// deadline of `policy` at `now` is not live: it is ended and a new one drawn. A user's
-    /// concurrent calls are serialised, so a losing duplicate never consumes a number.
-    async fn issue(
+    /// The user's live ticket, if any, and the version of their place in the line.
+    async fn load_live(&self, user: UserId) -> Result<LiveTicket, RepositoryError>;
+
+    /// Draws the next ticket number for the user, if their place is still at the version read;
+    /// otherwise `Stale` and no number is drawn (so positions have no gaps). A number is drawn
+    /// only while no admission step runs, so a step never passes a ticket drawn before it.
+    async fn save_join(&self, write: &JoinWrite) -> Result<Written<QueueTicket>, RepositoryError>;
+
+    /// Ends a ticket, if it is still in the status read.
+    async fn end(
         &self,
-        user: UserId,
+        end: &TicketEnd,
         now: OffsetDateTime,
-        policy: &QueuePolicy,
-    ) -> Result<IssuedTicket, RepositoryError>;
+    ) -> Result<Written<()>, RepositoryError>;
 
     async fn find(&self, ticket: TicketNo) -> Result<Option<QueueTicket>, RepositoryError>;
 
-    /// Records a request on an active ticket (restarts its idle timeout). A no-op on any other.
-    async fn record_activity(
-        &self,
-        ticket: TicketNo,
-        now: OffsetDateTime,
-    ) -> Result<(), RepositoryError>;
+    /// Writes activity, if the ticket is still active with the `last_seen` read (otherwise
+    /// `Stale`: another request's activity or the ticket's end got there first).
+    async fn record_activity(&self, write: &ActivityWrite) -> Result<Written<()>, RepositoryError>;
 
-    /// One admission step, run by one instance at a time: end active tickets past a deadline,
-    /// admit the oldest waiting tickets into the free slots, move the serving counter.
+    /// One admission step, one at a time across instances and never while a number is being
+    /// drawn: reads the active tickets, lets `rules` end the overdue ones, reads the oldest
+    /// waiting tickets for the free places, lets `rules` admit them, and writes all of it with
+    /// the serving counter in one transaction. `Stale` (nothing written) when a ticket changed
+    /// between the reads and the writes (a payment ended it, a request was recorded).
     async fn admit(
         &self,
-        policy: &QueuePolicy,
         now: OffsetDateTime,
-    ) -> Result<AdmissionReport, RepositoryError>;
+        rules: &(dyn AdmissionRules + 'static),
+    ) -> Result<Written<AdmissionReport>, RepositoryError>;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
 }

@@ -44,14 +44,15 @@ impl QueueStatusView {
         view: &QueueView,
     ) -> Self {
         match ticket.status_at(now, policy) {
-            TicketStatus::Waiting => {
-                Self::waiting(view.serving().position_of(ticket.ticket).unwrap_or(1), view)
-            }
+            TicketStatus::Waiting => Self::waiting(
+                view.serving().position_of(ticket.ticket()).unwrap_or(1),
+                view,
+            ),
             TicketStatus::Active => Self {
                 status: TicketStatus::Active,
                 position: None,
                 estimated_wait_seconds: None,
-                active_until: ticket.active_until,
+                active_until: ticket.active_until(),
                 retry_after_seconds: None,
             },
             TicketStatus::Expired => Self {
@@ -106,17 +107,12 @@ impl ReadQueueStatus {
             .queue
             .find(claims.ticket)
             .await?
-            .filter(|ticket| ticket.user == claims.user)
+            .filter(|ticket| ticket.user() == claims.user)
         else {
             return Err(ReadQueueStatusError::TokenInvalid);
         };
-        if ticket.needs_activity_write(now, &self.access.policy)
-            && ticket.status_at(now, &self.access.policy) == TicketStatus::Active
-        {
-            self.access
-                .queue
-                .record_activity(ticket.ticket, now)
-                .await?;
+        if ticket.status_at(now, &self.access.policy) == TicketStatus::Active {
+            self.access.record_activity(&ticket, now).await?;
         }
         Ok(QueueStatusView::of_ticket(
             &ticket,
@@ -135,10 +131,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot};
+    use crate::ports::{
+        InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot, Written,
+    };
     use crate::test_support::{
-        NOW, active_ticket, claims, clock, other_user, policy, queue_holding, signer_reading,
-        view_serving,
+        NOW, active_ticket, active_ticket_until, claims, clock, held_by, other_user, policy,
+        queue_holding, queue_holding_answering, signer_reading, view_serving,
     };
 
     /// A repository fake that must never be read: a waiting user's poll costs no database trip.
@@ -213,7 +211,7 @@ mod tests {
         let status = read(queue_holding(ticket.clone(), 1), 20, claims(14)).await;
 
         assert_eq!(status.status, TicketStatus::Active);
-        assert_eq!(status.active_until, ticket.active_until);
+        assert_eq!(status.active_until, ticket.active_until());
         assert_eq!(status.position, None);
         assert_eq!(status.estimated_wait_seconds, None);
         assert_eq!(
@@ -231,6 +229,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn active_ticket_whose_activity_another_request_wrote_first_still_reads_active() {
+        let ticket = active_ticket(14, Duration::seconds(30));
+        let status = read(
+            queue_holding_answering(ticket, 1, Written::Stale),
+            20,
+            claims(14),
+        )
+        .await;
+
+        assert_eq!(status.status, TicketStatus::Active);
+    }
+
+    #[tokio::test]
     async fn idle_ticket_reads_expired_and_its_poll_does_not_revive_it() {
         let idle = active_ticket(14, policy().idle_deadline_after_activity());
         let status = read(queue_holding(idle, 0), 20, claims(14)).await;
@@ -243,10 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn ticket_past_its_active_deadline_reads_expired() {
-        let ticket = QueueTicket {
-            active_until: Some(NOW),
-            ..active_ticket(14, Duration::seconds(1))
-        };
+        let ticket = active_ticket_until(14, NOW, Duration::seconds(1));
         let status = read(queue_holding(ticket, 0), 20, claims(14)).await;
 
         assert_eq!(status.status, TicketStatus::Expired);
@@ -284,10 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn ticket_stored_for_another_user_is_refused_and_not_touched() {
-        let theirs = QueueTicket {
-            user: other_user(),
-            ..active_ticket(14, Duration::seconds(30))
-        };
+        let theirs = held_by(&active_ticket(14, Duration::seconds(30)), other_user());
         let use_case = ReadQueueStatus::new(QueueAccess {
             signer: Arc::new(signer_reading(claims(14))),
             queue: Arc::new(queue_holding(theirs, 0)),

@@ -16,8 +16,8 @@ use crate::authorize_request::ActiveUser;
 use mockall::predicate::eq;
 
 use crate::ports::{
-    Booking, MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot, TokenClaims, Version,
-    Versioned,
+    ActivityWrite, Booking, MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot,
+    TokenClaims, Version, Versioned, Written,
 };
 use crate::queue_view::QueueView;
 
@@ -108,12 +108,35 @@ pub(crate) fn waiting_ticket(ticket: i64) -> QueueTicket {
 
 /// Admitted a minute ago, last seen `seen_ago` ago.
 pub(crate) fn active_ticket(ticket: i64, seen_ago: Duration) -> QueueTicket {
-    QueueTicket {
-        status: TicketStatus::Active,
-        active_until: Some(NOW + Duration::minutes(9)),
-        last_seen: Some(NOW - seen_ago),
-        ..waiting_ticket(ticket)
-    }
+    active_ticket_until(ticket, NOW + Duration::minutes(9), seen_ago)
+}
+
+/// Active until `active_until`, last seen `seen_ago` ago.
+pub(crate) fn active_ticket_until(
+    ticket: i64,
+    active_until: OffsetDateTime,
+    seen_ago: Duration,
+) -> QueueTicket {
+    QueueTicket::restore(
+        ticket_no(ticket),
+        user(),
+        TicketStatus::Active,
+        NOW - Duration::minutes(3),
+        Some(active_until),
+        Some(NOW - seen_ago),
+    )
+}
+
+/// `ticket` as stored, but held by `holder`.
+pub(crate) fn held_by(ticket: &QueueTicket, holder: UserId) -> QueueTicket {
+    QueueTicket::restore(
+        ticket.ticket(),
+        holder,
+        ticket.stored_status(),
+        ticket.issued_at(),
+        ticket.active_until(),
+        ticket.last_seen(),
+    )
 }
 
 pub(crate) fn active_user(ticket: i64) -> ActiveUser {
@@ -239,10 +262,25 @@ pub(crate) fn signer_reading(claims: TokenClaims) -> MockTokenSigner {
     signer
 }
 
-/// A repository fake that holds `ticket` and expects `writes` activity writes at [`NOW`].
+/// A repository fake that holds `ticket` and expects `writes` activity writes at [`NOW`], each
+/// over the `last_seen` read, answered `Done`.
 pub(crate) fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepository {
+    queue_holding_answering(ticket, writes, Written::Done(()))
+}
+
+/// [`queue_holding`], with the activity writes answered `answer`.
+pub(crate) fn queue_holding_answering(
+    ticket: QueueTicket,
+    writes: usize,
+    answer: Written<()>,
+) -> MockQueueRepository {
     let mut queue = MockQueueRepository::new();
-    let number = ticket.ticket;
+    let number = ticket.ticket();
+    let write = ActivityWrite {
+        ticket: number,
+        read_last_seen: ticket.last_seen(),
+        last_seen: NOW,
+    };
     queue
         .expect_find()
         .with(eq(number))
@@ -250,8 +288,8 @@ pub(crate) fn queue_holding(ticket: QueueTicket, writes: usize) -> MockQueueRepo
         .returning(move |_| Ok(Some(ticket.clone())));
     queue
         .expect_record_activity()
-        .with(eq(number), eq(NOW))
+        .with(eq(write))
         .times(writes)
-        .returning(|_, _| Ok(()));
+        .returning(move |_| Ok(answer.clone()));
     queue
 }
