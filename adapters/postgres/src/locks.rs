@@ -2,8 +2,6 @@
 //! first key), with `hashtext(...)` of the subject as the second key. A hash collision between two
 //! subjects only serialises them; it never lets two holders of one subject in at once.
 
-/// One user's queue token requests: the live ticket is looked up before a number is drawn.
-pub(crate) const USER_TICKETS: i32 = 0x4353_0002;
 /// The queue as a whole, second key 0: shared by every ticket issue, exclusive for admission.
 pub(crate) const QUEUE: i32 = 0x4353_0004;
 /// Migrations at start-up, second key 0 (session-level, on a one-off connection).

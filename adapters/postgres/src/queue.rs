@@ -1,39 +1,41 @@
 //! `QueueRepository`: the waiting line in PostgreSQL.
 //!
-//! - Ticket numbers come from the `queue_tickets` sequence, drawn only after the user's live
-//!   ticket was looked up under a per-user advisory lock: a user's duplicate request never
-//!   consumes a number, so positions have no gaps.
-//! - Every issue holds the queue lock in SHARED mode from before it draws a number until it
+//! - A join draws its number in one statement, only after the user's place (`queue_members`) was
+//!   moved from the version the decision read: a user's duplicate request loses that
+//!   compare-and-set and draws nothing, so positions have no gaps.
+//! - That statement holds the queue lock in SHARED mode from before it draws the number until it
 //!   commits; the admission step takes it EXCLUSIVE. So admission never runs while a drawn but
 //!   uncommitted number exists, and cannot admit ticket n+1 while ticket n is still invisible to
 //!   it (which would break first come, first served).
-//! - The admission step admits the oldest waiting tickets with `ORDER BY ticket LIMIT free FOR
-//!   UPDATE`, without SKIP LOCKED: steps are already serialised by the exclusive lock, and
-//!   skipping a locked row would let a later ticket pass an earlier one.
+//! - The admission step reads under that exclusive lock, lets the domain decide (through the
+//!   use case's `AdmissionRules`), and writes in the same transaction; its writes still compare
+//!   each ticket with the state read, since payments and activity do not take the queue lock.
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    AdmissionReport, IssuedTicket, QueueRepository, QueueSnapshot, RepositoryError,
+    ActivityWrite, AdmissionReport, AdmissionRules, JoinWrite, LiveTicket, QueueRepository,
+    QueueSnapshot, RepositoryError, TicketEnd, Version, Written,
 };
-use concert_domain::queue::{ServingCounter, active_deadline};
-use concert_domain::{QueuePolicy, QueueTicket, TicketNo, UserId};
+use concert_domain::queue::ServingCounter;
+use concert_domain::{QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
+use diesel::result::Error as DieselError;
+use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cached::CachedExt;
-use crate::columns::parse_ticket_status;
+use crate::columns::{parse_ticket_status, ticket_status, version};
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
-use crate::schema::{queue_state, queue_tickets};
+use crate::schema::queue_state;
 
-const WAITING: &str = "WAITING";
-const ACTIVE: &str = "ACTIVE";
-const EXPIRED: &str = "EXPIRED";
+const WAITING: &str = ticket_status(TicketStatus::Waiting);
+const ACTIVE: &str = ticket_status(TicketStatus::Active);
+const EXPIRED: &str = ticket_status(TicketStatus::Expired);
 
 #[derive(Debug, Clone)]
 pub struct PgQueueRepository {
@@ -46,118 +48,245 @@ impl PgQueueRepository {
     }
 }
 
-#[derive(Debug, Queryable, Selectable)]
-#[diesel(table_name = queue_tickets, check_for_backend(diesel::pg::Pg))]
+/// A `queue_tickets` row, as selected by [`TICKET_COLUMNS`] (absent: `None` columns).
+#[derive(Debug, QueryableByName)]
 struct TicketRow {
-    ticket: i64,
-    user_id: Uuid,
-    status: String,
-    issued_at: OffsetDateTime,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    ticket: Option<i64>,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    user_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    status: Option<String>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    issued_at: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
     active_until: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
     last_seen: Option<OffsetDateTime>,
 }
 
+const TICKET_COLUMNS: &str =
+    "t.ticket, t.user_id, t.status, t.issued_at, t.active_until, t.last_seen";
+
 impl TicketRow {
-    fn into_domain(self) -> Result<QueueTicket, RepositoryError> {
-        Ok(QueueTicket {
-            ticket: TicketNo::new(self.ticket).map_err(corrupt)?,
-            user: UserId::from_uuid(self.user_id),
-            status: parse_ticket_status(&self.status)?,
-            issued_at: self.issued_at,
-            active_until: self.active_until,
-            last_seen: self.last_seen,
-        })
+    fn into_domain(self) -> Result<Option<QueueTicket>, RepositoryError> {
+        let (Some(ticket), Some(user), Some(status), Some(issued_at)) =
+            (self.ticket, self.user_id, self.status, self.issued_at)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(QueueTicket::restore(
+            TicketNo::new(ticket).map_err(corrupt)?,
+            UserId::from_uuid(user),
+            parse_ticket_status(&status)?,
+            issued_at,
+            self.active_until,
+            self.last_seen,
+        )))
+    }
+}
+
+fn tickets(rows: Vec<TicketRow>) -> Result<Vec<QueueTicket>, RepositoryError> {
+    rows.into_iter()
+        .filter_map(|row| row.into_domain().transpose())
+        .collect()
+}
+
+fn load_live_sql() -> String {
+    format!(
+        "SELECT {TICKET_COLUMNS}, \
+                COALESCE((SELECT m.version FROM queue_members m WHERE m.user_id = $1), 0) \
+                  AS member_version \
+         FROM (SELECT 1) AS one \
+         LEFT JOIN queue_tickets t ON t.user_id = $1 AND t.status = ANY($2)"
+    )
+}
+
+/// A join: the user's place moves from the version read (an upsert: a first join inserts it),
+/// then the queue lock is taken in shared mode, then the number is drawn: only if the place
+/// moved, and only under the lock.
+const SAVE_JOIN: &str = "WITH member AS ( \
+         INSERT INTO queue_members AS m (user_id, version) VALUES ($1, $2 + 1) \
+         ON CONFLICT (user_id) DO UPDATE SET version = m.version + 1 WHERE m.version = $2 \
+         RETURNING 1 \
+     ), gate AS ( \
+         SELECT pg_advisory_xact_lock_shared($3, 0) FROM member \
+     ), drawn AS ( \
+         INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
+         SELECT nextval('queue_tickets_ticket_seq'), $1, $4, $5 FROM gate \
+         RETURNING ticket, user_id, status, issued_at, active_until, last_seen \
+     ) \
+     SELECT drawn.ticket, drawn.user_id, drawn.status, drawn.issued_at, drawn.active_until, \
+            drawn.last_seen \
+     FROM drawn";
+
+/// Why an admission transaction rolled back.
+enum StepAbort {
+    /// A ticket changed between the step's reads and its writes.
+    Stale,
+    Db(DieselError),
+}
+
+impl From<DieselError> for StepAbort {
+    fn from(error: DieselError) -> Self {
+        Self::Db(error)
     }
 }
 
 #[async_trait]
 impl QueueRepository for PgQueueRepository {
-    async fn issue(
-        &self,
-        user: UserId,
-        now: OffsetDateTime,
-        policy: &QueuePolicy,
-    ) -> Result<IssuedTicket, RepositoryError> {
-        let policy = *policy;
-        let pool = self.pool.clone();
-        // On its own task: a request dropped mid-transaction (client gone) must not roll back a
-        // drawn ticket number, which would leave a gap that every position behind it counts.
-        let issuing = tokio::spawn(async move {
-            pool.run(async {
-                let mut conn = pool.get().await?;
-                let (row, created) = conn
-                    .transaction::<_, diesel::result::Error, _>(|conn| {
-                        async move { issue_in_transaction(conn, user, now, &policy).await }
-                            .scope_boxed()
-                    })
+    async fn load_live(&self, user: UserId) -> Result<LiveTicket, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(embed)]
+            ticket: TicketRow,
+            #[diesel(sql_type = BigInt)]
+            member_version: i64,
+        }
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let row: Row = diesel::sql_query(load_live_sql())
+                    .bind::<SqlUuid, _>(user.get())
+                    .bind::<Array<Text>, _>(vec![WAITING, ACTIVE])
+                    .cached()
+                    .get_result(&mut conn)
                     .await
                     .map_err(from_diesel)?;
-                Ok(IssuedTicket {
-                    ticket: row.into_domain()?,
-                    created,
+                let version = if row.member_version == 0 {
+                    Version::ABSENT
+                } else {
+                    version(row.member_version)?
+                };
+                Ok(LiveTicket {
+                    ticket: row.ticket.into_domain()?,
+                    version,
                 })
             })
             .await
+    }
+
+    async fn save_join(&self, write: &JoinWrite) -> Result<Written<QueueTicket>, RepositoryError> {
+        let write = *write;
+        let pool = self.pool.clone();
+        // On its own task: a request dropped mid-statement (client gone) must not leave its
+        // connection half-read; the number it drew is committed and the user's retry gets it back.
+        let joining = tokio::spawn(async move {
+            pool.run(async {
+                let mut conn = pool.get().await?;
+                let row: Option<TicketRow> = diesel::sql_query(SAVE_JOIN)
+                    .bind::<SqlUuid, _>(write.user.get())
+                    .bind::<BigInt, _>(write.version.get())
+                    .bind::<Integer, _>(locks::QUEUE)
+                    .bind::<Text, _>(WAITING)
+                    .bind::<Timestamptz, _>(write.now)
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
+                match row.map(TicketRow::into_domain).transpose()?.flatten() {
+                    Some(ticket) => Ok(Written::Done(ticket)),
+                    None => Ok(Written::Stale),
+                }
+            })
+            .await
         });
-        issuing
+        joining
             .await
             .map_err(|error| RepositoryError::Unexpected(Box::new(error)))?
+    }
+
+    async fn end(
+        &self,
+        end: &TicketEnd,
+        now: OffsetDateTime,
+    ) -> Result<Written<()>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let ended = diesel::sql_query(
+                    "UPDATE queue_tickets SET status = $3, ended_at = $4 \
+                     WHERE ticket = $1 AND status = $2",
+                )
+                .bind::<BigInt, _>(end.ticket.get())
+                .bind::<Text, _>(ticket_status(end.read_as))
+                .bind::<Text, _>(EXPIRED)
+                .bind::<Timestamptz, _>(now)
+                .cached()
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                Ok(if ended == 1 {
+                    Written::Done(())
+                } else {
+                    Written::Stale
+                })
+            })
+            .await
     }
 
     async fn find(&self, ticket: TicketNo) -> Result<Option<QueueTicket>, RepositoryError> {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<TicketRow> = queue_tickets::table
-                    .find(ticket.get())
-                    .select(TicketRow::as_select())
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .map_err(from_diesel)?;
-                row.map(TicketRow::into_domain).transpose()
+                let row: Option<TicketRow> = diesel::sql_query(format!(
+                    "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.ticket = $1"
+                ))
+                .bind::<BigInt, _>(ticket.get())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+                Ok(row.map(TicketRow::into_domain).transpose()?.flatten())
             })
             .await
     }
 
-    async fn record_activity(
-        &self,
-        ticket: TicketNo,
-        now: OffsetDateTime,
-    ) -> Result<(), RepositoryError> {
+    async fn record_activity(&self, write: &ActivityWrite) -> Result<Written<()>, RepositoryError> {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                // `greatest`: instances' clocks may differ a little; activity never moves back.
-                diesel::sql_query(
-                    "UPDATE queue_tickets SET last_seen = greatest(last_seen, $2) \
-                     WHERE ticket = $1 AND status = 'ACTIVE'",
+                let recorded = diesel::sql_query(
+                    "UPDATE queue_tickets SET last_seen = $3 \
+                     WHERE ticket = $1 AND status = $4 AND last_seen IS NOT DISTINCT FROM $2",
                 )
-                .bind::<BigInt, _>(ticket.get())
-                .bind::<Timestamptz, _>(now)
+                .bind::<BigInt, _>(write.ticket.get())
+                .bind::<Nullable<Timestamptz>, _>(write.read_last_seen)
+                .bind::<Timestamptz, _>(write.last_seen)
+                .bind::<Text, _>(ACTIVE)
                 .cached()
                 .execute(&mut conn)
                 .await
-                .map(|_| ())
-                .map_err(from_diesel)
+                .map_err(from_diesel)?;
+                Ok(if recorded == 1 {
+                    Written::Done(())
+                } else {
+                    Written::Stale
+                })
             })
             .await
     }
 
     async fn admit(
         &self,
-        policy: &QueuePolicy,
         now: OffsetDateTime,
-    ) -> Result<AdmissionReport, RepositoryError> {
-        let policy = *policy;
+        rules: &(dyn AdmissionRules + 'static),
+    ) -> Result<Written<AdmissionReport>, RepositoryError> {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                    async move { admit_in_transaction(conn, &policy, now).await }.scope_boxed()
-                })
-                .await
-                .map_err(from_diesel)
+                let result = conn
+                    .transaction::<_, StepAbort, _>(|conn| {
+                        async move { admit_in_transaction(conn, now, rules).await }.scope_boxed()
+                    })
+                    .await;
+                match result {
+                    Ok(report) => Ok(Written::Done(report)),
+                    Err(StepAbort::Stale) => Ok(Written::Stale),
+                    Err(StepAbort::Db(error)) => Err(from_diesel(error)),
+                }
             })
             .await
     }
@@ -203,68 +332,12 @@ impl QueueRepository for PgQueueRepository {
     }
 }
 
-async fn issue_in_transaction(
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    now: OffsetDateTime,
-    policy: &QueuePolicy,
-) -> Result<(TicketRow, bool), diesel::result::Error> {
-    // Shared: many issues at once, but never while an admission step runs.
-    diesel::sql_query("SELECT pg_advisory_xact_lock_shared($1, 0)")
-        .bind::<Integer, _>(locks::QUEUE)
-        .cached()
-        .execute(conn)
-        .await?;
-    // One user's requests one at a time: the loser of a race finds the winner's ticket.
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, hashtext($2::text))")
-        .bind::<Integer, _>(locks::USER_TICKETS)
-        .bind::<SqlUuid, _>(user.get())
-        .cached()
-        .execute(conn)
-        .await?;
-    let live: Option<TicketRow> = queue_tickets::table
-        .filter(queue_tickets::user_id.eq(user.get()))
-        .filter(queue_tickets::status.eq_any([WAITING, ACTIVE]))
-        .select(TicketRow::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    if let Some(row) = live {
-        let ended = row.status == ACTIVE && deadline_passed(&row, policy, now);
-        if !ended {
-            return Ok((row, false));
-        }
-        // Active but past its active or idle deadline: it has ended, write it down.
-        diesel::update(queue_tickets::table.find(row.ticket))
-            .set((
-                queue_tickets::status.eq(EXPIRED),
-                queue_tickets::ended_at.eq(Some(now)),
-            ))
-            .cached()
-            .execute(conn)
-            .await?;
-    }
-    let row: TicketRow = diesel::insert_into(queue_tickets::table)
-        .values((
-            queue_tickets::user_id.eq(user.get()),
-            queue_tickets::status.eq(WAITING),
-            queue_tickets::issued_at.eq(now),
-        ))
-        .returning(TicketRow::as_returning())
-        .get_result(conn)
-        .await?;
-    Ok((row, true))
-}
-
-fn deadline_passed(row: &TicketRow, policy: &QueuePolicy, now: OffsetDateTime) -> bool {
-    active_deadline(row.active_until, row.last_seen, policy).is_some_and(|end| end <= now)
-}
-
+/// One admission step under the exclusive queue lock (see the module docs).
 async fn admit_in_transaction(
     conn: &mut AsyncPgConnection,
-    policy: &QueuePolicy,
     now: OffsetDateTime,
-) -> Result<AdmissionReport, diesel::result::Error> {
+    rules: &dyn AdmissionRules,
+) -> Result<AdmissionReport, StepAbort> {
     #[derive(QueryableByName)]
     struct Issued {
         #[diesel(sql_type = BigInt)]
@@ -272,37 +345,100 @@ async fn admit_in_transaction(
         #[diesel(sql_type = Nullable<BigInt>)]
         max: Option<i64>,
     }
-    #[derive(QueryableByName)]
-    struct Admitted {
-        #[diesel(sql_type = BigInt)]
-        ticket: i64,
-    }
-    // Exclusive: waits for every in-flight issue to commit, and keeps other steps out.
+    let corrupt_row =
+        |error: RepositoryError| StepAbort::Db(DieselError::DeserializationError(Box::new(error)));
+    // Exclusive: waits for every join in flight to commit, and keeps other steps out.
     diesel::sql_query("SELECT pg_advisory_xact_lock($1, 0)")
         .bind::<Integer, _>(locks::QUEUE)
         .cached()
         .execute(conn)
         .await?;
-    // 1. End active tickets past their active or idle deadline.
-    let idle_cutoff = now - policy.idle_deadline_after_activity();
-    let expired = diesel::update(queue_tickets::table)
-        .filter(queue_tickets::status.eq(ACTIVE))
-        .filter(
-            queue_tickets::active_until
-                .le(now)
-                .or(queue_tickets::last_seen.le(idle_cutoff)),
-        )
-        .set((
-            queue_tickets::status.eq(EXPIRED),
-            queue_tickets::ended_at.eq(Some(now)),
+    // 1. The active tickets; the domain ends the overdue ones and counts the free places.
+    let active: Vec<TicketRow> = diesel::sql_query(format!(
+        "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 ORDER BY t.ticket"
+    ))
+    .bind::<Text, _>(ACTIVE)
+    .cached()
+    .load(conn)
+    .await?;
+    let active = tickets(active).map_err(corrupt_row)?;
+    let overdue = rules.end_overdue(&active);
+    // 2. The oldest waiting tickets for the free places; the domain admits them.
+    let admitted = if overdue.free == 0 {
+        Vec::new()
+    } else {
+        let waiting: Vec<TicketRow> = diesel::sql_query(format!(
+            "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 \
+             ORDER BY t.ticket LIMIT $2"
         ))
+        .bind::<Text, _>(WAITING)
+        .bind::<BigInt, _>(i64::from(overdue.free))
+        .cached()
+        .load(conn)
+        .await?;
+        rules.admit_oldest(&tickets(waiting).map_err(corrupt_row)?, overdue.free)
+    };
+    // 3. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,
+    //    and a payment that ended it meanwhile changes the count: decide again next step).
+    if !overdue.ended.is_empty() {
+        let numbers: Vec<i64> = overdue.ended.iter().map(|t| t.ticket().get()).collect();
+        let seen: Vec<Option<OffsetDateTime>> =
+            overdue.ended.iter().map(QueueTicket::last_seen).collect();
+        let ended = diesel::sql_query(
+            "UPDATE queue_tickets q SET status = $3, ended_at = $4 \
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS e(ticket, last_seen) \
+             WHERE q.ticket = e.ticket AND q.status = $5 \
+               AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
+        )
+        .bind::<Array<BigInt>, _>(&numbers)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
+        .bind::<Text, _>(EXPIRED)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Text, _>(ACTIVE)
         .cached()
         .execute(conn)
         .await?;
-    // 2. Count the tickets issued since the last step (all committed: no issue is in flight).
-    let (hwm, issued_total): (i64, i64) = queue_state::table
+        if ended != numbers.len() {
+            return Err(StepAbort::Stale);
+        }
+    }
+    // 4. Write the admissions (waiting tickets change only here, under this lock).
+    if !admitted.is_empty() {
+        let numbers: Vec<i64> = admitted.iter().map(|t| t.ticket().get()).collect();
+        let until: Vec<Option<OffsetDateTime>> =
+            admitted.iter().map(QueueTicket::active_until).collect();
+        let seen: Vec<Option<OffsetDateTime>> =
+            admitted.iter().map(QueueTicket::last_seen).collect();
+        let written = diesel::sql_query(
+            "UPDATE queue_tickets q \
+             SET status = $4, admitted_at = $5, active_until = a.active_until, \
+                 last_seen = a.last_seen \
+             FROM unnest($1::bigint[], $2::timestamptz[], $3::timestamptz[]) \
+                  AS a(ticket, active_until, last_seen) \
+             WHERE q.ticket = a.ticket AND q.status = $6",
+        )
+        .bind::<Array<BigInt>, _>(&numbers)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&until)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
+        .bind::<Text, _>(ACTIVE)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Text, _>(WAITING)
+        .cached()
+        .execute(conn)
+        .await?;
+        if written != numbers.len() {
+            return Err(StepAbort::Stale);
+        }
+    }
+    // 5. The counters: the serving counter as the domain moves it, and the tallies that make
+    //    the waiting count O(1) (all issued tickets are committed: no join is in flight).
+    let (serving, hwm, issued_total): (i64, i64, i64) = queue_state::table
         .find(1)
-        .select((queue_state::issued_hwm, queue_state::issued_total))
+        .select((
+            queue_state::serving,
+            queue_state::issued_hwm,
+            queue_state::issued_total,
+        ))
         .for_update()
         .first(conn)
         .await?;
@@ -313,50 +449,21 @@ async fn admit_in_transaction(
     .cached()
     .get_result(conn)
     .await?;
-    // 3. Fill the free slots with the oldest waiting tickets, in ticket order.
-    let active: i64 = queue_tickets::table
-        .filter(queue_tickets::status.eq(ACTIVE))
-        .count()
-        .get_result(conn)
-        .await?;
-    let free = policy.free_slots(u32::try_from(active).unwrap_or(u32::MAX));
-    let admitted: Vec<Admitted> = if free == 0 {
-        Vec::new()
-    } else {
-        diesel::sql_query(
-            "UPDATE queue_tickets \
-             SET status = 'ACTIVE', admitted_at = $1, active_until = $2, last_seen = $1 \
-             WHERE ticket IN ( \
-                 SELECT ticket FROM queue_tickets WHERE status = 'WAITING' \
-                 ORDER BY ticket LIMIT $3 FOR UPDATE) \
-             RETURNING ticket",
-        )
-        .bind::<Timestamptz, _>(now)
-        .bind::<Timestamptz, _>(now + policy.active_ttl)
-        .bind::<BigInt, _>(i64::from(free))
-        .cached()
-        .load(conn)
-        .await?
-    };
+    let serving = ServingCounter::new(serving).after_admitting(&admitted);
     let admitted_count = i64::try_from(admitted.len()).unwrap_or(i64::MAX);
-    let highest = admitted.iter().map(|a| a.ticket).max().unwrap_or(0);
-    // 4. Move the counters forward (never back).
-    let serving: i64 = diesel::update(queue_state::table.find(1))
+    diesel::update(queue_state::table.find(1))
         .set((
-            queue_state::serving.eq(diesel::dsl::sql::<BigInt>("greatest(serving, ")
-                .bind::<BigInt, _>(highest)
-                .sql(")")),
+            queue_state::serving.eq(serving.get()),
             queue_state::admitted_total.eq(queue_state::admitted_total + admitted_count),
             queue_state::issued_total.eq(issued_total + issued.count),
             queue_state::issued_hwm.eq(issued.max.unwrap_or(hwm).max(hwm)),
         ))
-        .returning(queue_state::serving)
         .cached()
-        .get_result(conn)
+        .execute(conn)
         .await?;
     Ok(AdmissionReport {
-        expired: u64::try_from(expired).unwrap_or(u64::MAX),
-        admitted: u64::try_from(admitted_count).unwrap_or(0),
-        serving: ServingCounter::new(serving),
+        expired: u64::try_from(overdue.ended.len()).unwrap_or(u64::MAX),
+        admitted: u64::try_from(admitted.len()).unwrap_or(u64::MAX),
+        serving,
     })
 }

@@ -17,3 +17,11 @@ CREATE TABLE user_holds (
 DROP INDEX reservations_live_holds_by_user;
 CREATE INDEX reservations_held_by_user ON reservations (user_id) INCLUDE (expires_at)
     WHERE status = 'HELD';
+
+-- One row per user who ever joined the line: its version guards "one live place per user". A
+-- join bumps it in the statement that draws the number, so two joins of one user decided on the
+-- same state cannot both draw one (and a losing duplicate never consumes a number).
+CREATE TABLE queue_members (
+    user_id uuid   PRIMARY KEY,
+    version bigint NOT NULL CHECK (version > 0)
+);
