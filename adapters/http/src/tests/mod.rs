@@ -17,7 +17,7 @@ use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::ports::{
     AdmissionReport, AvailableSeat, Booking, DateAvailability, DateLookup, HoldState,
-    IdempotentAnswer, InvalidToken, IssuedTicket, MockAdmissionTrigger, MockCatalogRepository,
+    IdempotentAnswer, InvalidToken, LiveTicket, MockAdmissionTrigger, MockCatalogRepository,
     MockClock, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
     MockReadinessProbe, MockReservationRepository, MockTokenSigner, MockWalletRepository,
     PaymentReceipt, PaymentState, QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims,
@@ -168,19 +168,20 @@ fn ticket(n: i64, owner: Uuid, status: TicketStatus) -> QueueTicket {
 
 fn queue() -> MockQueueRepository {
     let mut queue = MockQueueRepository::new();
-    queue.expect_issue().returning(|who, _, _| {
-        Ok(if who.get() == USER_A {
-            IssuedTicket {
-                ticket: ticket(100, USER_A, TicketStatus::Waiting),
-                created: false,
-            }
-        } else {
-            IssuedTicket {
-                ticket: ticket(101, who.get(), TicketStatus::Waiting),
-                created: true,
-            }
+    queue.expect_load_live().returning(|who| {
+        Ok(LiveTicket {
+            ticket: (who.get() == USER_A).then(|| ticket(100, USER_A, TicketStatus::Waiting)),
+            version: Version::new(1),
         })
     });
+    queue.expect_save_join().returning(|write| {
+        Ok(Written::Done(ticket(
+            101,
+            write.user.get(),
+            TicketStatus::Waiting,
+        )))
+    });
+    queue.expect_end().returning(|_, _| Ok(Written::Done(())));
     queue.expect_find().returning(|n| {
         Ok(match n.get() {
             1 => Some(ticket(1, USER_A, TicketStatus::Active)),
@@ -191,10 +192,12 @@ fn queue() -> MockQueueRepository {
             n => Some(ticket(n, USER_A, TicketStatus::Active)),
         })
     });
-    queue.expect_record_activity().returning(|_, _| Ok(()));
+    queue
+        .expect_record_activity()
+        .returning(|_| Ok(Written::Done(())));
     queue
         .expect_admit()
-        .returning(|_, _| Ok(AdmissionReport::default()));
+        .returning(|_, _| Ok(Written::Done(AdmissionReport::default())));
     queue.expect_snapshot().returning(|| {
         Ok(QueueSnapshot {
             serving: ServingCounter::new(SERVING),
