@@ -68,7 +68,8 @@ struct Args {
     sql_dir: PathBuf,
     #[arg(long, default_value = "/usr/bin/pgbench")]
     pgbench: PathBuf,
-    /// Only these scenarios (comma-separated: poll, seats, hold, contention, charge, pay, journey).
+    /// Only these scenarios (comma-separated: poll, seats, hold, contention, charge, pay, journey,
+    /// join).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also write the table here.
@@ -173,12 +174,21 @@ struct Bench {
 
 impl Bench {
     async fn pg(&self, script: &str, vars: &[(&str, String)]) -> anyhow::Result<Measure> {
+        self.pg_with(script, vars, self.args.concurrency).await
+    }
+
+    async fn pg_with(
+        &self,
+        script: &str,
+        vars: &[(&str, String)],
+        clients: usize,
+    ) -> anyhow::Result<Measure> {
         let m = self
             .pgbench
             .run(
                 &self.args.script(script),
                 vars,
-                self.args.concurrency,
+                clients,
                 self.args.duration(),
             )
             .await?;
@@ -462,7 +472,7 @@ async fn main() -> anyhow::Result<()> {
             .await?;
         let raw_transaction = bench
             .pg(
-                "hold_tx.sql",
+                "hold_cas.sql",
                 &[
                     ("concert", raw_hold.id.to_string()),
                     ("dates", raw_hold.dates.to_string()),
@@ -477,10 +487,10 @@ async fn main() -> anyhow::Result<()> {
             unit: "req/s",
         });
         bench.rows.push(Row {
-            scenario: "seat hold, distinct seats (vs its own transaction)".into(),
+            scenario: "seat hold, distinct seats (vs its own statements)".into(),
             service,
             baseline: Some((
-                "pgbench hold transaction (lock + CTE)".into(),
+                "pgbench hold statements (load + compare-and-set write)".into(),
                 raw_transaction,
             )),
             target: None,
@@ -560,7 +570,7 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: "points charge (Idempotency-Key)".into(),
             service,
-            baseline: Some(("pgbench charge transaction".into(), raw)),
+            baseline: Some(("pgbench charge statements".into(), raw)),
             target: None,
             unit: "req/s",
         });
@@ -625,7 +635,33 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: "payment (Idempotency-Key)".into(),
             service,
-            baseline: Some(("pgbench payment transaction".into(), raw)),
+            baseline: Some(("pgbench payment statements".into(), raw)),
+            target: Some(0.5),
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("join") {
+        // New users joining the line at once: every request draws a new place.
+        const JOIN_CLIENTS: usize = 64;
+        let load = Load {
+            concurrency: JOIN_CLIENTS,
+            ..args.closed(u64::MAX)
+        };
+        let join = |_: u64| {
+            Call::post(
+                "/v1/queue/tokens",
+                format!("{{\"userId\":\"{}\"}}", uuid::Uuid::new_v4()),
+            )
+        };
+        let service = bench
+            .service("join", args.server, load, &[201], join)
+            .await?;
+        let raw = bench.pg_with("join.sql", &[], JOIN_CLIENTS).await?;
+        bench.rows.push(Row {
+            scenario: format!("queue join by new users, {JOIN_CLIENTS} clients"),
+            service,
+            baseline: Some(("pgbench bare ticket INSERT".into(), raw)),
             target: Some(0.5),
             unit: "req/s",
         });
