@@ -7,7 +7,6 @@ use concert_application::ports::{
 use concert_domain::{Balance, IdempotencyScope, LedgerKind, PaymentId, Price, ReservationStatus};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -37,8 +36,8 @@ impl PaymentRepository for PgPaymentRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let result = conn
-                    .transaction::<_, Abort<PaymentOutcome>, _>(|conn| {
-                        async move { pay_in_transaction(conn, request).await }.scope_boxed()
+                    .transaction::<_, Abort<PaymentOutcome>, _>(async |conn| {
+                        pay_in_transaction(conn, request).await
                     })
                     .await;
                 settle(result)

@@ -19,7 +19,6 @@ use concert_domain::queue::{ServingCounter, active_deadline};
 use concert_domain::{QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -86,9 +85,8 @@ impl QueueRepository for PgQueueRepository {
             pool.run(async {
                 let mut conn = pool.get().await?;
                 let (row, created) = conn
-                    .transaction::<_, diesel::result::Error, _>(|conn| {
-                        async move { issue_in_transaction(conn, user, now, &policy).await }
-                            .scope_boxed()
+                    .transaction::<_, diesel::result::Error, _>(async |conn| {
+                        issue_in_transaction(conn, user, now, &policy).await
                     })
                     .await
                     .map_err(from_diesel)?;
@@ -153,8 +151,8 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                conn.transaction::<_, diesel::result::Error, _>(|conn| {
-                    async move { admit_in_transaction(conn, &policy, now).await }.scope_boxed()
+                conn.transaction::<_, diesel::result::Error, _>(async |conn| {
+                    admit_in_transaction(conn, &policy, now).await
                 })
                 .await
                 .map_err(from_diesel)

@@ -8,7 +8,6 @@ use concert_domain::{Price, Reservation, ReservationId, ReservationStatus, UserI
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Timestamptz, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -70,8 +69,8 @@ impl ReservationRepository for PgReservationRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let result = conn
-                    .transaction::<_, Abort<HoldOutcome>, _>(|conn| {
-                        async move { hold_in_transaction(conn, request).await }.scope_boxed()
+                    .transaction::<_, Abort<HoldOutcome>, _>(async |conn| {
+                        hold_in_transaction(conn, request).await
                     })
                     .await;
                 match result {
@@ -114,32 +113,27 @@ impl ReservationRepository for PgReservationRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let result = conn
-                    .transaction::<_, Abort<Option<ReservationRow>>, _>(|conn| {
-                        async move {
-                            // The guard: still the user's, still held, hold not run out at `now`.
-                            let cancelled: Option<ReservationRow> =
-                                diesel::update(reservations::table)
-                                    .filter(reservations::id.eq(id.get()))
-                                    .filter(reservations::user_id.eq(user.get()))
-                                    .filter(reservations::status.eq(HELD))
-                                    .filter(reservations::expires_at.gt(now))
-                                    .set((
-                                        reservations::status
-                                            .eq(ReservationStatus::Cancelled.as_str()),
-                                        reservations::updated_at.eq(now),
-                                    ))
-                                    .returning(ReservationRow::as_returning())
-                                    .cached()
-                                    .get_result(conn)
-                                    .await
-                                    .optional()?;
-                            let Some(row) = cancelled else {
-                                return Err(Abort::Outcome(None));
-                            };
-                            release_seat(conn, &row).await?;
-                            Ok(Some(row))
-                        }
-                        .scope_boxed()
+                    .transaction::<_, Abort<Option<ReservationRow>>, _>(async |conn| {
+                        // The guard: still the user's, still held, hold not run out at `now`.
+                        let cancelled: Option<ReservationRow> = diesel::update(reservations::table)
+                            .filter(reservations::id.eq(id.get()))
+                            .filter(reservations::user_id.eq(user.get()))
+                            .filter(reservations::status.eq(HELD))
+                            .filter(reservations::expires_at.gt(now))
+                            .set((
+                                reservations::status.eq(ReservationStatus::Cancelled.as_str()),
+                                reservations::updated_at.eq(now),
+                            ))
+                            .returning(ReservationRow::as_returning())
+                            .cached()
+                            .get_result(conn)
+                            .await
+                            .optional()?;
+                        let Some(row) = cancelled else {
+                            return Err(Abort::Outcome(None));
+                        };
+                        release_seat(conn, &row).await?;
+                        Ok(Some(row))
                     })
                     .await;
                 match settle(result)? {

@@ -6,7 +6,6 @@ use concert_domain::wallet::LedgerEntry;
 use concert_domain::{Balance, IdempotencyScope, LedgerEntryId, LedgerKind, UserId};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 
@@ -90,8 +89,8 @@ impl WalletRepository for PgWalletRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let result = conn
-                    .transaction::<_, Abort<ChargeOutcome>, _>(|conn| {
-                        async move { charge_in_transaction(conn, request).await }.scope_boxed()
+                    .transaction::<_, Abort<ChargeOutcome>, _>(async |conn| {
+                        charge_in_transaction(conn, request).await
                     })
                     .await;
                 settle(result)

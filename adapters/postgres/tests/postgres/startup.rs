@@ -10,7 +10,6 @@ use concert_postgres::{
 };
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::support::{Ctx, race, user};
@@ -115,28 +114,25 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
 
     // Another transaction holds the wallet row; the charge's conditional update waits for it.
     let mut blocker = ctx.db.connect().await.expect("a connection");
+    let wallets = PgWalletRepository::new(short.clone());
     let started = Instant::now();
     let outcome = blocker
-        .transaction::<_, diesel::result::Error, _>(|conn| {
-            let wallets = PgWalletRepository::new(short.clone());
-            async move {
-                diesel::sql_query(format!(
-                    "SELECT 1 FROM wallets WHERE user_id = '{}' FOR UPDATE",
-                    someone.get()
-                ))
-                .execute(conn)
-                .await?;
-                Ok(wallets
-                    .charge(&concert_application::ports::ChargeRequest {
-                        user: someone,
-                        amount: crate::support::amount(5),
-                        max_balance: crate::support::MAX_BALANCE,
-                        now: crate::support::NOW,
-                        idempotency: None,
-                    })
-                    .await)
-            }
-            .scope_boxed()
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::sql_query(format!(
+                "SELECT 1 FROM wallets WHERE user_id = '{}' FOR UPDATE",
+                someone.get()
+            ))
+            .execute(conn)
+            .await?;
+            Ok(wallets
+                .charge(&concert_application::ports::ChargeRequest {
+                    user: someone,
+                    amount: crate::support::amount(5),
+                    max_balance: crate::support::MAX_BALANCE,
+                    now: crate::support::NOW,
+                    idempotency: None,
+                })
+                .await)
         })
         .await
         .expect("blocker transaction");
