@@ -12,4 +12,5 @@ mod queue;
 mod races;
 mod reservations;
 mod startup;
+mod transient;
 mod wallet;
