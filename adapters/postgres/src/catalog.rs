@@ -12,7 +12,6 @@ use concert_domain::{
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date as SqlDate, Integer};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 
@@ -96,36 +95,33 @@ impl CatalogRepository for PgCatalogRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let id = conn
-                    .transaction::<i64, diesel::result::Error, _>(|conn| {
-                        async move {
-                            let id: i64 = diesel::insert_into(concerts::table)
-                                .values(concerts::title.eq(concert.title().as_str()))
-                                .returning(concerts::id)
-                                .get_result(conn)
-                                .await?;
-                            for entry in concert.dates() {
-                                diesel::insert_into(concert_dates::table)
-                                    .values((
-                                        concert_dates::concert_id.eq(id),
-                                        concert_dates::date.eq(entry.date),
-                                        concert_dates::price.eq(entry.price.get()),
-                                        concert_dates::seat_count.eq(i32::from(entry.seats.get())),
-                                    ))
-                                    .execute(conn)
-                                    .await?;
-                                diesel::sql_query(
-                                    "INSERT INTO seats (concert_id, date, seat_no) \
-                                     SELECT $1, $2, n FROM generate_series(1, $3) AS n",
-                                )
-                                .bind::<BigInt, _>(id)
-                                .bind::<SqlDate, _>(entry.date)
-                                .bind::<Integer, _>(i32::from(entry.seats.get()))
+                    .transaction::<i64, diesel::result::Error, _>(async |conn| {
+                        let id: i64 = diesel::insert_into(concerts::table)
+                            .values(concerts::title.eq(concert.title().as_str()))
+                            .returning(concerts::id)
+                            .get_result(conn)
+                            .await?;
+                        for entry in concert.dates() {
+                            diesel::insert_into(concert_dates::table)
+                                .values((
+                                    concert_dates::concert_id.eq(id),
+                                    concert_dates::date.eq(entry.date),
+                                    concert_dates::price.eq(entry.price.get()),
+                                    concert_dates::seat_count.eq(i32::from(entry.seats.get())),
+                                ))
                                 .execute(conn)
                                 .await?;
-                            }
-                            Ok(id)
+                            diesel::sql_query(
+                                "INSERT INTO seats (concert_id, date, seat_no) \
+                                 SELECT $1, $2, n FROM generate_series(1, $3) AS n",
+                            )
+                            .bind::<BigInt, _>(id)
+                            .bind::<SqlDate, _>(entry.date)
+                            .bind::<Integer, _>(i32::from(entry.seats.get()))
+                            .execute(conn)
+                            .await?;
                         }
-                        .scope_boxed()
+                        Ok(id)
                     })
                     .await
                     .map_err(from_diesel)?;

@@ -21,7 +21,6 @@ use concert_domain::{QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -278,8 +277,8 @@ impl QueueRepository for PgQueueRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let result = conn
-                    .transaction::<_, StepAbort, _>(|conn| {
-                        async move { admit_in_transaction(conn, now, rules).await }.scope_boxed()
+                    .transaction::<_, StepAbort, _>(async |conn| {
+                        admit_in_transaction(conn, now, rules).await
                     })
                     .await;
                 match result {

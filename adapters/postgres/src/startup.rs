@@ -59,6 +59,9 @@ pub(crate) async fn run_migrations(settings: &ConnectSettings) -> Result<(), Sta
         .map_err(|e| StartupError::Migrate(Box::new(e)))?;
     // diesel's migration harness is synchronous: run it through the async connection's blocking
     // wrapper on a blocking thread (the wrapper drives its futures on this runtime's handle).
+    // Not diesel-async's `AsyncMigrationHarness`: it wraps the same blocking wrapper in
+    // `block_in_place`, which stalls a runtime worker meanwhile and panics on a current-thread
+    // runtime; `spawn_blocking` works on either.
     let mut wrapper: AsyncConnectionWrapper<AsyncPgConnection> = AsyncConnectionWrapper::from(conn);
     let applied = tokio::task::spawn_blocking(move || {
         let applied = wrapper

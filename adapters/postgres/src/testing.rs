@@ -21,6 +21,14 @@ use crate::locks;
 use crate::pool::{ConnectSettings, PgPool, build_pool};
 use crate::startup::{quote_identifier, run_migrations};
 
+/// How the repositories classify a diesel error (`Unavailable` when transient, else
+/// `Unexpected`), for tests that provoke errors from a live server on a connection of their own.
+pub fn repository_error(
+    error: diesel::result::Error,
+) -> concert_application::ports::RepositoryError {
+    crate::error::from_diesel(error)
+}
+
 /// The server used when `DATABASE_URL` is not set.
 pub const DEFAULT_SERVER_URL: &str = "postgres://postgres@127.0.0.1:5432";
 

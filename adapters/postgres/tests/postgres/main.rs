@@ -13,4 +13,5 @@ mod queue_races;
 mod races;
 mod reservations;
 mod startup;
+mod transient;
 mod wallet;

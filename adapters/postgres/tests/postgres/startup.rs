@@ -10,7 +10,6 @@ use concert_postgres::{
 };
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
 use crate::support::{Ctx, race, user};
@@ -119,20 +118,17 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
     // Another transaction holds the wallet row; the charge's compare-and-set waits for it.
     let write = crate::support::decide_charge(&ctx, someone, 5, crate::support::NOW, None).await;
     let mut blocker = ctx.db.connect().await.expect("a connection");
+    let wallets = PgWalletRepository::new(short.clone());
     let started = Instant::now();
     let outcome = blocker
-        .transaction::<_, diesel::result::Error, _>(|conn| {
-            let wallets = PgWalletRepository::new(short.clone());
-            async move {
-                diesel::sql_query(format!(
-                    "SELECT 1 FROM wallets WHERE user_id = '{}' FOR UPDATE",
-                    someone.get()
-                ))
-                .execute(conn)
-                .await?;
-                Ok(wallets.save_charge(&write).await)
-            }
-            .scope_boxed()
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            diesel::sql_query(format!(
+                "SELECT 1 FROM wallets WHERE user_id = '{}' FOR UPDATE",
+                someone.get()
+            ))
+            .execute(conn)
+            .await?;
+            Ok(wallets.save_charge(&write).await)
         })
         .await
         .expect("blocker transaction");
