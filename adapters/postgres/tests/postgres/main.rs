@@ -11,6 +11,7 @@ mod payments;
 mod queue;
 mod queue_races;
 mod races;
+mod read_models;
 mod reservations;
 mod startup;
 mod transient;

@@ -353,13 +353,9 @@ async fn a_hold_over_a_lapsed_hold_writes_the_replaced_reservation_expired_in_th
 }
 
 /// The port's contract: a stale write writes nothing. A hold that is stale on its seat (but not
-/// on the user's holds) still commits its `holder` step: the user's `user_holds` row is inserted
-/// or its version bumped although no hold was written. That bump cannot let a write through
-/// (versions only grow, so it only makes other writes of that user stale), but it is a write of a
-/// stale decision: a row for a user who never held a seat, and a spurious retry for that user's
-/// concurrent holds. Run with `--ignored` to see it.
+/// on the user's holds) must not touch the user's `user_holds` row either: the statement locks
+/// the seat at the version read before the holder step runs.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "adapter bug: a hold stale on its seat still upserts user_holds (see the report)"]
 async fn a_hold_stale_on_its_seat_writes_nothing_at_all() {
     let ctx = Ctx::new().await;
     let id = concert(&ctx, 10).await;
