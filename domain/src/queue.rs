@@ -170,14 +170,7 @@ pub struct QueueTicket {
 impl QueueTicket {
     /// A new ticket at the back of the line.
     pub fn waiting(ticket: TicketNo, user: UserId, issued_at: OffsetDateTime) -> Self {
-        Self {
-            ticket,
-            user,
-            status: TicketStatus::Waiting,
-            issued_at,
-            active_until: None,
-            last_seen: None,
-        }
+        Self::restore(ticket, user, TicketStatus::Waiting, issued_at, None, None)
     }
 
     /// A ticket as a store holds it.

@@ -119,6 +119,15 @@ const SAVE_JOIN: &str = "WITH member AS ( \
             drawn.last_seen \
      FROM drawn";
 
+/// The answer of a compare-and-set `UPDATE` of one row: written, or the row was not as read.
+fn one_row(affected: usize) -> Written<()> {
+    if affected == 1 {
+        Written::Done(())
+    } else {
+        Written::Stale
+    }
+}
+
 /// Why an admission transaction rolled back.
 enum StepAbort {
     /// A ticket changed between the step's reads and its writes.
@@ -216,11 +225,7 @@ impl QueueRepository for PgQueueRepository {
                 .execute(&mut conn)
                 .await
                 .map_err(from_diesel)?;
-                Ok(if ended == 1 {
-                    Written::Done(())
-                } else {
-                    Written::Stale
-                })
+                Ok(one_row(ended))
             })
             .await
     }
@@ -259,11 +264,7 @@ impl QueueRepository for PgQueueRepository {
                 .execute(&mut conn)
                 .await
                 .map_err(from_diesel)?;
-                Ok(if recorded == 1 {
-                    Written::Done(())
-                } else {
-                    Written::Stale
-                })
+                Ok(one_row(recorded))
             })
             .await
     }
