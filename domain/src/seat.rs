@@ -96,24 +96,22 @@ impl Seat {
         now: OffsetDateTime,
         ttl: Duration,
     ) -> Result<SeatHold, HoldRefused> {
+        if !self.is_available(now) {
+            return Err(match self.claim {
+                SeatClaim::Held {
+                    holder: current, ..
+                } if current == holder => HoldRefused::HeldBySameUser,
+                SeatClaim::Held { .. } => HoldRefused::HeldByOther,
+                SeatClaim::Available | SeatClaim::Sold { .. } => HoldRefused::Sold,
+            });
+        }
+        // Free at `now`: never held, or its hold lapsed (that reservation is taken over).
         let replaced = match self.claim {
-            SeatClaim::Sold { .. } => return Err(HoldRefused::Sold),
-            SeatClaim::Held {
-                holder: current,
-                until,
-                ..
-            } if until > now => {
-                return Err(if current == holder {
-                    HoldRefused::HeldBySameUser
-                } else {
-                    HoldRefused::HeldByOther
-                });
-            }
             SeatClaim::Held {
                 reservation: lapsed,
                 ..
             } => Some(lapsed),
-            SeatClaim::Available => None,
+            SeatClaim::Available | SeatClaim::Sold { .. } => None,
         };
         let until = now + ttl;
         self.claim = SeatClaim::Held {
