@@ -8,7 +8,7 @@ use concert_domain::{
 };
 use diesel::QueryableByName;
 use diesel::sql_types::{
-    BigInt, Date as SqlDate, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+    BigInt, Bool, Date as SqlDate, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
 };
 use time::{Date, OffsetDateTime};
 use uuid::Uuid;
@@ -48,6 +48,20 @@ pub(crate) fn version(raw: i64) -> Result<Version, RepositoryError> {
         Ok(Version::new(raw))
     } else {
         Err(corrupt(format!("row version {raw}")))
+    }
+}
+
+/// The one column a compare-and-set statement answers: whether it wrote.
+#[derive(Debug, QueryableByName)]
+pub(crate) struct WrittenRow {
+    #[diesel(sql_type = Bool)]
+    written: bool,
+}
+
+impl WrittenRow {
+    /// `Some(())` when the statement wrote, as [`crate::error::compare_and_set`] takes it.
+    pub(crate) fn wrote(self) -> Option<()> {
+        self.written.then_some(())
     }
 }
 

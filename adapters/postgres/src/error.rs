@@ -6,7 +6,7 @@
 
 use std::fmt;
 
-use concert_application::ports::{BoxError, RepositoryError};
+use concert_application::ports::{BoxError, RepositoryError, Written};
 use diesel::result::{
     ConnectionError, DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError,
 };
@@ -145,6 +145,19 @@ pub(crate) fn lost_race(error: &DieselError) -> bool {
             })
         }
         _ => false,
+    }
+}
+
+/// The answer of a compare-and-set statement: `Done` with its row when it wrote, `Stale` when it
+/// matched nothing or lost a race that rolled it back whole ([`lost_race`]).
+pub(crate) fn compare_and_set<T>(
+    result: Result<Option<T>, DieselError>,
+) -> Result<Written<T>, RepositoryError> {
+    match result {
+        Ok(Some(row)) => Ok(Written::Done(row)),
+        Ok(None) => Ok(Written::Stale),
+        Err(error) if lost_race(&error) => Ok(Written::Stale),
+        Err(error) => Err(from_diesel(error)),
     }
 }
 

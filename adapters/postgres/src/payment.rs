@@ -15,7 +15,7 @@ use crate::columns::{
     BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, WALLET_COLUMNS, WalletRow,
     claim_columns, ledger_kind, reservation_status, ticket_status,
 };
-use crate::error::{corrupt, from_diesel, lost_race};
+use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::wallet::{LEDGER_ENTRY, WALLET_CAS, key_binds};
 
@@ -165,11 +165,8 @@ impl PaymentRepository for PgPaymentRepository {
                     .get_result::<Paid>(&mut conn)
                     .await
                     .optional();
-                let paid = match paid {
-                    Ok(Some(paid)) => paid,
-                    Ok(None) => return Ok(Written::Stale),
-                    Err(error) if lost_race(&error) => return Ok(Written::Stale),
-                    Err(error) => return Err(from_diesel(error)),
+                let Written::Done(paid) = compare_and_set(paid)? else {
+                    return Ok(Written::Stale);
                 };
                 Ok(Written::Done(PaymentReceipt {
                     payment_id: PaymentId::new(paid.id).map_err(corrupt)?,

@@ -19,9 +19,9 @@ use time::OffsetDateTime;
 use crate::cached::CachedExt;
 use crate::columns::{
     BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, ReservationRow, SEAT_COLUMNS, SeatRow,
-    claim_columns, reservation_status, version,
+    WrittenRow, claim_columns, reservation_status, version,
 };
-use crate::error::{corrupt, from_diesel, lost_race};
+use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 
 #[derive(Debug, Clone)]
@@ -108,20 +108,6 @@ const SAVE_RELEASE: &str = "WITH locked AS ( \
      ) \
      SELECT EXISTS (SELECT 1 FROM released) AS written";
 
-#[derive(QueryableByName)]
-struct WrittenRow {
-    #[diesel(sql_type = Bool)]
-    written: bool,
-}
-
-fn written(row: Result<WrittenRow, diesel::result::Error>) -> Result<bool, RepositoryError> {
-    match row {
-        Ok(row) => Ok(row.written),
-        Err(error) if lost_race(&error) => Ok(false),
-        Err(error) => Err(from_diesel(error)),
-    }
-}
-
 #[async_trait]
 impl ReservationRepository for PgReservationRepository {
     async fn load_hold(
@@ -201,11 +187,7 @@ impl ReservationRepository for PgReservationRepository {
                     .cached()
                     .get_result::<WrittenRow>(&mut conn)
                     .await;
-                Ok(if written(row)? {
-                    Written::Done(())
-                } else {
-                    Written::Stale
-                })
+                compare_and_set(row.map(WrittenRow::wrote))
             })
             .await
     }
@@ -305,7 +287,7 @@ impl ReservationRepository for PgReservationRepository {
                         .cached()
                         .get_result::<WrittenRow>(&mut conn)
                         .await;
-                    if written(row)? {
+                    if let Written::Done(()) = compare_and_set(row.map(WrittenRow::wrote))? {
                         count += 1;
                     }
                 }

@@ -12,8 +12,8 @@ use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 
 use crate::cached::CachedExt;
-use crate::columns::{WALLET_COLUMNS, WalletRow, ledger_kind, parse_ledger_kind};
-use crate::error::{corrupt, from_diesel, lost_race};
+use crate::columns::{WALLET_COLUMNS, WalletRow, WrittenRow, ledger_kind, parse_ledger_kind};
+use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::schema::ledger_entries;
 
@@ -69,12 +69,6 @@ fn charge_sql() -> String {
     )
 }
 
-#[derive(QueryableByName)]
-struct WrittenRow {
-    #[diesel(sql_type = Bool)]
-    written: bool,
-}
-
 #[async_trait]
 impl WalletRepository for PgWalletRepository {
     async fn balance(&self, user: UserId) -> Result<Balance, RepositoryError> {
@@ -116,12 +110,7 @@ impl WalletRepository for PgWalletRepository {
                     .cached()
                     .get_result::<WrittenRow>(&mut conn)
                     .await;
-                match row {
-                    Ok(WrittenRow { written: true }) => Ok(Written::Done(())),
-                    Ok(WrittenRow { written: false }) => Ok(Written::Stale),
-                    Err(error) if lost_race(&error) => Ok(Written::Stale),
-                    Err(error) => Err(from_diesel(error)),
-                }
+                compare_and_set(row.map(WrittenRow::wrote))
             })
             .await
     }
