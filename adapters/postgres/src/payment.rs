@@ -1,5 +1,7 @@
 //! `PaymentRepository`: the one atomic step that turns a hold into a sale.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use concert_application::ports::{
     PaymentReceipt, PaymentRepository, PaymentState, PaymentWrite, RepositoryError, Written,
@@ -30,13 +32,13 @@ impl PgPaymentRepository {
     }
 }
 
-fn load_sql() -> String {
+static LOAD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS}, {WALLET_COLUMNS} FROM {BOOKING_FROM} \
          LEFT JOIN wallets w ON w.user_id = $2 \
          WHERE r.id = $1"
     )
-}
+});
 
 /// The payment statement. `locked` locks the reservation and its seat, both at the versions
 /// read; the wallet's compare-and-set goes ahead only if they were; every other write follows the
@@ -48,7 +50,7 @@ fn load_sql() -> String {
 /// `$10` its new status, `$11` seat version, `$12..$16` the seat's new claim, `$17` price, `$18`
 /// now, `$19` ticket, `$20` ticket status read, `$21` ticket's end status, `$22` key scope,
 /// `$23` key, `$24` request hash.
-fn save_sql() -> String {
+static SAVE: LazyLock<String> = LazyLock::new(|| {
     let wallet = WALLET_CAS.replace("WHERE $5", "WHERE EXISTS (SELECT 1 FROM locked)");
     format!(
         "WITH locked AS ( \
@@ -83,7 +85,7 @@ fn save_sql() -> String {
          ) \
          SELECT payment.id, payment.paid_at FROM payment"
     )
-}
+});
 
 #[async_trait]
 impl PaymentRepository for PgPaymentRepository {
@@ -102,7 +104,7 @@ impl PaymentRepository for PgPaymentRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<Row> = diesel::sql_query(load_sql())
+                let row: Option<Row> = diesel::sql_query(LOAD.as_str())
                     .bind::<BigInt, _>(reservation.get())
                     .bind::<SqlUuid, _>(payer.get())
                     .cached()
@@ -136,7 +138,7 @@ impl PaymentRepository for PgPaymentRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let paid = diesel::sql_query(save_sql())
+                let paid = diesel::sql_query(SAVE.as_str())
                     .bind::<SqlUuid, _>(write.wallet.value.user().get())
                     .bind::<BigInt, _>(write.wallet.version.get())
                     .bind::<BigInt, _>(write.change.balance_after.get())

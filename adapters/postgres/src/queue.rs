@@ -11,6 +11,8 @@
 //!   use case's `AdmissionRules`), and writes in the same transaction; its writes still compare
 //!   each ticket with the state read, since payments and activity do not take the queue lock.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use concert_application::ports::{
     ActivityWrite, AdmissionReport, AdmissionRules, JoinWrite, LiveTicket, QueueRepository,
@@ -91,7 +93,7 @@ fn tickets(rows: Vec<TicketRow>) -> Result<Vec<QueueTicket>, RepositoryError> {
         .collect()
 }
 
-fn load_live_sql() -> String {
+static LOAD_LIVE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {TICKET_COLUMNS}, \
                 COALESCE((SELECT m.version FROM queue_members m WHERE m.user_id = $1), 0) \
@@ -99,7 +101,7 @@ fn load_live_sql() -> String {
          FROM (SELECT 1) AS one \
          LEFT JOIN queue_tickets t ON t.user_id = $1 AND t.status = ANY($2)"
     )
-}
+});
 
 /// A join: the user's place moves from the version read (an upsert: a first join inserts it),
 /// then the queue lock is taken in shared mode, then the number is drawn: only if the place
@@ -141,6 +143,10 @@ impl From<DieselError> for StepAbort {
     }
 }
 
+/// The statement of [`QueueRepository::find`].
+static FIND: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.ticket = $1"));
+
 #[async_trait]
 impl QueueRepository for PgQueueRepository {
     async fn load_live(&self, user: UserId) -> Result<LiveTicket, RepositoryError> {
@@ -154,7 +160,7 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Row = diesel::sql_query(load_live_sql())
+                let row: Row = diesel::sql_query(LOAD_LIVE.as_str())
                     .bind::<SqlUuid, _>(user.get())
                     .bind::<Array<Text>, _>(vec![WAITING, ACTIVE])
                     .cached()
@@ -234,15 +240,13 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<TicketRow> = diesel::sql_query(format!(
-                    "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.ticket = $1"
-                ))
-                .bind::<BigInt, _>(ticket.get())
-                .cached()
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
+                let row: Option<TicketRow> = diesel::sql_query(FIND.as_str())
+                    .bind::<BigInt, _>(ticket.get())
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
                 Ok(row.map(TicketRow::into_domain).transpose()?.flatten())
             })
             .await
@@ -332,6 +336,19 @@ impl QueueRepository for PgQueueRepository {
     }
 }
 
+/// The tickets in one status, in ticket order (the admission step's active tickets).
+static ACTIVE_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 ORDER BY t.ticket")
+});
+
+/// The oldest tickets in one status, at most `$2` (the admission step's head of the line).
+static OLDEST_WAITING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 \
+         ORDER BY t.ticket LIMIT $2"
+    )
+});
+
 /// One admission step under the exclusive queue lock (see the module docs).
 async fn admit_in_transaction(
     conn: &mut AsyncPgConnection,
@@ -354,28 +371,23 @@ async fn admit_in_transaction(
         .execute(conn)
         .await?;
     // 1. The active tickets; the domain ends the overdue ones and counts the free places.
-    let active: Vec<TicketRow> = diesel::sql_query(format!(
-        "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 ORDER BY t.ticket"
-    ))
-    .bind::<Text, _>(ACTIVE)
-    .cached()
-    .load(conn)
-    .await?;
+    let active: Vec<TicketRow> = diesel::sql_query(ACTIVE_TICKETS.as_str())
+        .bind::<Text, _>(ACTIVE)
+        .cached()
+        .load(conn)
+        .await?;
     let active = tickets(active).map_err(corrupt_row)?;
     let overdue = rules.end_overdue(&active);
     // 2. The oldest waiting tickets for the free places; the domain admits them.
     let admitted = if overdue.free == 0 {
         Vec::new()
     } else {
-        let waiting: Vec<TicketRow> = diesel::sql_query(format!(
-            "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 \
-             ORDER BY t.ticket LIMIT $2"
-        ))
-        .bind::<Text, _>(WAITING)
-        .bind::<BigInt, _>(i64::from(overdue.free))
-        .cached()
-        .load(conn)
-        .await?;
+        let waiting: Vec<TicketRow> = diesel::sql_query(OLDEST_WAITING.as_str())
+            .bind::<Text, _>(WAITING)
+            .bind::<BigInt, _>(i64::from(overdue.free))
+            .cached()
+            .load(conn)
+            .await?;
         rules.admit_oldest(&tickets(waiting).map_err(corrupt_row)?, overdue.free)
     };
     // 3. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,

@@ -3,6 +3,8 @@
 //! Every write is one statement that applies the domain's decision only while the rows are at
 //! the versions the decision read (compare-and-set), so it needs no explicit transaction.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use concert_application::ports::{
     Booking, HoldState, HoldWrite, ReleaseWrite, RepositoryError, ReservationRepository, Version,
@@ -40,7 +42,7 @@ const EXPIRED: &str = reservation_status(ReservationStatus::Expired);
 
 /// The statement of [`ReservationRepository::load_hold`]: one snapshot of the seat, the user's
 /// hold version and the deadlines of the user's stored-`HELD` reservations, and a new id.
-fn load_hold_sql() -> String {
+static LOAD_HOLD: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {SEAT_COLUMNS}, \
                 COALESCE((SELECT h.version FROM user_holds h WHERE h.user_id = $1), 0) \
@@ -51,7 +53,7 @@ fn load_hold_sql() -> String {
          FROM seats s JOIN concert_dates d ON d.concert_id = s.concert_id AND d.date = s.date \
          WHERE s.concert_id = $2 AND s.date = $3 AND s.seat_no = $4"
     )
-}
+});
 
 /// The statement of [`ReservationRepository::save_hold`]. `seat` locks the seat only if it is at
 /// the version read; `holder` bumps the user's hold version only if the seat was locked and the
@@ -108,6 +110,27 @@ const SAVE_RELEASE: &str = "WITH locked AS ( \
      ) \
      SELECT EXISTS (SELECT 1 FROM released) AS written";
 
+/// The statement of [`ReservationRepository::find`].
+static FIND: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.id = $1"));
+
+/// The statement of [`ReservationRepository::load_booking`].
+static LOAD_BOOKING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
+        WHERE r.id = $1"
+    )
+});
+
+/// The statement of [`ReservationRepository::lapsed`]: a read model of the sweeper's candidates.
+static LAPSED: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
+        WHERE r.status = $1 AND r.expires_at <= $2 \
+        ORDER BY r.expires_at LIMIT $3"
+    )
+});
+
 #[async_trait]
 impl ReservationRepository for PgReservationRepository {
     async fn load_hold(
@@ -129,7 +152,7 @@ impl ReservationRepository for PgReservationRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<Row> = diesel::sql_query(load_hold_sql())
+                let row: Option<Row> = diesel::sql_query(LOAD_HOLD.as_str())
                     .bind::<SqlUuid, _>(user.get())
                     .bind::<BigInt, _>(seat.concert_id.get())
                     .bind::<SqlDate, _>(seat.date)
@@ -196,15 +219,13 @@ impl ReservationRepository for PgReservationRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<ReservationRow> = diesel::sql_query(format!(
-                    "SELECT {RESERVATION_COLUMNS} FROM reservations r WHERE r.id = $1"
-                ))
-                .bind::<BigInt, _>(id.get())
-                .cached()
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
+                let row: Option<ReservationRow> = diesel::sql_query(FIND.as_str())
+                    .bind::<BigInt, _>(id.get())
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
                 Ok(row
                     .map(ReservationRow::into_domain)
                     .transpose()?
@@ -217,16 +238,13 @@ impl ReservationRepository for PgReservationRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: Option<BookingRow> = diesel::sql_query(format!(
-                    "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
-                     WHERE r.id = $1"
-                ))
-                .bind::<BigInt, _>(id.get())
-                .cached()
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
+                let row: Option<BookingRow> = diesel::sql_query(LOAD_BOOKING.as_str())
+                    .bind::<BigInt, _>(id.get())
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .optional()
+                    .map_err(from_diesel)?;
                 row.map(BookingRow::into_domain).transpose()
             })
             .await
@@ -242,18 +260,14 @@ impl ReservationRepository for PgReservationRepository {
                 let mut conn = self.pool.get().await?;
                 // A read model: the index of stored-HELD reservations by deadline finds the
                 // candidates; the domain decides each expiry (`booking::expire`).
-                let rows: Vec<BookingRow> = diesel::sql_query(format!(
-                    "SELECT {RESERVATION_COLUMNS}, {SEAT_COLUMNS} FROM {BOOKING_FROM} \
-                     WHERE r.status = $1 AND r.expires_at <= $2 \
-                     ORDER BY r.expires_at LIMIT $3"
-                ))
-                .bind::<Text, _>(HELD)
-                .bind::<Timestamptz, _>(now)
-                .bind::<BigInt, _>(i64::from(batch))
-                .cached()
-                .load(&mut conn)
-                .await
-                .map_err(from_diesel)?;
+                let rows: Vec<BookingRow> = diesel::sql_query(LAPSED.as_str())
+                    .bind::<Text, _>(HELD)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<BigInt, _>(i64::from(batch))
+                    .cached()
+                    .load(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
                 rows.into_iter().map(BookingRow::into_domain).collect()
             })
             .await

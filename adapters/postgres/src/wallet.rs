@@ -1,5 +1,7 @@
 //! `WalletRepository`: balances, charges and the ledger.
 
+use std::sync::LazyLock;
+
 use async_trait::async_trait;
 use concert_application::ports::{
     ChargeWrite, IdempotencyRecord, RepositoryError, Versioned, WalletRepository, Written,
@@ -29,12 +31,12 @@ impl PgWalletRepository {
 }
 
 /// The statement that reads one wallet (`$1`), absent or not.
-pub(crate) fn load_wallet_sql() -> String {
+pub(crate) static LOAD_WALLET: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {WALLET_COLUMNS} FROM (SELECT 1) AS one \
          LEFT JOIN wallets w ON w.user_id = $1"
     )
-}
+});
 
 /// The compare-and-set of a wallet's new state, as a CTE named `wallet` for a statement whose
 /// binds are `$1` user, `$2` version read (0: absent), `$3` new balance, `$4` time of the change,
@@ -58,7 +60,7 @@ pub(crate) const LEDGER_ENTRY: &str = "entry AS ( \
          RETURNING id \
      )";
 
-fn charge_sql() -> String {
+static CHARGE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "WITH {WALLET_CAS}, {LEDGER_ENTRY}, key AS ( \
              INSERT INTO idempotency_keys (user_id, scope, key, request_hash, ledger_entry_id, \
@@ -67,7 +69,7 @@ fn charge_sql() -> String {
          ) \
          SELECT EXISTS (SELECT 1 FROM entry) AS written"
     )
-}
+});
 
 #[async_trait]
 impl WalletRepository for PgWalletRepository {
@@ -79,7 +81,7 @@ impl WalletRepository for PgWalletRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row: WalletRow = diesel::sql_query(load_wallet_sql())
+                let row: WalletRow = diesel::sql_query(LOAD_WALLET.as_str())
                     .bind::<SqlUuid, _>(user.get())
                     .cached()
                     .get_result(&mut conn)
@@ -96,7 +98,7 @@ impl WalletRepository for PgWalletRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let row = diesel::sql_query(charge_sql())
+                let row = diesel::sql_query(CHARGE.as_str())
                     .bind::<SqlUuid, _>(wallet.value.user().get())
                     .bind::<BigInt, _>(wallet.version.get())
                     .bind::<BigInt, _>(write.change.balance_after.get())
