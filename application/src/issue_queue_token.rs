@@ -5,7 +5,9 @@ use concert_domain::queue::{Join, join};
 use concert_domain::{TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
-use crate::ports::{JoinWrite, RepositoryError, TicketEnd, TokenClaims};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::ports::{JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims};
 use crate::queue_access::QueueAccess;
 use crate::read_queue_status::QueueStatusView;
 
@@ -38,8 +40,18 @@ impl IssueQueueToken {
     pub async fn execute(&self, user: UserId) -> Result<IssuedToken, IssueQueueTokenError> {
         let access = &self.access;
         let now = access.clock.now();
+        // Most joins at an on-sale are first joins, so the first attempt presumes the user has
+        // no place yet and skips the load: the write's compare-and-set over the absent place
+        // checks exactly that presumption, and a user who has a place costs one refused write
+        // before the load.
+        let presume_first_join = AtomicBool::new(true);
+        let presume_first_join = &presume_first_join;
         let (ticket, created) = until_written(|| async move {
-            let live = access.queue.load_live(user).await?;
+            let live = if presume_first_join.swap(false, Ordering::Relaxed) {
+                LiveTicket::FIRST_JOIN
+            } else {
+                access.queue.load_live(user).await?
+            };
             match join(live.ticket.as_ref(), now, &access.policy) {
                 Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
                 Join::Draw { ends } => {
@@ -117,9 +129,21 @@ mod tests {
         LiveTicket { ticket, version }
     }
 
-    /// A repository whose one load of the user's place finds `found`.
-    fn loading(found: Option<QueueTicket>) -> MockQueueRepository {
+    /// A repository that refuses `times` presumed first joins (the user has a place).
+    fn refusing_first_joins(times: usize) -> MockQueueRepository {
         let mut queue = MockQueueRepository::new();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(Version::ABSENT)))
+            .times(times)
+            .returning(|_| Ok(Written::Stale));
+        queue
+    }
+
+    /// A repository that refuses the presumed first join, then whose one load of the user's
+    /// place finds `found`.
+    fn loading(found: Option<QueueTicket>) -> MockQueueRepository {
+        let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
             .with(eq(user()))
@@ -148,7 +172,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_a_live_ticket_a_number_is_drawn_over_the_version_read() {
+    async fn a_first_join_draws_a_number_over_the_absent_place_without_a_load() {
+        let drawn = waiting_ticket(14);
+        let mut queue = MockQueueRepository::new();
+        queue.expect_load_live().never();
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(Version::ABSENT)))
+            .times(1)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+        queue.expect_end().never();
+
+        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(issued.created);
+        assert_eq!(issued.status.position, Some(4), "ticket 14 − serving 10");
+    }
+
+    #[tokio::test]
+    async fn a_user_with_a_place_but_no_live_ticket_draws_over_the_version_read() {
         let drawn = waiting_ticket(14);
         let mut queue = loading(None);
         let stored = drawn.clone();
@@ -178,10 +225,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_live_waiting_ticket_is_handed_back_and_nothing_is_written() {
+    async fn a_live_waiting_ticket_is_handed_back_and_no_number_is_drawn() {
         let ticket = waiting_ticket(14);
         let mut queue = loading(Some(ticket.clone()));
-        queue.expect_save_join().never();
         queue.expect_end().never();
 
         let issued = issuer(queue, signer_expecting(claims_of(&ticket), 1))
@@ -196,16 +242,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn asking_again_with_a_live_active_ticket_returns_the_same_token_and_writes_nothing() {
+    async fn asking_again_with_a_live_active_ticket_returns_the_same_token_and_draws_nothing() {
         let ticket = active_ticket(14, Duration::seconds(30));
-        let mut queue = MockQueueRepository::new();
+        let mut queue = refusing_first_joins(2);
         let stored = ticket.clone();
         queue
             .expect_load_live()
             .with(eq(user()))
             .times(2)
             .returning(move |_| Ok(live(Some(stored.clone()), PLACE_VERSION)));
-        queue.expect_save_join().never();
         queue.expect_end().never();
         let use_case = issuer(queue, signer_expecting(claims_of(&ticket), 2)).await;
 
@@ -295,7 +340,7 @@ mod tests {
             live(Some(theirs.clone()), Version::new(8)),
         ]
         .into_iter();
-        let mut queue = MockQueueRepository::new();
+        let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
             .with(eq(user()))
@@ -322,7 +367,7 @@ mod tests {
     async fn a_stale_join_draws_again_over_the_version_read_again() {
         let drawn = waiting_ticket(16);
         let mut versions = vec![PLACE_VERSION, Version::new(8)].into_iter();
-        let mut queue = MockQueueRepository::new();
+        let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
             .times(2)
@@ -355,14 +400,16 @@ mod tests {
     #[tokio::test]
     async fn a_join_that_stays_stale_gives_up_as_unavailable() {
         let attempts = usize::try_from(MAX_ATTEMPTS).expect("attempts");
-        let mut queue = MockQueueRepository::new();
+        // The presumed first join is the first of the attempts.
+        let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
-            .times(attempts)
+            .times(attempts - 1)
             .returning(|_| Ok(live(None, PLACE_VERSION)));
         queue
             .expect_save_join()
-            .times(attempts)
+            .with(eq(join_over(PLACE_VERSION)))
+            .times(attempts - 1)
             .returning(|_| Ok(Written::Stale));
         queue.expect_end().never();
         let mut signer = MockTokenSigner::new();
@@ -379,13 +426,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_load_is_an_error_and_nothing_is_written() {
-        let mut queue = MockQueueRepository::new();
+    async fn a_failed_load_is_an_error_and_no_number_is_drawn() {
+        let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
             .times(1)
             .returning(|_| Err(RepositoryError::Unavailable("down".into())));
-        queue.expect_save_join().never();
         queue.expect_end().never();
         let mut signer = MockTokenSigner::new();
         signer.expect_sign().never();

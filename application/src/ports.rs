@@ -365,6 +365,14 @@ pub struct LiveTicket {
     pub version: Version,
 }
 
+impl LiveTicket {
+    /// The place of a user who never joined: no ticket, no place row.
+    pub const FIRST_JOIN: Self = Self {
+        ticket: None,
+        version: Version::ABSENT,
+    };
+}
+
 /// A new place at the back of the line for `user`, over the version of their place read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JoinWrite {
