@@ -17,7 +17,10 @@
 # and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
 # Settings: BENCH_PG (server URL without a database, default postgres://postgres@127.0.0.1:5432),
 # BENCH_DB, BENCH_OUT, BENCH_POOL_SIZE (DATABASE_POOL_SIZE of the service, default: its default),
-# BENCH_SERVER_BIN (another concert-server binary to measure, e.g. one built from an older commit).
+# BENCH_SERVER_BIN (another concert-server binary to measure, e.g. one built from an older commit),
+# BENCH_BEFORE_BIN (a binary to compare with in the same run, e.g. the commit before's: it runs
+# first, on its own fresh databases migrated by itself, without the raw baselines, whose SQL fits
+# only the current schema; the table then shows its throughput and the change beside each row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -35,13 +38,14 @@ admin=bench-admin-key
 cargo build --release --bin concert-server --bin concert-load --bin bench-hello
 
 drop_databases() {
-  for name in "$db" "$qdb"; do
+  for name in "$db" "$qdb" "${db}_before" "${qdb}_before"; do
     psql "$pg/postgres" -qAtc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null
   done
 }
 drop_databases
 
 pids=()
+service_pids=()
 cleanup() {
   for pid in "${pids[@]}"; do
     kill "$pid" 2>/dev/null || true
@@ -68,16 +72,25 @@ if [ -n "${BENCH_POOL_SIZE:-}" ]; then
   pool=(DATABASE_POOL_SIZE="$BENCH_POOL_SIZE")
 fi
 
-env "${pool[@]}" DATABASE_URL="$pg/$db" BIND_ADDR=127.0.0.1:28480 TOKEN_SECRET="$secret" \
-  ADMIN_API_KEY="$admin" QUEUE_MAX_ACTIVE=10000 \
-  "$server_bin" >"$logs/server.log" 2>&1 &
-pids+=($!)
-server_pid=$!
-env "${pool[@]}" DATABASE_URL="$pg/$qdb" BIND_ADDR=127.0.0.1:28482 TOKEN_SECRET="$secret" \
-  QUEUE_MAX_ACTIVE=1 \
-  "$server_bin" >"$logs/queue-server.log" 2>&1 &
-pids+=($!)
-queue_pid=$!
+# start_services BINARY DATABASE QUEUE_DATABASE LOG_PREFIX: the service and the queue instance.
+start_services() {
+  env "${pool[@]}" DATABASE_URL="$pg/$2" BIND_ADDR=127.0.0.1:28480 TOKEN_SECRET="$secret" \
+    ADMIN_API_KEY="$admin" QUEUE_MAX_ACTIVE=10000 \
+    "$1" >"$logs/$4server.log" 2>&1 &
+  server_pid=$!
+  env "${pool[@]}" DATABASE_URL="$pg/$3" BIND_ADDR=127.0.0.1:28482 TOKEN_SECRET="$secret" \
+    QUEUE_MAX_ACTIVE=1 \
+    "$1" >"$logs/$4queue-server.log" 2>&1 &
+  queue_pid=$!
+  service_pids=("$server_pid" "$queue_pid")
+  pids+=("$server_pid" "$queue_pid")
+}
+
+stop_services() {
+  kill "${service_pids[@]}" 2>/dev/null || true
+  wait "${service_pids[@]}" 2>/dev/null || true
+}
+
 BIND_ADDR=127.0.0.1:28481 target/release/bench-hello >"$logs/hello.log" 2>&1 &
 pids+=($!)
 
@@ -85,16 +98,33 @@ cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')
 mem=$(free -g | awk '/^Mem:/ {print $2 " GiB"}')
 header="Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores ($cpu), $mem; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
 
-target/release/concert-load \
-  --server 127.0.0.1:28480 --queue-server 127.0.0.1:28482 --hello 127.0.0.1:28481 \
-  --database-url "$pg/$db" --queue-database-url "$pg/$qdb" \
-  --admin-key "$admin" --token-secret "$secret" \
-  --server-pid "$server_pid" --queue-server-pid "$queue_pid" \
-  --sql-dir bench/sql --pgbench "$(command -v pgbench)" \
-  --header "$header" --out "$out" "$@" || {
-  status=$?
-  echo "concert-load failed; server logs in $logs" >&2
-  tail -n 20 "$logs"/*.log >&2
-  exit $status
+# run_load DATABASE QUEUE_DATABASE [concert-load flags]
+run_load() {
+  local database=$1 queue_database=$2
+  shift 2
+  target/release/concert-load \
+    --server 127.0.0.1:28480 --queue-server 127.0.0.1:28482 --hello 127.0.0.1:28481 \
+    --database-url "$pg/$database" --queue-database-url "$pg/$queue_database" \
+    --admin-key "$admin" --token-secret "$secret" \
+    --server-pid "$server_pid" --queue-server-pid "$queue_pid" \
+    --sql-dir bench/sql --pgbench "$(command -v pgbench)" "$@" || {
+    status=$?
+    echo "concert-load failed; server logs in $logs" >&2
+    tail -n 20 "$logs"/*.log >&2
+    exit $status
+  }
 }
+
+compare=()
+if [ -n "${BENCH_BEFORE_BIN:-}" ]; then
+  echo "measuring $BENCH_BEFORE_BIN first" >&2
+  start_services "$BENCH_BEFORE_BIN" "${db}_before" "${qdb}_before" before-
+  run_load "${db}_before" "${qdb}_before" --no-baselines --summary "$logs/before.tsv" \
+    --header "$header (before: $BENCH_BEFORE_BIN)" --out "$out.before" "$@"
+  stop_services
+  compare=(--before "$logs/before.tsv")
+  header="$header Before: $BENCH_BEFORE_BIN, measured first in this run."
+fi
+start_services "$server_bin" "$db" "$qdb" ""
+run_load "$db" "$qdb" --header "$header" --out "$out" "${compare[@]}" "$@"
 echo "table written to $out; load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2

@@ -1,7 +1,11 @@
 //! The result table: one row per scenario with the service's numbers, its raw baseline and the
-//! ratio service ÷ baseline, rendered as Markdown.
+//! ratio service ÷ baseline, rendered as Markdown; with another binary's run (`--before`), that
+//! binary's throughput and the change beside each row.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+
+use anyhow::Context as _;
 
 use crate::measure::Measure;
 
@@ -43,14 +47,63 @@ pub struct Check {
     pub met: bool,
 }
 
-pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
+/// Another binary's throughput per scenario, from its run's [`summary`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Before(HashMap<String, f64>);
+
+/// One line per row, `scenario<TAB>throughput`: what a later run needs for its `--before`.
+pub fn summary(rows: &[Row]) -> String {
+    rows.iter()
+        .map(|row| format!("{}\t{:.1}\n", row.scenario, row.service.throughput()))
+        .collect()
+}
+
+pub fn parse_summary(text: &str) -> anyhow::Result<Before> {
+    text.lines()
+        .filter(|line| !line.is_empty())
+        .map(|line| {
+            let (scenario, throughput) = line
+                .split_once('\t')
+                .with_context(|| format!("no tab in summary line {line:?}"))?;
+            let throughput = throughput
+                .parse()
+                .with_context(|| format!("throughput of {scenario:?}"))?;
+            Ok((scenario.to_owned(), throughput))
+        })
+        .collect::<anyhow::Result<_>>()
+        .map(Before)
+}
+
+impl Before {
+    /// The cells `before | change` of `row` (dashes for a scenario the other run lacks).
+    fn cells(&self, row: &Row) -> String {
+        match self.0.get(&row.scenario) {
+            Some(&before) if before > 0.0 => format!(
+                "{before:.0} | {:+.0} %",
+                (row.service.throughput() / before - 1.0) * 100.0
+            ),
+            _ => "— | —".to_owned(),
+        }
+    }
+}
+
+pub fn render(rows: &[Row], checks: &[Check], header: &str, before: &Before) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{header}\n");
+    let compared = !before.0.is_empty();
+    let (before_head, before_rule) = if compared {
+        (" before | change |", "---:|---:|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         out,
-        "| scenario | service | p50 ms | p90 ms | p99 ms | max ms | CPU µs/req server + PG | baseline | baseline p99 ms | ratio | target |"
+        "| scenario | service |{before_head} p50 ms | p90 ms | p99 ms | max ms | CPU µs/req server + PG | baseline | baseline p99 ms | ratio | target |"
     );
-    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---|---:|{before_rule}---:|---:|---:|---:|---:|---|---:|---:|---|"
+    );
     for row in rows {
         let s = &row.service;
         let (baseline, base_p99) = match &row.baseline {
@@ -70,12 +123,18 @@ pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
             || "—".to_owned(),
             |(server, database)| format!("{server:.0} + {database:.0}"),
         );
+        let before_cells = if compared {
+            format!(" {} |", before.cells(row))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {:.0} {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
+            "| {} | {:.0} {} |{} {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
             row.scenario,
             s.throughput(),
             row.unit,
+            before_cells,
             s.quantile_ms(0.5),
             s.quantile_ms(0.9),
             s.quantile_ms(0.99),
@@ -130,4 +189,51 @@ pub fn render(rows: &[Row], checks: &[Check], header: &str) -> String {
         let _ = writeln!(out, "\nUnexpected answers:\n{}", failures.join("\n"));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn row(scenario: &str, ok: u64) -> Row {
+        let mut service = Measure::empty();
+        service.ok = ok;
+        service.elapsed = Duration::from_secs(1);
+        Row {
+            scenario: scenario.to_owned(),
+            service,
+            baseline: None,
+            target: None,
+            unit: "req/s",
+        }
+    }
+
+    #[test]
+    fn a_summary_reads_back_and_shows_the_change_beside_each_row() {
+        let before = parse_summary(&summary(&[row("hold", 1000), row("join", 400)]))
+            .expect("summary parses");
+        let table = render(&[row("hold", 1500), row("seats", 10)], &[], "run", &before);
+
+        assert!(
+            table.contains("| hold | 1500 req/s | 1000 | +50 % |"),
+            "{table}"
+        );
+        assert!(table.contains("| seats | 10 req/s | — | — |"), "{table}");
+    }
+
+    #[test]
+    fn without_a_before_run_the_table_has_no_change_columns() {
+        let table = render(&[row("hold", 1500)], &[], "run", &Before::default());
+
+        assert!(table.contains("| hold | 1500 req/s | 0.00 |"), "{table}");
+        assert!(!table.contains("change"), "{table}");
+    }
+
+    #[test]
+    fn a_malformed_summary_line_is_an_error() {
+        assert!(parse_summary("hold 1000\n").is_err());
+        assert!(parse_summary("hold\tmany\n").is_err());
+    }
 }

@@ -78,6 +78,17 @@ struct Args {
     /// A line printed above the table (machine, load average...).
     #[arg(long, default_value = "")]
     header: String,
+    /// Measure the service only: no pgbench and no bare axum baselines (for an older binary,
+    /// whose schema the current baselines' SQL may not fit).
+    #[arg(long)]
+    no_baselines: bool,
+    /// Also write each scenario's throughput and p99 here, for a later run's `--before`.
+    #[arg(long)]
+    summary: Option<PathBuf>,
+    /// The `--summary` of a run against another binary (e.g. the commit before), shown beside
+    /// this run's figures with the change.
+    #[arg(long)]
+    before: Option<PathBuf>,
 }
 
 impl Args {
@@ -173,16 +184,20 @@ struct Bench {
 }
 
 impl Bench {
-    async fn pg(&self, script: &str, vars: &[(&str, String)]) -> anyhow::Result<Measure> {
+    async fn pg(&self, script: &str, vars: &[(&str, String)]) -> anyhow::Result<Option<Measure>> {
         self.pg_with(script, vars, self.args.concurrency).await
     }
 
+    /// pgbench running `script` with `clients` connections (nothing with `--no-baselines`).
     async fn pg_with(
         &self,
         script: &str,
         vars: &[(&str, String)],
         clients: usize,
-    ) -> anyhow::Result<Measure> {
+    ) -> anyhow::Result<Option<Measure>> {
+        if self.args.no_baselines {
+            return Ok(None);
+        }
         let m = self
             .pgbench
             .run(
@@ -193,7 +208,7 @@ impl Bench {
             )
             .await?;
         brief(&format!("pgbench {script}"), &m);
-        Ok(m)
+        Ok(Some(m))
     }
 
     async fn service<F>(
@@ -287,9 +302,14 @@ impl Bench {
 
     async fn polls(&mut self) -> anyhow::Result<()> {
         let args = self.args.clone();
-        let hello = self
-            .best_of(2, "hello", args.hello, &[200], |_| Call::get("/hello"))
-            .await?;
+        let hello = if args.no_baselines {
+            None
+        } else {
+            Some(
+                self.best_of(2, "hello", args.hello, &[200], |_| Call::get("/hello"))
+                    .await?,
+            )
+        };
         let db = fixtures::sql(&args.queue_database_url).await?;
         let minter = Minter::new(&args.token_secret);
         fixtures::block_the_line(&db).await?;
@@ -325,7 +345,7 @@ impl Bench {
         self.rows.push(Row {
             scenario: "waiting-user status poll, 1,000 waiting".into(),
             service: small.clone(),
-            baseline: Some(("bare axum hello".into(), hello)),
+            baseline: hello.map(|m| ("bare axum hello".into(), m)),
             target: Some(0.6),
             unit: "req/s",
         });
@@ -442,7 +462,7 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: "available seats read (50 seats)".into(),
             service,
-            baseline: Some(("pgbench seat list query".into(), raw)),
+            baseline: raw.map(|m| ("pgbench seat list query".into(), m)),
             target: Some(0.5),
             unit: "req/s",
         });
@@ -459,17 +479,21 @@ async fn main() -> anyhow::Result<()> {
         let service = bench
             .service("hold", args.server, args.closed(budget), &[201], hold)
             .await?;
-        let reservation = dummy_reservation(&db, &raw_hold).await?;
-        let raw = bench
-            .pg(
-                "hold.sql",
-                &[
-                    ("concert", raw_hold.id.to_string()),
-                    ("dates", raw_hold.dates.to_string()),
-                    ("reservation", reservation.to_string()),
-                ],
-            )
-            .await?;
+        let raw = if args.no_baselines {
+            None
+        } else {
+            let reservation = dummy_reservation(&db, &raw_hold).await?;
+            bench
+                .pg(
+                    "hold.sql",
+                    &[
+                        ("concert", raw_hold.id.to_string()),
+                        ("dates", raw_hold.dates.to_string()),
+                        ("reservation", reservation.to_string()),
+                    ],
+                )
+                .await?
+        };
         let raw_transaction = bench
             .pg(
                 "hold_cas.sql",
@@ -482,17 +506,19 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: "seat hold, distinct seats".into(),
             service: service.clone(),
-            baseline: Some(("pgbench conditional claim UPDATE".into(), raw)),
+            baseline: raw.map(|m| ("pgbench conditional claim UPDATE".into(), m)),
             target: Some(0.5),
             unit: "req/s",
         });
         bench.rows.push(Row {
             scenario: "seat hold, distinct seats (vs its own statements)".into(),
             service,
-            baseline: Some((
-                "pgbench hold statements (load + compare-and-set write)".into(),
-                raw_transaction,
-            )),
+            baseline: raw_transaction.map(|m| {
+                (
+                    "pgbench hold statements (load + compare-and-set write)".into(),
+                    m,
+                )
+            }),
             target: None,
             unit: "req/s",
         });
@@ -521,23 +547,27 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?;
-        let reservation = dummy_reservation(&db, &raw_contended).await?;
-        db.execute(
-            "UPDATE seats SET held_by_reservation = $1, held_by_user = '00000000-0000-0000-0000-00000000b0b0', \
-             held_until = now() + interval '1 day' WHERE concert_id = $2 AND seat_no <= 8",
-            &[&reservation, &raw_contended.id],
-        )
-        .await?;
-        let raw = bench
-            .pg(
-                "hold_contended.sql",
-                &[("concert", raw_contended.id.to_string())],
+        let raw = if args.no_baselines {
+            None
+        } else {
+            let reservation = dummy_reservation(&db, &raw_contended).await?;
+            db.execute(
+                "UPDATE seats SET held_by_reservation = $1, held_by_user = '00000000-0000-0000-0000-00000000b0b0', \
+                 held_until = now() + interval '1 day' WHERE concert_id = $2 AND seat_no <= 8",
+                &[&reservation, &raw_contended.id],
             )
             .await?;
+            bench
+                .pg(
+                    "hold_contended.sql",
+                    &[("concert", raw_contended.id.to_string())],
+                )
+                .await?
+        };
         bench.rows.push(Row {
             scenario: "seat hold, 16 clients on 8 seats (409 after the first 8)".into(),
             service,
-            baseline: Some(("pgbench claim UPDATE on held seats".into(), raw)),
+            baseline: raw.map(|m| ("pgbench claim UPDATE on held seats".into(), m)),
             target: None,
             unit: "req/s",
         });
@@ -570,7 +600,7 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: "points charge (Idempotency-Key)".into(),
             service,
-            baseline: Some(("pgbench charge statements".into(), raw)),
+            baseline: raw.map(|m| ("pgbench charge statements".into(), m)),
             target: None,
             unit: "req/s",
         });
@@ -629,13 +659,17 @@ async fn main() -> anyhow::Result<()> {
                 },
             )
             .await?;
-        say("preparing the raw payments");
-        prepare_raw_payments(&db, &raw_pay).await?;
-        let raw = bench.pg("pay.sql", &[]).await?;
+        let raw = if args.no_baselines {
+            None
+        } else {
+            say("preparing the raw payments");
+            prepare_raw_payments(&db, &raw_pay).await?;
+            bench.pg("pay.sql", &[]).await?
+        };
         bench.rows.push(Row {
             scenario: "payment (Idempotency-Key)".into(),
             service,
-            baseline: Some(("pgbench payment statements".into(), raw)),
+            baseline: raw.map(|m| ("pgbench payment statements".into(), m)),
             target: Some(0.5),
             unit: "req/s",
         });
@@ -661,7 +695,7 @@ async fn main() -> anyhow::Result<()> {
         bench.rows.push(Row {
             scenario: format!("queue join by new users, {JOIN_CLIENTS} clients"),
             service,
-            baseline: Some(("pgbench bare ticket INSERT".into(), raw)),
+            baseline: raw.map(|m| ("pgbench bare ticket INSERT".into(), m)),
             target: Some(0.5),
             unit: "req/s",
         });
@@ -684,7 +718,18 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    let table = report::render(&bench.rows, &bench.checks, &args.header);
+    if let Some(summary) = &args.summary {
+        std::fs::write(summary, report::summary(&bench.rows))
+            .with_context(|| format!("writing {}", summary.display()))?;
+    }
+    let before = match &args.before {
+        Some(path) => report::parse_summary(
+            &std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?,
+        )?,
+        None => report::Before::default(),
+    };
+    let table = report::render(&bench.rows, &bench.checks, &args.header, &before);
     std::io::stdout().lock().write_all(table.as_bytes())?;
     if let Some(out) = &args.out {
         std::fs::write(out, &table).with_context(|| format!("writing {}", out.display()))?;
