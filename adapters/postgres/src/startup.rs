@@ -51,6 +51,7 @@ pub(crate) async fn run_migrations(settings: &ConnectSettings) -> Result<(), Sta
         .open()
         .await
         .map_err(connect_error)?;
+    warn_if_messages_translated(&mut conn).await;
     // Session-level: held until this connection closes, which is right after the migrations.
     diesel::sql_query("SELECT pg_advisory_lock($1, 0)")
         .bind::<Integer, _>(locks::MIGRATIONS)
@@ -79,6 +80,40 @@ pub(crate) async fn run_migrations(settings: &ConnectSettings) -> Result<(), Sta
         tracing::info!(%database, migrations = ?applied, "database migrated");
     }
     Ok(())
+}
+
+/// Warns when the server sends its messages translated. A few transient failures (deadlock,
+/// statement or lock timeout, server shutting down) are recognised by their English message,
+/// because diesel-async drops their SQLSTATE (`crate::error`); translated, they would be answered
+/// as unexpected (500) instead of "try again" (503).
+async fn warn_if_messages_translated(conn: &mut AsyncPgConnection) {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = Text)]
+        value: String,
+    }
+    let setting = diesel::sql_query("SELECT current_setting('lc_messages') AS value")
+        .get_result::<Setting>(conn)
+        .await;
+    match setting {
+        Ok(Setting { value }) if !messages_are_english(&value) => tracing::warn!(
+            lc_messages = %value,
+            "PostgreSQL sends translated messages: deadlocks, timeouts and shutdowns would be \
+             answered 500 instead of 503; set lc_messages = 'C' for this role \
+             (ALTER ROLE ... SET lc_messages = 'C')"
+        ),
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, "could not read lc_messages"),
+    }
+}
+
+/// Whether an `lc_messages` locale leaves PostgreSQL's messages in English.
+pub(crate) fn messages_are_english(locale: &str) -> bool {
+    let language = locale.split(['.', '@']).next().unwrap_or_default().trim();
+    language.is_empty()
+        || ["C", "POSIX", "en", "English"].contains(&language)
+        || language.starts_with("en_")
+        || language.starts_with("English_")
 }
 
 /// Creates `database` unless it exists, from a maintenance database of the same server.
@@ -151,6 +186,32 @@ pub(crate) fn quote_identifier(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_english_and_untranslated_locales_count_as_english() {
+        for english in [
+            "",
+            "C",
+            "C.UTF-8",
+            "POSIX",
+            "en",
+            "en_US.UTF-8",
+            "en_GB",
+            "en_US.utf8@euro",
+            "English_United States.1252",
+        ] {
+            assert!(messages_are_english(english), "{english:?}");
+        }
+        for translated in [
+            "de_DE.UTF-8",
+            "fr_FR",
+            "ja_JP.eucJP",
+            "Enx",
+            "German_Germany.1252",
+        ] {
+            assert!(!messages_are_english(translated), "{translated:?}");
+        }
+    }
 
     #[test]
     fn identifiers_are_quoted_for_ddl() {
