@@ -13,7 +13,7 @@ use concert_application::ports::{
     ActivityWrite, AdmissionReport, AdmissionRules, JoinWrite, QueueRepository, QueueSnapshot,
     TicketEnd, Version, Written,
 };
-use concert_domain::queue::{ServingCounter, admit_oldest, end_overdue};
+use concert_domain::queue::{Join, ServingCounter, admit_oldest, end_overdue, join as join_line};
 use concert_domain::{Overdue, QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId};
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
@@ -21,7 +21,7 @@ use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
 use time::{Duration, OffsetDateTime};
 
-use crate::support::{Ctx, NOW, NOW_SQL, count_on, ticket_status, user};
+use crate::support::{Ctx, NOW, NOW_SQL, Random, count_on, ticket_status, user};
 
 pub(crate) fn policy(max_active: u32) -> QueuePolicy {
     QueuePolicy {
@@ -1021,5 +1021,122 @@ async fn an_admission_step_waits_for_a_drawn_number_to_commit_and_never_passes_i
         (report.admitted, report.serving.get()),
         (1, drawn.ticket().get())
     );
+    ctx.finish().await;
+}
+
+// ---- The snapshot's counts, a read model. ----
+
+/// Every ticket as stored, through the port.
+async fn all_tickets(ctx: &Ctx, queue: &PgQueueRepository) -> Vec<QueueTicket> {
+    let drawn = ctx
+        .count("SELECT coalesce(max(ticket), 0) AS count FROM queue_tickets")
+        .await;
+    let mut tickets = Vec::new();
+    for number in 1..=drawn {
+        if let Some(ticket) = queue
+            .find(TicketNo::new(number).expect("a ticket number"))
+            .await
+            .expect("find")
+        {
+            tickets.push(ticket);
+        }
+    }
+    tickets
+}
+
+/// The snapshot keeps its counts in `queue_state` and counts only the tickets issued since the
+/// last step, so it is a read model: over random histories of joins (first and returning users),
+/// admission steps under the domain's rules, payments ending active tickets and activity, its
+/// counts equal those of the stored tickets read through the domain.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories() {
+    let ctx = Ctx::new().await;
+    let queue = ctx.queue();
+    let users: Vec<UserId> = (0..12).map(|_| user()).collect();
+    let mut random = Random(0x5eed_2026_1201);
+    let mut now = NOW;
+    for step in 0..240 {
+        let policy = policy(u32::try_from(random.below(4)).unwrap_or(0) + 1);
+        let tickets = all_tickets(&ctx, &queue).await;
+        let active: Vec<&QueueTicket> = tickets
+            .iter()
+            .filter(|t| t.stored_status() == TicketStatus::Active)
+            .collect();
+        match random.below(10) {
+            0..=3 => {
+                let who = *random.pick(&users).expect("users");
+                let live = queue.load_live(who).await.expect("load_live");
+                if let Join::Draw { ends } = join_line(live.ticket.as_ref(), now, &policy) {
+                    if let Some(overdue) = ends {
+                        let end = TicketEnd {
+                            ticket: overdue.ticket(),
+                            read_as: TicketStatus::Active,
+                        };
+                        queue.end(&end, now).await.expect("end");
+                    }
+                    let write = JoinWrite {
+                        user: who,
+                        version: live.version,
+                        now,
+                    };
+                    assert!(matches!(
+                        queue.save_join(&write).await.expect("join"),
+                        Written::Done(_)
+                    ));
+                }
+            }
+            4..=5 => {
+                admit_with(&queue, policy, now).await;
+            }
+            6 => {
+                // A payment ends the payer's active ticket.
+                if let Some(paid) = random.pick(&active) {
+                    let end = TicketEnd {
+                        ticket: paid.ticket(),
+                        read_as: TicketStatus::Active,
+                    };
+                    queue.end(&end, now).await.expect("end");
+                }
+            }
+            7 => {
+                if let Some(used) = random.pick(&active) {
+                    let write = ActivityWrite {
+                        ticket: used.ticket(),
+                        read_last_seen: used.last_seen(),
+                        last_seen: now,
+                    };
+                    queue.record_activity(&write).await.expect("activity");
+                }
+            }
+            _ => now += Duration::seconds(i64::try_from(random.below(90)).unwrap_or(0)),
+        }
+
+        let snapshot = queue.snapshot().await.expect("snapshot");
+        let tickets = all_tickets(&ctx, &queue).await;
+        let stored = |status| {
+            u64::try_from(
+                tickets
+                    .iter()
+                    .filter(|t| t.stored_status() == status)
+                    .count(),
+            )
+            .expect("a count")
+        };
+        let admitted: Vec<&QueueTicket> = tickets
+            .iter()
+            .filter(|t| t.active_until().is_some())
+            .collect();
+        let expected = (
+            admitted.iter().map(|t| t.ticket().get()).max().unwrap_or(0),
+            u64::try_from(admitted.len()).expect("a count"),
+            stored(TicketStatus::Waiting),
+            stored(TicketStatus::Active),
+        );
+        assert_eq!(
+            counts(snapshot),
+            expected,
+            "step {step}: (serving, admitted, waiting, active)"
+        );
+    }
     ctx.finish().await;
 }

@@ -575,3 +575,21 @@ pub async fn count_on(pool: &PgPool, sql: &str) -> i64 {
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .count
 }
+
+/// A small deterministic generator (xorshift64*) for randomized tests: the same seed gives the
+/// same states every run, so a failure replays.
+pub struct Random(pub u64);
+
+impl Random {
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+    }
+
+    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        let len = u64::try_from(items.len()).ok()?;
+        (len > 0).then(|| &items[usize::try_from(self.below(len)).unwrap_or(0)])
+    }
+}
