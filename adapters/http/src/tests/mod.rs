@@ -175,6 +175,10 @@ fn queue() -> MockQueueRepository {
         })
     });
     queue.expect_save_join().returning(|write| {
+        // USER_A has a place: a join presuming a first one is refused, as the real store does.
+        if write.user.get() == USER_A && write.version == Version::ABSENT {
+            return Ok(Written::Stale);
+        }
         Ok(Written::Done(ticket(
             101,
             write.user.get(),
