@@ -60,6 +60,30 @@ pub trait TokenSigner: Send + Sync {
     fn verify(&self, token: &str) -> Result<TokenClaims, InvalidToken>;
 }
 
+/// Why identity credentials were not accepted (missing claims, bad signature, expired, wrong
+/// issuer or audience...), in words fit for the caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct InvalidIdentity {
+    pub reason: String,
+}
+
+impl InvalidIdentity {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Verifies the identity credentials a request presents: a token issued by the operator's
+/// identity system, whose subject is the user.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait IdentityVerifier: Send + Sync {
+    /// The user `credentials` vouch for.
+    fn verify(&self, credentials: &str) -> Result<UserId, InvalidIdentity>;
+}
+
 /// A concert date looked up by the concert and the calendar date.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DateLookup {
