@@ -17,6 +17,7 @@ pub mod charge_points;
 pub mod create_concert;
 pub mod hold_seat;
 mod idempotency;
+pub mod identify_caller;
 pub mod issue_queue_token;
 pub mod list_available_dates;
 pub mod list_available_seats;

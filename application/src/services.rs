@@ -11,6 +11,7 @@ use crate::cancel_reservation::CancelReservation;
 use crate::charge_points::ChargePoints;
 use crate::create_concert::{AdminKey, CreateConcert};
 use crate::hold_seat::{HoldSeat, HoldSettings};
+use crate::identify_caller::{IdentifyCaller, IdentityMode};
 use crate::issue_queue_token::IssueQueueToken;
 use crate::list_available_dates::ListAvailableDates;
 use crate::list_available_seats::ListAvailableSeats;
@@ -49,11 +50,14 @@ pub struct Settings {
     pub holds: HoldSettings,
     pub wallet: WalletLimits,
     pub admin_key: AdminKey,
+    /// Who vouches for the user a join or a points request names.
+    pub identity: IdentityMode,
 }
 
 /// One instance of every use case, sharing one [`QueueView`].
 pub struct Services {
     pub view: QueueView,
+    pub identify_caller: Arc<IdentifyCaller>,
     pub issue_queue_token: Arc<IssueQueueToken>,
     pub read_queue_status: Arc<ReadQueueStatus>,
     pub authorize: Arc<AuthorizeRequest>,
@@ -97,6 +101,7 @@ impl Services {
         };
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         Self {
+            identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access)),
             authorize: authorize.clone(),
@@ -188,6 +193,7 @@ mod tests {
                 holds: HoldSettings::default(),
                 wallet: WalletLimits::default(),
                 admin_key: AdminKey::default(),
+                identity: crate::identify_caller::IdentityMode::Trusted,
             },
         );
         services.view.refresh(NOW).await.expect("refresh");

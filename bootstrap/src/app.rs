@@ -22,7 +22,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::jobs::{BackgroundJobs, NotifyAdmission};
-use crate::{demo, telemetry};
+use crate::{demo, identity, telemetry};
 
 /// A built server: listener bound, database migrated, jobs ready to start.
 pub struct Application {
@@ -56,7 +56,8 @@ impl Application {
         })
         .context("building the database pool")?;
 
-        let settings = config.settings();
+        let identity = identity::build(&config)?;
+        let settings = config.settings(identity.mode.clone());
         // Every instance tells time by the database's clock (see PgClock), so deadlines agree
         // across instances whatever their machines' clocks say.
         let database_clock = PgClock::new(pool.clone(), Arc::new(SystemClock));
@@ -122,6 +123,7 @@ impl Application {
             admission,
             metrics,
             admission_interval: StdDuration::from_millis(config.admission_interval_ms),
+            identity: identity.jwt,
         };
         let use_cases = UseCases {
             services: Arc::new(services),

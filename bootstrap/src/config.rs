@@ -2,11 +2,13 @@
 //! command-line flag of the same meaning, checked at start with a clear message.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
+use concert_application::identify_caller::IdentityMode;
 use concert_application::services::Settings;
 use concert_domain::{HoldLimit, QueuePolicy, WalletLimits};
 use concert_postgres::PgConfig;
@@ -16,6 +18,15 @@ use time::Duration as Span;
 /// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
 pub const DEVELOPMENT_TOKEN_SECRET: &str =
     "concert-queue-development-secret-do-not-use-in-production";
+
+/// Who vouches for the user a join or a points request names (`IDENTITY_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IdentityModeSetting {
+    /// The user id as the request sends it (development, or behind a gateway that authenticates).
+    Trusted,
+    /// A bearer JWT of the operator's identity system; its `sub` is the user.
+    Jwt,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -96,6 +107,34 @@ pub struct Config {
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+
+    /// Who vouches for the user that joining the line and the points endpoints name.
+    #[arg(long, env = "IDENTITY_MODE", value_enum, default_value_t = IdentityModeSetting::Trusted)]
+    pub identity_mode: IdentityModeSetting,
+
+    /// `jwt` mode: the HS256 secret the identity system signs with (at least 32 bytes).
+    #[arg(long, env = "IDENTITY_JWT_SECRET", hide_env_values = true)]
+    pub identity_jwt_secret: Option<String>,
+
+    /// `jwt` mode: a file holding the HS256 secret (instead of IDENTITY_JWT_SECRET).
+    #[arg(long, env = "IDENTITY_JWT_SECRET_FILE")]
+    pub identity_jwt_secret_file: Option<PathBuf>,
+
+    /// `jwt` mode: a JWKS file of RS256/ES256 public keys, read again whenever it changes.
+    #[arg(long, env = "IDENTITY_JWKS_FILE")]
+    pub identity_jwks_file: Option<PathBuf>,
+
+    /// `jwt` mode: the `iss` every identity token must carry.
+    #[arg(long, env = "IDENTITY_ISSUER")]
+    pub identity_issuer: Option<String>,
+
+    /// `jwt` mode: the `aud` every identity token must carry.
+    #[arg(long, env = "IDENTITY_AUDIENCE")]
+    pub identity_audience: Option<String>,
+
+    /// `jwt` mode: seconds of clock difference allowed on `exp` and `nbf`.
+    #[arg(long, env = "IDENTITY_CLOCK_SKEW_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(0..=300))]
+    pub identity_clock_skew_seconds: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -123,6 +162,14 @@ impl std::fmt::Debug for Config {
             .field("max_balance", &self.max_balance)
             .field("demo_data", &self.demo_data)
             .field("database_pool_size", &self.database_pool_size)
+            .field("identity_mode", &self.identity_mode)
+            .field(
+                "identity_jwt_secret",
+                &self.identity_jwt_secret.as_ref().map(|_| "<set>"),
+            )
+            .field("identity_jwks_file", &self.identity_jwks_file)
+            .field("identity_issuer", &self.identity_issuer)
+            .field("identity_audience", &self.identity_audience)
             .finish_non_exhaustive()
     }
 }
@@ -145,6 +192,24 @@ impl Config {
         {
             return Err("TOKEN_SECRET must be at least 16 bytes long".into());
         }
+        if self.identity_mode == IdentityModeSetting::Jwt {
+            if self.identity_jwt_secret.is_some() && self.identity_jwt_secret_file.is_some() {
+                return Err("set IDENTITY_JWT_SECRET or IDENTITY_JWT_SECRET_FILE, not both".into());
+            }
+            if self.identity_jwt_secret.is_none()
+                && self.identity_jwt_secret_file.is_none()
+                && self.identity_jwks_file.is_none()
+            {
+                return Err("IDENTITY_MODE=jwt needs IDENTITY_JWT_SECRET(_FILE) or \
+                            IDENTITY_JWKS_FILE"
+                    .into());
+            }
+            if self.identity_issuer.as_deref().is_none_or(str::is_empty)
+                || self.identity_audience.as_deref().is_none_or(str::is_empty)
+            {
+                return Err("IDENTITY_MODE=jwt needs IDENTITY_ISSUER and IDENTITY_AUDIENCE".into());
+            }
+        }
         Ok(())
     }
 
@@ -155,8 +220,8 @@ impl Config {
         }
     }
 
-    /// The business settings the use cases run with.
-    pub fn settings(&self) -> Settings {
+    /// The business settings the use cases run with, `identity` built by [`crate::identity`].
+    pub fn settings(&self, identity: IdentityMode) -> Settings {
         Settings {
             queue: QueuePolicy {
                 max_active: self.queue_max_active,
@@ -173,6 +238,7 @@ impl Config {
                 max_balance: self.max_balance,
             },
             admin_key: AdminKey::new(self.admin_api_key.clone()),
+            identity,
         }
     }
 
@@ -250,5 +316,42 @@ mod tests {
         let shown = format!("{config:?}");
         assert!(!shown.contains("a-very-long-secret-value"));
         assert!(!shown.contains("hunter2"));
+    }
+
+    #[test]
+    fn jwt_identity_mode_needs_a_key_an_issuer_and_an_audience() {
+        let jwt = |extra: &[&str]| {
+            let mut args = vec!["concert-server", "--identity-mode", "jwt"];
+            args.extend_from_slice(extra);
+            Config::try_parse_from(args).expect("parses").validate()
+        };
+        let issuer = ["--identity-issuer", "https://id.example"];
+        let audience = ["--identity-audience", "concert"];
+        let secret = ["--identity-jwt-secret", "an-identity-secret-of-32-bytes!!"];
+        assert!(jwt(&[issuer, audience, secret].concat()).is_ok());
+        assert!(jwt(&[issuer, audience].concat()).is_err(), "no key");
+        assert!(jwt(&[audience, secret].concat()).is_err(), "no issuer");
+        assert!(jwt(&[issuer, secret].concat()).is_err(), "no audience");
+        let both = [
+            &issuer[..],
+            &audience,
+            &secret,
+            &["--identity-jwt-secret-file", "/run/secrets/identity"],
+        ]
+        .concat();
+        assert!(jwt(&both).is_err(), "secret and secret file");
+        // Trusted mode needs none of them.
+        assert!(Config::defaults().validate().is_ok());
+    }
+
+    #[test]
+    fn the_identity_secret_stays_out_of_debug_output() {
+        let config = Config::try_parse_from([
+            "concert-server",
+            "--identity-jwt-secret",
+            "an-identity-secret-of-32-bytes!!",
+        ])
+        .expect("parses");
+        assert!(!format!("{config:?}").contains("an-identity-secret"));
     }
 }

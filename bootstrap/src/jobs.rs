@@ -11,10 +11,13 @@ use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
 use concert_application::queue_view::QueueView;
 use concert_application::read_gauges::ReadGauges;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
+use concert_identity::JwtIdentity;
 use concert_postgres::PgClock;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+
+use crate::identity::{JWKS_CHECK_INTERVAL, JwksWatch};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Payments wake the admission job at most this often. Without a gap, a stream of payments runs
@@ -46,6 +49,8 @@ pub struct BackgroundJobs {
     pub(crate) admission: NotifyAdmission,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) admission_interval: Duration,
+    /// The JWT verifier, whose JWKS file is reloaded when it changes.
+    pub(crate) identity: Option<Arc<JwtIdentity>>,
 }
 
 impl BackgroundJobs {
@@ -148,7 +153,7 @@ impl BackgroundJobs {
         };
         let calibration = {
             let clock = self.database_clock.clone();
-            every(CLOCK_CALIBRATION_INTERVAL, stop, move || {
+            every(CLOCK_CALIBRATION_INTERVAL, stop.clone(), move || {
                 let clock = clock.clone();
                 async move {
                     match clock.calibrate().await {
@@ -161,7 +166,15 @@ impl BackgroundJobs {
                 }
             })
         };
-        vec![admission, refresh, sweeper, gauges, calibration]
+        let mut jobs = vec![admission, refresh, sweeper, gauges];
+        if let Some(mut watch) = self.identity.clone().and_then(JwksWatch::of) {
+            jobs.push(every(JWKS_CHECK_INTERVAL, stop.clone(), move || {
+                watch.check();
+                std::future::ready(())
+            }));
+        }
+        jobs.push(calibration);
+        jobs
     }
 }
 

@@ -5,6 +5,7 @@
 pub mod app;
 pub mod config;
 mod demo;
+pub mod identity;
 pub mod jobs;
 pub mod telemetry;
 

@@ -3,6 +3,7 @@
 
 mod errors;
 mod expiry;
+mod identity;
 mod instances;
 mod journey;
 mod malformed;

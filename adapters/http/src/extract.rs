@@ -254,6 +254,40 @@ impl FromRequestParts<AppState> for VerifiedToken {
     }
 }
 
+/// The identity token of `Authorization: Bearer`, if any. Whether one is needed, and whether it
+/// is valid, is [`IdentifyCaller`](concert_application::identify_caller::IdentifyCaller)'s call.
+#[derive(Debug, Clone, Default)]
+pub struct IdentityCredentials(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdentityCredentials {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Problem> {
+        Ok(Self(bearer(&parts.headers).map(str::to_owned)))
+    }
+}
+
+/// The user of a points path (`/v1/users/{userId}/...`) whom the caller may act for: checked
+/// before the body is read, so a caller without the right identity learns nothing more.
+#[derive(Debug, Clone, Copy)]
+pub struct PathUser(pub UserId);
+
+impl FromRequestParts<AppState> for PathUser {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let ValidPath(Param(named)) =
+            ValidPath::<Param<UserId>>::from_request_parts(parts, state).await?;
+        let credentials = bearer(&parts.headers);
+        Ok(Self(
+            state
+                .services()
+                .identify_caller
+                .acting_user(credentials, Some(named))?,
+        ))
+    }
+}
+
 /// The key presented to the admin endpoint; missing or not Bearer → 401 ADMIN_KEY_INVALID.
 /// Whether it is the right key is the use case's decision.
 #[derive(Debug, Clone)]

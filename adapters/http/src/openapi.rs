@@ -26,7 +26,7 @@ use crate::problem::{ErrorCode, ProblemBody};
         (name = "queue", description = "The waiting queue: tokens and their status"),
         (name = "catalog", description = "Concerts, dates and seats (ACTIVE queue token)"),
         (name = "reservations", description = "Seat holds (ACTIVE queue token)"),
-        (name = "points", description = "Prepaid points (no token)"),
+        (name = "points", description = "Prepaid points (no queue token; the caller's identity token in `jwt` identity mode)"),
         (name = "payments", description = "Payment of a held seat (ACTIVE queue token)"),
         (name = "admin", description = "Catalog administration (admin API key)"),
         (name = "operations", description = "Health, metrics and this document"),
@@ -34,8 +34,8 @@ use crate::problem::{ErrorCode, ProblemBody};
 )]
 pub struct ApiDoc;
 
-/// `queueToken` (the signed queue token) and `adminKey` (`ADMIN_API_KEY`), both as
-/// `Authorization: Bearer`.
+/// `queueToken` (the signed queue token), `identityJwt` (the operator's identity token, in
+/// `jwt` identity mode) and `adminKey` (`ADMIN_API_KEY`), all as `Authorization: Bearer`.
 struct SecuritySchemes;
 
 impl Modify for SecuritySchemes {
@@ -50,6 +50,22 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "The token from `POST /v1/queue/tokens`. Missing, forged or unparseable: \
                          401 TOKEN_INVALID; ended: 401 TOKEN_EXPIRED; still waiting: 403 QUEUE_NOT_ACTIVE.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "identityJwt",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "With IDENTITY_MODE=jwt: a JWT of the operator's identity system (HS256, or \
+                         RS256/ES256 from its JWKS) with the configured `iss` and `aud`, valid \
+                         `exp`/`nbf`, and the user's id as `sub`. Missing or not valid: 401 \
+                         IDENTITY_INVALID; a request naming another user: 403 IDENTITY_MISMATCH. \
+                         With IDENTITY_MODE=trusted (the default) no credentials are needed.",
                     ))
                     .build(),
             ),

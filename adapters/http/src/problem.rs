@@ -14,6 +14,7 @@ use concert_application::cancel_reservation::CancelReservationError;
 use concert_application::charge_points::ChargePointsError;
 use concert_application::create_concert::CreateConcertError;
 use concert_application::hold_seat::HoldSeatError;
+use concert_application::identify_caller::IdentityError;
 use concert_application::issue_queue_token::IssueQueueTokenError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
@@ -51,6 +52,8 @@ pub enum ErrorCode {
     BalanceLimitExceeded,
     IdempotencyKeyReused,
     AdminKeyInvalid,
+    IdentityInvalid,
+    IdentityMismatch,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -61,7 +64,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 23] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
@@ -77,6 +80,8 @@ impl ErrorCode {
         Self::BalanceLimitExceeded,
         Self::IdempotencyKeyReused,
         Self::AdminKeyInvalid,
+        Self::IdentityInvalid,
+        Self::IdentityMismatch,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -102,6 +107,8 @@ impl ErrorCode {
             Self::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::AdminKeyInvalid => "ADMIN_KEY_INVALID",
+            Self::IdentityInvalid => "IDENTITY_INVALID",
+            Self::IdentityMismatch => "IDENTITY_MISMATCH",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -114,10 +121,11 @@ impl ErrorCode {
     pub const fn status(self) -> StatusCode {
         match self {
             Self::ValidationFailed => StatusCode::BAD_REQUEST,
-            Self::TokenInvalid | Self::TokenExpired | Self::AdminKeyInvalid => {
-                StatusCode::UNAUTHORIZED
-            }
-            Self::QueueNotActive => StatusCode::FORBIDDEN,
+            Self::TokenInvalid
+            | Self::TokenExpired
+            | Self::AdminKeyInvalid
+            | Self::IdentityInvalid => StatusCode::UNAUTHORIZED,
+            Self::QueueNotActive | Self::IdentityMismatch => StatusCode::FORBIDDEN,
             Self::ConcertNotFound
             | Self::DateNotFound
             | Self::ReservationNotFound
@@ -155,6 +163,8 @@ impl ErrorCode {
             Self::BalanceLimitExceeded => "The balance would exceed its maximum",
             Self::IdempotencyKeyReused => "The idempotency key was used with another request",
             Self::AdminKeyInvalid => "The admin key is missing or wrong",
+            Self::IdentityInvalid => "The identity token is missing or not valid",
+            Self::IdentityMismatch => "The request names another user than the caller",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "The request body is too large",
@@ -303,6 +313,7 @@ impl IntoResponse for Problem {
                 Some(r#"Bearer realm="queue", error="invalid_token""#)
             }
             ErrorCode::AdminKeyInvalid => Some(r#"Bearer realm="admin""#),
+            ErrorCode::IdentityInvalid => Some(r#"Bearer realm="identity", error="invalid_token""#),
             _ => None,
         };
         if let Some(challenge) = challenge {
@@ -352,6 +363,20 @@ impl From<RepositoryError> for Problem {
 impl From<ParseError> for Problem {
     fn from(error: ParseError) -> Self {
         Self::validation(error.to_string())
+    }
+}
+
+impl From<IdentityError> for Problem {
+    fn from(error: IdentityError) -> Self {
+        match error {
+            IdentityError::Invalid(why) => Self::new(ErrorCode::IdentityInvalid, why.reason),
+            IdentityError::Mismatch => Self::new(
+                ErrorCode::IdentityMismatch,
+                "the request names another user than the one the identity token verifies",
+            ),
+            // What serde says of the missing field, as before identity modes existed.
+            IdentityError::Unnamed => Self::validation("request body: missing field `userId`"),
+        }
     }
 }
 

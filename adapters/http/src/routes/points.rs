@@ -10,7 +10,7 @@ use time::OffsetDateTime;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::extract::{IdempotencyKeyHeader, Param, ValidJson, ValidPath, ValidQuery};
+use crate::extract::{IdempotencyKeyHeader, PathUser, ValidJson, ValidQuery};
 use crate::format::utc;
 use crate::problem::{Problem, ProblemBody};
 
@@ -112,6 +112,7 @@ pub struct HistoryParams {
     post,
     path = "/v1/users/{userId}/points/charge",
     tag = "points",
+    security((), ("identityJwt" = [])),
     params(
         ("userId" = String, Path, format = Uuid, description = "The user"),
         ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 64,
@@ -121,6 +122,8 @@ pub struct HistoryParams {
     responses(
         (status = 200, description = "The balance after the charge", body = BalanceResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: another user's points)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "BALANCE_LIMIT_EXCEEDED, IDEMPOTENCY_KEY_REUSED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
@@ -129,7 +132,7 @@ pub struct HistoryParams {
 )]
 pub async fn charge_points(
     State(state): State<AppState>,
-    ValidPath(Param(user)): ValidPath<Param<UserId>>,
+    PathUser(user): PathUser,
     IdempotencyKeyHeader(idempotency_key): IdempotencyKeyHeader,
     ValidJson(body): ValidJson<ChargeRequest>,
 ) -> Result<Json<BalanceResponse>, Problem> {
@@ -147,16 +150,19 @@ pub async fn charge_points(
     get,
     path = "/v1/users/{userId}/points",
     tag = "points",
+    security((), ("identityJwt" = [])),
     params(("userId" = String, Path, format = Uuid, description = "The user")),
     responses(
         (status = 200, description = "The balance", body = BalanceResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: another user's points)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_balance(
     State(state): State<AppState>,
-    ValidPath(Param(user)): ValidPath<Param<UserId>>,
+    PathUser(user): PathUser,
 ) -> Result<Json<BalanceResponse>, Problem> {
     let balance = state.services().read_balance.execute(user).await?;
     Ok(Json(BalanceResponse::new(user, balance)))
@@ -167,16 +173,19 @@ pub async fn read_balance(
     get,
     path = "/v1/users/{userId}/points/history",
     tag = "points",
+    security((), ("identityJwt" = [])),
     params(("userId" = String, Path, format = Uuid, description = "The user"), HistoryParams),
     responses(
         (status = 200, description = "Ledger entries, newest first", body = HistoryResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: another user's points)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_point_history(
     State(state): State<AppState>,
-    ValidPath(Param(user)): ValidPath<Param<UserId>>,
+    PathUser(user): PathUser,
     ValidQuery(params): ValidQuery<HistoryParams>,
 ) -> Result<Json<HistoryResponse>, Problem> {
     let query = HistoryQuery {

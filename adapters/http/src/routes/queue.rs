@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::extract::{QueueToken, ValidJson};
+use crate::extract::{IdentityCredentials, QueueToken, ValidJson};
 use crate::format::utc;
 use crate::problem::{Problem, ProblemBody};
 
@@ -41,9 +41,10 @@ impl From<TicketStatus> for QueueStatus {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct IssueTokenRequest {
-    /// The user, as a UUID of the outside identity system.
+    /// The user, as a UUID of the outside identity system. Required in `trusted` identity mode;
+    /// in `jwt` mode optional, and when given it must be the identity token's `sub`.
     #[schema(format = Uuid, example = "3f1c9a52-4c1e-4d8e-9b1a-2f6c1d3e4a5b")]
-    pub user_id: String,
+    pub user_id: Option<String>,
 }
 
 /// A token's place in line. `position` and `estimatedWaitSeconds` are set only while
@@ -99,11 +100,14 @@ impl From<IssuedToken> for TokenResponse {
     post,
     path = "/v1/queue/tokens",
     tag = "queue",
+    security((), ("identityJwt" = [])),
     request_body = IssueTokenRequest,
     responses(
         (status = 201, description = "A new token at the end of the line", body = TokenResponse),
         (status = 200, description = "The user's live token, unchanged", body = TokenResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: `userId` is not the verified user)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
@@ -111,9 +115,14 @@ impl From<IssuedToken> for TokenResponse {
 )]
 pub async fn issue_queue_token(
     State(state): State<AppState>,
+    IdentityCredentials(credentials): IdentityCredentials,
     ValidJson(body): ValidJson<IssueTokenRequest>,
 ) -> Result<Response, Problem> {
-    let user = UserId::parse(&body.user_id)?;
+    let named = body.user_id.as_deref().map(UserId::parse).transpose()?;
+    let user = state
+        .services()
+        .identify_caller
+        .acting_user(credentials.as_deref(), named)?;
     let issued = state.services().issue_queue_token.execute(user).await?;
     let status = if issued.created {
         StatusCode::CREATED

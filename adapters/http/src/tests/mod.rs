@@ -3,6 +3,7 @@
 
 mod api;
 mod fuzz;
+mod identity;
 mod observability;
 mod openapi;
 mod problems;
@@ -15,13 +16,14 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
+use concert_application::identify_caller::IdentityMode;
 use concert_application::ports::{
     AdmissionReport, AvailableSeat, Booking, DateAvailability, DateLookup, HoldState,
-    IdempotentAnswer, InvalidToken, LiveTicket, MockAdmissionTrigger, MockCatalogRepository,
-    MockClock, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
-    MockReadinessProbe, MockReservationRepository, MockTokenSigner, MockWalletRepository,
-    PaymentReceipt, PaymentState, QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims,
-    Version, Versioned, Written,
+    IdempotentAnswer, InvalidIdentity, InvalidToken, LiveTicket, MockAdmissionTrigger,
+    MockCatalogRepository, MockClock, MockIdempotencyStore, MockIdentityVerifier,
+    MockPaymentRepository, MockQueueRepository, MockReadinessProbe, MockReservationRepository,
+    MockTokenSigner, MockWalletRepository, PaymentReceipt, PaymentState, QueueSnapshot,
+    RepositoryError, StoredAnswer, TokenClaims, Version, Versioned, Written,
 };
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
@@ -107,6 +109,29 @@ pub struct Scenario {
     pub catalog_failure: Option<Failure>,
     /// The readiness probe fails.
     pub not_ready: bool,
+    /// `jwt` identity mode, with a verifier that knows [`IDENTITY_A`] and [`IDENTITY_B`].
+    pub verified_identity: bool,
+}
+
+/// Identity tokens the fake verifier accepts, for [`USER_A`] and [`USER_B`].
+pub const IDENTITY_A: &str = "identity-a";
+pub const IDENTITY_B: &str = "identity-b";
+
+fn identity(scenario: Scenario) -> IdentityMode {
+    if !scenario.verified_identity {
+        return IdentityMode::Trusted;
+    }
+    let mut verifier = MockIdentityVerifier::new();
+    verifier
+        .expect_verify()
+        .returning(|credentials| match credentials {
+            IDENTITY_A => Ok(user(USER_A)),
+            IDENTITY_B => Ok(user(USER_B)),
+            _ => Err(InvalidIdentity::new(
+                "the identity token's signature does not verify",
+            )),
+        });
+    IdentityMode::Verified(Arc::new(verifier))
 }
 
 fn user(uuid: Uuid) -> UserId {
@@ -511,6 +536,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
                 max_balance: MAX_BALANCE,
             },
             admin_key: AdminKey::new(Some(ADMIN_KEY.to_owned())),
+            identity: identity(scenario),
         },
     );
     services.view.refresh(NOW).await.expect("queue view");

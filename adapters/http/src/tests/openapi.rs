@@ -112,7 +112,7 @@ fn every_error_answer_is_documented_as_problem_json() {
 fn protected_operations_declare_their_bearer_scheme() {
     let document = document();
     let schemes = &document["components"]["securitySchemes"];
-    for name in ["queueToken", "adminKey"] {
+    for name in ["queueToken", "adminKey", "identityJwt"] {
         assert_eq!(schemes[name]["type"], "http", "{name}");
         assert_eq!(schemes[name]["scheme"], "bearer", "{name}");
     }
@@ -120,10 +120,15 @@ fn protected_operations_declare_their_bearer_scheme() {
         let security = operation["security"].to_string();
         let expected = if path.starts_with("/v1/admin") {
             Some("adminKey")
-        } else if path.starts_with("/v1/users")
-            || path == "/v1/queue/tokens"
-            || !path.starts_with("/v1")
-        {
+        } else if path.starts_with("/v1/users") || path == "/v1/queue/tokens" {
+            // Optional: none in trusted identity mode, the identity JWT in jwt mode.
+            assert_eq!(
+                operation["security"],
+                serde_json::json!([{}, { "identityJwt": [] }]),
+                "{method} {path}"
+            );
+            continue;
+        } else if !path.starts_with("/v1") {
             None
         } else {
             Some("queueToken")

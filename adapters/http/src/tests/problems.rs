@@ -13,10 +13,12 @@ use concert_application::cancel_reservation::CancelReservationError;
 use concert_application::charge_points::ChargePointsError;
 use concert_application::create_concert::CreateConcertError;
 use concert_application::hold_seat::HoldSeatError;
+use concert_application::identify_caller::IdentityError;
 use concert_application::issue_queue_token::IssueQueueTokenError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
 use concert_application::pay_reservation::PayReservationError;
+use concert_application::ports::InvalidIdentity;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
@@ -213,6 +215,12 @@ fn every_error() -> Vec<(Problem, &'static str)> {
             CreateConcertError::Repository(unavailable()).into(),
             "SERVICE_UNAVAILABLE",
         ),
+        (
+            IdentityError::Invalid(InvalidIdentity::new("expired")).into(),
+            "IDENTITY_INVALID",
+        ),
+        (IdentityError::Mismatch.into(), "IDENTITY_MISMATCH"),
+        (IdentityError::Unnamed.into(), "VALIDATION_FAILED"),
     ]
 }
 
@@ -221,8 +229,8 @@ async fn every_use_case_error_maps_to_its_code_and_status() {
     for (problem, code) in every_error() {
         let expected_status = match code {
             "VALIDATION_FAILED" => 400,
-            "TOKEN_INVALID" | "TOKEN_EXPIRED" | "ADMIN_KEY_INVALID" => 401,
-            "QUEUE_NOT_ACTIVE" => 403,
+            "TOKEN_INVALID" | "TOKEN_EXPIRED" | "ADMIN_KEY_INVALID" | "IDENTITY_INVALID" => 401,
+            "QUEUE_NOT_ACTIVE" | "IDENTITY_MISMATCH" => 403,
             "CONCERT_NOT_FOUND" | "DATE_NOT_FOUND" | "RESERVATION_NOT_FOUND" => 404,
             "SERVICE_UNAVAILABLE" => 503,
             "INTERNAL_ERROR" => 500,
@@ -266,6 +274,7 @@ fn unauthorized_answers_carry_a_bearer_challenge() {
         Problem::from(AuthorizeError::TokenInvalid),
         Problem::from(AuthorizeError::TokenExpired),
         Problem::from(CreateConcertError::AdminKeyInvalid),
+        Problem::from(IdentityError::Invalid(InvalidIdentity::new("expired"))),
     ] {
         let response = problem.into_response();
         let challenge = response.headers()["www-authenticate"]
@@ -293,6 +302,8 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("BALANCE_LIMIT_EXCEEDED", 409),
         ("IDEMPOTENCY_KEY_REUSED", 409),
         ("ADMIN_KEY_INVALID", 401),
+        ("IDENTITY_INVALID", 401),
+        ("IDENTITY_MISMATCH", 403),
         ("NOT_FOUND", 404),
         ("METHOD_NOT_ALLOWED", 405),
         ("PAYLOAD_TOO_LARGE", 413),

@@ -529,6 +529,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             },
             wallet: WalletLimits::default(),
             admin_key: concert_application::create_concert::AdminKey::default(),
+            identity: concert_application::identify_caller::IdentityMode::Trusted,
         },
     )
 }
