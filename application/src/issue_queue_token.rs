@@ -161,6 +161,25 @@ mod tests {
         }
     }
 
+    /// Expects one join over `version`, which draws `drawn`.
+    fn draws_over(queue: &mut MockQueueRepository, version: Version, drawn: &QueueTicket) {
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .with(eq(join_over(version)))
+            .times(1)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+    }
+
+    /// Issues a token for `user()` whose claims are `drawn`'s.
+    async fn issue_drawn(queue: MockQueueRepository, drawn: &QueueTicket) -> IssuedToken {
+        issuer(queue, signer_expecting(claims_of(drawn), 1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued")
+    }
+
     async fn issuer(queue: MockQueueRepository, signer: MockTokenSigner) -> IssueQueueToken {
         IssueQueueToken::new(QueueAccess {
             signer: Arc::new(signer),
@@ -176,19 +195,10 @@ mod tests {
         let drawn = waiting_ticket(14);
         let mut queue = MockQueueRepository::new();
         queue.expect_load_live().never();
-        let stored = drawn.clone();
-        queue
-            .expect_save_join()
-            .with(eq(join_over(Version::ABSENT)))
-            .times(1)
-            .returning(move |_| Ok(Written::Done(stored.clone())));
+        draws_over(&mut queue, Version::ABSENT, &drawn);
         queue.expect_end().never();
 
-        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
-            .await
-            .execute(user())
-            .await
-            .expect("issued");
+        let issued = issue_drawn(queue, &drawn).await;
 
         assert!(issued.created);
         assert_eq!(issued.status.position, Some(4), "ticket 14 − serving 10");
@@ -198,19 +208,10 @@ mod tests {
     async fn a_user_with_a_place_but_no_live_ticket_draws_over_the_version_read() {
         let drawn = waiting_ticket(14);
         let mut queue = loading(None);
-        let stored = drawn.clone();
-        queue
-            .expect_save_join()
-            .with(eq(join_over(PLACE_VERSION)))
-            .times(1)
-            .returning(move |_| Ok(Written::Done(stored.clone())));
+        draws_over(&mut queue, PLACE_VERSION, &drawn);
         queue.expect_end().never();
 
-        let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
-            .await
-            .execute(user())
-            .await
-            .expect("issued");
+        let issued = issue_drawn(queue, &drawn).await;
 
         assert!(issued.created);
         assert_eq!(
