@@ -103,8 +103,10 @@ impl From<IssuedToken> for TokenResponse {
     security((), ("identityJwt" = [])),
     request_body = IssueTokenRequest,
     responses(
-        (status = 201, description = "A new token at the end of the line", body = TokenResponse),
-        (status = 200, description = "The user's live token, unchanged", body = TokenResponse),
+        (status = 201, description = "A new token at the end of the line", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`: the answer holds a credential"))),
+        (status = 200, description = "The user's live token, unchanged", body = TokenResponse,
+            headers(("Cache-Control" = String, description = "`no-store`: the answer holds a credential"))),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: `userId` is not the verified user)", body = ProblemBody, content_type = "application/problem+json"),
@@ -129,7 +131,9 @@ pub async fn issue_queue_token(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(TokenResponse::from(issued))).into_response())
+    // The answer carries a bearer credential: no cache may keep it.
+    let no_store = [(header::CACHE_CONTROL, HeaderValue::from_static("no-store"))];
+    Ok((status, no_store, Json(TokenResponse::from(issued))).into_response())
 }
 
 /// The status of the caller's token, including an expired one.

@@ -32,6 +32,9 @@ async fn issuing_a_token_answers_201_for_a_new_one_and_200_for_the_live_one() {
     let body = again.ok(200);
     assert_eq!(body["token"], "signed-100");
     assert_eq!(body["position"], 90);
+    for answer in [&fresh, &again] {
+        assert_eq!(answer.header("cache-control"), Some("no-store"));
+    }
 }
 
 #[tokio::test]
