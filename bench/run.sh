@@ -33,7 +33,7 @@ out=${BENCH_OUT:-bench/results/latest.md}
 mkdir -p "$(dirname "$out")"
 server_bin=${BENCH_SERVER_BIN:-target/release/concert-server}
 secret=bench-token-secret-0123456789abcdef
-admin=bench-admin-key
+admin=bench-admin-key-0123456789
 
 cargo build --release --bin concert-server --bin concert-load --bin bench-hello
 

@@ -1,11 +1,12 @@
 //! Use case: an administrator adds a concert with its dates, prices and seat counts.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use concert_domain::{
     ConcertId, ConcertTitle, NewConcert, NewConcertDate, ParseError, Price, SeatCount,
 };
-use time::Date;
+use subtle::ConstantTimeEq;
+use time::{Date, Duration, OffsetDateTime};
 
 use crate::ports::{CatalogRepository, Clock, RepositoryError};
 
@@ -18,13 +19,49 @@ impl AdminKey {
         Self(key.filter(|key| !key.is_empty()))
     }
 
-    /// Compares in time independent of where the first difference is.
+    /// Compares in constant time: how long it takes says nothing of where the first
+    /// difference is.
     pub fn admits(&self, presented: Option<&str>) -> bool {
         let (Some(expected), Some(presented)) = (&self.0, presented) else {
             return false;
         };
-        let (a, b) = (expected.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+        expected.as_bytes().ct_eq(presented.as_bytes()).into()
+    }
+}
+
+/// Wrong admin keys this instance accepts per [`FAILURE_WINDOW`] before it stops looking at keys
+/// until the window ends. A key of 16 bytes or more cannot be guessed at this pace; the limit
+/// keeps a flood of guesses from filling the logs and the CPU. While it holds, the real key is
+/// refused too (`429`, retry after the window), a minute at most.
+pub const MAX_FAILED_ADMIN_ATTEMPTS: u32 = 10;
+pub const FAILURE_WINDOW: Duration = Duration::minutes(1);
+
+/// Failed admin attempts in the current window.
+#[derive(Debug)]
+struct Failures {
+    window_start: OffsetDateTime,
+    count: u32,
+}
+
+impl Failures {
+    /// Seconds until keys are looked at again, while the window's failures are used up.
+    fn throttled_for(&self, now: OffsetDateTime) -> Option<u64> {
+        let ends = self.window_start + FAILURE_WINDOW;
+        (self.count >= MAX_FAILED_ADMIN_ATTEMPTS && now < ends).then(|| {
+            u64::try_from((ends - now).whole_seconds())
+                .unwrap_or(0)
+                .max(1)
+        })
+    }
+
+    /// Counts one failure; returns how many the window holds now.
+    fn record(&mut self, now: OffsetDateTime) -> u32 {
+        if now >= self.window_start + FAILURE_WINDOW {
+            self.window_start = now;
+            self.count = 0;
+        }
+        self.count += 1;
+        self.count
     }
 }
 
@@ -55,6 +92,9 @@ pub struct CreateConcertCommand {
 pub enum CreateConcertError {
     #[error("the admin key is missing or wrong")]
     AdminKeyInvalid,
+    /// Too many wrong keys lately (`429 RATE_LIMITED`).
+    #[error("too many wrong admin keys; retry in {retry_after_seconds} s")]
+    Throttled { retry_after_seconds: u64 },
     #[error(transparent)]
     Invalid(ParseError),
     #[error(transparent)]
@@ -66,6 +106,7 @@ pub struct CreateConcert {
     clock: Arc<dyn Clock>,
     admin_key: AdminKey,
     max_price: i64,
+    failures: Mutex<Failures>,
 }
 
 impl CreateConcert {
@@ -80,6 +121,10 @@ impl CreateConcert {
             clock,
             admin_key,
             max_price,
+            failures: Mutex::new(Failures {
+                window_start: OffsetDateTime::UNIX_EPOCH,
+                count: 0,
+            }),
         }
     }
 
@@ -94,8 +139,23 @@ impl CreateConcert {
         presented_key: Option<&str>,
         command: CreateConcertCommand,
     ) -> Result<ConcertId, CreateConcertError> {
-        if !self.admits(presented_key) {
-            return Err(CreateConcertError::AdminKeyInvalid);
+        let now = self.clock.now();
+        {
+            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(retry_after_seconds) = failures.throttled_for(now) {
+                return Err(CreateConcertError::Throttled {
+                    retry_after_seconds,
+                });
+            }
+            if !self.admits(presented_key) {
+                let count = failures.record(now);
+                tracing::warn!(
+                    presented = presented_key.is_some(),
+                    failures_in_window = count,
+                    "admin key refused"
+                );
+                return Err(CreateConcertError::AdminKeyInvalid);
+            }
         }
         let concert = self.parse(command).map_err(CreateConcertError::Invalid)?;
         Ok(self.catalog.create_concert(&concert).await?)
@@ -127,7 +187,7 @@ mod tests {
     use time::Duration;
 
     use super::*;
-    use crate::ports::MockCatalogRepository;
+    use crate::ports::{MockCatalogRepository, MockClock};
     use crate::test_support::{CONCERT_DAY, NOW, clock, concert_id};
 
     const MAX_PRICE: i64 = 10_000_000;
@@ -160,6 +220,60 @@ mod tests {
 
     fn admin() -> AdminKey {
         AdminKey::new(Some(SECRET.to_owned()))
+    }
+
+    #[tokio::test]
+    async fn wrong_keys_are_throttled_for_the_rest_of_their_window() {
+        let now = Arc::new(Mutex::new(NOW));
+        let mut moving = MockClock::new();
+        let read = now.clone();
+        moving
+            .expect_now()
+            .returning(move || *read.lock().expect("clock"));
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_create_concert()
+            .times(1)
+            .returning(|_| Ok(concert_id()));
+        let create = CreateConcert::new(Arc::new(catalog), Arc::new(moving), admin(), MAX_PRICE);
+        let valid = || command(vec![date(CONCERT_DAY, 50_000, None)]);
+
+        for _ in 0..MAX_FAILED_ADMIN_ATTEMPTS {
+            let refused = create.execute(Some("guess"), valid()).await;
+            assert!(matches!(refused, Err(CreateConcertError::AdminKeyInvalid)));
+        }
+        *now.lock().expect("clock") = NOW + Duration::seconds(20);
+        // Keys are not looked at until the window ends, not even the right one.
+        let throttled = create.execute(Some(SECRET), valid()).await;
+        assert!(
+            matches!(
+                throttled,
+                Err(CreateConcertError::Throttled {
+                    retry_after_seconds: 40
+                })
+            ),
+            "{throttled:?}"
+        );
+        *now.lock().expect("clock") = NOW + FAILURE_WINDOW;
+        let created = create.execute(Some(SECRET), valid()).await;
+        assert_eq!(created.expect("created"), concert_id());
+    }
+
+    #[tokio::test]
+    async fn fewer_wrong_keys_than_the_limit_do_not_throttle() {
+        let mut catalog = MockCatalogRepository::new();
+        catalog
+            .expect_create_concert()
+            .times(1)
+            .returning(|_| Ok(concert_id()));
+        let create = create_concert(catalog, admin());
+        for _ in 1..MAX_FAILED_ADMIN_ATTEMPTS {
+            assert!(create.execute(None, command(vec![])).await.is_err());
+        }
+        let created = create
+            .execute(Some(SECRET), command(vec![date(CONCERT_DAY, 50_000, None)]))
+            .await;
+        assert_eq!(created.expect("created"), concert_id());
     }
 
     #[test]

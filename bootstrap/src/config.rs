@@ -192,6 +192,13 @@ impl Config {
         {
             return Err("TOKEN_SECRET must be at least 16 bytes long".into());
         }
+        if self
+            .admin_api_key
+            .as_deref()
+            .is_some_and(|key| key.len() < 16)
+        {
+            return Err("ADMIN_API_KEY must be at least 16 bytes long".into());
+        }
         if self.identity_mode == IdentityModeSetting::Jwt {
             if self.identity_jwt_secret.is_some() && self.identity_jwt_secret_file.is_some() {
                 return Err("set IDENTITY_JWT_SECRET or IDENTITY_JWT_SECRET_FILE, not both".into());
@@ -292,6 +299,10 @@ mod tests {
         let short_secret =
             Config::try_parse_from(["concert-server", "--token-secret", "short"]).expect("parses");
         assert!(short_secret.validate().is_err());
+        let short_admin_key =
+            Config::try_parse_from(["concert-server", "--admin-api-key", "fifteen-bytes!!"])
+                .expect("parses");
+        assert!(short_admin_key.validate().is_err());
         let bad_limits = Config::try_parse_from([
             "concert-server",
             "--max-charge-amount",

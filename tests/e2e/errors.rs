@@ -429,3 +429,26 @@ async fn twins_in_flight_charge_once_and_share_the_answer() -> anyhow::Result<()
     );
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_of_wrong_admin_keys_is_throttled_for_the_rest_of_the_minute() -> anyhow::Result<()>
+{
+    let app = TestApp::spawn().await?;
+    let client = &app.client;
+    let body = json!({ "title": "Gala", "dates": [{ "date": "2099-12-24", "price": 100 }] });
+    for guess in 0..10 {
+        let refused = client
+            .post("/v1/admin/concerts", Some(&format!("guess-{guess}")), &body)
+            .await?;
+        assert_problem(&refused, StatusCode::UNAUTHORIZED, "ADMIN_KEY_INVALID");
+    }
+    // The eleventh is not even looked at, the right key included.
+    let throttled = client.create_concert(&body).await?;
+    assert_problem(&throttled, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    let retry_after: u64 = throttled
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()?;
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    app.shutdown().await
+}

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-pub const ADMIN_KEY: &str = "test-admin-key";
+pub const ADMIN_KEY: &str = "end-to-end-test-admin-key";
 pub const TOKEN_SECRET: &str = "end-to-end-test-token-secret";
 
 /// A server running in this process, and the handle that stops it.

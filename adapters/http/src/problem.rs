@@ -54,6 +54,7 @@ pub enum ErrorCode {
     AdminKeyInvalid,
     IdentityInvalid,
     IdentityMismatch,
+    RateLimited,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -64,7 +65,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 24] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
@@ -82,6 +83,7 @@ impl ErrorCode {
         Self::AdminKeyInvalid,
         Self::IdentityInvalid,
         Self::IdentityMismatch,
+        Self::RateLimited,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -109,6 +111,7 @@ impl ErrorCode {
             Self::AdminKeyInvalid => "ADMIN_KEY_INVALID",
             Self::IdentityInvalid => "IDENTITY_INVALID",
             Self::IdentityMismatch => "IDENTITY_MISMATCH",
+            Self::RateLimited => "RATE_LIMITED",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -138,6 +141,7 @@ impl ErrorCode {
             | Self::BalanceLimitExceeded
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -165,6 +169,7 @@ impl ErrorCode {
             Self::AdminKeyInvalid => "The admin key is missing or wrong",
             Self::IdentityInvalid => "The identity token is missing or not valid",
             Self::IdentityMismatch => "The request names another user than the caller",
+            Self::RateLimited => "Too many requests",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "The request body is too large",
@@ -568,6 +573,13 @@ impl From<CreateConcertError> for Problem {
     fn from(error: CreateConcertError) -> Self {
         match error {
             CreateConcertError::AdminKeyInvalid => admin_key_invalid(),
+            CreateConcertError::Throttled {
+                retry_after_seconds,
+            } => Self::new(
+                ErrorCode::RateLimited,
+                "too many wrong admin keys were presented lately; retry later",
+            )
+            .with_retry_after(u32::try_from(retry_after_seconds).unwrap_or(u32::MAX)),
             CreateConcertError::Invalid(error) => error.into(),
             CreateConcertError::Repository(error) => error.into(),
         }

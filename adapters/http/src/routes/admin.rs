@@ -74,6 +74,8 @@ pub struct ConcertCreatedResponse {
         (status = 201, description = "The concert was created", body = ConcertCreatedResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),

@@ -221,6 +221,13 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         ),
         (IdentityError::Mismatch.into(), "IDENTITY_MISMATCH"),
         (IdentityError::Unnamed.into(), "VALIDATION_FAILED"),
+        (
+            CreateConcertError::Throttled {
+                retry_after_seconds: 40,
+            }
+            .into(),
+            "RATE_LIMITED",
+        ),
     ]
 }
 
@@ -231,6 +238,7 @@ async fn every_use_case_error_maps_to_its_code_and_status() {
             "VALIDATION_FAILED" => 400,
             "TOKEN_INVALID" | "TOKEN_EXPIRED" | "ADMIN_KEY_INVALID" | "IDENTITY_INVALID" => 401,
             "QUEUE_NOT_ACTIVE" | "IDENTITY_MISMATCH" => 403,
+            "RATE_LIMITED" => 429,
             "CONCERT_NOT_FOUND" | "DATE_NOT_FOUND" | "RESERVATION_NOT_FOUND" => 404,
             "SERVICE_UNAVAILABLE" => 503,
             "INTERNAL_ERROR" => 500,
@@ -304,6 +312,7 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("ADMIN_KEY_INVALID", 401),
         ("IDENTITY_INVALID", 401),
         ("IDENTITY_MISMATCH", 403),
+        ("RATE_LIMITED", 429),
         ("NOT_FOUND", 404),
         ("METHOD_NOT_ALLOWED", 405),
         ("PAYLOAD_TOO_LARGE", 413),
