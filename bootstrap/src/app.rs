@@ -35,7 +35,11 @@ pub struct Application {
 impl Application {
     /// Prepares the database (create + migrate), builds every adapter and use case, and binds the
     /// listener (`BIND_ADDR`, port 0 for a free one).
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        config
+            .read_secret_files()
+            .map_err(anyhow::Error::msg)
+            .context("invalid configuration")?;
         config
             .validate()
             .map_err(anyhow::Error::msg)

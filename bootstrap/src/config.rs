@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use secrecy::{ExposeSecret, SecretString};
+
 use clap::{Parser, ValueEnum};
 use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
@@ -18,6 +20,22 @@ use time::Duration as Span;
 /// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
 pub const DEVELOPMENT_TOKEN_SECRET: &str =
     "concert-queue-development-secret-do-not-use-in-production";
+
+/// A secret setting, held so that it never prints.
+fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(raw.into())
+}
+
+/// A secret file's content without the line break editors and `echo` leave at its end.
+pub fn read_secret_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use anyhow::Context as _;
+    let mut bytes = std::fs::read(path)
+        .with_context(|| format!("reading the secret file {}", path.display()))?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    Ok(bytes)
+}
 
 /// Who vouches for the user a join or a points request names (`IDENTITY_MODE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -52,13 +70,25 @@ pub struct Config {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
 
+    /// A file holding DATABASE_URL (as container platforms pass secrets); it wins over it.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
+
     /// Key for signing queue tokens; every instance of one deployment shares it.
-    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true)]
-    pub token_secret: Option<String>,
+    #[arg(long, env = "TOKEN_SECRET", hide_env_values = true, value_parser = secret)]
+    pub token_secret: Option<SecretString>,
+
+    /// A file holding TOKEN_SECRET (instead of it).
+    #[arg(long, env = "TOKEN_SECRET_FILE")]
+    pub token_secret_file: Option<PathBuf>,
 
     /// Bearer key of the admin endpoint; without it the endpoint answers 401 to everyone.
-    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true)]
-    pub admin_api_key: Option<String>,
+    #[arg(long, env = "ADMIN_API_KEY", hide_env_values = true, value_parser = secret)]
+    pub admin_api_key: Option<SecretString>,
+
+    /// A file holding ADMIN_API_KEY (instead of it).
+    #[arg(long, env = "ADMIN_API_KEY_FILE")]
+    pub admin_api_key_file: Option<PathBuf>,
 
     /// Tokens active at once.
     #[arg(long, env = "QUEUE_MAX_ACTIVE", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
@@ -113,8 +143,8 @@ pub struct Config {
     pub identity_mode: IdentityModeSetting,
 
     /// `jwt` mode: the HS256 secret the identity system signs with (at least 32 bytes).
-    #[arg(long, env = "IDENTITY_JWT_SECRET", hide_env_values = true)]
-    pub identity_jwt_secret: Option<String>,
+    #[arg(long, env = "IDENTITY_JWT_SECRET", hide_env_values = true, value_parser = secret)]
+    pub identity_jwt_secret: Option<SecretString>,
 
     /// `jwt` mode: a file holding the HS256 secret (instead of IDENTITY_JWT_SECRET).
     #[arg(long, env = "IDENTITY_JWT_SECRET_FILE")]
@@ -187,15 +217,15 @@ impl Config {
         }
         if self
             .token_secret
-            .as_deref()
-            .is_some_and(|secret| secret.len() < 16)
+            .as_ref()
+            .is_some_and(|secret| secret.expose_secret().len() < 16)
         {
             return Err("TOKEN_SECRET must be at least 16 bytes long".into());
         }
         if self
             .admin_api_key
-            .as_deref()
-            .is_some_and(|key| key.len() < 16)
+            .as_ref()
+            .is_some_and(|key| key.expose_secret().len() < 16)
         {
             return Err("ADMIN_API_KEY must be at least 16 bytes long".into());
         }
@@ -220,9 +250,52 @@ impl Config {
         Ok(())
     }
 
+    /// Reads the secrets given as files (`*_FILE`) into their settings; a setting given both
+    /// ways is an error. Run before [`Self::validate`].
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        fn exclusive<T>(
+            value: &Option<T>,
+            file: &Option<PathBuf>,
+            name: &str,
+        ) -> Result<(), String> {
+            if value.is_some() && file.is_some() {
+                return Err(format!("set {name} or {name}_FILE, not both"));
+            }
+            Ok(())
+        }
+        exclusive(&self.token_secret, &self.token_secret_file, "TOKEN_SECRET")?;
+        exclusive(
+            &self.admin_api_key,
+            &self.admin_api_key_file,
+            "ADMIN_API_KEY",
+        )?;
+        exclusive(
+            &self.identity_jwt_secret,
+            &self.identity_jwt_secret_file,
+            "IDENTITY_JWT_SECRET",
+        )?;
+        let read = |file: &PathBuf| -> Result<String, String> {
+            let bytes = read_secret_file(file).map_err(|error| format!("{error:#}"))?;
+            String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", file.display()))
+        };
+        if let Some(file) = self.database_url_file.take() {
+            self.database_url = read(&file)?;
+        }
+        if let Some(file) = self.token_secret_file.take() {
+            self.token_secret = Some(read(&file)?.into());
+        }
+        if let Some(file) = self.admin_api_key_file.take() {
+            self.admin_api_key = Some(read(&file)?.into());
+        }
+        if let Some(file) = self.identity_jwt_secret_file.take() {
+            self.identity_jwt_secret = Some(read(&file)?.into());
+        }
+        Ok(())
+    }
+
     pub fn token_secret_or_development(&self) -> (&str, bool) {
         match &self.token_secret {
-            Some(secret) => (secret, false),
+            Some(secret) => (secret.expose_secret(), false),
             None => (DEVELOPMENT_TOKEN_SECRET, true),
         }
     }
@@ -244,7 +317,11 @@ impl Config {
                 max_charge: self.max_charge_amount,
                 max_balance: self.max_balance,
             },
-            admin_key: AdminKey::new(self.admin_api_key.clone()),
+            admin_key: AdminKey::new(
+                self.admin_api_key
+                    .as_ref()
+                    .map(|key| key.expose_secret().to_owned()),
+            ),
             identity,
         }
     }
@@ -364,5 +441,101 @@ mod tests {
         ])
         .expect("parses");
         assert!(!format!("{config:?}").contains("an-identity-secret"));
+    }
+
+    /// A file under the temporary directory holding `content`, removed on drop.
+    struct SecretFile(std::path::PathBuf);
+
+    impl SecretFile {
+        fn new(name: &str, content: &str) -> Self {
+            let path = std::env::temp_dir().join(format!("concert-{name}-{}", std::process::id()));
+            std::fs::write(&path, content).expect("write");
+            Self(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().expect("a UTF-8 path")
+        }
+    }
+
+    impl Drop for SecretFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn secrets_are_read_from_files_without_their_final_line_break() {
+        let token = SecretFile::new("token", "a-token-secret-from-a-file\n");
+        let admin = SecretFile::new("admin", "an-admin-key-from-a-file\r\n");
+        let url = SecretFile::new("url", "postgres://app:hunter2@db:5432/concert\n");
+        let identity = SecretFile::new("identity", "  an identity secret, spaces kept ");
+        let mut config = Config::try_parse_from([
+            "concert-server",
+            "--token-secret-file",
+            token.arg(),
+            "--admin-api-key-file",
+            admin.arg(),
+            "--database-url-file",
+            url.arg(),
+            "--identity-jwt-secret-file",
+            identity.arg(),
+        ])
+        .expect("parses");
+
+        config.read_secret_files().expect("read");
+
+        let exposed =
+            |secret: &Option<SecretString>| secret.as_ref().map(|s| s.expose_secret().to_owned());
+        assert_eq!(
+            exposed(&config.token_secret).as_deref(),
+            Some("a-token-secret-from-a-file")
+        );
+        assert_eq!(
+            exposed(&config.admin_api_key).as_deref(),
+            Some("an-admin-key-from-a-file")
+        );
+        assert_eq!(
+            config.database_url,
+            "postgres://app:hunter2@db:5432/concert"
+        );
+        assert_eq!(
+            exposed(&config.identity_jwt_secret).as_deref(),
+            Some("  an identity secret, spaces kept ")
+        );
+        assert!(config.validate().is_ok());
+        let shown = format!("{config:?}");
+        for secret in [
+            "a-token-secret",
+            "an-admin-key",
+            "hunter2",
+            "identity secret",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+    }
+
+    #[test]
+    fn a_secret_given_both_ways_or_a_missing_file_is_an_error_naming_it() {
+        let token = SecretFile::new("both", "a-token-secret-from-a-file");
+        let mut both = Config::try_parse_from([
+            "concert-server",
+            "--token-secret",
+            "a-token-secret-inline",
+            "--token-secret-file",
+            token.arg(),
+        ])
+        .expect("parses");
+        let error = both.read_secret_files().expect_err("both");
+        assert!(error.contains("TOKEN_SECRET_FILE"), "{error}");
+
+        let mut missing = Config::try_parse_from([
+            "concert-server",
+            "--admin-api-key-file",
+            "/nonexistent/admin-key",
+        ])
+        .expect("parses");
+        let error = missing.read_secret_files().expect_err("missing");
+        assert!(error.contains("/nonexistent/admin-key"), "{error}");
     }
 }

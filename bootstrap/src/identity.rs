@@ -2,6 +2,8 @@
 //! a JWKS file when the operator replaces it (key rotation without a restart).
 
 use std::path::{Path, PathBuf};
+
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -34,14 +36,11 @@ pub fn build(config: &Config) -> anyhow::Result<Identity> {
             })
         }
         IdentityModeSetting::Jwt => {
-            let hs256_secret = match (
-                &config.identity_jwt_secret,
-                &config.identity_jwt_secret_file,
-            ) {
-                (Some(secret), _) => Some(secret.as_bytes().to_vec()),
-                (None, Some(path)) => Some(read_secret_file(path)?),
-                (None, None) => None,
-            };
+            // IDENTITY_JWT_SECRET_FILE was read into the setting (Config::read_secret_files).
+            let hs256_secret = config
+                .identity_jwt_secret
+                .as_ref()
+                .map(|secret| secret.expose_secret().as_bytes().to_vec());
             let jwt = JwtIdentity::new(JwtSettings {
                 hs256_secret,
                 jwks_file: config.identity_jwks_file.clone(),
@@ -63,16 +62,6 @@ pub fn build(config: &Config) -> anyhow::Result<Identity> {
             })
         }
     }
-}
-
-/// A secret file's content without the line break editors and `echo` leave at its end.
-pub fn read_secret_file(path: &Path) -> anyhow::Result<Vec<u8>> {
-    let mut bytes = std::fs::read(path)
-        .with_context(|| format!("reading the secret file {}", path.display()))?;
-    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-        bytes.pop();
-    }
-    Ok(bytes)
 }
 
 /// Reloads the verifier's JWKS file when its modification time changes.
@@ -111,28 +100,4 @@ impl JwksWatch {
 
 fn modified(file: &Path) -> Option<SystemTime> {
     std::fs::metadata(file).and_then(|m| m.modified()).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_secret_file_loses_its_trailing_line_break_only() {
-        let path = std::env::temp_dir().join(format!("concert-secret-{}", std::process::id()));
-        std::fs::write(&path, b"  s3cret value \r\n\n").expect("write");
-
-        let secret = read_secret_file(&path).expect("read");
-
-        let _ = std::fs::remove_file(&path);
-        assert_eq!(secret, b"  s3cret value ");
-    }
-
-    #[test]
-    fn a_missing_secret_file_is_an_error_naming_it() {
-        let error =
-            read_secret_file(Path::new("/nonexistent/identity-secret")).expect_err("missing file");
-
-        assert!(error.to_string().contains("/nonexistent/identity-secret"));
-    }
 }

@@ -20,7 +20,7 @@ const AUDIENCE: &str = "concert-queue";
 async fn jwt_app() -> anyhow::Result<TestApp> {
     TestApp::spawn_with(|config| {
         config.identity_mode = IdentityModeSetting::Jwt;
-        config.identity_jwt_secret = Some(SECRET.to_owned());
+        config.identity_jwt_secret = Some(SECRET.into());
         config.identity_issuer = Some(ISSUER.to_owned());
         config.identity_audience = Some(AUDIENCE.to_owned());
     })

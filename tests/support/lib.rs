@@ -32,8 +32,8 @@ impl TestServer {
         let mut config = Config::defaults();
         config.database_url = database_url.to_owned();
         config.bind_addr = "127.0.0.1:0".parse()?;
-        config.token_secret = Some(TOKEN_SECRET.to_owned());
-        config.admin_api_key = Some(ADMIN_KEY.to_owned());
+        config.token_secret = Some(TOKEN_SECRET.into());
+        config.admin_api_key = Some(ADMIN_KEY.into());
         config.database_pool_size = 8;
         config.admission_interval_ms = 50;
         config.shutdown_grace_seconds = 2;

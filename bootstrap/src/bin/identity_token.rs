@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
-use concert_bootstrap::identity::read_secret_file;
+use concert_bootstrap::config::read_secret_file;
 use concert_identity::mint::{MintClaims, mint_hs256};
 use time::OffsetDateTime;
 use uuid::Uuid;
