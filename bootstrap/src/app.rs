@@ -11,7 +11,7 @@ use concert_application::create_concert::{AdminKey, CreateConcert};
 use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
 use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
-use concert_http::UseCases;
+use concert_http::{Endpoints, UseCases};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgWalletRepository,
@@ -28,6 +28,8 @@ use crate::{demo, identity, telemetry};
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    /// The operations listener (`OPS_BIND_ADDR`) and its router, when separate.
+    operations: Option<(TcpListener, axum::Router)>,
     jobs: BackgroundJobs,
     shutdown_grace: StdDuration,
 }
@@ -138,9 +140,23 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        let (router, operations) = match config.ops_bind_addr {
+            None => (concert_http::router(use_cases), None),
+            Some(addr) => {
+                let ops_listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding OPS_BIND_ADDR {addr}"))?;
+                let ops_router = concert_http::router_for(use_cases.clone(), Endpoints::Operations);
+                (
+                    concert_http::router_for(use_cases, Endpoints::Public),
+                    Some((ops_listener, ops_router)),
+                )
+            }
+        };
         Ok(Self {
             listener,
-            router: concert_http::router(use_cases),
+            router,
+            operations,
             jobs,
             shutdown_grace: config.shutdown_grace(),
         })
@@ -148,6 +164,15 @@ impl Application {
 
     pub fn local_addr(&self) -> anyhow::Result<SocketAddr> {
         Ok(self.listener.local_addr()?)
+    }
+
+    /// The operations listener's address, when `OPS_BIND_ADDR` separates it.
+    pub fn ops_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        self.operations
+            .as_ref()
+            .map(|(listener, _)| listener.local_addr())
+            .transpose()
+            .map_err(Into::into)
     }
 
     /// Runs one admission step and one view refresh now (for tests that drain instead of sleeping).
@@ -162,6 +187,18 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_jobs, jobs_stopped) = watch::channel(false);
+        // Health and metrics keep answering while the public listener drains; they stop with
+        // the background jobs.
+        let operations = self.operations.map(|(listener, router)| {
+            let mut stopped = jobs_stopped.clone();
+            tokio::spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await
+            })
+        });
         let jobs = self.jobs.spawn(jobs_stopped);
         let (draining_tx, mut draining) = watch::channel(false);
         let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
@@ -188,6 +225,11 @@ impl Application {
         let _ = stop_jobs.send(true);
         for job in jobs {
             drop(job.await);
+        }
+        if let Some(operations) = operations
+            && let Ok(Err(error)) = operations.await
+        {
+            tracing::warn!(%error, "the operations listener failed");
         }
         tracing::info!("stopped");
         served

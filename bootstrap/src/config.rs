@@ -70,6 +70,10 @@ pub struct Config {
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
 
+    /// A separate address for `/health/*` and `/metrics`, which then leave BIND_ADDR.
+    #[arg(long, env = "OPS_BIND_ADDR")]
+    pub ops_bind_addr: Option<SocketAddr>,
+
     /// A file holding DATABASE_URL (as container platforms pass secrets); it wins over it.
     #[arg(long, env = "DATABASE_URL_FILE")]
     pub database_url_file: Option<PathBuf>,
@@ -175,6 +179,7 @@ impl std::fmt::Debug for Config {
                 &PgConfig::new(&self.database_url).redacted_url(),
             )
             .field("bind_addr", &self.bind_addr)
+            .field("ops_bind_addr", &self.ops_bind_addr)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field(
                 "admin_api_key",

@@ -13,6 +13,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .context("starting concert-server")?;
     tracing::info!(addr = %application.local_addr()?, "listening");
+    if let Some(addr) = application.ops_addr()? {
+        tracing::info!(%addr, "health and metrics listening");
+    }
     application.run_until(shutdown_signal()).await
 }
 

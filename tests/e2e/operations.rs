@@ -111,3 +111,33 @@ async fn openapi_document_and_docs_page_are_served() -> anyhow::Result<()> {
     assert!(docs.text.to_lowercase().contains("swagger"));
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_an_ops_address_health_and_metrics_leave_the_public_one() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| {
+        config.ops_bind_addr = Some("127.0.0.1:0".parse().expect("an address"));
+    })
+    .await?;
+    let public = &app.client;
+    let ops = concert_e2e::Client::new(app.server.ops_addr.expect("an ops address"));
+
+    for path in ["/health/live", "/health/ready", "/metrics"] {
+        assert_eq!(ops.get(path, None).await?.status, StatusCode::OK, "{path}");
+        let hidden = public.get(path, None).await?;
+        assert_eq!(
+            (hidden.status, hidden.code()),
+            (StatusCode::NOT_FOUND, "NOT_FOUND"),
+            "{path}"
+        );
+    }
+    let token = public.active_token(Uuid::new_v4()).await?;
+    assert_eq!(
+        public.get("/v1/concerts", Some(&token)).await?.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        ops.get("/v1/concerts", Some(&token)).await?.status,
+        StatusCode::NOT_FOUND
+    );
+    app.shutdown().await
+}

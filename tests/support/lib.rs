@@ -19,6 +19,8 @@ pub const TOKEN_SECRET: &str = "end-to-end-test-token-secret";
 /// A server running in this process, and the handle that stops it.
 pub struct TestServer {
     pub addr: SocketAddr,
+    /// The operations listener, when `ops_bind_addr` is set.
+    pub ops_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -42,12 +44,14 @@ impl TestServer {
             .await
             .context("building the server")?;
         let addr = application.local_addr()?;
+        let ops_addr = application.ops_addr()?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(application.run_until(async move {
             drop(stopped.await);
         }));
         Ok(Self {
             addr,
+            ops_addr,
             stop: Some(stop),
             task: Some(task),
         })

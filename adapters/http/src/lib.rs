@@ -9,6 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse as _;
 use concert_application::ports::ReadinessProbe;
 use concert_application::services::Services;
 use tower::ServiceBuilder;
@@ -92,8 +93,37 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     openapi::complete(api_routes().into_openapi())
 }
 
+/// Which endpoints a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoints {
+    /// Every endpoint on one address.
+    All,
+    /// Everything but the operations endpoints (`/health/*`, `/metrics`), which are served on
+    /// a separate address (`OPS_BIND_ADDR`), out of the public's reach.
+    Public,
+    /// The operations endpoints only.
+    Operations,
+}
+
+impl Endpoints {
+    fn serves(self, path: &str) -> bool {
+        let operations = path == "/metrics" || path.starts_with("/health/");
+        match self {
+            Self::All => true,
+            Self::Public => !operations,
+            Self::Operations => operations,
+        }
+    }
+}
+
 /// The complete application, middleware included, ready to serve.
 pub fn router(use_cases: UseCases) -> Router {
+    router_for(use_cases, Endpoints::All)
+}
+
+/// The application serving only `endpoints`; any other path is `404 NOT_FOUND` as if it did not
+/// exist.
+pub fn router_for(use_cases: UseCases, endpoints: Endpoints) -> Router {
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi::complete(openapi)
         .to_json()
@@ -115,6 +145,17 @@ pub fn router(use_cases: UseCases) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(axum::middleware::from_fn(
+                    move |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                        if endpoints.serves(request.uri().path()) {
+                            next.run(request).await
+                        } else {
+                            middleware::not_found(request.method().clone(), request.uri().clone())
+                                .await
+                                .into_response()
+                        }
+                    },
+                ))
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
