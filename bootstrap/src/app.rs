@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use anyhow::Context;
+use axum::http::HeaderValue;
 use concert_application::create_concert::{AdminKey, CreateConcert};
 use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
 use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
-use concert_http::{Endpoints, UseCases};
+use concert_http::{Endpoints, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgWalletRepository,
@@ -140,15 +141,25 @@ impl Application {
         let listener = TcpListener::bind(config.bind_addr)
             .await
             .with_context(|| format!("binding {}", config.bind_addr))?;
+        let cors_origins = config
+            .cors_allowed_origins
+            .iter()
+            .map(|origin| HeaderValue::from_str(origin))
+            .collect::<Result<Vec<_>, _>>()
+            .context("CORS_ALLOWED_ORIGINS")?;
+        let public = |endpoints| RouterOptions {
+            endpoints,
+            cors_origins: cors_origins.clone(),
+        };
         let (router, operations) = match config.ops_bind_addr {
-            None => (concert_http::router(use_cases), None),
+            None => (router_with(use_cases, public(Endpoints::All)), None),
             Some(addr) => {
                 let ops_listener = TcpListener::bind(addr)
                     .await
                     .with_context(|| format!("binding OPS_BIND_ADDR {addr}"))?;
                 let ops_router = concert_http::router_for(use_cases.clone(), Endpoints::Operations);
                 (
-                    concert_http::router_for(use_cases, Endpoints::Public),
+                    router_with(use_cases, public(Endpoints::Public)),
                     Some((ops_listener, ops_router)),
                 )
             }

@@ -21,6 +21,23 @@ use time::Duration as Span;
 pub const DEVELOPMENT_TOKEN_SECRET: &str =
     "concert-queue-development-secret-do-not-use-in-production";
 
+/// A browser origin: `scheme://host[:port]`, nothing after it (a trailing `/` is dropped).
+fn origin(raw: &str) -> Result<String, String> {
+    let origin = raw.trim().trim_end_matches('/');
+    let (scheme, rest) = origin
+        .split_once("://")
+        .ok_or_else(|| format!("{origin:?} is not an origin like https://tickets.example"))?;
+    if !["http", "https"].contains(&scheme)
+        || rest.is_empty()
+        || rest.contains(['/', '?', '#', ' '])
+    {
+        return Err(format!(
+            "{origin:?} is not an origin like https://tickets.example"
+        ));
+    }
+    Ok(origin.to_owned())
+}
+
 /// A secret setting, held so that it never prints.
 fn secret(raw: &str) -> Result<SecretString, std::convert::Infallible> {
     Ok(raw.into())
@@ -69,6 +86,11 @@ pub struct Config {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
+
+    /// Browser origins whose pages may call the API (CORS), comma-separated, e.g.
+    /// `https://tickets.example`; none by default.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = origin)]
+    pub cors_allowed_origins: Vec<String>,
 
     /// A separate address for `/health/*` and `/metrics`, which then leave BIND_ADDR.
     #[arg(long, env = "OPS_BIND_ADDR")]
@@ -180,6 +202,7 @@ impl std::fmt::Debug for Config {
             )
             .field("bind_addr", &self.bind_addr)
             .field("ops_bind_addr", &self.ops_bind_addr)
+            .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field(
                 "admin_api_key",
@@ -542,5 +565,31 @@ mod tests {
         .expect("parses");
         let error = missing.read_secret_files().expect_err("missing");
         assert!(error.contains("/nonexistent/admin-key"), "{error}");
+    }
+
+    #[test]
+    fn cors_origins_are_a_list_of_bare_origins() {
+        let config = Config::try_parse_from([
+            "concert-server",
+            "--cors-allowed-origins",
+            "https://tickets.example/,http://localhost:3000",
+        ])
+        .expect("parses");
+        assert_eq!(
+            config.cors_allowed_origins,
+            ["https://tickets.example", "http://localhost:3000"]
+        );
+        for bad in [
+            "tickets.example",
+            "https://tickets.example/path",
+            "ftp://x",
+            "https://",
+        ] {
+            assert!(
+                Config::try_parse_from(["concert-server", "--cors-allowed-origins", bad]).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(Config::defaults().cors_allowed_origins.is_empty());
     }
 }

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse as _;
 use concert_application::ports::ReadinessProbe;
 use concert_application::services::Services;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -116,14 +118,68 @@ impl Endpoints {
     }
 }
 
-/// The complete application, middleware included, ready to serve.
-pub fn router(use_cases: UseCases) -> Router {
-    router_for(use_cases, Endpoints::All)
+/// How a listener serves the application.
+#[derive(Debug, Clone)]
+pub struct RouterOptions {
+    /// Which endpoints; any other path is `404 NOT_FOUND` as if it did not exist.
+    pub endpoints: Endpoints,
+    /// Browser origins (`https://tickets.example`) whose pages may call the API (CORS); none:
+    /// no CORS headers, browsers allow same-origin calls only.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
-/// The application serving only `endpoints`; any other path is `404 NOT_FOUND` as if it did not
-/// exist.
+impl Default for RouterOptions {
+    fn default() -> Self {
+        Self {
+            endpoints: Endpoints::All,
+            cors_origins: Vec::new(),
+        }
+    }
+}
+
+/// The complete application, middleware included, ready to serve.
+pub fn router(use_cases: UseCases) -> Router {
+    router_with(use_cases, RouterOptions::default())
+}
+
+/// The application serving only `endpoints`.
 pub fn router_for(use_cases: UseCases, endpoints: Endpoints) -> Router {
+    router_with(
+        use_cases,
+        RouterOptions {
+            endpoints,
+            ..RouterOptions::default()
+        },
+    )
+}
+
+/// Answers preflights and marks answers for the configured origins only. Bearer tokens travel
+/// in `Authorization`, not cookies, so credentials stay off.
+fn cors(origins: Vec<HeaderValue>) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                middleware::X_REQUEST_ID,
+            ])
+            .expose_headers([middleware::X_REQUEST_ID, header::RETRY_AFTER])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
+}
+
+/// The application as `options` say.
+pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
+    let RouterOptions {
+        endpoints,
+        cors_origins,
+    } = options;
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi::complete(openapi)
         .to_json()
@@ -145,6 +201,8 @@ pub fn router_for(use_cases: UseCases, endpoints: Endpoints) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(axum::middleware::from_fn(middleware::security_headers))
+                .option_layer(cors(cors_origins))
                 .layer(axum::middleware::from_fn(
                     move |request: axum::extract::Request, next: axum::middleware::Next| async move {
                         if endpoints.serves(request.uri().path()) {

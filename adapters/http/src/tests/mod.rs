@@ -2,6 +2,7 @@
 //! that answer plausibly for any input (a few magic values select the refusals).
 
 mod api;
+mod browsers;
 mod endpoints;
 mod fuzz;
 mod identity;
