@@ -23,6 +23,7 @@ pub mod list_available_dates;
 pub mod list_available_seats;
 pub mod list_concerts;
 pub mod pay_reservation;
+pub mod purge_expired_records;
 pub mod read_balance;
 pub mod read_gauges;
 pub mod read_point_history;

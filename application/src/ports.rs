@@ -485,6 +485,27 @@ pub trait QueueRepository: Send + Sync {
     async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
 }
 
+/// Removes records past their retention ([`concert_domain::RetentionPolicy`]). Each call
+/// removes at most `limit` rows and skips rows another instance is removing, so any number of
+/// instances may purge at once.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RetentionRepository: Send + Sync {
+    /// Idempotency keys stored before `before`; returns how many went.
+    async fn purge_idempotency_keys(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError>;
+
+    /// Tickets ended before `before`; returns how many went.
+    async fn purge_ended_tickets(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError>;
+}
+
 /// Whether the database answers (for `/health/ready`).
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use concert_domain::{QueuePolicy, WalletLimits};
+use concert_domain::{QueuePolicy, RetentionPolicy, WalletLimits};
 
 use crate::admit_next_in_line::AdmitNextInLine;
 use crate::authorize_request::AuthorizeRequest;
@@ -19,8 +19,9 @@ use crate::list_concerts::ListConcerts;
 use crate::pay_reservation::{PayReservation, PayReservationPorts};
 use crate::ports::{
     AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
-    QueueRepository, ReservationRepository, TokenSigner, WalletRepository,
+    QueueRepository, ReservationRepository, RetentionRepository, TokenSigner, WalletRepository,
 };
+use crate::purge_expired_records::PurgeExpiredRecords;
 use crate::queue_access::QueueAccess;
 use crate::queue_view::QueueView;
 use crate::read_balance::ReadBalance;
@@ -41,6 +42,7 @@ pub struct Ports {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn QueueRepository>,
     pub admission: Arc<dyn AdmissionTrigger>,
+    pub retention: Arc<dyn RetentionRepository>,
 }
 
 /// The business settings of docs/API.md section 8.
@@ -52,6 +54,7 @@ pub struct Settings {
     pub admin_key: AdminKey,
     /// Who vouches for the user a join or a points request names.
     pub identity: IdentityMode,
+    pub retention: RetentionPolicy,
 }
 
 /// One instance of every use case, sharing one [`QueueView`].
@@ -74,6 +77,7 @@ pub struct Services {
     pub create_concert: Arc<CreateConcert>,
     pub admit_next_in_line: Arc<AdmitNextInLine>,
     pub sweep_lapsed_holds: Arc<SweepLapsedHolds>,
+    pub purge_expired_records: Arc<PurgeExpiredRecords>,
     pub read_gauges: Arc<ReadGauges>,
 }
 
@@ -89,6 +93,7 @@ impl Services {
             idempotency,
             queue,
             admission,
+            retention,
         } = ports;
         let policy = settings.queue;
         let view = QueueView::new(queue.clone(), policy);
@@ -141,6 +146,11 @@ impl Services {
                 settings.wallet.max_charge,
             )),
             admit_next_in_line: Arc::new(AdmitNextInLine::new(queue, clock.clone(), policy)),
+            purge_expired_records: Arc::new(PurgeExpiredRecords::new(
+                retention,
+                clock.clone(),
+                settings.retention,
+            )),
             sweep_lapsed_holds: Arc::new(SweepLapsedHolds::new(
                 reservations.clone(),
                 clock.clone(),
@@ -159,8 +169,8 @@ mod tests {
     use super::*;
     use crate::ports::{
         MockAdmissionTrigger, MockCatalogRepository, MockIdempotencyStore, MockPaymentRepository,
-        MockQueueRepository, MockReservationRepository, MockTokenSigner, MockWalletRepository,
-        QueueSnapshot,
+        MockQueueRepository, MockReservationRepository, MockRetentionRepository, MockTokenSigner,
+        MockWalletRepository, QueueSnapshot,
     };
     use crate::test_support::{NOW, claims, clock};
 
@@ -187,6 +197,7 @@ mod tests {
                 idempotency: Arc::new(MockIdempotencyStore::new()),
                 queue: Arc::new(queue),
                 admission: Arc::new(MockAdmissionTrigger::new()),
+                retention: Arc::new(MockRetentionRepository::new()),
             },
             Settings {
                 queue: QueuePolicy::default(),
@@ -194,6 +205,7 @@ mod tests {
                 wallet: WalletLimits::default(),
                 admin_key: AdminKey::default(),
                 identity: crate::identify_caller::IdentityMode::Trusted,
+                retention: RetentionPolicy::default(),
             },
         );
         services.view.refresh(NOW).await.expect("refresh");

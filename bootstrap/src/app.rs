@@ -15,7 +15,8 @@ use concert_clock::SystemClock;
 use concert_http::{Endpoints, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
-    PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgWalletRepository,
+    PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgRetentionRepository,
+    PgWalletRepository,
 };
 use concert_token::HmacTokenSigner;
 use tokio::net::TcpListener;
@@ -92,6 +93,7 @@ impl Application {
                 idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
                 queue: Arc::new(PgQueueRepository::new(pool.clone())),
                 admission: Arc::new(admission.clone()),
+                retention: Arc::new(PgRetentionRepository::new(pool.clone())),
             },
             settings,
         );
@@ -123,6 +125,7 @@ impl Application {
         let jobs = BackgroundJobs {
             admit: services.admit_next_in_line.clone(),
             sweep: services.sweep_lapsed_holds.clone(),
+            purge: services.purge_expired_records.clone(),
             gauges: services.read_gauges.clone(),
             view: services.view.clone(),
             clock,

@@ -12,7 +12,7 @@ use concert_application::create_concert::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::identify_caller::IdentityMode;
 use concert_application::services::Settings;
-use concert_domain::{HoldLimit, QueuePolicy, WalletLimits};
+use concert_domain::{HoldLimit, QueuePolicy, RetentionPolicy, WalletLimits};
 use concert_postgres::PgConfig;
 use time::Duration as Span;
 
@@ -163,6 +163,14 @@ pub struct Config {
     /// Seconds to finish in-flight requests after SIGTERM/SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+
+    /// Hours an idempotency key replays its first answer; then a background job removes it.
+    #[arg(long, env = "IDEMPOTENCY_KEY_RETENTION_HOURS", default_value_t = 168, value_parser = clap::value_parser!(u32).range(1..=87_600))]
+    pub idempotency_key_retention_hours: u32,
+
+    /// Hours an ended queue ticket still answers its token's status (`EXPIRED`).
+    #[arg(long, env = "ENDED_TICKET_RETENTION_HOURS", default_value_t = 24, value_parser = clap::value_parser!(u32).range(1..=87_600))]
+    pub ended_ticket_retention_hours: u32,
 
     /// Who vouches for the user that joining the line and the points endpoints name.
     #[arg(long, env = "IDENTITY_MODE", value_enum, default_value_t = IdentityModeSetting::Trusted)]
@@ -351,6 +359,12 @@ impl Config {
                     .map(|key| key.expose_secret().to_owned()),
             ),
             identity,
+            // Both settings' ranges start at one hour, the policy's minimum.
+            retention: RetentionPolicy::new(
+                Span::hours(self.idempotency_key_retention_hours.into()),
+                Span::hours(self.ended_ticket_retention_hours.into()),
+            )
+            .unwrap_or_default(),
         }
     }
 

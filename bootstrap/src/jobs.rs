@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use concert_application::admit_next_in_line::AdmitNextInLine;
 use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
+use concert_application::purge_expired_records::{PurgeExpiredRecords, PurgeReport};
 use concert_application::queue_view::QueueView;
 use concert_application::read_gauges::ReadGauges;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
@@ -20,6 +21,8 @@ use tokio::task::JoinHandle;
 use crate::identity::{JWKS_CHECK_INTERVAL, JwksWatch};
 
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Records past retention are hours old; a purge every ten minutes keeps each run small.
+const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// Payments wake the admission job at most this often. Without a gap, a stream of payments runs
 /// admission steps back to back (each takes the exclusive queue lock and scans the active tickets);
 /// with it, a freed place is still filled within this gap, far inside docs/API.md's one second.
@@ -42,6 +45,7 @@ impl AdmissionTrigger for NotifyAdmission {
 pub struct BackgroundJobs {
     pub(crate) admit: Arc<AdmitNextInLine>,
     pub(crate) sweep: Arc<SweepLapsedHolds>,
+    pub(crate) purge: Arc<PurgeExpiredRecords>,
     pub(crate) gauges: Arc<ReadGauges>,
     pub(crate) view: QueueView,
     pub(crate) clock: Arc<dyn Clock>,
@@ -166,7 +170,24 @@ impl BackgroundJobs {
                 }
             })
         };
-        let mut jobs = vec![admission, refresh, sweeper, gauges];
+        let purge = {
+            let purge = self.purge.clone();
+            every(PURGE_INTERVAL, stop.clone(), move || {
+                let purge = purge.clone();
+                async move {
+                    match purge.run_once().await {
+                        Ok(report) if report == PurgeReport::default() => {}
+                        Ok(report) => tracing::info!(
+                            idempotency_keys = report.idempotency_keys,
+                            ended_tickets = report.ended_tickets,
+                            "records past retention purged"
+                        ),
+                        Err(error) => tracing::warn!(error = %error, "purge failed"),
+                    }
+                }
+            })
+        };
+        let mut jobs = vec![admission, refresh, sweeper, gauges, purge];
         if let Some(mut watch) = self.identity.clone().and_then(JwksWatch::of) {
             jobs.push(every(JWKS_CHECK_INTERVAL, stop.clone(), move || {
                 watch.check();

@@ -30,6 +30,7 @@ pub mod money;
 pub mod parse;
 pub mod queue;
 pub mod reservation;
+pub mod retention;
 pub mod seat;
 pub mod wallet;
 
@@ -43,5 +44,6 @@ pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
 pub use queue::{Join, Overdue, QueuePolicy, QueueTicket, ServingCounter, TicketStatus};
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
+pub use retention::{Cutoffs, RetentionPolicy};
 pub use seat::{Seat, SeatClaim, SeatHold};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

@@ -31,6 +31,7 @@ mod pool;
 mod queue;
 mod readiness;
 mod reservation;
+mod retention;
 pub mod schema;
 mod startup;
 #[cfg(feature = "test-support")]
@@ -47,5 +48,6 @@ pub use pool::{PgPool, PooledConnection, build_pool};
 pub use queue::PgQueueRepository;
 pub use readiness::PgReadinessProbe;
 pub use reservation::PgReservationRepository;
+pub use retention::PgRetentionRepository;
 pub use startup::{MIGRATIONS, migrate, prepare_database};
 pub use wallet::PgWalletRepository;

@@ -24,8 +24,8 @@ use concert_application::ports::{
     IdempotentAnswer, InvalidIdentity, InvalidToken, LiveTicket, MockAdmissionTrigger,
     MockCatalogRepository, MockClock, MockIdempotencyStore, MockIdentityVerifier,
     MockPaymentRepository, MockQueueRepository, MockReadinessProbe, MockReservationRepository,
-    MockTokenSigner, MockWalletRepository, PaymentReceipt, PaymentState, QueueSnapshot,
-    RepositoryError, StoredAnswer, TokenClaims, Version, Versioned, Written,
+    MockRetentionRepository, MockTokenSigner, MockWalletRepository, PaymentReceipt, PaymentState,
+    QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims, Version, Versioned, Written,
 };
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
@@ -529,6 +529,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             idempotency: Arc::new(idempotency()),
             queue,
             admission: Arc::new(admission),
+            retention: Arc::new(MockRetentionRepository::new()),
         },
         Settings {
             queue: policy,
@@ -539,6 +540,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             },
             admin_key: AdminKey::new(Some(ADMIN_KEY.to_owned())),
             identity: identity(scenario),
+            retention: concert_domain::RetentionPolicy::default(),
         },
     );
     services.view.refresh(NOW).await.expect("queue view");

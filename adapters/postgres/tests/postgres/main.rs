@@ -13,6 +13,7 @@ mod queue_races;
 mod races;
 mod read_models;
 mod reservations;
+mod retention;
 mod startup;
 mod transient;
 mod wallet;

@@ -520,6 +520,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
             queue: Arc::new(PgQueueRepository::new(pool.clone())),
             admission: Arc::new(NoAdmission),
+            retention: Arc::new(concert_postgres::PgRetentionRepository::new(pool.clone())),
         },
         Settings {
             queue: QueuePolicy::default(),
@@ -530,6 +531,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             wallet: WalletLimits::default(),
             admin_key: concert_application::create_concert::AdminKey::default(),
             identity: concert_application::identify_caller::IdentityMode::Trusted,
+            retention: concert_domain::RetentionPolicy::default(),
         },
     )
 }

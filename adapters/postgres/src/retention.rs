@@ -1,0 +1,83 @@
+//! `RetentionRepository`: batched deletes of records past their retention. Each statement takes
+//! at most `limit` rows, oldest first, and skips rows locked by another instance's purge (or by
+//! a request), so instances never wait on one another.
+
+use std::sync::LazyLock;
+
+use async_trait::async_trait;
+use concert_application::ports::{RepositoryError, RetentionRepository};
+use concert_domain::TicketStatus;
+use diesel::sql_types::{BigInt, Timestamptz};
+use diesel_async::RunQueryDsl;
+use time::OffsetDateTime;
+
+use crate::cached::CachedExt;
+use crate::columns::ticket_status;
+use crate::error::from_diesel;
+use crate::pool::PgPool;
+
+#[derive(Debug, Clone)]
+pub struct PgRetentionRepository {
+    pool: PgPool,
+}
+
+impl PgRetentionRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    async fn delete(
+        &self,
+        sql: &str,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let deleted = diesel::sql_query(sql)
+                    .bind::<Timestamptz, _>(before)
+                    .bind::<BigInt, _>(i64::from(limit))
+                    .cached()
+                    .execute(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
+                Ok(u64::try_from(deleted).unwrap_or(0))
+            })
+            .await
+    }
+}
+
+const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE (user_id, scope, key) IN ( \
+         SELECT user_id, scope, key FROM idempotency_keys WHERE created_at < $1 \
+         ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
+
+/// The status is the statement's constant, so the plan can use the partial index of ended
+/// tickets.
+static PURGE_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    let expired = ticket_status(TicketStatus::Expired);
+    format!(
+        "DELETE FROM queue_tickets WHERE ticket IN ( \
+             SELECT ticket FROM queue_tickets WHERE status = '{expired}' AND ended_at < $1 \
+             ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
+    )
+});
+
+#[async_trait]
+impl RetentionRepository for PgRetentionRepository {
+    async fn purge_idempotency_keys(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError> {
+        self.delete(PURGE_KEYS, before, limit).await
+    }
+
+    async fn purge_ended_tickets(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError> {
+        self.delete(&PURGE_TICKETS, before, limit).await
+    }
+}
