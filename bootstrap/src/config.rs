@@ -16,11 +16,6 @@ use concert_domain::{HoldLimit, QueuePolicy, RetentionPolicy, WalletLimits};
 use concert_postgres::PgConfig;
 use time::Duration as Span;
 
-/// The key used when `TOKEN_SECRET` is not set. Fine on a laptop, never in production: anyone who
-/// reads this file can forge queue tokens. Start-up logs a warning when it is in use.
-pub const DEVELOPMENT_TOKEN_SECRET: &str =
-    "concert-queue-development-secret-do-not-use-in-production";
-
 /// A browser origin: `scheme://host[:port]`, nothing after it (a trailing `/` is dropped).
 fn origin(raw: &str) -> Result<String, String> {
     let origin = raw.trim().trim_end_matches('/');
@@ -103,6 +98,11 @@ pub struct Config {
     /// Key for signing queue tokens; every instance of one deployment shares it.
     #[arg(long, env = "TOKEN_SECRET", hide_env_values = true, value_parser = secret)]
     pub token_secret: Option<SecretString>,
+
+    /// Keys whose tokens still verify besides TOKEN_SECRET's, comma-separated: the previous key
+    /// after a rotation, or the next one while instances switch to it.
+    #[arg(long, env = "TOKEN_VERIFY_SECRETS", hide_env_values = true, value_delimiter = ',', value_parser = secret)]
+    pub token_verify_secrets: Vec<SecretString>,
 
     /// A file holding TOKEN_SECRET (instead of it).
     #[arg(long, env = "TOKEN_SECRET_FILE")]
@@ -212,6 +212,7 @@ impl std::fmt::Debug for Config {
             .field("ops_bind_addr", &self.ops_bind_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
+            .field("token_verify_secrets", &self.token_verify_secrets.len())
             .field(
                 "admin_api_key",
                 &self.admin_api_key.as_ref().map(|_| "<set>"),
@@ -257,6 +258,13 @@ impl Config {
             .is_some_and(|secret| secret.expose_secret().len() < 16)
         {
             return Err("TOKEN_SECRET must be at least 16 bytes long".into());
+        }
+        if self
+            .token_verify_secrets
+            .iter()
+            .any(|secret| secret.expose_secret().len() < 16)
+        {
+            return Err("each of TOKEN_VERIFY_SECRETS must be at least 16 bytes long".into());
         }
         if self
             .admin_api_key
@@ -329,13 +337,6 @@ impl Config {
         Ok(())
     }
 
-    pub fn token_secret_or_development(&self) -> (&str, bool) {
-        match &self.token_secret {
-            Some(secret) => (secret.expose_secret(), false),
-            None => (DEVELOPMENT_TOKEN_SECRET, true),
-        }
-    }
-
     /// The business settings the use cases run with, `identity` built by [`crate::identity`].
     pub fn settings(&self, identity: IdentityMode) -> Settings {
         Settings {
@@ -395,10 +396,7 @@ mod tests {
         assert_eq!(config.max_balance, 1_000_000_000);
         assert!(!config.demo_data);
         assert!(config.validate().is_ok());
-        assert!(
-            config.token_secret_or_development().1,
-            "the development key is flagged"
-        );
+        assert!(config.token_secret.is_none() && config.token_verify_secrets.is_empty());
     }
 
     #[test]

@@ -85,3 +85,84 @@ async fn users_racing_for_one_seat_through_two_instances_have_one_winner() -> an
     other_server.stop().await?;
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_configured_key_instances_share_the_key_their_deployment_generated()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| config.token_secret = None).await?;
+    let (other_server, other) = app
+        .another_instance(|config| config.token_secret = None)
+        .await?;
+
+    let issued = app.client.issue_token(Uuid::new_v4()).await?;
+    let token = issued.body["token"].as_str().expect("token");
+    let status = other.queue_status(token).await?;
+    assert_eq!(status.status, StatusCode::OK, "{}", status.text);
+    // Not the key of any other deployment (the tests' configured one, say).
+    let (configured_server, configured) = app.another_instance(|_| {}).await?;
+    let foreign = configured.queue_status(token).await?;
+    assert_eq!(foreign.code(), "TOKEN_INVALID");
+    configured_server.stop().await?;
+    other_server.stop().await?;
+    app.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_signing_key_rotates_across_instances_while_users_wait() -> anyhow::Result<()> {
+    const OLD: &str = "the-signing-key-before-rotation";
+    const NEW: &str = "the-signing-key-after-rotation!";
+    // Step 1 of a rotation: every instance verifies the next key; one instance still signs with
+    // the old key, the other already signs with the new one.
+    let app = TestApp::spawn_with(|config| {
+        config.queue_max_active = 1;
+        config.token_secret = Some(OLD.into());
+        config.token_verify_secrets = vec![NEW.into()];
+    })
+    .await?;
+    let (new_server, new) = app
+        .another_instance(|config| {
+            config.queue_max_active = 1;
+            config.token_secret = Some(NEW.into());
+            config.token_verify_secrets = vec![OLD.into()];
+        })
+        .await?;
+    let old = &app.client;
+    let first = old.active_token(Uuid::new_v4()).await?;
+    let waiting_old = old.issue_token(Uuid::new_v4()).await?.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let waiting_new = new.issue_token(Uuid::new_v4()).await?.body["token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+
+    // Each waiting user polls either instance and keeps their place.
+    for token in [&waiting_old, &waiting_new] {
+        for client in [old, &new] {
+            let status = client.queue_status(token).await?;
+            assert_eq!(status.body["status"], "WAITING", "{}", status.text);
+        }
+    }
+    assert_eq!(
+        new.queue_status(&first).await?.body["status"],
+        "ACTIVE",
+        "the active user too"
+    );
+
+    // Step 2: the old key is dropped; tokens it signed are refused from then on.
+    let (done_server, done) = app
+        .another_instance(|config| config.token_secret = Some(NEW.into()))
+        .await?;
+    assert_eq!(
+        done.queue_status(&waiting_new).await?.body["status"],
+        "WAITING"
+    );
+    assert_eq!(
+        done.queue_status(&waiting_old).await?.code(),
+        "TOKEN_INVALID"
+    );
+    done_server.stop().await?;
+    new_server.stop().await?;
+    app.shutdown().await
+}

@@ -267,3 +267,35 @@ async fn a_test_database_left_to_drop_is_removed_all_the_same() {
     assert_eq!(ctx.count(&exists(&name)).await, 0);
     ctx.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_starting_together_agree_on_the_first_generated_deployment_key() {
+    let ctx = Ctx::new().await;
+    let url = ctx.db.url().to_owned();
+
+    let keys = race(4, |i| {
+        let url = url.clone();
+        async move {
+            let candidate = vec![u8::try_from(i).expect("small"); 32];
+            concert_postgres::deployment_key(&url, concert_postgres::QUEUE_TOKEN_KEY, &candidate)
+                .await
+                .expect("a key")
+        }
+    })
+    .await;
+
+    assert!(keys.windows(2).all(|pair| pair[0] == pair[1]), "one key");
+    let later = concert_postgres::deployment_key(&url, concert_postgres::QUEUE_TOKEN_KEY, &[9; 32])
+        .await
+        .expect("a key");
+    assert_eq!(later, keys[0], "a later instance reads the stored key");
+    assert!(
+        concert_postgres::deployment_key(&url, QUEUE_OTHER, &[1; 8])
+            .await
+            .is_err(),
+        "a key shorter than 32 bytes is refused by the schema"
+    );
+    ctx.finish().await;
+}
+
+const QUEUE_OTHER: &str = "another-key";
