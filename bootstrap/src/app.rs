@@ -12,6 +12,7 @@ use concert_application::create_concert::{AdminKey, CreateConcert};
 use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
 use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
+use concert_http::limits::JoinLimitSettings;
 use concert_http::{Endpoints, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
@@ -21,6 +22,7 @@ use concert_postgres::{
 use concert_token::HmacTokenSigner;
 use rand::RngCore as _;
 use secrecy::ExposeSecret as _;
+use std::num::NonZeroU32;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -179,9 +181,15 @@ impl Application {
             .map(|origin| HeaderValue::from_str(origin))
             .collect::<Result<Vec<_>, _>>()
             .context("CORS_ALLOWED_ORIGINS")?;
+        let join_limits = JoinLimitSettings {
+            per_address_per_minute: NonZeroU32::new(config.join_rate_limit_per_address),
+            per_user_per_minute: NonZeroU32::new(config.join_rate_limit_per_user),
+            trusted_proxies: config.trusted_proxies.clone(),
+        };
         let public = |endpoints| RouterOptions {
             endpoints,
             cors_origins: cors_origins.clone(),
+            join_limits: join_limits.clone(),
         };
         let (router, operations) = match config.ops_bind_addr {
             None => (router_with(use_cases, public(Endpoints::All)), None),
@@ -244,7 +252,13 @@ impl Application {
         });
         let jobs = self.jobs.spawn(jobs_stopped);
         let (draining_tx, mut draining) = watch::channel(false);
-        let server = axum::serve(self.listener, self.router).with_graceful_shutdown(async move {
+        // The peer's address reaches the handlers (join rate limits per client address).
+        let server = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
             shutdown.await;
             tracing::info!("shutdown requested: finishing in-flight requests");
             let _ = draining_tx.send(true);

@@ -87,6 +87,18 @@ pub struct Config {
     #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = origin)]
     pub cors_allowed_origins: Vec<String>,
 
+    /// Joins of the line per minute from one client address (0: no limit).
+    #[arg(long, env = "JOIN_RATE_LIMIT_PER_ADDRESS", default_value_t = 0)]
+    pub join_rate_limit_per_address: u32,
+
+    /// Joins of the line per minute by one user (0: no limit).
+    #[arg(long, env = "JOIN_RATE_LIMIT_PER_USER", default_value_t = 0)]
+    pub join_rate_limit_per_user: u32,
+
+    /// Proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+
     /// A separate address for `/health/*` and `/metrics`, which then leave BIND_ADDR.
     #[arg(long, env = "OPS_BIND_ADDR")]
     pub ops_bind_addr: Option<SocketAddr>,
@@ -211,6 +223,12 @@ impl std::fmt::Debug for Config {
             .field("bind_addr", &self.bind_addr)
             .field("ops_bind_addr", &self.ops_bind_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
+            .field(
+                "join_rate_limit_per_address",
+                &self.join_rate_limit_per_address,
+            )
+            .field("join_rate_limit_per_user", &self.join_rate_limit_per_user)
+            .field("trusted_proxies", &self.trusted_proxies)
             .field("token_secret", &self.token_secret.as_ref().map(|_| "<set>"))
             .field("token_verify_secrets", &self.token_verify_secrets.len())
             .field(

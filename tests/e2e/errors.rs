@@ -452,3 +452,30 @@ async fn a_flood_of_wrong_admin_keys_is_throttled_for_the_rest_of_the_minute() -
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn joins_beyond_the_configured_rates_are_refused_until_the_budget_returns()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| {
+        config.join_rate_limit_per_user = 2;
+        config.join_rate_limit_per_address = 4;
+    })
+    .await?;
+    let client = &app.client;
+    let someone = Uuid::new_v4();
+
+    // Per user: asking again for one's own token counts too.
+    for _ in 0..2 {
+        assert!(client.issue_token(someone).await?.status.is_success());
+    }
+    let refused = client.issue_token(someone).await?;
+    assert_problem(&refused, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    assert!(refused.header("retry-after").is_some());
+
+    // Per address: every join from this test's address (127.0.0.1) counts, whoever joins.
+    assert!(client.issue_token(Uuid::new_v4()).await?.status.is_success());
+    let crowd = client.issue_token(Uuid::new_v4()).await?;
+    assert_problem(&crowd, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    assert!(crowd.text.contains("address"), "{}", crowd.text);
+    app.shutdown().await
+}

@@ -288,6 +288,22 @@ impl FromRequestParts<AppState> for PathUser {
     }
 }
 
+/// The client's address (see [`crate::limits::JoinLimits::client_address`]); `None` when the
+/// connection's peer is not known (a router called in-process).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        let peer = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(state.join_limits.client_address(peer, &parts.headers)))
+    }
+}
+
 /// The key presented to the admin endpoint; missing or not Bearer → 401 ADMIN_KEY_INVALID.
 /// Whether it is the right key is the use case's decision.
 #[derive(Debug, Clone)]

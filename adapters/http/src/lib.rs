@@ -13,6 +13,7 @@ use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::response::IntoResponse as _;
 use concert_application::ports::ReadinessProbe;
 use concert_application::services::Services;
+use limits::{JoinLimitSettings, JoinLimits};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -23,6 +24,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub mod extract;
 pub mod format;
+pub mod limits;
 pub mod middleware;
 pub mod openapi;
 pub mod problem;
@@ -54,6 +56,7 @@ pub struct AppState {
     pub use_cases: Arc<UseCases>,
     /// The OpenAPI document, serialised once.
     openapi_json: Bytes,
+    pub join_limits: Arc<JoinLimits>,
 }
 
 impl AppState {
@@ -126,6 +129,8 @@ pub struct RouterOptions {
     /// Browser origins (`https://tickets.example`) whose pages may call the API (CORS); none:
     /// no CORS headers, browsers allow same-origin calls only.
     pub cors_origins: Vec<HeaderValue>,
+    /// Rate limits on joining the line (none by default).
+    pub join_limits: JoinLimitSettings,
 }
 
 impl Default for RouterOptions {
@@ -133,6 +138,7 @@ impl Default for RouterOptions {
         Self {
             endpoints: Endpoints::All,
             cors_origins: Vec::new(),
+            join_limits: JoinLimitSettings::default(),
         }
     }
 }
@@ -179,6 +185,7 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
     let RouterOptions {
         endpoints,
         cors_origins,
+        join_limits,
     } = options;
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi::complete(openapi)
@@ -191,6 +198,7 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
     let state = AppState {
         use_cases: Arc::new(use_cases),
         openapi_json,
+        join_limits: Arc::new(JoinLimits::new(join_limits)),
     };
     let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH)
         .config(Config::from(OPENAPI_PATH))

@@ -371,6 +371,16 @@ impl From<ParseError> for Problem {
     }
 }
 
+/// `429 RATE_LIMITED` for a client that must wait `wait` before trying again.
+pub fn rate_limited(what: &str, wait: std::time::Duration) -> Problem {
+    let seconds = u32::try_from(wait.as_secs().saturating_add(1)).unwrap_or(u32::MAX);
+    Problem::new(
+        ErrorCode::RateLimited,
+        format!("too many {what} lately; retry in {seconds} s"),
+    )
+    .with_retry_after(seconds)
+}
+
 impl From<IdentityError> for Problem {
     fn from(error: IdentityError) -> Self {
         match error {

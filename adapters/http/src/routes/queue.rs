@@ -12,9 +12,9 @@ use time::OffsetDateTime;
 use utoipa::ToSchema;
 
 use crate::AppState;
-use crate::extract::{IdentityCredentials, QueueToken, ValidJson};
+use crate::extract::{ClientAddress, IdentityCredentials, QueueToken, ValidJson};
 use crate::format::utc;
-use crate::problem::{Problem, ProblemBody};
+use crate::problem::{Problem, ProblemBody, rate_limited};
 
 /// Where a queue token stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -110,6 +110,8 @@ impl From<IssuedToken> for TokenResponse {
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: `userId` is not the verified user)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many joins from this address or by this user (only with JOIN_RATE_LIMIT_* set); see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until a join may succeed"))),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
@@ -117,14 +119,23 @@ impl From<IssuedToken> for TokenResponse {
 )]
 pub async fn issue_queue_token(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     IdentityCredentials(credentials): IdentityCredentials,
     ValidJson(body): ValidJson<IssueTokenRequest>,
 ) -> Result<Response, Problem> {
+    state
+        .join_limits
+        .check_address(address)
+        .map_err(|wait| rate_limited("joins from this address", wait))?;
     let named = body.user_id.as_deref().map(UserId::parse).transpose()?;
     let user = state
         .services()
         .identify_caller
         .acting_user(credentials.as_deref(), named)?;
+    state
+        .join_limits
+        .check_user(user)
+        .map_err(|wait| rate_limited("joins by this user", wait))?;
     let issued = state.services().issue_queue_token.execute(user).await?;
     let status = if issued.created {
         StatusCode::CREATED

@@ -6,6 +6,7 @@ mod browsers;
 mod endpoints;
 mod fuzz;
 mod identity;
+mod join_limits;
 mod observability;
 mod openapi;
 mod problems;
@@ -649,6 +650,13 @@ pub fn delete(uri: &str) -> Call {
 impl Call {
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.builder = self.builder.header(name, value);
+        self
+    }
+
+    /// The connection's peer, as `axum::serve` with connect info records it.
+    pub fn peer(mut self, addr: &str) -> Self {
+        let addr: std::net::SocketAddr = addr.parse().expect("a socket address");
+        self.builder = self.builder.extension(axum::extract::ConnectInfo(addr));
         self
     }
 
