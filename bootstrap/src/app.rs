@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::jobs::{BackgroundJobs, NotifyAdmission};
+use crate::serve::{self, ConnectionLimits};
 use crate::{demo, identity, telemetry};
 
 /// The queue-token signer: `TOKEN_SECRET` signs when set; otherwise the deployment's own key,
@@ -67,6 +68,7 @@ async fn token_signer(config: &Config) -> anyhow::Result<HmacTokenSigner> {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    limits: ConnectionLimits,
     /// The operations listener (`OPS_BIND_ADDR`) and its router, when separate.
     operations: Option<(TcpListener, axum::Router)>,
     jobs: BackgroundJobs,
@@ -204,9 +206,21 @@ impl Application {
                 )
             }
         };
+        let limits = ConnectionLimits {
+            header_read_timeout: StdDuration::from_secs(config.http_header_timeout_seconds),
+            max_connections: serve::connection_cap(
+                config.max_connections.and_then(|n| usize::try_from(n).ok()),
+            ),
+        };
+        tracing::info!(
+            max_connections = limits.max_connections,
+            header_timeout_s = config.http_header_timeout_seconds,
+            "connection limits"
+        );
         Ok(Self {
             listener,
             router,
+            limits,
             operations,
             jobs,
             shutdown_grace: config.shutdown_grace(),
@@ -252,20 +266,14 @@ impl Application {
         });
         let jobs = self.jobs.spawn(jobs_stopped);
         let (draining_tx, mut draining) = watch::channel(false);
-        // The peer's address reaches the handlers (join rate limits per client address).
-        let server = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let server = serve::serve(self.listener, self.router, self.limits, async move {
             shutdown.await;
             tracing::info!("shutdown requested: finishing in-flight requests");
             let _ = draining_tx.send(true);
         });
         let grace = self.shutdown_grace;
         let served = tokio::select! {
-            result = server => result.context("serving HTTP"),
+            () = server => Ok(()),
             () = async {
                 // Bound the drain: a stuck client must not hold the process forever.
                 while !*draining.borrow() {

@@ -99,6 +99,15 @@ pub struct Config {
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<std::net::IpAddr>,
 
+    /// Seconds a client has to send a request's headers; also the longest a keep-alive
+    /// connection may sit idle between requests.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub http_header_timeout_seconds: u64,
+
+    /// Connections open at once on BIND_ADDR; default: the open-files limit less 128.
+    #[arg(long, env = "MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub max_connections: Option<u64>,
+
     /// A separate address for `/health/*` and `/metrics`, which then leave BIND_ADDR.
     #[arg(long, env = "OPS_BIND_ADDR")]
     pub ops_bind_addr: Option<SocketAddr>,

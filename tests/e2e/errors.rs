@@ -473,7 +473,13 @@ async fn joins_beyond_the_configured_rates_are_refused_until_the_budget_returns(
     assert!(refused.header("retry-after").is_some());
 
     // Per address: every join from this test's address (127.0.0.1) counts, whoever joins.
-    assert!(client.issue_token(Uuid::new_v4()).await?.status.is_success());
+    assert!(
+        client
+            .issue_token(Uuid::new_v4())
+            .await?
+            .status
+            .is_success()
+    );
     let crowd = client.issue_token(Uuid::new_v4()).await?;
     assert_problem(&crowd, StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
     assert!(crowd.text.contains("address"), "{}", crowd.text);

@@ -3,6 +3,7 @@
 
 mod errors;
 mod expiry;
+mod hostile;
 mod identity;
 mod instances;
 mod journey;
