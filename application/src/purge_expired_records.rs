@@ -1,6 +1,7 @@
 //! Use case: purge the records past their retention (idempotency keys, ended tickets), in
 //! batches so that no statement holds many row locks or runs long.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use concert_domain::RetentionPolicy;
@@ -41,29 +42,36 @@ impl PurgeExpiredRecords {
     #[tracing::instrument(name = "purge_expired_records", skip_all)]
     pub async fn run_once(&self) -> Result<PurgeReport, RepositoryError> {
         let cutoffs = self.policy.cutoffs(self.clock.now());
-        let mut report = PurgeReport::default();
-        for _ in 0..MAX_BATCHES {
-            let purged = self
-                .records
-                .purge_idempotency_keys(cutoffs.idempotency_keys, PURGE_BATCH)
+        let records = &self.records;
+        let idempotency_keys =
+            in_batches(|| records.purge_idempotency_keys(cutoffs.idempotency_keys, PURGE_BATCH))
                 .await?;
-            report.idempotency_keys += purged;
-            if purged < u64::from(PURGE_BATCH) {
-                break;
-            }
-        }
-        for _ in 0..MAX_BATCHES {
-            let purged = self
-                .records
-                .purge_ended_tickets(cutoffs.ended_tickets, PURGE_BATCH)
-                .await?;
-            report.ended_tickets += purged;
-            if purged < u64::from(PURGE_BATCH) {
-                break;
-            }
-        }
+        let ended_tickets =
+            in_batches(|| records.purge_ended_tickets(cutoffs.ended_tickets, PURGE_BATCH)).await?;
+        let report = PurgeReport {
+            idempotency_keys,
+            ended_tickets,
+        };
         Ok(report)
     }
+}
+
+/// Runs `purge` until a batch comes back short of [`PURGE_BATCH`], at most [`MAX_BATCHES`]
+/// times; returns how many rows went.
+async fn in_batches<F, Fut>(mut purge: F) -> Result<u64, RepositoryError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<u64, RepositoryError>>,
+{
+    let mut total = 0;
+    for _ in 0..MAX_BATCHES {
+        let purged = purge().await?;
+        total += purged;
+        if purged < u64::from(PURGE_BATCH) {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 #[cfg(test)]
