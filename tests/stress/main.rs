@@ -22,3 +22,4 @@ mod crash;
 mod faults;
 mod queue;
 mod races;
+mod secrets;
