@@ -192,6 +192,8 @@ impl Application {
             endpoints,
             cors_origins: cors_origins.clone(),
             join_limits: join_limits.clone(),
+            request_timeout: Some(StdDuration::from_secs(config.http_request_timeout_seconds)),
+            body_timeout: Some(StdDuration::from_secs(config.http_body_timeout_seconds)),
         };
         let (router, operations) = match config.ops_bind_addr {
             None => (router_with(use_cases, public(Endpoints::All)), None),

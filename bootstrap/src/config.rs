@@ -104,6 +104,14 @@ pub struct Config {
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
     pub http_header_timeout_seconds: u64,
 
+    /// Seconds a request may take from its headers to its answer (408 beyond).
+    #[arg(long, env = "HTTP_REQUEST_TIMEOUT_SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub http_request_timeout_seconds: u64,
+
+    /// Seconds a request body may take to arrive (408 beyond).
+    #[arg(long, env = "HTTP_BODY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
+    pub http_body_timeout_seconds: u64,
+
     /// Connections open at once on BIND_ADDR; default: the open-files limit less 128.
     #[arg(long, env = "MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,

@@ -88,3 +88,32 @@ async fn connections_beyond_the_cap_are_answered_503_and_served_again_once_other
     assert_eq!(served.status, StatusCode::OK);
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_past_its_deadline_is_answered_408() -> anyhow::Result<()> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+
+    let app = TestApp::spawn_with(|config| config.http_request_timeout_seconds = 1).await?;
+    // Another session holds the wallets: a charge waits on it (for up to the 5 s statement
+    // timeout), longer than the request's deadline.
+    let mut blocker = AsyncPgConnection::establish(app.database.url()).await?;
+    blocker
+        .batch_execute("BEGIN; LOCK TABLE wallets IN ACCESS EXCLUSIVE MODE")
+        .await?;
+
+    let started = Instant::now();
+    let answer = app.client.charge(uuid::Uuid::new_v4(), 1000, None).await?;
+    let took = started.elapsed();
+
+    blocker.batch_execute("ROLLBACK").await?;
+    assert_eq!(
+        answer.status,
+        StatusCode::REQUEST_TIMEOUT,
+        "{}",
+        answer.text
+    );
+    assert_eq!(answer.code(), "REQUEST_TIMEOUT");
+    assert!(answer.header("x-request-id").is_some());
+    assert!(took < Duration::from_secs(3), "answered after {took:?}");
+    app.shutdown().await
+}

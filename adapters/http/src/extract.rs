@@ -58,6 +58,11 @@ where
                             crate::MAX_BODY_BYTES
                         ),
                     )
+                } else if body_timed_out(&rejection) {
+                    Problem::new(
+                        ErrorCode::RequestTimeout,
+                        "the request body did not arrive in time",
+                    )
                 } else {
                     Problem::validation(format!(
                         "the request body could not be read: {}",
@@ -76,6 +81,18 @@ where
             .map(|Json(value)| Self(value))
             .map_err(json_problem)
     }
+}
+
+/// Whether reading the body failed because it missed its deadline (`HTTP_BODY_TIMEOUT_SECONDS`).
+fn body_timed_out(rejection: &(dyn StdError + 'static)) -> bool {
+    let mut cause: Option<&(dyn StdError + 'static)> = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// `application/json`, or any `application/*+json`, with any parameters.

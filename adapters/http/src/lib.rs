@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, HeaderValue, Method, header};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::IntoResponse as _;
 use concert_application::ports::ReadinessProbe;
 use concert_application::services::Services;
@@ -17,6 +17,7 @@ use limits::{JoinLimitSettings, JoinLimits};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::timeout::{RequestBodyDeadlineLayer, TimeoutLayer};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -131,6 +132,10 @@ pub struct RouterOptions {
     pub cors_origins: Vec<HeaderValue>,
     /// Rate limits on joining the line (none by default).
     pub join_limits: JoinLimitSettings,
+    /// The longest a request may take from its headers to its answer (`408 REQUEST_TIMEOUT`).
+    pub request_timeout: Option<std::time::Duration>,
+    /// The longest the request body may take to arrive (`408 REQUEST_TIMEOUT`).
+    pub body_timeout: Option<std::time::Duration>,
 }
 
 impl Default for RouterOptions {
@@ -139,6 +144,8 @@ impl Default for RouterOptions {
             endpoints: Endpoints::All,
             cors_origins: Vec::new(),
             join_limits: JoinLimitSettings::default(),
+            request_timeout: None,
+            body_timeout: None,
         }
     }
 }
@@ -186,6 +193,8 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
         endpoints,
         cors_origins,
         join_limits,
+        request_timeout,
+        body_timeout,
     } = options;
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi::complete(openapi)
@@ -211,6 +220,9 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
                 .layer(axum::middleware::from_fn(middleware::observe))
                 .layer(axum::middleware::from_fn(middleware::security_headers))
                 .option_layer(cors(cors_origins))
+                .option_layer(request_timeout.map(|timeout| {
+                    TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, timeout)
+                }))
                 .layer(axum::middleware::from_fn(
                     move |request: axum::extract::Request, next: axum::middleware::Next| async move {
                         if endpoints.serves(request.uri().path()) {
@@ -222,6 +234,7 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
                         }
                     },
                 ))
+                .option_layer(body_timeout.map(RequestBodyDeadlineLayer::new))
                 .layer(CatchPanicLayer::custom(middleware::panic_response))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )

@@ -55,6 +55,7 @@ pub enum ErrorCode {
     IdentityInvalid,
     IdentityMismatch,
     RateLimited,
+    RequestTimeout,
     NotFound,
     MethodNotAllowed,
     PayloadTooLarge,
@@ -65,7 +66,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 24] = [
+    pub const ALL: [Self; 25] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
@@ -84,6 +85,7 @@ impl ErrorCode {
         Self::IdentityInvalid,
         Self::IdentityMismatch,
         Self::RateLimited,
+        Self::RequestTimeout,
         Self::NotFound,
         Self::MethodNotAllowed,
         Self::PayloadTooLarge,
@@ -112,6 +114,7 @@ impl ErrorCode {
             Self::IdentityInvalid => "IDENTITY_INVALID",
             Self::IdentityMismatch => "IDENTITY_MISMATCH",
             Self::RateLimited => "RATE_LIMITED",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
@@ -142,6 +145,7 @@ impl ErrorCode {
             | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -170,6 +174,7 @@ impl ErrorCode {
             Self::IdentityInvalid => "The identity token is missing or not valid",
             Self::IdentityMismatch => "The request names another user than the caller",
             Self::RateLimited => "Too many requests",
+            Self::RequestTimeout => "The request took too long",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed => "Method not allowed",
             Self::PayloadTooLarge => "The request body is too large",
@@ -195,6 +200,8 @@ impl ErrorCode {
             StatusCode::NOT_FOUND => Self::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge,
+            StatusCode::REQUEST_TIMEOUT => Self::RequestTimeout,
+            StatusCode::TOO_MANY_REQUESTS => Self::RateLimited,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType,
             StatusCode::SERVICE_UNAVAILABLE => Self::ServiceUnavailable,
             status if status.is_server_error() => Self::InternalError,

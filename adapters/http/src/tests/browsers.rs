@@ -90,3 +90,43 @@ async fn other_origins_and_unconfigured_servers_get_no_cors_headers() {
     let answer = preflight(SHOP).send(&unconfigured).await;
     assert_eq!(answer.header("access-control-allow-origin"), None);
 }
+
+#[tokio::test]
+async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = router_with(
+        use_cases(Scenario::default()).await,
+        RouterOptions {
+            body_timeout: Some(Duration::from_millis(300)),
+            ..RouterOptions::default()
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    // Ten bytes of a promised hundred, then nothing.
+    stream
+        .write_all(
+            b"POST /v1/queue/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"userId\":",
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0_u8; 2048];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered within the deadline")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("REQUEST_TIMEOUT"), "{answer}");
+    server.abort();
+}

@@ -313,6 +313,7 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("IDENTITY_INVALID", 401),
         ("IDENTITY_MISMATCH", 403),
         ("RATE_LIMITED", 429),
+        ("REQUEST_TIMEOUT", 408),
         ("NOT_FOUND", 404),
         ("METHOD_NOT_ALLOWED", 405),
         ("PAYLOAD_TOO_LARGE", 413),
@@ -338,6 +339,7 @@ fn every_code_a_use_case_can_produce_is_covered_above() {
         "METHOD_NOT_ALLOWED",
         "PAYLOAD_TOO_LARGE",
         "UNSUPPORTED_MEDIA_TYPE",
+        "REQUEST_TIMEOUT",
     ];
     for code in ErrorCode::ALL {
         assert!(
