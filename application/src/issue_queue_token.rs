@@ -5,8 +5,6 @@ use concert_domain::queue::{Join, join};
 use concert_domain::{TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
-use std::sync::atomic::{AtomicBool, Ordering};
-
 use crate::ports::{JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims};
 use crate::queue_access::QueueAccess;
 use crate::read_queue_status::QueueStatusView;
@@ -44,32 +42,36 @@ impl IssueQueueToken {
         // no place yet and skips the load: the write's compare-and-set over the absent place
         // checks exactly that presumption, and a user who has a place costs one refused write
         // before the load.
-        let presume_first_join = AtomicBool::new(true);
-        let presume_first_join = &presume_first_join;
-        let (ticket, created) = until_written(|| async move {
-            let live = if presume_first_join.swap(false, Ordering::Relaxed) {
-                LiveTicket::FIRST_JOIN
-            } else {
-                access.queue.load_live(user).await?
-            };
-            match join(live.ticket.as_ref(), now, &access.policy) {
-                Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
-                Join::Draw { ends } => {
-                    if let Some(overdue) = ends {
-                        let end = TicketEnd {
-                            ticket: overdue.ticket(),
-                            read_as: TicketStatus::Active,
+        let mut first_attempt = true;
+        let (ticket, created) = until_written(|| {
+            let presume_first_join = std::mem::take(&mut first_attempt);
+            async move {
+                let live = if presume_first_join {
+                    LiveTicket::FIRST_JOIN
+                } else {
+                    access.queue.load_live(user).await?
+                };
+                match join(live.ticket.as_ref(), now, &access.policy) {
+                    Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
+                    Join::Draw { ends } => {
+                        if let Some(overdue) = ends {
+                            let end = TicketEnd {
+                                ticket: overdue.ticket(),
+                                read_as: TicketStatus::Active,
+                            };
+                            // Ended meanwhile by another step is as good as ended here.
+                            access.queue.end(&end, now).await?;
+                        }
+                        let write = JoinWrite {
+                            user,
+                            version: live.version,
+                            now,
                         };
-                        // Ended meanwhile by another step is as good as ended here.
-                        access.queue.end(&end, now).await?;
+                        let drawn = access.queue.save_join(&write).await?;
+                        Ok::<_, IssueQueueTokenError>(
+                            Step::from(drawn).map(|ticket| (ticket, true)),
+                        )
                     }
-                    let write = JoinWrite {
-                        user,
-                        version: live.version,
-                        now,
-                    };
-                    let drawn = access.queue.save_join(&write).await?;
-                    Ok::<_, IssueQueueTokenError>(Step::from(drawn).map(|ticket| (ticket, true)))
                 }
             }
         })
