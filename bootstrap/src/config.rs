@@ -309,9 +309,6 @@ impl Config {
             return Err("ADMIN_API_KEY must be at least 16 bytes long".into());
         }
         if self.identity_mode == IdentityModeSetting::Jwt {
-            if self.identity_jwt_secret.is_some() && self.identity_jwt_secret_file.is_some() {
-                return Err("set IDENTITY_JWT_SECRET or IDENTITY_JWT_SECRET_FILE, not both".into());
-            }
             if self.identity_jwt_secret.is_none()
                 && self.identity_jwt_secret_file.is_none()
                 && self.identity_jwks_file.is_none()
@@ -502,7 +499,11 @@ mod tests {
             &["--identity-jwt-secret-file", "/run/secrets/identity"],
         ]
         .concat();
-        assert!(jwt(&both).is_err(), "secret and secret file");
+        let mut both = Config::try_parse_from(
+            [&["concert-server", "--identity-mode", "jwt"][..], &both].concat(),
+        )
+        .expect("parses");
+        assert!(both.read_secret_files().is_err(), "secret and secret file");
         // Trusted mode needs none of them.
         assert!(Config::defaults().validate().is_ok());
     }
