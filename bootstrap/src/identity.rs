@@ -2,14 +2,13 @@
 //! a JWKS file when the operator replaces it (key rotation without a restart).
 
 use std::path::{Path, PathBuf};
-
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use concert_application::identify_caller::IdentityMode;
 use concert_identity::{JwtIdentity, JwtSettings};
+use secrecy::ExposeSecret;
 
 use crate::config::{Config, IdentityModeSetting};
 
