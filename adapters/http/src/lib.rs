@@ -25,6 +25,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 pub mod extract;
 pub mod format;
+pub mod framing;
 pub mod limits;
 pub mod middleware;
 pub mod openapi;
@@ -218,6 +219,8 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(middleware::observe))
+                .layer(axum::middleware::from_fn(framing::close_after_unread_body))
+                .layer(axum::middleware::from_fn(framing::limit_request_head))
                 .layer(axum::middleware::from_fn(middleware::security_headers))
                 .option_layer(cors(cors_origins))
                 .option_layer(request_timeout.map(|timeout| {

@@ -13,7 +13,9 @@ use crate::problem::{ErrorCode, ProblemBody};
         description = "A virtual waiting queue in front of seat holds, prepaid points and payment.\n\n\
             Every error is `application/problem+json` (RFC 9457) with a stable machine-readable `code`. \
             Requests the router itself refuses are problem+json too: unknown path `404 NOT_FOUND`, \
-            wrong method `405 METHOD_NOT_ALLOWED`, a body over 64 KiB `413 PAYLOAD_TOO_LARGE`, a JSON \
+            wrong method `405 METHOD_NOT_ALLOWED`, a body over 64 KiB `413 PAYLOAD_TOO_LARGE` (with \
+            `connection: close`), a request target over 8 KiB `414 URI_TOO_LONG`, more than 100 \
+            header lines or a header section over 32 KiB `431 HEADERS_TOO_LARGE`, a JSON \
             body without `Content-Type: application/json` `415 UNSUPPORTED_MEDIA_TYPE`, a bug \
             `500 INTERNAL_ERROR`, an unreachable database `503 SERVICE_UNAVAILABLE` (with `Retry-After`). \
             Every response carries an `x-request-id` header (the client's own when it is 1 to 128 \

@@ -317,6 +317,8 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("NOT_FOUND", 404),
         ("METHOD_NOT_ALLOWED", 405),
         ("PAYLOAD_TOO_LARGE", 413),
+        ("URI_TOO_LONG", 414),
+        ("HEADERS_TOO_LARGE", 431),
         ("UNSUPPORTED_MEDIA_TYPE", 415),
         ("SERVICE_UNAVAILABLE", 503),
         ("INTERNAL_ERROR", 500),
@@ -338,6 +340,8 @@ fn every_code_a_use_case_can_produce_is_covered_above() {
         "NOT_FOUND",
         "METHOD_NOT_ALLOWED",
         "PAYLOAD_TOO_LARGE",
+        "URI_TOO_LONG",
+        "HEADERS_TOO_LARGE",
         "UNSUPPORTED_MEDIA_TYPE",
         "REQUEST_TIMEOUT",
     ];

@@ -310,3 +310,78 @@ async fn an_invalid_idempotency_key_is_named() {
         .problem(400, "VALIDATION_FAILED");
     assert_names(&detail, "Idempotency-Key");
 }
+
+#[tokio::test]
+async fn a_request_target_over_8_kib_is_too_long() {
+    let app = app().await;
+    let query = "x".repeat(crate::framing::MAX_URI_BYTES);
+    let answer = get(&format!("/v1/concerts?padding={query}"))
+        .send(&app)
+        .await;
+    answer.problem(414, "URI_TOO_LONG");
+    assert!(answer.header("x-request-id").is_some());
+    let just_under = "x".repeat(crate::framing::MAX_URI_BYTES - 100);
+    get(&format!("/health/live?padding={just_under}"))
+        .send(&app)
+        .await
+        .ok(200);
+}
+
+#[tokio::test]
+async fn headers_over_the_limits_are_too_large() {
+    let app = app().await;
+    let mut many = get("/health/live");
+    for line in 0..=crate::framing::MAX_HEADER_COUNT {
+        many = many.header(&format!("x-filler-{line}"), "1");
+    }
+    let answer = many.send(&app).await;
+    answer.problem(431, "HEADERS_TOO_LARGE");
+    assert!(answer.header("x-request-id").is_some());
+
+    let cookie = "c".repeat(crate::framing::MAX_HEADER_BYTES);
+    get("/health/live")
+        .header("cookie", &cookie)
+        .send(&app)
+        .await
+        .problem(431, "HEADERS_TOO_LARGE");
+    let just_under = "c".repeat(crate::framing::MAX_HEADER_BYTES - 200);
+    get("/health/live")
+        .header("cookie", &just_under)
+        .send(&app)
+        .await
+        .ok(200);
+}
+
+#[tokio::test]
+async fn an_answer_given_before_the_body_was_read_says_connection_close() {
+    let app = app().await;
+    // A body that arrives in parts, as from a socket, of which only the first 64 KiB are read.
+    let part = || Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b' '; 16 * 1024]));
+    let parts = futures::stream::iter(std::iter::repeat_with(part).take(8));
+    let too_large = post("/v1/queue/tokens")
+        .header("content-type", "application/json")
+        .raw_body(Body::from_stream(parts))
+        .send(&app)
+        .await;
+    too_large.problem(413, "PAYLOAD_TOO_LARGE");
+    assert_eq!(too_large.header("connection"), Some("close"));
+
+    // Refused on its token alone: the body is never read.
+    let refused = post("/v1/reservations")
+        .bearer("not-a-token")
+        .json(&json!({ "concertId": 1, "date": "2026-12-24", "seatNo": 1 }))
+        .send(&app)
+        .await;
+    refused.problem(401, "TOKEN_INVALID");
+    assert_eq!(refused.header("connection"), Some("close"));
+
+    // A body read to its end, or none at all, leaves the connection open.
+    let joined = post("/v1/queue/tokens")
+        .json(&json!({ "userId": USER_A.to_string() }))
+        .send(&app)
+        .await;
+    joined.ok(200);
+    assert_eq!(joined.header("connection"), None);
+    let live = get("/health/live").send(&app).await;
+    assert_eq!(live.header("connection"), None);
+}
