@@ -7,6 +7,7 @@ pub mod config;
 mod demo;
 pub mod identity;
 pub mod jobs;
+pub mod lingering;
 pub mod serve;
 pub mod telemetry;
 

@@ -2,7 +2,8 @@
 //! `axum::serve` cannot set: a deadline on request headers (a slow client trickling them, or a
 //! keep-alive connection idle between requests, is closed), a cap on open connections with a
 //! clear answer beyond it, and accept failures (out of file descriptors) logged instead of
-//! stalling silently.
+//! stalling silently. Connections close lingering (`crate::lingering`), so an answer given
+//! before the request body was read reaches a client that is still sending.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
+
+use crate::lingering::LingeringStream;
 
 /// How long accepting pauses after a failure (e.g. no file descriptor left), so that the loop
 /// does not spin while the condition lasts.
@@ -45,6 +48,9 @@ pub async fn serve(
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
+        // Above the router's own limit of 100 lines, so that the router refuses with a
+        // problem+json answer rather than hyper with a bare one.
+        .max_headers(2 * concert_http::framing::MAX_HEADER_COUNT)
         .keep_alive(true);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -72,8 +78,10 @@ pub async fn serve(
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = http.serve_connection(
+            TokioIo::new(LingeringStream::new(stream)),
+            TowerToHyperService::new(service),
+        );
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {

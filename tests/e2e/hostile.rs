@@ -117,3 +117,90 @@ async fn a_request_past_its_deadline_is_answered_408() -> anyhow::Result<()> {
     assert!(took < Duration::from_secs(3), "answered after {took:?}");
     app.shutdown().await
 }
+
+/// Sends a join whose body is `body_bytes` long, writing it in the background (16 KiB every
+/// 2 ms) while reading the answer; returns the answer and whether the whole body could be sent.
+async fn upload(addr: std::net::SocketAddr, body_bytes: usize) -> anyhow::Result<(String, bool)> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut reader, mut writer) = stream.into_split();
+    let sender = tokio::spawn(async move {
+        let head = format!(
+            "POST /v1/queue/tokens HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+             content-length: {body_bytes}\r\n\r\n"
+        );
+        writer.write_all(head.as_bytes()).await?;
+        let chunk = vec![b' '; 16 * 1024];
+        let mut sent = 0;
+        while sent < body_bytes {
+            let part = chunk.len().min(body_bytes - sent);
+            writer.write_all(&chunk[..part]).await?;
+            sent += part;
+            // Paced like a real upload, so the client is still sending well after the answer.
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        std::io::Result::Ok(())
+    });
+    let mut answer = Vec::new();
+    timeout(Duration::from_secs(10), reader.read_to_end(&mut answer)).await??;
+    let sent_all = sender.await?.is_ok();
+    Ok((String::from_utf8_lossy(&answer).into_owned(), sent_all))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_still_sending_a_megabyte_reads_its_whole_413_on_every_instance()
+-> anyhow::Result<()> {
+    let app = TestApp::spawn().await?;
+    let (second, _) = app.another_instance(|_| {}).await?;
+    for addr in [app.server.addr, second.addr] {
+        for round in 0..5 {
+            let (answer, sent_all) = upload(addr, 1_000_000 + round * 100_003).await?;
+            assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+            assert!(answer.contains("connection: close"), "{answer}");
+            assert!(answer.contains("x-request-id: "), "{answer}");
+            assert!(answer.ends_with('}'), "the body was cut: {answer}");
+            assert!(answer.contains("\"PAYLOAD_TOO_LARGE\""), "{answer}");
+            // The server read the rest instead of resetting the connection under the client.
+            assert!(sent_all, "the upload was cut off");
+        }
+    }
+    second.stop().await?;
+    app.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_of_the_http_layer_are_problem_json_over_a_real_socket() -> anyhow::Result<()> {
+    let app = TestApp::spawn().await?;
+    let long_target = format!("/v1/concerts?q={}", "x".repeat(10_000));
+    let big_header = format!("x-big: {}\r\n", "y".repeat(40_000));
+    let many_headers: String = (0..150).map(|line| format!("x-h{line}: 1\r\n")).collect();
+    for (target, extra, status, code) in [
+        (long_target.as_str(), "", "414", "URI_TOO_LONG"),
+        (
+            "/health/live",
+            big_header.as_str(),
+            "431",
+            "HEADERS_TOO_LARGE",
+        ),
+        (
+            "/health/live",
+            many_headers.as_str(),
+            "431",
+            "HEADERS_TOO_LARGE",
+        ),
+    ] {
+        let mut stream = TcpStream::connect(app.server.addr).await?;
+        let request =
+            format!("GET {target} HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut answer = String::new();
+        timeout(Duration::from_secs(5), stream.read_to_string(&mut answer)).await??;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        assert!(answer.contains("application/problem+json"), "{answer}");
+        assert!(answer.contains("x-request-id: "), "{answer}");
+        assert!(answer.contains(&format!("\"{code}\"")), "{answer}");
+    }
+    app.shutdown().await
+}
