@@ -25,6 +25,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An infrastructure failure of a repository. Business outcomes are never reported through it.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RepositoryError {
     /// The database is unreachable, the pool is exhausted or a statement timed out: transient.
     #[error("the database is unavailable")]

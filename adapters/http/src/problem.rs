@@ -376,7 +376,8 @@ impl From<RepositoryError> for Problem {
                 )
                 .with_retry_after(1)
             }
-            RepositoryError::Unexpected(_) => {
+            // `Unexpected`, and any kind of failure a later release adds.
+            _ => {
                 tracing::error!(error = %ErrorChain(&error), "unexpected repository error");
                 Self::internal()
             }

@@ -7,6 +7,7 @@ use crate::{MAX_LEEWAY, MIN_SECRET_LEN};
 
 /// A configuration the verifier refuses to start (or reload) with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum IdentityConfigError {
     #[error("no identity key is configured: give an HS256 secret, a JWKS file, or both")]
     NoKey,

@@ -14,6 +14,7 @@ use tokio_postgres::error::SqlState;
 
 /// Why the database could not be prepared or the pool built at start-up.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StartupError {
     #[error("invalid database URL: {0}")]
     InvalidUrl(String),
