@@ -96,14 +96,16 @@ pub fn complete(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenA
 
     let integer = || utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer);
     let request_id = HeaderBuilder::new()
-        .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::String))
+        .schema(Some(
+            utoipa::openapi::ObjectBuilder::new().schema_type(Type::String),
+        ))
         .description(Some(
             "The request's id: the client's own when it is 1 to 128 visible ASCII characters, \
              else a new UUID. Quote it when reporting a problem.",
         ))
         .build();
     let retry_after = HeaderBuilder::new()
-        .schema(integer())
+        .schema(Some(integer()))
         .description(Some("Seconds to wait before trying again."))
         .build();
     let internal_error = ResponseBuilder::new()
@@ -138,11 +140,11 @@ pub fn complete(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenA
                 };
                 response
                     .headers
-                    .insert("x-request-id".to_owned(), request_id.clone());
+                    .insert("x-request-id".to_owned(), RefOr::T(request_id.clone()));
                 if status == "503" {
                     response
                         .headers
-                        .insert("Retry-After".to_owned(), retry_after.clone());
+                        .insert("Retry-After".to_owned(), RefOr::T(retry_after.clone()));
                 }
             }
         }
