@@ -20,7 +20,7 @@ use concert_postgres::{
     PgWalletRepository,
 };
 use concert_token::HmacTokenSigner;
-use rand::RngCore as _;
+use rand::TryRng as _;
 use secrecy::ExposeSecret as _;
 use std::num::NonZeroU32;
 use tokio::net::TcpListener;
@@ -39,7 +39,9 @@ async fn token_signer(config: &Config) -> anyhow::Result<HmacTokenSigner> {
         Some(secret) => secret.expose_secret().as_bytes().to_vec(),
         None => {
             let mut candidate = vec![0_u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut candidate);
+            rand::rngs::SysRng
+                .try_fill_bytes(&mut candidate)
+                .context("drawing a token key from the operating system")?;
             let key = concert_postgres::deployment_key(
                 &config.database_url,
                 concert_postgres::QUEUE_TOKEN_KEY,

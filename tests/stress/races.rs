@@ -10,8 +10,8 @@ use concert_postgres::testing::TestDatabase;
 use futures::future::join_all;
 use futures::stream::{self, StreamExt};
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
 use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Barrier;
@@ -124,7 +124,7 @@ async fn races_across_instances_have_exactly_the_allowed_winners() -> anyhow::Re
         let barrier = barrier.clone();
         async move {
             let mut rng = StdRng::seed_from_u64(seed ^ (i as u64) << 8);
-            let mut seat = rng.gen_range(1..=i64::from(CONTESTED_SEATS));
+            let mut seat = rng.random_range(1..=i64::from(CONTESTED_SEATS));
             let mut attempts = 0u64;
             barrier.wait().await;
             loop {

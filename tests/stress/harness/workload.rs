@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, ensure};
 use concert_e2e::ADMIN_KEY;
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -318,7 +318,7 @@ impl SimulatedUser {
 
     async fn run(&mut self) -> anyhow::Result<()> {
         while !self.stopped() {
-            let roll = self.rng.gen_range(0..100);
+            let roll = self.rng.random_range(0..100);
             match roll {
                 0..12 => self.charge().await?,
                 12..45 => self.hold().await?,
@@ -333,7 +333,7 @@ impl SimulatedUser {
                 85..93 => self.check_balance().await?,
                 _ => self.check_history().await?,
             }
-            let think = self.rng.gen_range(0..25);
+            let think = self.rng.random_range(0..25);
             tokio::time::sleep(Duration::from_millis(think)).await;
         }
         Ok(())
@@ -429,7 +429,7 @@ impl SimulatedUser {
     }
 
     async fn charge(&mut self) -> anyhow::Result<()> {
-        let amount: i64 = self.rng.gen_range(1..=4) * 10_000;
+        let amount: i64 = self.rng.random_range(1..=4) * 10_000;
         let key = self.next_key("charge");
         let path = format!("/v1/users/{}/points/charge", self.user);
         let make = {
@@ -456,7 +456,7 @@ impl SimulatedUser {
             .books
             .update(self.user, |book| book.charged += amount);
         self.figures.charges += 1;
-        if self.rng.gen_bool(0.15) {
+        if self.rng.random_bool(0.15) {
             // A client retrying after a lost answer: the same key gets the same answer, no effect.
             let (again, _) = self.definitive(Op::Charge, &make).await?;
             self.figures.replays += 1;
@@ -476,11 +476,11 @@ impl SimulatedUser {
         }
         let token = self.token.clone().unwrap_or_default();
         let (date, seat) = match self.available.choose(&mut self.rng) {
-            Some(choice) if self.rng.gen_bool(0.7) => *choice,
+            Some(choice) if self.rng.random_bool(0.7) => *choice,
             _ => {
-                let date = self.rng.gen_range(0..self.stage.dates.len());
+                let date = self.rng.random_range(0..self.stage.dates.len());
                 let seats = i64::from(self.stage.dates[date].seats);
-                (date, self.rng.gen_range(1..=seats))
+                (date, self.rng.random_range(1..=seats))
             }
         };
         let body = json!({
@@ -555,7 +555,7 @@ impl SimulatedUser {
         let lapsed: Vec<usize> = (0..self.holds.len())
             .filter(|i| now - self.holds[*i].expires_at > time::Duration::milliseconds(300))
             .collect();
-        let pick = if !fresh.is_empty() && (lapsed.is_empty() || self.rng.gen_bool(0.8)) {
+        let pick = if !fresh.is_empty() && (lapsed.is_empty() || self.rng.random_bool(0.8)) {
             fresh.choose(&mut self.rng).copied()
         } else {
             lapsed.choose(&mut self.rng).copied()
@@ -651,7 +651,7 @@ impl SimulatedUser {
         if fresh.len() < 2 || !self.ensure_token().await? {
             return Ok(false);
         }
-        let pair: Vec<Hold> = fresh.choose_multiple(&mut self.rng, 2).cloned().collect();
+        let pair: Vec<Hold> = fresh.sample(&mut self.rng, 2).cloned().collect();
         let token = self.token.clone().unwrap_or_default();
         let requests: Vec<_> = pair
             .iter()
@@ -757,7 +757,7 @@ impl SimulatedUser {
         if !self.ensure_token().await? {
             return Ok(());
         }
-        let pick = self.rng.gen_range(0..self.holds.len());
+        let pick = self.rng.random_range(0..self.holds.len());
         let hold = self.holds[pick].clone();
         let token = self.token.clone().unwrap_or_default();
         let path = format!("/v1/reservations/{}", hold.id);
@@ -796,7 +796,7 @@ impl SimulatedUser {
             return Ok(());
         }
         let token = self.token.clone().unwrap_or_default();
-        let date = self.rng.gen_range(0..self.stage.dates.len());
+        let date = self.rng.random_range(0..self.stage.dates.len());
         let path = format!(
             "/v1/concerts/{}/dates/{}/seats",
             self.stage.concert, self.stage.dates[date].date

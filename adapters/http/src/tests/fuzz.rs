@@ -3,13 +3,13 @@
 //! id.
 
 use rand::rngs::StdRng;
-use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
+use rand::seq::IndexedRandom;
+use rand::{RngExt, SeedableRng};
 use serde_json::{Map, json};
 
 use super::*;
 
-const REQUESTS: usize = 600;
+const REQUESTS: usize = 2000;
 
 const METHODS: &[&str] = &[
     "GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "BREW",
@@ -86,10 +86,10 @@ fn pick<'a>(rng: &mut StdRng, from: &[&'a str]) -> &'a str {
 }
 
 fn random_user(rng: &mut StdRng) -> String {
-    match rng.gen_range(0..5) {
+    match rng.random_range(0..5) {
         0 => USER_A.to_string(),
         1 => USER_B.to_string(),
-        2 => Uuid::from_u128(rng.r#gen()).to_string(),
+        2 => Uuid::from_u128(rng.random()).to_string(),
         3 => "not-a-uuid".to_owned(),
         _ => "%E2%98%83".to_owned(),
     }
@@ -97,7 +97,7 @@ fn random_user(rng: &mut StdRng) -> String {
 
 /// A path from the documented route table with random parameters, or some other path.
 fn random_path(rng: &mut StdRng, template: &str) -> String {
-    if rng.gen_bool(0.1) {
+    if rng.random_bool(0.1) {
         return pick(
             rng,
             &[
@@ -117,7 +117,7 @@ fn random_path(rng: &mut StdRng, template: &str) -> String {
         .replace("{reservationId}", pick(rng, IDS))
         .replace("{date}", pick(rng, DATES))
         .replace("{userId}", &random_user(rng));
-    if rng.gen_bool(0.2) {
+    if rng.random_bool(0.2) {
         let query = pick(
             rng,
             &[
@@ -138,8 +138,8 @@ fn random_path(rng: &mut StdRng, template: &str) -> String {
 }
 
 fn random_value(rng: &mut StdRng) -> Value {
-    match rng.gen_range(0..12) {
-        0 => json!(rng.gen_range(-3..60)),
+    match rng.random_range(0..12) {
+        0 => json!(rng.random_range(-3..60)),
         1 => json!(i64::MAX),
         2 => json!(1.5),
         3 => json!("2026-12-24"),
@@ -149,17 +149,17 @@ fn random_value(rng: &mut StdRng) -> Value {
         7 => json!({ "nested": true }),
         8 => json!(true),
         9 => json!([{ "date": "2026-12-24", "price": 1 }]),
-        10 => json!("x".repeat(rng.gen_range(0..300))),
-        _ => json!(rng.r#gen::<u64>()),
+        10 => json!("x".repeat(rng.random_range(0..300))),
+        _ => json!(rng.random::<u64>()),
     }
 }
 
 fn random_body(rng: &mut StdRng) -> Option<String> {
-    match rng.gen_range(0..8) {
+    match rng.random_range(0..8) {
         0 => None,
         1 => Some(
-            (0..rng.gen_range(0..64))
-                .map(|_| char::from(rng.gen_range(0x20u8..0x7f)))
+            (0..rng.random_range(0..64))
+                .map(|_| char::from(rng.random_range(0x20u8..0x7f)))
                 .collect(),
         ),
         2 => Some("{\"concertId\": 1, \"date\": \"2026-12-24\", \"seatNo\"".to_owned()),
@@ -167,7 +167,7 @@ fn random_body(rng: &mut StdRng) -> Option<String> {
         _ => {
             let mut object = Map::new();
             for field in FIELDS {
-                if rng.gen_bool(0.5) {
+                if rng.random_bool(0.5) {
                     object.insert((*field).to_owned(), random_value(rng));
                 }
             }
@@ -179,7 +179,7 @@ fn random_body(rng: &mut StdRng) -> Option<String> {
 fn random_request(rng: &mut StdRng, operations: &[(String, String)]) -> (Call, String) {
     let (documented, template) = operations.choose(rng).expect("operations");
     // Mostly the documented method, so that most requests get past the router.
-    let method = if rng.gen_bool(0.75) {
+    let method = if rng.random_bool(0.75) {
         documented.to_ascii_uppercase()
     } else {
         pick(rng, METHODS).to_owned()
@@ -187,9 +187,9 @@ fn random_request(rng: &mut StdRng, operations: &[(String, String)]) -> (Call, S
     let method = Method::from_bytes(method.as_bytes()).expect("method");
     let path = random_path(rng, template);
     let mut request = call(method.clone(), &path);
-    if rng.gen_bool(0.8) {
+    if rng.random_bool(0.8) {
         let token = pick(rng, TOKENS);
-        let value = match rng.gen_range(0..6) {
+        let value = match rng.random_range(0..6) {
             0 => token.to_owned(),
             1 => format!("bearer {token}"),
             2 => format!("Basic {token}"),
@@ -197,16 +197,16 @@ fn random_request(rng: &mut StdRng, operations: &[(String, String)]) -> (Call, S
         };
         request = request.header("authorization", &value);
     }
-    if rng.gen_bool(0.7) {
+    if rng.random_bool(0.7) {
         request = request.header("content-type", pick(rng, CONTENT_TYPES));
     }
-    if rng.gen_bool(0.3) {
+    if rng.random_bool(0.3) {
         let key = pick(rng, KEYS);
         if key.is_ascii() {
             request = request.header("idempotency-key", key);
         }
     }
-    if rng.gen_bool(0.3) {
+    if rng.random_bool(0.3) {
         let id = pick(rng, &["abc", "", "x y", "🙂"]);
         if id.is_ascii() {
             request = request.header("x-request-id", id);
