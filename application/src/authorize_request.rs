@@ -54,7 +54,16 @@ impl AuthorizeRequest {
     /// Checks that the ticket of verified claims is active now, and records the activity.
     #[tracing::instrument(name = "authorize", skip_all, fields(ticket = claims.ticket.get()))]
     pub async fn authorize(&self, claims: &TokenClaims) -> Result<ActiveUser, AuthorizeError> {
-        // A ticket the serving counter has not reached is waiting: no database read needed.
+        // A ticket the serving counter has not reached is waiting, unless it ended while waiting:
+        // no database read needed.
+        if self
+            .access
+            .view
+            .ended_while_waiting(claims.ticket)
+            .is_some()
+        {
+            return Err(AuthorizeError::TokenExpired);
+        }
         if !self.access.view.serving().has_served(claims.ticket) {
             return Err(AuthorizeError::QueueNotActive);
         }
@@ -85,6 +94,8 @@ mod tests {
     use time::Duration;
 
     use std::sync::Arc;
+
+    use concert_domain::EndReason;
 
     use super::*;
     use crate::ports::{InvalidToken, MockQueueRepository, MockTokenSigner, Written};
@@ -182,7 +193,7 @@ mod tests {
     #[tokio::test]
     async fn paid_ticket_is_expired() {
         let mut paid = active_ticket(14, Duration::seconds(1));
-        paid.end();
+        paid.end(EndReason::Paid);
 
         let refused = authorize(queue_holding(paid, 0), 20).await;
 

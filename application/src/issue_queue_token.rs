@@ -2,7 +2,7 @@
 //! at the end of the line.
 
 use concert_domain::queue::{Join, join};
-use concert_domain::{TicketStatus, UserId};
+use concert_domain::{EndReason, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
 use crate::ports::{JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims};
@@ -58,6 +58,7 @@ impl IssueQueueToken {
                             let end = TicketEnd {
                                 ticket: overdue.ticket(),
                                 read_as: TicketStatus::Active,
+                                reason: overdue.end_reason().unwrap_or(EndReason::ActiveTimeOver),
                             };
                             // Ended meanwhile by another step is as good as ended here.
                             access.queue.end(&end, now).await?;
@@ -283,6 +284,7 @@ mod tests {
                 eq(TicketEnd {
                     ticket: overdue.ticket(),
                     read_as: TicketStatus::Active,
+                    reason: overdue.end_reason_at(NOW, &policy()).expect("overdue"),
                 }),
                 eq(NOW),
             )

@@ -19,6 +19,7 @@ pub mod hold_seat;
 mod idempotency;
 pub mod identify_caller;
 pub mod issue_queue_token;
+pub mod leave_queue;
 pub mod list_available_dates;
 pub mod list_available_seats;
 pub mod list_concerts;

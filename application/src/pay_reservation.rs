@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use concert_domain::booking::{self, PaymentDenied};
 use concert_domain::reservation::PayRefused;
-use concert_domain::{IdempotencyKey, IdempotencyScope, ReservationId, TicketStatus};
+use concert_domain::{EndReason, IdempotencyKey, IdempotencyScope, ReservationId, TicketStatus};
 
 use crate::authorize_request::{AuthorizeError, AuthorizeRequest};
 use crate::idempotency::{Idempotent, ReplayError, Step, record};
@@ -162,6 +162,7 @@ impl PayReservation {
                     ticket: TicketEnd {
                         ticket: caller.ticket,
                         read_as: TicketStatus::Active,
+                        reason: EndReason::Paid,
                     },
                     idempotency: idempotency.clone(),
                 };
@@ -267,6 +268,7 @@ mod tests {
             ticket: TicketEnd {
                 ticket: ticket_no(14),
                 read_as: TicketStatus::Active,
+                reason: EndReason::Paid,
             },
             idempotency: None,
         }
@@ -559,7 +561,7 @@ mod tests {
     #[tokio::test]
     async fn expired_token_without_a_stored_answer_is_refused_and_reads_nothing() {
         let mut ended = active_ticket(14, Duration::seconds(1));
-        ended.end();
+        ended.end(EndReason::Paid);
         let mut payments = MockPaymentRepository::new();
         payments.expect_load().never();
         payments.expect_save().never();
@@ -700,7 +702,7 @@ mod tests {
                 request_hash: record.request_hash.clone(),
                 answer: IdempotentAnswer::Payment(receipt()),
             });
-            ended.lock().expect("lock").end();
+            ended.lock().expect("lock").end(EndReason::Paid);
             Ok(Written::Done(receipt()))
         });
         let mut store = MockIdempotencyStore::new();

@@ -14,9 +14,10 @@ use concert_domain::LedgerEntryId;
 use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
-    Balance, BalanceChange, Concert, ConcertDate, ConcertId, HoldGranted, IdempotencyKey,
-    IdempotencyScope, NewConcert, Overdue, PaymentId, Price, QueueTicket, Reservation,
-    ReservationId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId, Wallet,
+    Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
+    IdempotencyKey, IdempotencyScope, NewConcert, Overdue, PaymentId, Price, QueueTicket,
+    Reservation, ReservationId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId,
+    Wallet,
 };
 use time::{Date, OffsetDateTime};
 
@@ -333,11 +334,20 @@ pub struct PaymentWrite {
     pub idempotency: Option<IdempotencyRecord>,
 }
 
-/// A queue ticket that a write ends: only while it is still in the status the decision read.
+/// A queue ticket that a write ends, for `reason`: only while it is still in the status the
+/// decision read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TicketEnd {
     pub ticket: TicketNo,
     pub read_as: TicketStatus,
+    pub reason: EndReason,
+}
+
+/// A ticket that ended while still waiting (left, revoked): it no longer counts in the line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedWaiting {
+    pub ticket: TicketNo,
+    pub reason: Option<EndReason>,
 }
 
 /// Payments: the one atomic step that turns a hold into a sale.
@@ -484,6 +494,13 @@ pub trait QueueRepository: Send + Sync {
     ) -> Result<Written<AdmissionReport>, RepositoryError>;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
+
+    /// The tickets above `serving` that ended while waiting, in ticket order: the places the
+    /// admission step has not passed yet that no longer count.
+    async fn ended_waiting(
+        &self,
+        serving: ServingCounter,
+    ) -> Result<Vec<EndedWaiting>, RepositoryError>;
 }
 
 /// Removes records past their retention ([`concert_domain::RetentionPolicy`]). Each call

@@ -47,7 +47,7 @@ impl QueueAccess {
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::TicketStatus;
+    use concert_domain::{EndReason, TicketStatus};
     use mockall::predicate::eq;
     use time::Duration;
 
@@ -145,7 +145,7 @@ mod tests {
     #[tokio::test]
     async fn a_waiting_or_ended_ticket_has_no_activity_to_write() {
         let mut ended = active_ticket(14, Duration::minutes(1));
-        ended.end();
+        ended.end(EndReason::Paid);
         let access = access(never_writing()).await;
 
         access

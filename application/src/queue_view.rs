@@ -1,15 +1,16 @@
-//! This instance's view of the line: the serving counter and the admission rate, refreshed from
-//! the database a few times a second so that a waiting user's poll needs no database round trip.
+//! This instance's view of the line: the serving counter, the tickets ahead of it that ended while
+//! waiting, and the admission rate, refreshed from the database a few times a second so that a
+//! waiting user's poll needs no database round trip.
 //! docs/API.md §1.2 allows the view to lag the database by up to one second.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
-use concert_domain::QueuePolicy;
-use concert_domain::queue::ServingCounter;
+use concert_domain::queue::{ServingCounter, position_in_line};
+use concert_domain::{QueuePolicy, TicketNo};
 use time::{Duration, OffsetDateTime};
 
-use crate::ports::{QueueRepository, QueueSnapshot, RepositoryError};
+use crate::ports::{EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
 
 /// How far back admissions are counted to estimate the rate at which the line moves.
 const RATE_WINDOW: Duration = Duration::seconds(60);
@@ -17,6 +18,10 @@ const RATE_WINDOW: Duration = Duration::seconds(60);
 #[derive(Debug, Default)]
 struct ViewState {
     snapshot: QueueSnapshot,
+    /// Tickets above the serving counter that ended while waiting, in ticket order, and their
+    /// numbers alone (what a position is computed from, on every poll).
+    ended_waiting: Vec<EndedWaiting>,
+    ended_tickets: Vec<TicketNo>,
     /// `(when, admitted_total)` samples inside the rate window, oldest first.
     samples: VecDeque<(OffsetDateTime, u64)>,
 }
@@ -50,12 +55,15 @@ impl QueueView {
     /// client that keeps to this instance never sees its position grow.
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
         let fresh = self.queue.snapshot().await?;
+        let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let serving = state.snapshot.serving.advance_to(fresh.serving);
         state.snapshot = QueueSnapshot { serving, ..fresh };
+        state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
+        state.ended_waiting = ended_waiting;
         state.samples.push_back((now, fresh.admitted_total));
         while state
             .samples
@@ -76,6 +84,45 @@ impl QueueView {
 
     pub fn serving(&self) -> ServingCounter {
         self.snapshot().serving
+    }
+
+    /// The place of a waiting ticket (1 for the first in line), not counting the tickets ahead
+    /// that ended while waiting; `None` once served, or when it ended itself.
+    pub fn position_of(&self, ticket: TicketNo) -> Option<u64> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        position_in_line(state.snapshot.serving, ticket, &state.ended_tickets)
+    }
+
+    /// How `ticket` ended, if it is among the tickets that ended while waiting.
+    pub fn ended_while_waiting(&self, ticket: TicketNo) -> Option<EndedWaiting> {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state
+            .ended_waiting
+            .binary_search_by_key(&ticket, |ended| ended.ticket)
+            .ok()
+            .map(|at| state.ended_waiting[at])
+    }
+
+    /// Records at once a waiting ticket this instance ended, so that its next poll here does not
+    /// wait for the next refresh.
+    pub fn note_ended_while_waiting(&self, ended: EndedWaiting) {
+        let mut state = self
+            .state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(at) = state
+            .ended_waiting
+            .binary_search_by_key(&ended.ticket, |known| known.ticket)
+        {
+            state.ended_waiting.insert(at, ended);
+            state.ended_tickets.insert(at, ended.ticket);
+        }
     }
 
     /// Tickets admitted per second over the last minute, never below the worst case (only
@@ -126,6 +173,7 @@ mod tests {
             .expect_snapshot()
             .times(2)
             .returning(move || Ok(reads.next().expect("two reads")));
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), QueuePolicy::default());
         let now = datetime!(2026-12-01 12:00 UTC);
         view.refresh(now).await.expect("first");
@@ -143,6 +191,7 @@ mod tests {
             .expect_snapshot()
             .returning(move || Ok(reads.next().expect("two reads")));
         let policy = QueuePolicy::default();
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), policy);
         let now = datetime!(2026-12-01 12:00 UTC);
         view.refresh(now).await.expect("first");
@@ -163,6 +212,7 @@ mod tests {
             .expect_snapshot()
             .returning(move || Ok(reads.next().expect("two reads")));
         let policy = QueuePolicy::default();
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), policy);
         let now = datetime!(2026-12-01 12:00 UTC);
         view.refresh(now).await.expect("first");

@@ -2,7 +2,7 @@
 //! every waiting user polls it, so a waiting ticket is answered from the [`QueueView`] alone.
 
 use concert_domain::queue::{estimated_wait_seconds, retry_after_seconds};
-use concert_domain::{QueuePolicy, QueueTicket, TicketStatus};
+use concert_domain::{EndReason, QueuePolicy, QueueTicket, TicketStatus};
 use time::OffsetDateTime;
 
 use crate::ports::{RepositoryError, TokenClaims};
@@ -20,6 +20,8 @@ pub struct QueueStatusView {
     pub active_until: Option<OffsetDateTime>,
     /// When a waiting client should poll again.
     pub retry_after_seconds: Option<u32>,
+    /// Why the ticket ended; only once expired (none for tickets ended before reasons were kept).
+    pub reason: Option<EndReason>,
 }
 
 impl QueueStatusView {
@@ -33,6 +35,18 @@ impl QueueStatusView {
             )),
             active_until: None,
             retry_after_seconds: Some(retry_after_seconds(position)),
+            reason: None,
+        }
+    }
+
+    pub(crate) fn expired(reason: Option<EndReason>) -> Self {
+        Self {
+            status: TicketStatus::Expired,
+            position: None,
+            estimated_wait_seconds: None,
+            active_until: None,
+            retry_after_seconds: None,
+            reason,
         }
     }
 
@@ -44,24 +58,18 @@ impl QueueStatusView {
         view: &QueueView,
     ) -> Self {
         match ticket.status_at(now, policy) {
-            TicketStatus::Waiting => Self::waiting(
-                view.serving().position_of(ticket.ticket()).unwrap_or(1),
-                view,
-            ),
+            TicketStatus::Waiting => {
+                Self::waiting(view.position_of(ticket.ticket()).unwrap_or(1), view)
+            }
             TicketStatus::Active => Self {
                 status: TicketStatus::Active,
                 position: None,
                 estimated_wait_seconds: None,
                 active_until: ticket.active_until(),
                 retry_after_seconds: None,
+                reason: None,
             },
-            TicketStatus::Expired => Self {
-                status: TicketStatus::Expired,
-                position: None,
-                estimated_wait_seconds: None,
-                active_until: None,
-                retry_after_seconds: None,
-            },
+            TicketStatus::Expired => Self::expired(ticket.end_reason_at(now, policy)),
         }
     }
 }
@@ -97,7 +105,10 @@ impl ReadQueueStatus {
         &self,
         claims: &TokenClaims,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
-        if let Some(position) = self.access.view.serving().position_of(claims.ticket) {
+        if let Some(ended) = self.access.view.ended_while_waiting(claims.ticket) {
+            return Ok(QueueStatusView::expired(ended.reason));
+        }
+        if let Some(position) = self.access.view.position_of(claims.ticket) {
             return Ok(QueueStatusView::waiting(position, &self.access.view));
         }
         let now = self.access.clock.now();
@@ -132,11 +143,11 @@ mod tests {
 
     use super::*;
     use crate::ports::{
-        InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot, Written,
+        EndedWaiting, InvalidToken, MockQueueRepository, MockTokenSigner, QueueSnapshot, Written,
     };
     use crate::test_support::{
         NOW, active_ticket, active_ticket_until, claims, clock, held_by, other_user, policy,
-        queue_holding, queue_holding_answering, signer_reading, view_serving,
+        queue_holding, queue_holding_answering, signer_reading, ticket_no, view_serving,
     };
 
     /// A repository fake that must never be read: a waiting user's poll costs no database trip.
@@ -185,6 +196,7 @@ mod tests {
                 ..QueueSnapshot::default()
             })
         });
+        lines.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(lines), policy());
         let use_case = ReadQueueStatus::new(QueueAccess {
             signer: Arc::new(signer_reading(claims(14))),
@@ -203,6 +215,51 @@ mod tests {
         }
 
         assert_eq!(positions, vec![Some(4), Some(4), Some(2)]);
+    }
+
+    #[tokio::test]
+    async fn tickets_that_left_are_answered_expired_and_stop_counting_from_the_view_alone() {
+        let mut lines = MockQueueRepository::new();
+        lines.expect_snapshot().returning(|| {
+            Ok(QueueSnapshot {
+                serving: ServingCounter::new(10),
+                ..QueueSnapshot::default()
+            })
+        });
+        lines
+            .expect_ended_waiting()
+            .with(mockall::predicate::eq(ServingCounter::new(10)))
+            .returning(|_| {
+                Ok(vec![EndedWaiting {
+                    ticket: ticket_no(12),
+                    reason: Some(EndReason::Left),
+                }])
+            });
+        let view = QueueView::new(Arc::new(lines), policy());
+        view.refresh(NOW).await.expect("refresh");
+        let status_of = |ticket| {
+            let view = view.clone();
+            async move {
+                ReadQueueStatus::new(QueueAccess {
+                    signer: Arc::new(signer_reading(claims(ticket))),
+                    queue: Arc::new(untouched_queue()),
+                    clock: clock(),
+                    view,
+                    policy: policy(),
+                })
+                .execute("token")
+                .await
+                .expect("status")
+            }
+        };
+
+        let left = status_of(12).await;
+        assert_eq!(
+            (left.status, left.reason, left.position),
+            (TicketStatus::Expired, Some(EndReason::Left), None)
+        );
+        assert_eq!(status_of(14).await.position, Some(3), "12 no longer counts");
+        assert_eq!(status_of(11).await.position, Some(1));
     }
 
     #[tokio::test]
@@ -264,7 +321,7 @@ mod tests {
     #[tokio::test]
     async fn ended_ticket_reads_expired() {
         let mut paid = active_ticket(14, Duration::seconds(30));
-        paid.end();
+        paid.end(EndReason::Paid);
         let status = read(queue_holding(paid, 0), 20, claims(14)).await;
 
         assert_eq!(status.status, TicketStatus::Expired);

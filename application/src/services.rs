@@ -13,6 +13,7 @@ use crate::create_concert::{AdminKey, CreateConcert};
 use crate::hold_seat::{HoldSeat, HoldSettings};
 use crate::identify_caller::{IdentifyCaller, IdentityMode};
 use crate::issue_queue_token::IssueQueueToken;
+use crate::leave_queue::LeaveQueue;
 use crate::list_available_dates::ListAvailableDates;
 use crate::list_available_seats::ListAvailableSeats;
 use crate::list_concerts::ListConcerts;
@@ -63,6 +64,7 @@ pub struct Services {
     pub identify_caller: Arc<IdentifyCaller>,
     pub issue_queue_token: Arc<IssueQueueToken>,
     pub read_queue_status: Arc<ReadQueueStatus>,
+    pub leave_queue: Arc<LeaveQueue>,
     pub authorize: Arc<AuthorizeRequest>,
     pub list_concerts: Arc<ListConcerts>,
     pub list_available_dates: Arc<ListAvailableDates>,
@@ -108,7 +110,8 @@ impl Services {
         Self {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone())),
-            read_queue_status: Arc::new(ReadQueueStatus::new(access)),
+            read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
+            leave_queue: Arc::new(LeaveQueue::new(access, admission.clone())),
             authorize: authorize.clone(),
             list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
             list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
@@ -183,6 +186,7 @@ mod tests {
                 ..QueueSnapshot::default()
             })
         });
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         queue.expect_find().never();
         let mut signer = MockTokenSigner::new();
         signer.expect_verify().returning(|_| Ok(claims(7)));

@@ -87,6 +87,10 @@ pub(crate) async fn view_serving(serving: i64) -> QueueView {
             active: 2,
         })
     });
+    queue
+        .expect_ended_waiting()
+        .times(1)
+        .returning(|_| Ok(Vec::new()));
     let view = QueueView::new(Arc::new(queue), policy());
     view.refresh(NOW - Duration::seconds(1))
         .await

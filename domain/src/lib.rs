@@ -42,7 +42,9 @@ pub use idempotency::{IdempotencyKey, IdempotencyScope};
 pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, UserId};
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
-pub use queue::{Join, Overdue, QueuePolicy, QueueTicket, ServingCounter, TicketStatus};
+pub use queue::{
+    EndReason, Join, Leave, Overdue, QueuePolicy, QueueTicket, ServingCounter, TicketStatus,
+};
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};
 pub use seat::{Seat, SeatClaim, SeatHold};

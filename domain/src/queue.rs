@@ -33,6 +33,45 @@ impl TicketStatus {
     }
 }
 
+/// Why a ticket ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// Its user paid: the one purchase the ticket admitted to is done.
+    Paid,
+    /// Active for the whole active time (`QUEUE_ACTIVE_TTL_SECONDS`).
+    ActiveTimeOver,
+    /// Active, but no request within the idle timeout.
+    Idle,
+    /// An operator revoked it.
+    Revoked,
+    /// Its user left the line.
+    Left,
+}
+
+impl EndReason {
+    pub const ALL: [Self; 5] = [
+        Self::Paid,
+        Self::ActiveTimeOver,
+        Self::Idle,
+        Self::Revoked,
+        Self::Left,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Paid => "PAID",
+            Self::ActiveTimeOver => "ACTIVE_TIME_OVER",
+            Self::Idle => "IDLE",
+            Self::Revoked => "REVOKED",
+            Self::Left => "LEFT",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|reason| reason.as_str() == raw)
+    }
+}
+
 /// `QUEUE_MAX_ACTIVE`, `QUEUE_ACTIVE_TTL_SECONDS` and `QUEUE_IDLE_TIMEOUT_SECONDS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuePolicy {
@@ -123,6 +162,25 @@ impl ServingCounter {
     }
 }
 
+/// The place of a waiting ticket when some tickets between the serving counter and it ended
+/// without being admitted (they left or were revoked): those no longer count, so the line stays
+/// gap-free. `ended_waiting` must be in ticket order. `None` for a ticket that was served or
+/// is itself among the ended ones.
+pub fn position_in_line(
+    serving: ServingCounter,
+    ticket: TicketNo,
+    ended_waiting: &[TicketNo],
+) -> Option<u64> {
+    let counted = serving.position_of(ticket)?;
+    if ended_waiting.binary_search(&ticket).is_ok() {
+        return None;
+    }
+    let ahead_from = ended_waiting.partition_point(|ended| ended.get() <= serving.get());
+    let ahead_to = ended_waiting.partition_point(|ended| ended.get() < ticket.get());
+    let ended_ahead = u64::try_from(ahead_to.saturating_sub(ahead_from)).unwrap_or(u64::MAX);
+    Some(counted.saturating_sub(ended_ahead))
+}
+
 /// How many seconds a waiting client should wait before polling again: 1 near the front, growing
 /// with the position, at most 30, so the polling load stays bounded however long the line is.
 pub fn retry_after_seconds(position: u64) -> u32 {
@@ -165,6 +223,7 @@ pub struct QueueTicket {
     issued_at: OffsetDateTime,
     active_until: Option<OffsetDateTime>,
     last_seen: Option<OffsetDateTime>,
+    end_reason: Option<EndReason>,
 }
 
 impl QueueTicket {
@@ -189,7 +248,16 @@ impl QueueTicket {
             issued_at,
             active_until,
             last_seen,
+            end_reason: None,
         }
+    }
+
+    /// The ticket with the reason its store recorded for its end (none for tickets ended before
+    /// reasons were recorded).
+    #[must_use]
+    pub fn with_end_reason(mut self, reason: Option<EndReason>) -> Self {
+        self.end_reason = reason;
+        self
     }
 
     pub fn ticket(&self) -> TicketNo {
@@ -215,6 +283,30 @@ impl QueueTicket {
 
     pub fn last_seen(&self) -> Option<OffsetDateTime> {
         self.last_seen
+    }
+
+    /// Why the ticket ended, as stored.
+    pub fn end_reason(&self) -> Option<EndReason> {
+        self.end_reason
+    }
+
+    /// Why the ticket has ended at `now`: the stored reason, or for an active ticket past a
+    /// deadline the deadline it passed (the active time when both passed at once). `None` while
+    /// it lives.
+    pub fn end_reason_at(&self, now: OffsetDateTime, policy: &QueuePolicy) -> Option<EndReason> {
+        match self.status_at(now, policy) {
+            TicketStatus::Waiting | TicketStatus::Active => None,
+            TicketStatus::Expired if self.status == TicketStatus::Expired => self.end_reason,
+            TicketStatus::Expired => {
+                let idle_until = self
+                    .last_seen
+                    .map(|seen| seen + policy.idle_deadline_after_activity());
+                match (self.active_until, idle_until) {
+                    (Some(active), Some(idle)) if idle < active => Some(EndReason::Idle),
+                    _ => Some(EndReason::ActiveTimeOver),
+                }
+            }
+        }
     }
 
     pub fn status_at(&self, now: OffsetDateTime, policy: &QueuePolicy) -> TicketStatus {
@@ -272,9 +364,13 @@ impl QueueTicket {
         }
     }
 
-    /// Ends the ticket (paid, timed out or idle). Ending an ended ticket changes nothing.
-    pub fn end(&mut self) {
-        self.status = TicketStatus::Expired;
+    /// Ends the ticket for `reason`. Ending an ended ticket changes nothing (its first reason
+    /// stays).
+    pub fn end(&mut self, reason: EndReason) {
+        if self.status != TicketStatus::Expired {
+            self.status = TicketStatus::Expired;
+            self.end_reason = Some(reason);
+        }
     }
 }
 
@@ -300,9 +396,40 @@ pub fn join(live: Option<&QueueTicket>, now: OffsetDateTime, policy: &QueuePolic
             }
             TicketStatus::Expired => {
                 let mut ended = ticket.clone();
-                ended.end();
+                ended.end(
+                    ticket
+                        .end_reason_at(now, policy)
+                        .unwrap_or(EndReason::ActiveTimeOver),
+                );
                 Join::Draw { ends: Some(ended) }
             }
+        },
+    }
+}
+
+/// What a user's request to leave the line does with their ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leave {
+    /// The ticket was waiting or active: write it ended, `LEFT`; its place or slot is freed.
+    End(QueueTicket),
+    /// It had already left: nothing to write (a repeated request gets the same answer).
+    AlreadyLeft,
+    /// It had ended for another reason (or is past a deadline the admission step has not
+    /// written yet): nothing to write, the token is simply expired.
+    Ended(Option<EndReason>),
+}
+
+/// Leaving the line: a waiting or active ticket ends `LEFT`.
+pub fn leave(ticket: &QueueTicket, now: OffsetDateTime, policy: &QueuePolicy) -> Leave {
+    match ticket.status_at(now, policy) {
+        TicketStatus::Waiting | TicketStatus::Active => {
+            let mut left = ticket.clone();
+            left.end(EndReason::Left);
+            Leave::End(left)
+        }
+        TicketStatus::Expired => match ticket.end_reason_at(now, policy) {
+            Some(EndReason::Left) => Leave::AlreadyLeft,
+            reason => Leave::Ended(reason),
         },
     }
 }
@@ -323,9 +450,9 @@ pub fn end_overdue(active: &[QueueTicket], now: OffsetDateTime, policy: &QueuePo
     let mut ended = Vec::new();
     let mut still_active = 0u32;
     for ticket in active {
-        if ticket.status_at(now, policy) == TicketStatus::Expired {
+        if let Some(reason) = ticket.end_reason_at(now, policy) {
             let mut over = ticket.clone();
-            over.end();
+            over.end(reason);
             ended.push(over);
         } else {
             still_active = still_active.saturating_add(1);
@@ -437,7 +564,7 @@ mod tests {
     fn payment_ends_the_ticket_for_good() {
         let mut t = ticket(1);
         t.admit(NOW, &policy()).expect("admitted");
-        t.end();
+        t.end(EndReason::Paid);
         assert_eq!(t.authorize(NOW, &policy()), Err(AccessRefused::Expired));
         t.touch(NOW);
         assert_eq!(t.status, TicketStatus::Expired);
@@ -526,8 +653,8 @@ mod tests {
         )
     }
 
-    /// `ticket` as an end leaves it: the same fields, stored expired.
-    fn ended(ticket: &QueueTicket) -> QueueTicket {
+    /// `ticket` as an end for `reason` leaves it: the same fields, stored expired.
+    fn ended(ticket: &QueueTicket, reason: EndReason) -> QueueTicket {
         QueueTicket::restore(
             ticket.ticket(),
             ticket.user(),
@@ -536,6 +663,7 @@ mod tests {
             ticket.active_until(),
             ticket.last_seen(),
         )
+        .with_end_reason(Some(reason))
     }
 
     fn numbers(tickets: &[QueueTicket]) -> Vec<i64> {
@@ -587,7 +715,7 @@ mod tests {
         assert_eq!(
             join(Some(&t), at, &policy()),
             Join::Draw {
-                ends: Some(ended(&t))
+                ends: Some(ended(&t, EndReason::ActiveTimeOver))
             }
         );
     }
@@ -599,14 +727,14 @@ mod tests {
         let Join::Draw { ends: Some(over) } = join(Some(&t), at, &policy()) else {
             panic!("an idle ticket is ended and the user draws again");
         };
-        assert_eq!(over, ended(&t));
+        assert_eq!(over, ended(&t, EndReason::Idle));
         assert_eq!(over.stored_status(), TicketStatus::Expired);
     }
 
     #[test]
     fn join_over_a_ticket_stored_expired_draws_without_ending_it_again() {
         let mut paid = active(4, NOW + Duration::minutes(10), NOW);
-        paid.end();
+        paid.end(EndReason::Paid);
         assert_eq!(join(Some(&paid), NOW, &policy()), Join::Draw { ends: None });
         let at = NOW + Duration::minutes(30);
         assert_eq!(join(Some(&paid), at, &policy()), Join::Draw { ends: None });
@@ -621,7 +749,13 @@ mod tests {
 
         let overdue = end_overdue(&[live, past_active.clone(), idle.clone()], at, &policy());
 
-        assert_eq!(overdue.ended, vec![ended(&past_active), ended(&idle)]);
+        assert_eq!(
+            overdue.ended,
+            vec![
+                ended(&past_active, EndReason::ActiveTimeOver),
+                ended(&idle, EndReason::Idle)
+            ]
+        );
         assert_eq!(overdue.free, 1, "max_active 2, one still active");
     }
 
@@ -633,7 +767,13 @@ mod tests {
 
         let overdue = end_overdue(&[a.clone(), b.clone()], at, &policy());
 
-        assert_eq!(overdue.ended, vec![ended(&a), ended(&b)]);
+        assert_eq!(
+            overdue.ended,
+            vec![
+                ended(&a, EndReason::ActiveTimeOver),
+                ended(&b, EndReason::Idle)
+            ]
+        );
         assert_eq!(overdue.free, 2);
     }
 
@@ -722,5 +862,85 @@ mod tests {
         let mut waiting = ticket(1);
         waiting.touch(NOW);
         assert_eq!(waiting, ticket(1));
+    }
+
+    #[test]
+    fn end_reason_names_round_trip() {
+        for reason in EndReason::ALL {
+            assert_eq!(EndReason::parse(reason.as_str()), Some(reason));
+        }
+        assert_eq!(EndReason::parse("paid"), None);
+    }
+
+    #[test]
+    fn the_first_end_reason_stays() {
+        let mut t = ticket(1);
+        assert_eq!(t.end_reason(), None);
+        t.end(EndReason::Left);
+        t.end(EndReason::Paid);
+        assert_eq!(t.stored_status(), TicketStatus::Expired);
+        assert_eq!(t.end_reason(), Some(EndReason::Left));
+    }
+
+    #[test]
+    fn an_overdue_ticket_ended_by_the_deadline_it_passed_first() {
+        let idle_first = active(1, NOW + Duration::minutes(10), NOW);
+        let at = NOW + Duration::minutes(3);
+        assert_eq!(idle_first.end_reason_at(NOW, &policy()), None);
+        assert_eq!(
+            idle_first.end_reason_at(at, &policy()),
+            Some(EndReason::Idle)
+        );
+        let time_first = active(2, NOW + Duration::minutes(1), NOW);
+        assert_eq!(
+            time_first.end_reason_at(at, &policy()),
+            Some(EndReason::ActiveTimeOver)
+        );
+        assert_eq!(ticket(3).end_reason_at(at, &policy()), None);
+    }
+
+    #[test]
+    fn leaving_ends_a_waiting_or_active_ticket_once() {
+        let waiting = ticket(1);
+        let Leave::End(left) = leave(&waiting, NOW, &policy()) else {
+            panic!("a waiting ticket leaves");
+        };
+        assert_eq!(left, ended(&waiting, EndReason::Left));
+        assert_eq!(leave(&left, NOW, &policy()), Leave::AlreadyLeft);
+
+        let live = active(2, NOW + Duration::minutes(10), NOW);
+        assert_eq!(
+            leave(&live, NOW, &policy()),
+            Leave::End(ended(&live, EndReason::Left))
+        );
+    }
+
+    #[test]
+    fn leaving_an_ended_ticket_writes_nothing_and_tells_why_it_ended() {
+        let mut paid = active(1, NOW + Duration::minutes(10), NOW);
+        paid.end(EndReason::Paid);
+        assert_eq!(
+            leave(&paid, NOW, &policy()),
+            Leave::Ended(Some(EndReason::Paid))
+        );
+        let idle = active(2, NOW + Duration::minutes(10), NOW);
+        assert_eq!(
+            leave(&idle, NOW + Duration::minutes(3), &policy()),
+            Leave::Ended(Some(EndReason::Idle))
+        );
+    }
+
+    #[test]
+    fn tickets_that_ended_while_waiting_no_longer_count_ahead() {
+        let n = |value| TicketNo::new(value).expect("ticket");
+        let serving = ServingCounter::new(10);
+        // 12 and 15 left; 8 ended before the counter passed it and is no longer ahead of anyone.
+        let ended = [n(8), n(12), n(15)];
+        assert_eq!(position_in_line(serving, n(11), &ended), Some(1));
+        assert_eq!(position_in_line(serving, n(13), &ended), Some(2));
+        assert_eq!(position_in_line(serving, n(16), &ended), Some(4));
+        assert_eq!(position_in_line(serving, n(12), &ended), None);
+        assert_eq!(position_in_line(serving, n(9), &ended), None);
+        assert_eq!(position_in_line(serving, n(16), &[]), Some(6));
     }
 }

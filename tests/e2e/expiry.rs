@@ -75,7 +75,9 @@ async fn an_idle_token_ends_and_admits_the_next_user() -> anyhow::Result<()> {
         .await?;
     let refused = client.get("/v1/concerts", Some(&first)).await?;
     assert_eq!(refused.code(), "TOKEN_EXPIRED");
-    assert_eq!(client.queue_status(&first).await?.body["status"], "EXPIRED");
+    let status = client.queue_status(&first).await?;
+    assert_eq!(status.body["status"], "EXPIRED");
+    assert_eq!(status.body["reason"], "IDLE");
     app.shutdown().await
 }
 
@@ -98,6 +100,10 @@ async fn an_active_token_ends_at_its_active_deadline() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    assert_eq!(
+        client.queue_status(&token).await?.body["reason"],
+        "ACTIVE_TIME_OVER"
+    );
     // An ended token lets its user ask for a new one.
     let again = client.issue_token(user).await?;
     assert_eq!(again.status, StatusCode::CREATED);

@@ -113,6 +113,7 @@ async fn a_user_waits_books_pays_and_the_next_user_is_admitted() -> anyhow::Resu
     // Her token has ended; a retry of the payment with its key still gets the first answer.
     let status = client.queue_status(&alice_token).await?;
     assert_eq!(status.body["status"], "EXPIRED");
+    assert_eq!(status.body["reason"], "PAID");
     let retry = client.pay(&alice_token, reservation, Some("pay-1")).await?;
     assert_eq!(retry.status, StatusCode::CREATED);
     assert_eq!(retry.body, paid.body);

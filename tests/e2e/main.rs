@@ -7,5 +7,6 @@ mod hostile;
 mod identity;
 mod instances;
 mod journey;
+mod leaving;
 mod malformed;
 mod operations;

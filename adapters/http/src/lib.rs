@@ -76,6 +76,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(queue::issue_queue_token))
         .routes(routes!(queue::read_queue_status))
+        .routes(routes!(queue::leave_queue))
         .routes(routes!(catalog::list_concerts))
         .routes(routes!(catalog::list_available_dates))
         .routes(routes!(catalog::list_available_seats))

@@ -16,6 +16,7 @@ use concert_application::create_concert::CreateConcertError;
 use concert_application::hold_seat::HoldSeatError;
 use concert_application::identify_caller::IdentityError;
 use concert_application::issue_queue_token::IssueQueueTokenError;
+use concert_application::leave_queue::LeaveQueueError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
 use concert_application::pay_reservation::PayReservationError;
@@ -448,6 +449,16 @@ impl From<ReadQueueStatusError> for Problem {
         match error {
             ReadQueueStatusError::TokenInvalid => AuthorizeError::TokenInvalid.into(),
             ReadQueueStatusError::Repository(error) => error.into(),
+        }
+    }
+}
+
+impl From<LeaveQueueError> for Problem {
+    fn from(error: LeaveQueueError) -> Self {
+        match error {
+            LeaveQueueError::TokenInvalid => AuthorizeError::TokenInvalid.into(),
+            LeaveQueueError::TokenExpired => AuthorizeError::TokenExpired.into(),
+            LeaveQueueError::Repository(error) => error.into(),
         }
     }
 }

@@ -3,8 +3,8 @@
 
 use concert_application::ports::{Booking, RepositoryError, Version, Versioned};
 use concert_domain::{
-    Balance, LedgerKind, Price, Reservation, ReservationId, ReservationStatus, Seat, SeatClaim,
-    SeatRef, TicketStatus, UserId, Wallet,
+    Balance, EndReason, LedgerKind, Price, Reservation, ReservationId, ReservationStatus, Seat,
+    SeatClaim, SeatRef, TicketStatus, UserId, Wallet,
 };
 use diesel::QueryableByName;
 use diesel::sql_types::{
@@ -32,6 +32,11 @@ pub(crate) const fn ticket_status(status: TicketStatus) -> &'static str {
 
 pub(crate) fn parse_ticket_status(raw: &str) -> Result<TicketStatus, RepositoryError> {
     TicketStatus::parse(raw).ok_or_else(|| corrupt(format!("ticket status {raw:?}")))
+}
+
+pub(crate) fn parse_end_reason(raw: Option<&str>) -> Result<Option<EndReason>, RepositoryError> {
+    raw.map(|raw| EndReason::parse(raw).ok_or_else(|| corrupt(format!("end reason {raw:?}"))))
+        .transpose()
 }
 
 /// The stored name of a ledger entry's kind.

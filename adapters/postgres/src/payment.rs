@@ -74,7 +74,7 @@ static SAVE: LazyLock<String> = LazyLock::new(|| {
              SELECT $8, $1, $17, entry.id, $18 FROM entry \
              RETURNING id, paid_at \
          ), ended AS ( \
-             UPDATE queue_tickets SET status = $21, ended_at = $18 \
+             UPDATE queue_tickets SET status = $21, ended_at = $18, end_reason = $25 \
              WHERE ticket = $19 AND user_id = $1 AND status = $20 \
                AND EXISTS (SELECT 1 FROM wallet) \
          ), key AS ( \
@@ -163,6 +163,7 @@ impl PaymentRepository for PgPaymentRepository {
                     .bind::<Text, _>(IdempotencyScope::Payment.as_str())
                     .bind::<Nullable<Text>, _>(key)
                     .bind::<Nullable<Text>, _>(hash)
+                    .bind::<Text, _>(write.ticket.reason.as_str())
                     .cached()
                     .get_result::<Paid>(&mut conn)
                     .await

@@ -15,11 +15,11 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    ActivityWrite, AdmissionReport, AdmissionRules, JoinWrite, LiveTicket, QueueRepository,
-    QueueSnapshot, RepositoryError, TicketEnd, Version, Written,
+    ActivityWrite, AdmissionReport, AdmissionRules, EndedWaiting, JoinWrite, LiveTicket,
+    QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, Written,
 };
 use concert_domain::queue::ServingCounter;
-use concert_domain::{QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{EndReason, QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -28,7 +28,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::cached::CachedExt;
-use crate::columns::{parse_ticket_status, ticket_status, version};
+use crate::columns::{parse_end_reason, parse_ticket_status, ticket_status, version};
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
@@ -64,10 +64,12 @@ struct TicketRow {
     active_until: Option<OffsetDateTime>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
     last_seen: Option<OffsetDateTime>,
+    #[diesel(sql_type = Nullable<Text>)]
+    end_reason: Option<String>,
 }
 
 const TICKET_COLUMNS: &str =
-    "t.ticket, t.user_id, t.status, t.issued_at, t.active_until, t.last_seen";
+    "t.ticket, t.user_id, t.status, t.issued_at, t.active_until, t.last_seen, t.end_reason";
 
 impl TicketRow {
     fn into_domain(self) -> Result<Option<QueueTicket>, RepositoryError> {
@@ -76,14 +78,17 @@ impl TicketRow {
         else {
             return Ok(None);
         };
-        Ok(Some(QueueTicket::restore(
-            TicketNo::new(ticket).map_err(corrupt)?,
-            UserId::from_uuid(user),
-            parse_ticket_status(&status)?,
-            issued_at,
-            self.active_until,
-            self.last_seen,
-        )))
+        Ok(Some(
+            QueueTicket::restore(
+                TicketNo::new(ticket).map_err(corrupt)?,
+                UserId::from_uuid(user),
+                parse_ticket_status(&status)?,
+                issued_at,
+                self.active_until,
+                self.last_seen,
+            )
+            .with_end_reason(parse_end_reason(self.end_reason.as_deref())?),
+        ))
     }
 }
 
@@ -115,11 +120,23 @@ const SAVE_JOIN: &str = "WITH member AS ( \
      ), drawn AS ( \
          INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
          SELECT nextval('queue_tickets_ticket_seq'), $1, $4, $5 FROM gate \
-         RETURNING ticket, user_id, status, issued_at, active_until, last_seen \
+         RETURNING ticket, user_id, status, issued_at, active_until, last_seen, end_reason \
      ) \
      SELECT drawn.ticket, drawn.user_id, drawn.status, drawn.issued_at, drawn.active_until, \
-            drawn.last_seen \
+            drawn.last_seen, drawn.end_reason \
      FROM drawn";
+
+/// Ends a ticket if it is still in the status read; a ticket that ended while waiting is also
+/// tallied out of the line (the waiting count), in the same statement.
+const END_TICKET: &str = "WITH ended AS ( \
+         UPDATE queue_tickets SET status = $3, ended_at = $4, end_reason = $5 \
+         WHERE ticket = $1 AND status = $2 \
+         RETURNING admitted_at \
+     ), tallied AS ( \
+         UPDATE queue_state SET ended_waiting_total = ended_waiting_total + 1 \
+         WHERE id = 1 AND EXISTS (SELECT 1 FROM ended WHERE admitted_at IS NULL) \
+     ) \
+     SELECT 1 FROM ended";
 
 /// The answer of a compare-and-set `UPDATE` of one row: written, or the row was not as read.
 fn one_row(affected: usize) -> Written<()> {
@@ -219,18 +236,16 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let ended = diesel::sql_query(
-                    "UPDATE queue_tickets SET status = $3, ended_at = $4 \
-                     WHERE ticket = $1 AND status = $2",
-                )
-                .bind::<BigInt, _>(end.ticket.get())
-                .bind::<Text, _>(ticket_status(end.read_as))
-                .bind::<Text, _>(EXPIRED)
-                .bind::<Timestamptz, _>(now)
-                .cached()
-                .execute(&mut conn)
-                .await
-                .map_err(from_diesel)?;
+                let ended = diesel::sql_query(END_TICKET)
+                    .bind::<BigInt, _>(end.ticket.get())
+                    .bind::<Text, _>(ticket_status(end.read_as))
+                    .bind::<Text, _>(EXPIRED)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Text, _>(end.reason.as_str())
+                    .cached()
+                    .execute(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
                 Ok(one_row(ended))
             })
             .await
@@ -312,10 +327,11 @@ impl QueueRepository for PgQueueRepository {
                 let mut conn = self.pool.get().await?;
                 // O(1) in the length of the line: the tickets up to `issued_hwm` were counted by
                 // the last admission step; only the few issued since are counted here. Waiting
-                // tickets leave the line only by admission, so waiting = issued − admitted.
+                // tickets leave the line by admission or by ending while waiting, so waiting =
+                // issued − admitted − ended while waiting.
                 let row: Snapshot = diesel::sql_query(
                     "SELECT s.serving, s.admitted_total, \
-                            s.issued_total - s.admitted_total \
+                            s.issued_total - s.admitted_total - s.ended_waiting_total \
                               + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
                               AS waiting, \
                             (SELECT count(*) FROM queue_tickets t WHERE t.status = 'ACTIVE') AS active \
@@ -334,7 +350,48 @@ impl QueueRepository for PgQueueRepository {
             })
             .await
     }
+
+    async fn ended_waiting(
+        &self,
+        serving: ServingCounter,
+    ) -> Result<Vec<EndedWaiting>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            ticket: i64,
+            #[diesel(sql_type = Nullable<Text>)]
+            end_reason: Option<String>,
+        }
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<Row> = diesel::sql_query(ENDED_WAITING.as_str())
+                    .bind::<BigInt, _>(serving.get())
+                    .cached()
+                    .load(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
+                rows.into_iter()
+                    .map(|row| {
+                        Ok(EndedWaiting {
+                            ticket: TicketNo::new(row.ticket).map_err(corrupt)?,
+                            reason: parse_end_reason(row.end_reason.as_deref())?,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
 }
+
+/// The tickets above the serving counter that ended while waiting; the status is the
+/// statement's constant, so the plan uses the partial index of them.
+static ENDED_WAITING: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT ticket, end_reason FROM queue_tickets \
+         WHERE status = '{EXPIRED}' AND admitted_at IS NULL AND ticket > $1 ORDER BY ticket"
+    )
+});
 
 /// The tickets in one status, in ticket order (the admission step's active tickets).
 static ACTIVE_TICKETS: LazyLock<String> = LazyLock::new(|| {
@@ -396,9 +453,15 @@ async fn admit_in_transaction(
         let numbers: Vec<i64> = overdue.ended.iter().map(|t| t.ticket().get()).collect();
         let seen: Vec<Option<OffsetDateTime>> =
             overdue.ended.iter().map(QueueTicket::last_seen).collect();
+        let reasons: Vec<Option<&str>> = overdue
+            .ended
+            .iter()
+            .map(|ticket| ticket.end_reason().map(EndReason::as_str))
+            .collect();
         let ended = diesel::sql_query(
-            "UPDATE queue_tickets q SET status = $3, ended_at = $4 \
-             FROM unnest($1::bigint[], $2::timestamptz[]) AS e(ticket, last_seen) \
+            "UPDATE queue_tickets q SET status = $3, ended_at = $4, end_reason = e.reason \
+             FROM unnest($1::bigint[], $2::timestamptz[], $6::text[]) \
+                  AS e(ticket, last_seen, reason) \
              WHERE q.ticket = e.ticket AND q.status = $5 \
                AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
         )
@@ -407,6 +470,7 @@ async fn admit_in_transaction(
         .bind::<Text, _>(EXPIRED)
         .bind::<Timestamptz, _>(now)
         .bind::<Text, _>(ACTIVE)
+        .bind::<Array<Nullable<Text>>, _>(&reasons)
         .cached()
         .execute(conn)
         .await?;

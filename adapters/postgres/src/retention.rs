@@ -53,12 +53,15 @@ const PURGE_KEYS: &str = "DELETE FROM idempotency_keys WHERE (user_id, scope, ke
          ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)";
 
 /// The status is the statement's constant, so the plan can use the partial index of ended
-/// tickets.
+/// tickets. A ticket that ended while waiting stays until the serving counter passes it: until
+/// then the view needs it to leave it out of the positions behind it.
 static PURGE_TICKETS: LazyLock<String> = LazyLock::new(|| {
     let expired = ticket_status(TicketStatus::Expired);
     format!(
         "DELETE FROM queue_tickets WHERE ticket IN ( \
              SELECT ticket FROM queue_tickets WHERE status = '{expired}' AND ended_at < $1 \
+               AND (admitted_at IS NOT NULL \
+                    OR ticket <= (SELECT serving FROM queue_state WHERE id = 1)) \
              ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     )
 });

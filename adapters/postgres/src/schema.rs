@@ -108,6 +108,7 @@ diesel::table! {
         active_until -> Nullable<Timestamptz>,
         last_seen -> Nullable<Timestamptz>,
         ended_at -> Nullable<Timestamptz>,
+        end_reason -> Nullable<Text>,
     }
 }
 
@@ -118,6 +119,7 @@ diesel::table! {
         admitted_total -> BigInt,
         issued_total -> BigInt,
         issued_hwm -> BigInt,
+        ended_waiting_total -> BigInt,
     }
 }
 

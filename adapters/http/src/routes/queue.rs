@@ -6,7 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use concert_application::issue_queue_token::IssuedToken;
 use concert_application::read_queue_status::QueueStatusView;
-use concert_domain::{TicketStatus, UserId};
+use concert_domain::{EndReason, TicketStatus, UserId};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -24,8 +24,36 @@ pub enum QueueStatus {
     Waiting,
     /// May use the protected endpoints until `activeUntil`.
     Active,
-    /// Ended: paid, timed out or idle. Ask for a new token.
+    /// Ended: paid, timed out, idle, revoked or left (`reason`). Ask for a new token.
     Expired,
+}
+
+/// Why a token ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExpiryReason {
+    /// Its user paid.
+    Paid,
+    /// Active for the whole active time.
+    ActiveTimeOver,
+    /// Active, but idle for longer than the idle timeout.
+    Idle,
+    /// An operator revoked it.
+    Revoked,
+    /// Its user left the line.
+    Left,
+}
+
+impl From<EndReason> for ExpiryReason {
+    fn from(reason: EndReason) -> Self {
+        match reason {
+            EndReason::Paid => Self::Paid,
+            EndReason::ActiveTimeOver => Self::ActiveTimeOver,
+            EndReason::Idle => Self::Idle,
+            EndReason::Revoked => Self::Revoked,
+            EndReason::Left => Self::Left,
+        }
+    }
 }
 
 impl From<TicketStatus> for QueueStatus {
@@ -48,7 +76,7 @@ pub struct IssueTokenRequest {
 }
 
 /// A token's place in line. `position` and `estimatedWaitSeconds` are set only while
-/// `WAITING`; `activeUntil` only while `ACTIVE`.
+/// `WAITING`; `activeUntil` only while `ACTIVE`; `reason` only once `EXPIRED`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QueueStatusResponse {
@@ -60,6 +88,10 @@ pub struct QueueStatusResponse {
     #[serde(with = "time::serde::rfc3339::option")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub active_until: Option<OffsetDateTime>,
+    /// **Extension.** Why the token ended; absent while it lives (and for tokens that ended
+    /// before reasons were recorded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<ExpiryReason>,
 }
 
 impl From<QueueStatusView> for QueueStatusResponse {
@@ -69,6 +101,7 @@ impl From<QueueStatusView> for QueueStatusResponse {
             position: view.position,
             estimated_wait_seconds: view.estimated_wait_seconds,
             active_until: view.active_until.map(utc),
+            reason: view.reason.map(ExpiryReason::from),
         }
     }
 }
@@ -178,4 +211,27 @@ pub async fn read_queue_status(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     Ok(response)
+}
+
+/// **Extension.** Leaves the line: the caller's token ends (`reason` `LEFT`) and its place, or its
+/// active slot, goes to the next in line at once.
+///
+/// Leaving again with the same token answers `204` too.
+#[utoipa::path(
+    delete,
+    path = "/v1/queue/tokens/current",
+    tag = "queue",
+    security(("queueToken" = [])),
+    responses(
+        (status = 204, description = "The token has ended; its place or slot is freed"),
+        (status = 401, description = "TOKEN_INVALID, or TOKEN_EXPIRED for a token that ended otherwise (paid, timed out, idle, revoked)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn leave_queue(
+    State(state): State<AppState>,
+    QueueToken(token): QueueToken,
+) -> Result<StatusCode, Problem> {
+    state.services().leave_queue.execute(&token).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -103,8 +103,49 @@ async fn an_expired_token_still_reads_its_status() {
         .await;
     let body = answer.ok(200);
     assert_eq!(body["status"], "EXPIRED");
+    assert_eq!(body["reason"], "PAID");
     assert_eq!(body["activeUntil"], Value::Null);
     assert!(answer.header("retry-after").is_none());
+}
+
+#[tokio::test]
+async fn a_live_status_has_no_reason() {
+    let app = app().await;
+    for token in [TOKEN_ACTIVE, TOKEN_WAITING] {
+        let body = get("/v1/queue/status")
+            .bearer(token)
+            .send(&app)
+            .await
+            .ok(200);
+        assert!(body.get("reason").is_none(), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn leaving_the_line_answers_204_and_needs_a_live_or_left_token() {
+    let app = app().await;
+    for token in [TOKEN_ACTIVE, TOKEN_WAITING] {
+        let answer = delete("/v1/queue/tokens/current")
+            .bearer(token)
+            .send(&app)
+            .await;
+        assert_eq!(answer.status, 204, "{token}");
+        assert!(answer.body.is_empty());
+    }
+    delete("/v1/queue/tokens/current")
+        .bearer(TOKEN_EXPIRED)
+        .send(&app)
+        .await
+        .problem(401, "TOKEN_EXPIRED");
+    delete("/v1/queue/tokens/current")
+        .send(&app)
+        .await
+        .problem(401, "TOKEN_INVALID");
+    delete("/v1/queue/tokens/current")
+        .bearer(TOKEN_UNKNOWN)
+        .send(&app)
+        .await
+        .problem(401, "TOKEN_INVALID");
 }
 
 #[tokio::test]

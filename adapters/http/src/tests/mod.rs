@@ -31,10 +31,10 @@ use concert_application::ports::{
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
-    Balance, Concert, ConcertDate, ConcertId, ConcertTitle, IdempotencyScope, LedgerEntry,
-    LedgerEntryId, LedgerKind, PaymentId, Price, QueuePolicy, QueueTicket, Reservation,
-    ReservationId, ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef, TicketNo,
-    TicketStatus, UserHolds, UserId, Wallet, WalletLimits,
+    Balance, Concert, ConcertDate, ConcertId, ConcertTitle, EndReason, IdempotencyScope,
+    LedgerEntry, LedgerEntryId, LedgerKind, PaymentId, Price, QueuePolicy, QueueTicket,
+    Reservation, ReservationId, ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef,
+    TicketNo, TicketStatus, UserHolds, UserId, Wallet, WalletLimits,
 };
 use serde_json::Value;
 use time::macros::{date, datetime};
@@ -188,7 +188,7 @@ fn ticket(n: i64, owner: Uuid, status: TicketStatus) -> QueueTicket {
             ticket
                 .admit(NOW - Duration::minutes(30), &QueuePolicy::default())
                 .expect("admitted");
-            ticket.end();
+            ticket.end(EndReason::Paid);
         }
     }
     ticket
@@ -238,6 +238,7 @@ fn queue() -> MockQueueRepository {
             active: 2,
         })
     });
+    queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
     queue
 }
 

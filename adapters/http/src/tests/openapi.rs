@@ -7,6 +7,7 @@ use super::*;
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queue/tokens"),
     ("get", "/v1/queue/status"),
+    ("delete", "/v1/queue/tokens/current"),
     ("get", "/v1/concerts"),
     ("get", "/v1/concerts/{concertId}/dates"),
     ("get", "/v1/concerts/{concertId}/dates/{date}/seats"),
@@ -98,6 +99,8 @@ fn every_error_answer_is_documented_as_problem_json() {
                     problem, "#/components/schemas/Problem",
                     "{method} {path} {status}"
                 );
+            } else if status == "204" {
+                assert!(content.is_none(), "{method} {path} {status} has a body");
             } else {
                 assert!(
                     content.is_some_and(|c| !c.is_empty()),

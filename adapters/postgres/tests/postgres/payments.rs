@@ -8,7 +8,9 @@ use concert_application::ports::{
 use concert_domain::booking::{self, PaymentDenied};
 use concert_domain::reservation::PayRefused;
 use concert_domain::wallet::LedgerKind;
-use concert_domain::{ReservationId, ReservationStatus, SeatClaim, TicketStatus, Wallet};
+use concert_domain::{
+    EndReason, ReservationId, ReservationStatus, SeatClaim, TicketStatus, Wallet,
+};
 use time::Duration;
 
 use crate::support::{
@@ -181,9 +183,18 @@ async fn the_ticket_ends_only_if_it_is_still_in_the_status_read_and_never_blocks
     let ended = TicketEnd {
         ticket: waiting,
         read_as: TicketStatus::Waiting,
+        reason: EndReason::Paid,
     };
     pay(&ctx, second.id(), buyer, ended, NOW).await;
     assert_eq!(ticket_status(&ctx, waiting).await, "EXPIRED");
+    let reason = ctx
+        .count(&format!(
+            "SELECT count(*) AS count FROM queue_tickets \
+             WHERE ticket = {} AND end_reason = 'PAID'",
+            waiting.get()
+        ))
+        .await;
+    assert_eq!(reason, 1, "the payment recorded why the ticket ended");
     ctx.finish().await;
 }
 

@@ -14,7 +14,9 @@ use concert_application::ports::{
     TicketEnd, Version, Written,
 };
 use concert_domain::queue::{Join, ServingCounter, admit_oldest, end_overdue, join as join_line};
-use concert_domain::{Overdue, QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{
+    EndReason, Overdue, QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId,
+};
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -135,7 +137,7 @@ impl AdmissionRules for Scripted {
                 .iter()
                 .map(|ticket| {
                     let mut ended = ticket.clone();
-                    ended.end();
+                    ended.end(EndReason::Paid);
                     ended
                 })
                 .collect()
@@ -260,6 +262,7 @@ async fn load_live_returns_the_live_ticket_and_the_version_of_the_users_place() 
     let end = TicketEnd {
         ticket: first.ticket(),
         read_as: TicketStatus::Active,
+        reason: EndReason::Left,
     };
     assert_eq!(queue.end(&end, NOW).await.expect("end"), Written::Done(()));
     let ended = queue.load_live(someone).await.expect("load");
@@ -350,6 +353,7 @@ async fn a_join_over_an_old_version_is_stale_draws_no_number_and_writes_nothing(
     let end = TicketEnd {
         ticket: first.ticket(),
         read_as: TicketStatus::Waiting,
+        reason: EndReason::Left,
     };
     assert_eq!(queue.end(&end, NOW).await.expect("end"), Written::Done(()));
     check_stale(
@@ -409,7 +413,11 @@ async fn end_only_ends_a_ticket_still_in_the_status_read() {
         (active, TicketStatus::Expired),
     ] {
         let before = queue_rows(&ctx.pool).await;
-        let end = TicketEnd { ticket, read_as };
+        let end = TicketEnd {
+            ticket,
+            read_as,
+            reason: EndReason::Left,
+        };
         assert_eq!(queue.end(&end, later).await.expect("end"), Written::Stale);
         assert_eq!(queue_rows(&ctx.pool).await, before, "nothing written");
     }
@@ -418,7 +426,11 @@ async fn end_only_ends_a_ticket_still_in_the_status_read() {
         (waiting, TicketStatus::Waiting),
         (active, TicketStatus::Active),
     ] {
-        let end = TicketEnd { ticket, read_as };
+        let end = TicketEnd {
+            ticket,
+            read_as,
+            reason: EndReason::Left,
+        };
         assert_eq!(
             queue.end(&end, later).await.expect("end"),
             Written::Done(())
@@ -495,6 +507,7 @@ async fn activity_is_written_only_over_the_last_seen_read_and_only_on_an_active_
     let end = TicketEnd {
         ticket: busy,
         read_as: TicketStatus::Active,
+        reason: EndReason::Left,
     };
     assert_eq!(queue.end(&end, NOW).await.expect("end"), Written::Done(()));
     let before = queue_rows(&ctx.pool).await;
@@ -698,6 +711,10 @@ async fn the_domains_rules_end_tickets_at_their_active_or_idle_deadline_and_fill
     assert_eq!((report.expired, report.admitted), (1, 1));
     assert_eq!(report.serving.get(), waiting.get());
     assert_eq!(ticket_status(&ctx, idle).await, "EXPIRED");
+    assert_eq!(
+        stored(&queue, idle).await.end_reason(),
+        Some(EndReason::Idle)
+    );
     assert_eq!(ticket_status(&ctx, waiting).await, "ACTIVE");
 
     // The active deadline ends even a busy ticket; `waiting`, used at 9 minutes, stays.
@@ -716,6 +733,10 @@ async fn the_domains_rules_end_tickets_at_their_active_or_idle_deadline_and_fill
     assert_eq!(report.expired, 1);
     assert_eq!(ticket_status(&ctx, busy).await, "EXPIRED");
     assert_eq!(
+        stored(&queue, busy).await.end_reason(),
+        Some(EndReason::ActiveTimeOver)
+    );
+    assert_eq!(
         counts(queue.snapshot().await.expect("snapshot")),
         (waiting.get(), 3, 0, 1)
     );
@@ -733,6 +754,7 @@ async fn an_admission_over_a_ticket_no_longer_waiting_is_stale_and_writes_nothin
     let end = TicketEnd {
         ticket: third.ticket(),
         read_as: TicketStatus::Waiting,
+        reason: EndReason::Left,
     };
     assert_eq!(queue.end(&end, NOW).await.expect("end"), Written::Done(()));
 
@@ -871,6 +893,7 @@ async fn an_admission_step_is_stale_when_a_ticket_ended_between_its_read_and_its
             let end = TicketEnd {
                 ticket: paid,
                 read_as: TicketStatus::Active,
+                reason: EndReason::Left,
             };
             assert_eq!(
                 other.end(&end, later).await.expect("end"),
@@ -898,6 +921,7 @@ async fn an_admission_step_is_stale_when_a_ticket_ended_between_its_read_and_its
             let end = TicketEnd {
                 ticket: after,
                 read_as: TicketStatus::Waiting,
+                reason: EndReason::Left,
             };
             assert_eq!(
                 other.end(&end, later).await.expect("end"),
@@ -1062,7 +1086,7 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
             .iter()
             .filter(|t| t.stored_status() == TicketStatus::Active)
             .collect();
-        match random.below(10) {
+        match random.below(11) {
             0..=3 => {
                 let who = *random.pick(&users).expect("users");
                 let live = queue.load_live(who).await.expect("load_live");
@@ -1071,6 +1095,7 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
                         let end = TicketEnd {
                             ticket: overdue.ticket(),
                             read_as: TicketStatus::Active,
+                            reason: EndReason::Left,
                         };
                         queue.end(&end, now).await.expect("end");
                     }
@@ -1094,6 +1119,22 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
                     let end = TicketEnd {
                         ticket: paid.ticket(),
                         read_as: TicketStatus::Active,
+                        reason: EndReason::Paid,
+                    };
+                    queue.end(&end, now).await.expect("end");
+                }
+            }
+            8 => {
+                // A user leaves, waiting or active.
+                let live: Vec<&QueueTicket> = tickets
+                    .iter()
+                    .filter(|t| t.stored_status() != TicketStatus::Expired)
+                    .collect();
+                if let Some(leaver) = random.pick(&live) {
+                    let end = TicketEnd {
+                        ticket: leaver.ticket(),
+                        read_as: leaver.stored_status(),
+                        reason: EndReason::Left,
                     };
                     queue.end(&end, now).await.expect("end");
                 }
@@ -1137,6 +1178,20 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
             expected,
             "step {step}: (serving, admitted, waiting, active)"
         );
+        let ended_waiting: Vec<(i64, Option<EndReason>)> = queue
+            .ended_waiting(snapshot.serving)
+            .await
+            .expect("ended waiting")
+            .into_iter()
+            .map(|ended| (ended.ticket.get(), ended.reason))
+            .collect();
+        let expected: Vec<(i64, Option<EndReason>)> = tickets
+            .iter()
+            .filter(|t| t.stored_status() == TicketStatus::Expired && t.active_until().is_none())
+            .filter(|t| t.ticket().get() > snapshot.serving.get())
+            .map(|t| (t.ticket().get(), t.end_reason()))
+            .collect();
+        assert_eq!(ended_waiting, expected, "step {step}: ended while waiting");
     }
     ctx.finish().await;
 }

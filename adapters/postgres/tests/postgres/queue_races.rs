@@ -16,7 +16,7 @@ use concert_application::ports::{
 };
 use concert_application::queue_access::QueueAccess;
 use concert_application::queue_view::QueueView;
-use concert_domain::{QueuePolicy, TicketNo, TicketStatus, UserId};
+use concert_domain::{EndReason, QueuePolicy, TicketNo, TicketStatus, UserId};
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -443,6 +443,7 @@ async fn a_request_at_the_idle_deadline_and_the_step_ending_the_ticket_never_bot
                 let end = TicketEnd {
                     ticket,
                     read_as: TicketStatus::Active,
+                    reason: EndReason::Left,
                 };
                 assert_eq!(
                     queue.end(&end, deadline).await.expect("end"),

@@ -116,6 +116,36 @@ async fn only_tickets_ended_before_the_cutoff_go() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_that_left_while_waiting_stays_until_admission_passes_its_place() {
+    let ctx = Ctx::new().await;
+    let records = PgRetentionRepository::new(ctx.pool.clone());
+    // Tickets 5 and 9 left long ago, unadmitted; the line has served up to 6.
+    for number in [5, 9] {
+        ctx.execute(&format!(
+            "INSERT INTO queue_tickets (ticket, user_id, status, issued_at, ended_at, end_reason) \
+             VALUES ({number}, '{}', 'EXPIRED', timestamptz '{NOW}' - interval '3 days', \
+                     timestamptz '{NOW}' - interval '2 days', 'LEFT')",
+            user()
+        ))
+        .await;
+    }
+    ctx.execute("UPDATE queue_state SET serving = 6").await;
+
+    let purged = records
+        .purge_ended_tickets(NOW - Duration::days(1), 100)
+        .await
+        .expect("purge");
+
+    assert_eq!(purged, 1, "only the one the line has passed");
+    assert_eq!(
+        ctx.count("SELECT coalesce(sum(ticket), 0)::bigint AS count FROM queue_tickets")
+            .await,
+        9
+    );
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn purges_running_at_once_share_the_rows_and_the_use_case_purges_everything_due() {
     let ctx = Ctx::new().await;
     keyed_charges(&ctx, user(), NOW - Duration::days(9), 60).await;

@@ -15,9 +15,9 @@ use concert_application::ports::{
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::booking::{self, HoldTerms};
 use concert_domain::{
-    Amount, ConcertId, ConcertTitle, HoldLimit, IdempotencyKey, NewConcert, NewConcertDate, Price,
-    QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus,
-    UserId, WalletLimits,
+    Amount, ConcertId, ConcertTitle, EndReason, HoldLimit, IdempotencyKey, NewConcert,
+    NewConcertDate, Price, QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef,
+    TicketNo, TicketStatus, UserId, WalletLimits,
 };
 use concert_postgres::testing::TestDatabase;
 use concert_postgres::{
@@ -400,6 +400,7 @@ pub fn active(ticket: TicketNo) -> TicketEnd {
     TicketEnd {
         ticket,
         read_as: TicketStatus::Active,
+        reason: EndReason::Paid,
     }
 }
 
