@@ -1,11 +1,16 @@
 //! Use case: hand a user a signed queue token: their live one if they have it, else a new place
-//! at the end of the line.
+//! at the end of the line, or straight through an empty line when a place is free.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use concert_domain::queue::{Join, join};
-use concert_domain::{EndReason, TicketStatus, UserId};
+use concert_domain::{EndReason, QueueTicket, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
-use crate::ports::{JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims};
+use crate::ports::{
+    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims,
+};
 use crate::queue_access::QueueAccess;
 use crate::read_queue_status::QueueStatusView;
 
@@ -23,13 +28,18 @@ pub enum IssueQueueTokenError {
     Repository(#[from] RepositoryError),
 }
 
+/// How long a join that may pass straight through waits for its admission step; beyond it the
+/// user simply starts waiting (and is admitted by the next step anyway).
+const PASSTHROUGH_WAIT: Duration = Duration::from_secs(1);
+
 pub struct IssueQueueToken {
     access: QueueAccess,
+    admission: Arc<dyn AdmissionTrigger>,
 }
 
 impl IssueQueueToken {
-    pub fn new(access: QueueAccess) -> Self {
-        Self { access }
+    pub fn new(access: QueueAccess, admission: Arc<dyn AdmissionTrigger>) -> Self {
+        Self { access, admission }
     }
 
     /// Loads the user's live ticket, lets the domain decide (keep it, or end an overdue one and
@@ -77,6 +87,11 @@ impl IssueQueueToken {
             }
         })
         .await?;
+        let ticket = if created {
+            self.pass_through(ticket).await?
+        } else {
+            ticket
+        };
         let token = access.signer.sign(&TokenClaims {
             user,
             ticket: ticket.ticket(),
@@ -90,18 +105,41 @@ impl IssueQueueToken {
     }
 }
 
+impl IssueQueueToken {
+    /// A new ticket in a line where nobody waits and a place is free is admitted on arrival:
+    /// the join asks for an admission step and reads its ticket again once one has run. The step
+    /// decides as always (ticket order, never beyond the maximum), so many newcomers on several
+    /// instances at once can never be admitted past it.
+    async fn pass_through(&self, ticket: QueueTicket) -> Result<QueueTicket, RepositoryError> {
+        let line = self.access.view.snapshot();
+        if !self
+            .access
+            .policy
+            .admits_on_arrival(line.waiting, line.active)
+        {
+            return Ok(ticket);
+        }
+        self.admission.admit_soon(PASSTHROUGH_WAIT).await;
+        let now_stored = self.access.queue.find(ticket.ticket()).await?;
+        Ok(now_stored
+            .filter(|stored| stored.stored_status() == TicketStatus::Active)
+            .unwrap_or(ticket))
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use concert_domain::{QueueTicket, TicketStatus};
+    use concert_domain::queue::ServingCounter;
     use mockall::Sequence;
     use mockall::predicate::eq;
     use time::Duration;
 
-    use std::sync::Arc;
-
     use super::*;
     use crate::idempotency::MAX_ATTEMPTS;
-    use crate::ports::{LiveTicket, MockQueueRepository, MockTokenSigner, Version, Written};
+    use crate::ports::{
+        MockAdmissionTrigger, MockQueueRepository, MockTokenSigner, QueueSnapshot, Version, Written,
+    };
+    use crate::queue_view::QueueView;
     use crate::test_support::{
         NOW, active_ticket, active_ticket_until, clock, policy, user, view_serving, waiting_ticket,
     };
@@ -183,14 +221,119 @@ mod tests {
             .expect("issued")
     }
 
+    /// An issuer whose view of the line has people waiting: no join passes through (the
+    /// admission trigger's fake panics if asked).
     async fn issuer(queue: MockQueueRepository, signer: MockTokenSigner) -> IssueQueueToken {
-        IssueQueueToken::new(QueueAccess {
-            signer: Arc::new(signer),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(10).await,
-            policy: policy(),
-        })
+        IssueQueueToken::new(
+            QueueAccess {
+                signer: Arc::new(signer),
+                queue: Arc::new(queue),
+                clock: clock(),
+                view: view_serving(10).await,
+                policy: policy(),
+            },
+            Arc::new(MockAdmissionTrigger::new()),
+        )
+    }
+
+    /// An issuer whose view of the line shows `waiting` and `active` tokens, with `admission`.
+    async fn issuer_over_line(
+        queue: MockQueueRepository,
+        waiting: u64,
+        active: u64,
+        admission: MockAdmissionTrigger,
+    ) -> IssueQueueToken {
+        let mut line = MockQueueRepository::new();
+        line.expect_snapshot().returning(move || {
+            Ok(QueueSnapshot {
+                serving: ServingCounter::new(13),
+                admitted_total: 13,
+                waiting,
+                active,
+            })
+        });
+        line.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        let view = QueueView::new(Arc::new(line), policy());
+        view.refresh(NOW).await.expect("refresh");
+        let drawn = waiting_ticket(14);
+        IssueQueueToken::new(
+            QueueAccess {
+                signer: Arc::new(signer_expecting(claims_of(&drawn), 1)),
+                queue: Arc::new(queue),
+                clock: clock(),
+                view,
+                policy: policy(),
+            },
+            Arc::new(admission),
+        )
+    }
+
+    fn admitting_soon(times: usize) -> MockAdmissionTrigger {
+        let mut admission = MockAdmissionTrigger::new();
+        admission.expect_admit_soon().times(times).returning(|_| ());
+        admission
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_to_an_empty_line_with_a_free_place_is_active_in_the_answer() {
+        let drawn = waiting_ticket(14);
+        let mut queue = MockQueueRepository::new();
+        draws_over(&mut queue, Version::ABSENT, &drawn);
+        let mut admitted = drawn.clone();
+        admitted.admit(NOW, &policy()).expect("admitted");
+        queue
+            .expect_find()
+            .with(eq(drawn.ticket()))
+            .times(1)
+            .returning(move |_| Ok(Some(admitted.clone())));
+
+        let issued = issuer_over_line(queue, 0, 0, admitting_soon(1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert!(issued.created);
+        assert_eq!(issued.status.status, TicketStatus::Active);
+        assert!(issued.status.active_until.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_the_step_did_not_admit_waits_as_usual() {
+        let drawn = waiting_ticket(14);
+        let mut queue = MockQueueRepository::new();
+        draws_over(&mut queue, Version::ABSENT, &drawn);
+        let still = drawn.clone();
+        queue
+            .expect_find()
+            .times(1)
+            .returning(move |_| Ok(Some(still.clone())));
+
+        let issued = issuer_over_line(queue, 0, 0, admitting_soon(1))
+            .await
+            .execute(user())
+            .await
+            .expect("issued");
+
+        assert_eq!(issued.status.status, TicketStatus::Waiting);
+    }
+
+    #[tokio::test]
+    async fn no_step_is_asked_for_when_people_wait_or_every_place_is_taken() {
+        for (waiting, active) in [(1, 0), (0, u64::from(policy().max_active))] {
+            let drawn = waiting_ticket(14);
+            let mut queue = MockQueueRepository::new();
+            draws_over(&mut queue, Version::ABSENT, &drawn);
+            queue.expect_find().never();
+
+            let issued = issuer_over_line(queue, waiting, active, admitting_soon(0))
+                .await
+                .execute(user())
+                .await
+                .expect("issued");
+
+            assert_eq!(issued.status.status, TicketStatus::Waiting);
+        }
     }
 
     #[tokio::test]

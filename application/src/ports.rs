@@ -531,8 +531,15 @@ pub trait ReadinessProbe: Send + Sync {
     async fn check(&self) -> Result<(), RepositoryError>;
 }
 
-/// Asks for an admission step soon (after a payment freed a place), without waiting for it.
+/// Asks this instance for an admission step soon.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
 pub trait AdmissionTrigger: Send + Sync {
+    /// Without waiting for it (after a payment freed a place).
     fn request_admission(&self);
+
+    /// And waits until a step that started after this call has finished, for at most `within`
+    /// (a join that may pass straight through an empty line). Steps requested together are
+    /// folded into one.
+    async fn admit_soon(&self, within: std::time::Duration);
 }

@@ -109,7 +109,7 @@ impl Services {
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         Self {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
-            issue_queue_token: Arc::new(IssueQueueToken::new(access.clone())),
+            issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
             leave_queue: Arc::new(LeaveQueue::new(access, admission.clone())),
             authorize: authorize.clone(),

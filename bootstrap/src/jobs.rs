@@ -4,8 +4,10 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use async_trait::async_trait;
 use concert_application::admit_next_in_line::AdmitNextInLine;
 use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
 use concert_application::purge_expired_records::{PurgeExpiredRecords, PurgeReport};
@@ -31,13 +33,50 @@ const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the offset to the database's clock is measured again (machine clocks drift slowly).
 const CLOCK_CALIBRATION_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Wakes the admission job of this instance at once (after a payment freed a place).
-#[derive(Debug, Clone, Default)]
-pub struct NotifyAdmission(Arc<Notify>);
+/// Wakes the admission job of this instance at once (after a payment freed a place, or for a
+/// join that may pass through), and tells who waits for a step when one has run.
+#[derive(Debug, Clone)]
+pub struct NotifyAdmission {
+    wake: Arc<Notify>,
+    /// Steps of this instance's job started so far, and (published) finished so far. The job
+    /// runs one step at a time, so step n+1 starts after n finished.
+    started: Arc<AtomicU64>,
+    finished: watch::Sender<u64>,
+}
 
+impl Default for NotifyAdmission {
+    fn default() -> Self {
+        Self {
+            wake: Arc::default(),
+            started: Arc::default(),
+            finished: watch::Sender::new(0),
+        }
+    }
+}
+
+impl NotifyAdmission {
+    /// Counts a step of the job as started; returns its number.
+    fn step_started(&self) -> u64 {
+        self.started.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn step_finished(&self, step: u64) {
+        self.finished.send_replace(step);
+    }
+}
+
+#[async_trait]
 impl AdmissionTrigger for NotifyAdmission {
     fn request_admission(&self) {
-        self.0.notify_one();
+        self.wake.notify_one();
+    }
+
+    async fn admit_soon(&self, within: Duration) {
+        // The next step to start is the first that sees everything committed before this call.
+        let wanted = self.started.load(Ordering::Acquire) + 1;
+        let mut finished = self.finished.subscribe();
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(within, finished.wait_for(|step| *step >= wanted)).await;
     }
 }
 
@@ -88,7 +127,7 @@ impl BackgroundJobs {
             let admit = self.admit.clone();
             let view = self.view.clone();
             let clock = self.clock.clone();
-            let wake = self.admission.0.clone();
+            let trigger = self.admission.clone();
             let interval = self.admission_interval;
             let mut stop = stop.clone();
             tokio::spawn(async move {
@@ -98,7 +137,7 @@ impl BackgroundJobs {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => {}
-                        () = wake.notified() => {
+                        () = trigger.wake.notified() => {
                             // Wakes that arrive meanwhile are folded into this one step.
                             tokio::select! {
                                 () = tokio::time::sleep_until(last_step + ADMISSION_WAKE_GAP) => {}
@@ -108,12 +147,14 @@ impl BackgroundJobs {
                         _ = stop.changed() => break,
                     }
                     last_step = tokio::time::Instant::now();
+                    let step = trigger.step_started();
                     if let Err(error) = admit.run_once().await {
                         tracing::warn!(error = %error, "admission step failed");
                     }
                     if let Err(error) = view.refresh(clock.now()).await {
                         tracing::warn!(error = %error, "queue view refresh failed");
                     }
+                    trigger.step_finished(step);
                 }
             })
         };

@@ -110,6 +110,13 @@ impl QueuePolicy {
         self.idle_timeout + self.activity_resolution()
     }
 
+    /// Whether a newcomer may be admitted on arrival rather than at the next timed step: nobody
+    /// waits and a place is free (passthrough). Only a hint from a recent view of the line: the
+    /// admission step still admits in ticket order and never beyond `max_active`.
+    pub fn admits_on_arrival(&self, waiting: u64, active: u64) -> bool {
+        waiting == 0 && active < u64::from(self.max_active)
+    }
+
     /// Admissions per second when the line moves only by timeouts: the pessimistic rate used to
     /// estimate a wait before any admission has been measured.
     pub fn worst_case_admissions_per_second(&self) -> f64 {
@@ -606,6 +613,20 @@ mod tests {
         assert_eq!(policy().free_slots(0), 2);
         assert_eq!(policy().free_slots(2), 0);
         assert_eq!(policy().free_slots(5), 0);
+    }
+
+    #[test]
+    fn a_newcomer_passes_through_only_an_empty_line_with_a_free_place() {
+        assert!(policy().admits_on_arrival(0, 0));
+        assert!(policy().admits_on_arrival(0, 1));
+        assert!(
+            !policy().admits_on_arrival(0, 2),
+            "max_active 2, both taken"
+        );
+        assert!(
+            !policy().admits_on_arrival(1, 0),
+            "someone waits: first come, first served"
+        );
     }
 
     #[test]

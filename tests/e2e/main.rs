@@ -10,3 +10,4 @@ mod journey;
 mod leaving;
 mod malformed;
 mod operations;
+mod passthrough;

@@ -60,7 +60,7 @@ fn instance(pool: &PgPool, clock: Arc<dyn Clock>, policy: QueuePolicy) -> Arc<In
         policy,
     };
     Arc::new(Instance {
-        issue: IssueQueueToken::new(access.clone()),
+        issue: IssueQueueToken::new(access.clone(), Arc::new(crate::support::NoAdmission)),
         admit: AdmitNextInLine::new(queue, Arc::clone(&clock), policy),
         authorize: AuthorizeRequest::new(access),
         view,

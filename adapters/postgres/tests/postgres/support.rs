@@ -502,10 +502,14 @@ impl TokenSigner for NoTokens {
     }
 }
 
-struct NoAdmission;
+/// An admission trigger that does nothing: the tests run their admission steps themselves.
+pub struct NoAdmission;
 
+#[async_trait::async_trait]
 impl AdmissionTrigger for NoAdmission {
     fn request_admission(&self) {}
+
+    async fn admit_soon(&self, _within: std::time::Duration) {}
 }
 
 /// Every use case wired over the PostgreSQL adapters on `pool`, as `bootstrap` wires them.
