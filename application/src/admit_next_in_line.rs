@@ -5,12 +5,13 @@
 use std::sync::Arc;
 
 use concert_domain::queue::{admit_oldest, end_overdue};
-use concert_domain::{Overdue, QueuePolicy, QueueTicket};
+use concert_domain::{EndReason, Overdue, QueuePolicy, QueueTicket};
 use time::OffsetDateTime;
 
 use crate::ports::{
     AdmissionReport, AdmissionRules, Clock, QueueRepository, RepositoryError, Written,
 };
+use crate::queue_metrics;
 
 pub struct AdmitNextInLine {
     queue: Arc<dyn QueueRepository>,
@@ -60,6 +61,12 @@ impl AdmitNextInLine {
             tracing::debug!("admission step found a ticket changed; nothing written");
             return Ok(None);
         };
+        queue_metrics::admitted(report.admitted);
+        queue_metrics::tickets_ended(EndReason::Idle, report.idle);
+        queue_metrics::tickets_ended(
+            EndReason::ActiveTimeOver,
+            report.expired.saturating_sub(report.idle),
+        );
         if report.admitted > 0 || report.expired > 0 {
             tracing::debug!(
                 admitted = report.admitted,
@@ -89,6 +96,7 @@ mod tests {
     fn report() -> AdmissionReport {
         AdmissionReport {
             expired: 1,
+            idle: 0,
             admitted: 2,
             serving: ServingCounter::new(16),
         }

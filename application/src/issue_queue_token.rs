@@ -9,9 +9,10 @@ use concert_domain::{EndReason, QueueTicket, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
 use crate::ports::{
-    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims,
+    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims, Written,
 };
 use crate::queue_access::QueueAccess;
+use crate::queue_metrics;
 use crate::read_queue_status::QueueStatusView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,7 +72,9 @@ impl IssueQueueToken {
                                 reason: overdue.end_reason().unwrap_or(EndReason::ActiveTimeOver),
                             };
                             // Ended meanwhile by another step is as good as ended here.
-                            access.queue.end(&end, now).await?;
+                            if access.queue.end(&end, now).await? == Written::Done(()) {
+                                queue_metrics::tickets_ended(end.reason, 1);
+                            }
                         }
                         let write = JoinWrite {
                             user,

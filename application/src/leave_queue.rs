@@ -9,6 +9,7 @@ use concert_domain::{EndReason, Leave, TicketStatus};
 use crate::idempotency::{Step, until_written};
 use crate::ports::{AdmissionTrigger, EndedWaiting, RepositoryError, TicketEnd};
 use crate::queue_access::QueueAccess;
+use crate::queue_metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaveQueueError {
@@ -64,6 +65,9 @@ impl LeaveQueue {
             }
         })
         .await?;
+        if freed.is_some() {
+            queue_metrics::tickets_ended(EndReason::Left, 1);
+        }
         match freed {
             Some(TicketStatus::Waiting) => {
                 access.view.note_ended_while_waiting(EndedWaiting {

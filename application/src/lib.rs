@@ -8,6 +8,7 @@
 
 pub mod ports;
 pub mod queue_access;
+mod queue_metrics;
 pub mod queue_view;
 
 pub mod admit_next_in_line;

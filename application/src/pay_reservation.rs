@@ -12,8 +12,9 @@ use crate::authorize_request::{AuthorizeError, AuthorizeRequest};
 use crate::idempotency::{Idempotent, ReplayError, Step, record};
 use crate::ports::{
     AdmissionTrigger, Clock, IdempotencyStore, IdempotentAnswer, PaymentReceipt, PaymentRepository,
-    PaymentWrite, RepositoryError, TicketEnd, TokenClaims, Versioned,
+    PaymentWrite, RepositoryError, TicketEnd, TokenClaims, Versioned, Written,
 };
+use crate::queue_metrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayReservationCommand {
@@ -166,7 +167,11 @@ impl PayReservation {
                     },
                     idempotency: idempotency.clone(),
                 };
-                Ok(Step::from(self.payments.save(&write).await?))
+                let written = self.payments.save(&write).await?;
+                if matches!(written, Written::Done(_)) {
+                    queue_metrics::tickets_ended(EndReason::Paid, 1);
+                }
+                Ok(Step::from(written))
             })
             .await?;
         self.admission.request_admission();

@@ -439,6 +439,8 @@ pub trait AdmissionRules: Send + Sync {
 pub struct AdmissionReport {
     /// Active tickets ended for passing their active or idle deadline.
     pub expired: u64,
+    /// Of `expired`, those that idled out (the others used up their active time).
+    pub idle: u64,
     /// Waiting tickets made active, in ticket order.
     pub admitted: u64,
     pub serving: ServingCounter,

@@ -59,6 +59,8 @@ async fn health_metrics_and_request_ids() -> anyhow::Result<()> {
             "seat_holds_live",
             "payments_total",
             "seat_holds_total",
+            "queue_admissions_total",
+            "queue_tickets_ended_total{reason=\"PAID\"}",
             "route=\"/v1/reservations/{reservationId}\"",
         ]
         .iter()

@@ -554,6 +554,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         report,
         Written::Done(AdmissionReport {
             expired: 0,
+            idle: 0,
             admitted: 2,
             serving: ServingCounter::new(no(1).get()),
         })
@@ -603,6 +604,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         report,
         Written::Done(AdmissionReport {
             expired: 2,
+            idle: 0,
             admitted: 1,
             serving: ServingCounter::new(no(3).get()),
         })
@@ -644,6 +646,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         report,
         Written::Done(AdmissionReport {
             expired: 0,
+            idle: 0,
             admitted: 1,
             serving: ServingCounter::new(no(3).get()),
         })
@@ -662,6 +665,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         report,
         Written::Done(AdmissionReport {
             expired: 0,
+            idle: 0,
             admitted: 0,
             serving: ServingCounter::new(no(3).get()),
         })

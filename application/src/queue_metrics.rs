@@ -1,0 +1,19 @@
+//! The line's counters, recorded where each decision is written (a facade: the server installs
+//! the Prometheus recorder; without one they cost nothing).
+
+use concert_domain::EndReason;
+
+/// `queue_tickets_ended_total{reason}`: tickets ended, by why.
+pub(crate) fn tickets_ended(reason: EndReason, count: u64) {
+    if count > 0 {
+        metrics::counter!("queue_tickets_ended_total", "reason" => reason.as_str())
+            .increment(count);
+    }
+}
+
+/// `queue_admissions_total`: waiting tickets made active.
+pub(crate) fn admitted(count: u64) {
+    if count > 0 {
+        metrics::counter!("queue_admissions_total").increment(count);
+    }
+}
