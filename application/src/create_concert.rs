@@ -1,79 +1,14 @@
 //! Use case: an administrator adds a concert with its dates, prices and seat counts.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use concert_domain::{
     ConcertId, ConcertTitle, NewConcert, NewConcertDate, ParseError, Price, SeatCount,
 };
-use subtle::ConstantTimeEq;
-use time::{Date, Duration, OffsetDateTime};
+use time::Date;
 
+use crate::admin_access::{AdminAccess, AdminRefused};
 use crate::ports::{CatalogRepository, Clock, RepositoryError};
-
-/// The administrators' shared secret (`ADMIN_API_KEY`); with none configured, nobody is admitted.
-#[derive(Clone, Default)]
-pub struct AdminKey(Option<String>);
-
-impl AdminKey {
-    pub fn new(key: Option<String>) -> Self {
-        Self(key.filter(|key| !key.is_empty()))
-    }
-
-    /// Compares in constant time: how long it takes says nothing of where the first
-    /// difference is.
-    pub fn admits(&self, presented: Option<&str>) -> bool {
-        let (Some(expected), Some(presented)) = (&self.0, presented) else {
-            return false;
-        };
-        expected.as_bytes().ct_eq(presented.as_bytes()).into()
-    }
-}
-
-/// Wrong admin keys this instance accepts per [`FAILURE_WINDOW`] before it stops looking at keys
-/// until the window ends. A key of 16 bytes or more cannot be guessed at this pace; the limit
-/// keeps a flood of guesses from filling the logs and the CPU. While it holds, the real key is
-/// refused too (`429`, retry after the window), a minute at most.
-pub const MAX_FAILED_ADMIN_ATTEMPTS: u32 = 10;
-pub const FAILURE_WINDOW: Duration = Duration::minutes(1);
-
-/// Failed admin attempts in the current window.
-#[derive(Debug)]
-struct Failures {
-    window_start: OffsetDateTime,
-    count: u32,
-}
-
-impl Failures {
-    /// Seconds until keys are looked at again, while the window's failures are used up.
-    fn throttled_for(&self, now: OffsetDateTime) -> Option<u64> {
-        let ends = self.window_start + FAILURE_WINDOW;
-        (self.count >= MAX_FAILED_ADMIN_ATTEMPTS && now < ends).then(|| {
-            u64::try_from((ends - now).whole_seconds())
-                .unwrap_or(0)
-                .max(1)
-        })
-    }
-
-    /// Counts one failure; returns how many the window holds now.
-    fn record(&mut self, now: OffsetDateTime) -> u32 {
-        if now >= self.window_start + FAILURE_WINDOW {
-            self.window_start = now;
-            self.count = 0;
-        }
-        self.count += 1;
-        self.count
-    }
-}
-
-impl std::fmt::Debug for AdminKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "AdminKey(set)"
-        } else {
-            "AdminKey(none)"
-        })
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDateCommand {
@@ -101,36 +36,44 @@ pub enum CreateConcertError {
     Repository(#[from] RepositoryError),
 }
 
+impl From<AdminRefused> for CreateConcertError {
+    fn from(refused: AdminRefused) -> Self {
+        match refused {
+            AdminRefused::KeyInvalid => Self::AdminKeyInvalid,
+            AdminRefused::Throttled {
+                retry_after_seconds,
+            } => Self::Throttled {
+                retry_after_seconds,
+            },
+        }
+    }
+}
+
 pub struct CreateConcert {
     catalog: Arc<dyn CatalogRepository>,
     clock: Arc<dyn Clock>,
-    admin_key: AdminKey,
+    admin: Arc<AdminAccess>,
     max_price: i64,
-    failures: Mutex<Failures>,
 }
 
 impl CreateConcert {
     pub fn new(
         catalog: Arc<dyn CatalogRepository>,
         clock: Arc<dyn Clock>,
-        admin_key: AdminKey,
+        admin: Arc<AdminAccess>,
         max_price: i64,
     ) -> Self {
         Self {
             catalog,
             clock,
-            admin_key,
+            admin,
             max_price,
-            failures: Mutex::new(Failures {
-                window_start: OffsetDateTime::UNIX_EPOCH,
-                count: 0,
-            }),
         }
     }
 
     /// Whether `presented` is the administrators' key, without creating anything.
     pub fn admits(&self, presented: Option<&str>) -> bool {
-        self.admin_key.admits(presented)
+        self.admin.admits(presented)
     }
 
     #[tracing::instrument(name = "create_concert", skip_all)]
@@ -139,24 +82,7 @@ impl CreateConcert {
         presented_key: Option<&str>,
         command: CreateConcertCommand,
     ) -> Result<ConcertId, CreateConcertError> {
-        let now = self.clock.now();
-        {
-            let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(retry_after_seconds) = failures.throttled_for(now) {
-                return Err(CreateConcertError::Throttled {
-                    retry_after_seconds,
-                });
-            }
-            if !self.admits(presented_key) {
-                let count = failures.record(now);
-                tracing::warn!(
-                    presented = presented_key.is_some(),
-                    failures_in_window = count,
-                    "admin key refused"
-                );
-                return Err(CreateConcertError::AdminKeyInvalid);
-            }
-        }
+        self.admin.check(presented_key)?;
         let concert = self.parse(command).map_err(CreateConcertError::Invalid)?;
         Ok(self.catalog.create_concert(&concert).await?)
     }
@@ -184,9 +110,12 @@ impl CreateConcert {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Mutex;
+
     use time::Duration;
 
     use super::*;
+    use crate::admin_access::{AdminKey, FAILURE_WINDOW, MAX_FAILED_ADMIN_ATTEMPTS};
     use crate::ports::{MockCatalogRepository, MockClock};
     use crate::test_support::{CONCERT_DAY, NOW, clock, concert_id};
 
@@ -215,7 +144,8 @@ mod tests {
     }
 
     fn create_concert(catalog: MockCatalogRepository, key: AdminKey) -> CreateConcert {
-        CreateConcert::new(Arc::new(catalog), clock(), key, MAX_PRICE)
+        let admin = Arc::new(AdminAccess::new(key, clock()));
+        CreateConcert::new(Arc::new(catalog), clock(), admin, MAX_PRICE)
     }
 
     fn admin() -> AdminKey {
@@ -235,7 +165,9 @@ mod tests {
             .expect_create_concert()
             .times(1)
             .returning(|_| Ok(concert_id()));
-        let create = CreateConcert::new(Arc::new(catalog), Arc::new(moving), admin(), MAX_PRICE);
+        let moving: Arc<dyn Clock> = Arc::new(moving);
+        let access = Arc::new(AdminAccess::new(admin(), moving.clone()));
+        let create = CreateConcert::new(Arc::new(catalog), moving, access, MAX_PRICE);
         let valid = || command(vec![date(CONCERT_DAY, 50_000, None)]);
 
         for _ in 0..MAX_FAILED_ADMIN_ATTEMPTS {

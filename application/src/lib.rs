@@ -11,6 +11,7 @@ pub mod queue_access;
 mod queue_metrics;
 pub mod queue_view;
 
+pub mod admin_access;
 pub mod admit_next_in_line;
 pub mod authorize_request;
 pub mod cancel_reservation;
@@ -31,6 +32,7 @@ pub mod read_gauges;
 pub mod read_point_history;
 pub mod read_queue_status;
 pub mod read_reservation;
+pub mod revoke_queue_token;
 pub mod services;
 pub mod sweep_lapsed_holds;
 

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use concert_domain::{QueuePolicy, RetentionPolicy, WalletLimits};
 
+use crate::admin_access::{AdminAccess, AdminKey};
 use crate::admit_next_in_line::AdmitNextInLine;
 use crate::authorize_request::AuthorizeRequest;
 use crate::cancel_reservation::CancelReservation;
 use crate::charge_points::ChargePoints;
-use crate::create_concert::{AdminKey, CreateConcert};
+use crate::create_concert::CreateConcert;
 use crate::hold_seat::{HoldSeat, HoldSettings};
 use crate::identify_caller::{IdentifyCaller, IdentityMode};
 use crate::issue_queue_token::IssueQueueToken;
@@ -30,6 +31,7 @@ use crate::read_gauges::ReadGauges;
 use crate::read_point_history::ReadPointHistory;
 use crate::read_queue_status::ReadQueueStatus;
 use crate::read_reservation::ReadReservation;
+use crate::revoke_queue_token::RevokeQueueToken;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
 
 /// The adapters behind every port.
@@ -65,6 +67,7 @@ pub struct Services {
     pub issue_queue_token: Arc<IssueQueueToken>,
     pub read_queue_status: Arc<ReadQueueStatus>,
     pub leave_queue: Arc<LeaveQueue>,
+    pub revoke_queue_token: Arc<RevokeQueueToken>,
     pub authorize: Arc<AuthorizeRequest>,
     pub list_concerts: Arc<ListConcerts>,
     pub list_available_dates: Arc<ListAvailableDates>,
@@ -107,11 +110,17 @@ impl Services {
             policy,
         };
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
+        let admin = Arc::new(AdminAccess::new(settings.admin_key, clock.clone()));
         Self {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
-            leave_queue: Arc::new(LeaveQueue::new(access, admission.clone())),
+            leave_queue: Arc::new(LeaveQueue::new(access.clone(), admission.clone())),
+            revoke_queue_token: Arc::new(RevokeQueueToken::new(
+                access,
+                admin.clone(),
+                admission.clone(),
+            )),
             authorize: authorize.clone(),
             list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
             list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
@@ -145,7 +154,7 @@ impl Services {
             create_concert: Arc::new(CreateConcert::new(
                 catalog,
                 clock.clone(),
-                settings.admin_key,
+                admin,
                 settings.wallet.max_charge,
             )),
             admit_next_in_line: Arc::new(AdmitNextInLine::new(queue, clock.clone(), policy)),

@@ -8,7 +8,8 @@ use std::time::Duration as StdDuration;
 
 use anyhow::Context;
 use axum::http::HeaderValue;
-use concert_application::create_concert::{AdminKey, CreateConcert};
+use concert_application::admin_access::{AdminAccess, AdminKey};
+use concert_application::create_concert::CreateConcert;
 use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
 use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
@@ -143,7 +144,10 @@ impl Application {
             let seeder = CreateConcert::new(
                 catalog.clone(),
                 clock.clone(),
-                AdminKey::new(Some(seeding_key.clone())),
+                Arc::new(AdminAccess::new(
+                    AdminKey::new(Some(seeding_key.clone())),
+                    clock.clone(),
+                )),
                 config.max_charge_amount,
             );
             let created = demo::seed_if_empty(catalog.as_ref(), &seeder, Some(&seeding_key))

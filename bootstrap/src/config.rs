@@ -8,7 +8,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 
 use clap::{Parser, ValueEnum};
-use concert_application::create_concert::AdminKey;
+use concert_application::admin_access::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::identify_caller::IdentityMode;
 use concert_application::services::Settings;

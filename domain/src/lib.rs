@@ -31,6 +31,7 @@ pub mod parse;
 pub mod queue;
 pub mod reservation;
 pub mod retention;
+pub mod room;
 pub mod seat;
 pub mod wallet;
 
@@ -47,5 +48,6 @@ pub use queue::{
 };
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};
+pub use room::RoomId;
 pub use seat::{Seat, SeatClaim, SeatHold};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

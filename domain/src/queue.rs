@@ -441,6 +441,23 @@ pub fn leave(ticket: &QueueTicket, now: OffsetDateTime, policy: &QueuePolicy) ->
     }
 }
 
+/// An operator's revocation: a ticket live at `now` ends `REVOKED`; `None` when there is nothing
+/// left to end (it ended already, or is past a deadline the admission step will write).
+pub fn revoke(
+    ticket: &QueueTicket,
+    now: OffsetDateTime,
+    policy: &QueuePolicy,
+) -> Option<QueueTicket> {
+    match ticket.status_at(now, policy) {
+        TicketStatus::Waiting | TicketStatus::Active => {
+            let mut revoked = ticket.clone();
+            revoked.end(EndReason::Revoked);
+            Some(revoked)
+        }
+        TicketStatus::Expired => None,
+    }
+}
+
 /// The first half of an admission step: the active tickets past a deadline, ended, and how many
 /// places are free once they are gone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -963,5 +980,27 @@ mod tests {
         assert_eq!(position_in_line(serving, n(12), &ended), None);
         assert_eq!(position_in_line(serving, n(9), &ended), None);
         assert_eq!(position_in_line(serving, n(16), &[]), Some(6));
+    }
+
+    #[test]
+    fn a_revocation_ends_a_live_ticket_and_leaves_an_ended_one_alone() {
+        let waiting = ticket(1);
+        assert_eq!(
+            revoke(&waiting, NOW, &policy()),
+            Some(ended(&waiting, EndReason::Revoked))
+        );
+        let live = active(2, NOW + Duration::minutes(10), NOW);
+        assert_eq!(
+            revoke(&live, NOW, &policy()),
+            Some(ended(&live, EndReason::Revoked))
+        );
+        assert_eq!(
+            revoke(&live, NOW + Duration::minutes(3), &policy()),
+            None,
+            "idled out"
+        );
+        let mut paid = live.clone();
+        paid.end(EndReason::Paid);
+        assert_eq!(revoke(&paid, NOW, &policy()), None);
     }
 }

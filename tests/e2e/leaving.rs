@@ -1,10 +1,11 @@
-//! Leaving the line (`DELETE /v1/queue/tokens/current`) across two instances: a waiting user's
-//! place stops counting for everyone behind at once, an active user's slot goes to the next in
-//! line, and a token that left is expired everywhere with the reason `LEFT`.
+//! Leaving the line (`DELETE /v1/queue/tokens/current`) and an operator's revocation, across two
+//! instances: a waiting user's place stops counting for everyone behind at once, an active user's
+//! slot goes to the next in line, and the token is expired everywhere with the reason `LEFT` or
+//! `REVOKED`.
 
 use std::time::Duration;
 
-use concert_e2e::{Answer, Client, TestApp};
+use concert_e2e::{ADMIN_KEY, Answer, Client, TestApp};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
@@ -107,5 +108,83 @@ async fn a_paid_token_cannot_leave_and_a_forged_one_is_refused() -> anyhow::Resu
 
     assert_eq!(leave(client, &token).await?.code(), "TOKEN_EXPIRED");
     assert_eq!(leave(client, "forged").await?.code(), "TOKEN_INVALID");
+    app.shutdown().await
+}
+
+async fn revoke(client: &Client, key: &str, room: &str, user: &str) -> anyhow::Result<Answer> {
+    client
+        .send(
+            client
+                .raw(Method::POST, &format!("/v1/admin/rooms/{room}/revocations"))
+                .bearer_auth(key)
+                .json(&serde_json::json!({ "userId": user })),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_revokes_tokens_and_frees_their_place_or_slot_everywhere() -> anyhow::Result<()>
+{
+    let app = TestApp::spawn_with(|config| config.queue_max_active = 1).await?;
+    let (second, other) = app
+        .another_instance(|config| config.queue_max_active = 1)
+        .await?;
+    let client = &app.client;
+    let (active_user, waiting_user) = (Uuid::new_v4(), Uuid::new_v4());
+    let active = client.active_token(active_user).await?;
+    let waiting = client.issue_token(waiting_user).await?.body["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let behind = token_of(&other).await?;
+    until(&other, &behind, |a| a.body["position"] == 2).await?;
+
+    let revoked = revoke(&other, ADMIN_KEY, "default", &waiting_user.to_string()).await?;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text);
+    for instance in [client, &other] {
+        until(instance, &behind, |a| a.body["position"] == 1).await?;
+        let status = until(instance, &waiting, |a| a.body["status"] == "EXPIRED").await?;
+        assert_eq!(status.body["reason"], "REVOKED");
+    }
+
+    let revoked = revoke(client, ADMIN_KEY, "default", &active_user.to_string()).await?;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        other.get("/v1/concerts", Some(&active)).await?.code(),
+        "TOKEN_EXPIRED"
+    );
+    other
+        .wait_for_status(&behind, "ACTIVE", Duration::from_secs(2))
+        .await?;
+
+    // Nobody to revoke is no error; the key, the room and the user are checked.
+    let nobody = revoke(client, ADMIN_KEY, "default", &Uuid::new_v4().to_string()).await?;
+    assert_eq!(nobody.status, StatusCode::NO_CONTENT);
+    let user = active_user.to_string();
+    assert_eq!(
+        revoke(client, "wrong-key-0123456789", "default", &user)
+            .await?
+            .code(),
+        "ADMIN_KEY_INVALID"
+    );
+    assert_eq!(
+        revoke(client, ADMIN_KEY, "spring-gala", &user)
+            .await?
+            .code(),
+        "ROOM_NOT_FOUND"
+    );
+    assert_eq!(
+        revoke(client, ADMIN_KEY, "Spring Gala", &user)
+            .await?
+            .code(),
+        "VALIDATION_FAILED"
+    );
+    assert_eq!(
+        revoke(client, ADMIN_KEY, "default", "not-a-uuid")
+            .await?
+            .code(),
+        "VALIDATION_FAILED"
+    );
+    second.stop().await?;
     app.shutdown().await
 }

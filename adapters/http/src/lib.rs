@@ -90,6 +90,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(points::read_point_history))
         .routes(routes!(payments::pay_reservation))
         .routes(routes!(admin::create_concert))
+        .routes(routes!(admin::revoke_queue_token))
         .routes(routes!(operations::live))
         .routes(routes!(operations::ready))
         .routes(routes!(operations::metrics))

@@ -9,6 +9,7 @@ use std::fmt;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use concert_application::admin_access::AdminRefused;
 use concert_application::authorize_request::AuthorizeError;
 use concert_application::cancel_reservation::CancelReservationError;
 use concert_application::charge_points::ChargePointsError;
@@ -24,6 +25,7 @@ use concert_application::ports::RepositoryError;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
+use concert_application::revoke_queue_token::RevokeQueueTokenError;
 use concert_domain::HoldDenied;
 use concert_domain::ParseError;
 use concert_domain::wallet::ChargeRefused;
@@ -43,6 +45,7 @@ pub enum ErrorCode {
     TokenExpired,
     QueueNotActive,
     ConcertNotFound,
+    RoomNotFound,
     DateNotFound,
     SeatUnavailable,
     HoldLimitReached,
@@ -69,12 +72,13 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 27] = [
+    pub const ALL: [Self; 28] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
         Self::QueueNotActive,
         Self::ConcertNotFound,
+        Self::RoomNotFound,
         Self::DateNotFound,
         Self::SeatUnavailable,
         Self::HoldLimitReached,
@@ -106,6 +110,7 @@ impl ErrorCode {
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::QueueNotActive => "QUEUE_NOT_ACTIVE",
             Self::ConcertNotFound => "CONCERT_NOT_FOUND",
+            Self::RoomNotFound => "ROOM_NOT_FOUND",
             Self::DateNotFound => "DATE_NOT_FOUND",
             Self::SeatUnavailable => "SEAT_UNAVAILABLE",
             Self::HoldLimitReached => "HOLD_LIMIT_REACHED",
@@ -140,6 +145,7 @@ impl ErrorCode {
             | Self::IdentityInvalid => StatusCode::UNAUTHORIZED,
             Self::QueueNotActive | Self::IdentityMismatch => StatusCode::FORBIDDEN,
             Self::ConcertNotFound
+            | Self::RoomNotFound
             | Self::DateNotFound
             | Self::ReservationNotFound
             | Self::NotFound => StatusCode::NOT_FOUND,
@@ -170,6 +176,7 @@ impl ErrorCode {
             Self::TokenExpired => "The queue token has expired",
             Self::QueueNotActive => "The queue token is not active yet",
             Self::ConcertNotFound => "Concert not found",
+            Self::RoomNotFound => "Waiting room not found",
             Self::DateNotFound => "Concert date not found",
             Self::SeatUnavailable => "The seat is not available",
             Self::HoldLimitReached => "Too many seats held",
@@ -616,15 +623,44 @@ impl From<CreateConcertError> for Problem {
             CreateConcertError::AdminKeyInvalid => admin_key_invalid(),
             CreateConcertError::Throttled {
                 retry_after_seconds,
-            } => Self::new(
-                ErrorCode::RateLimited,
-                "too many wrong admin keys were presented lately; retry later",
-            )
-            .with_retry_after(u32::try_from(retry_after_seconds).unwrap_or(u32::MAX)),
+            } => admin_throttled(retry_after_seconds),
             CreateConcertError::Invalid(error) => error.into(),
             CreateConcertError::Repository(error) => error.into(),
         }
     }
+}
+
+impl From<AdminRefused> for Problem {
+    fn from(refused: AdminRefused) -> Self {
+        match refused {
+            AdminRefused::KeyInvalid => admin_key_invalid(),
+            AdminRefused::Throttled {
+                retry_after_seconds,
+            } => admin_throttled(retry_after_seconds),
+        }
+    }
+}
+
+impl From<RevokeQueueTokenError> for Problem {
+    fn from(error: RevokeQueueTokenError) -> Self {
+        match error {
+            RevokeQueueTokenError::Admin(refused) => refused.into(),
+            RevokeQueueTokenError::Invalid(error) => error.into(),
+            RevokeQueueTokenError::RoomNotFound(room) => {
+                Self::new(ErrorCode::RoomNotFound, format!("there is no room {room}"))
+            }
+            RevokeQueueTokenError::Repository(error) => error.into(),
+        }
+    }
+}
+
+/// `429 RATE_LIMITED` for an instance that stopped looking at admin keys for a while.
+fn admin_throttled(retry_after_seconds: u64) -> Problem {
+    Problem::new(
+        ErrorCode::RateLimited,
+        "too many wrong admin keys were presented lately; retry later",
+    )
+    .with_retry_after(u32::try_from(retry_after_seconds).unwrap_or(u32::MAX))
 }
 
 /// `401 ADMIN_KEY_INVALID`.

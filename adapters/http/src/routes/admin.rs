@@ -1,7 +1,7 @@
 //! Section 6 of docs/API.md: administration (`Authorization: Bearer <ADMIN_API_KEY>`).
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use concert_application::create_concert::{CreateConcertCommand, NewDateCommand};
 use serde::{Deserialize, Serialize};
@@ -105,4 +105,57 @@ pub async fn create_concert(
             concert_id: concert.get(),
         }),
     ))
+}
+
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevocationRequest {
+    /// The user whose live token in the room ends.
+    #[schema(format = Uuid, example = "3f1c9a52-4c1e-4d8e-9b1a-2f6c1d3e4a5b")]
+    pub user_id: String,
+}
+
+/// **Extension.** Revokes a user's live token in a waiting room: it ends at once (`reason`
+/// `REVOKED`), its next call gets `401 TOKEN_EXPIRED`, and its place or active slot is freed.
+///
+/// `204` also when the user had no live token. One room runs today: `default`, which guards
+/// every concert.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/rooms/{roomId}/revocations",
+    tag = "admin",
+    security(("adminKey" = [])),
+    params(("roomId" = String, Path, description = "The room: 1 to 64 characters of `a-z`, `0-9` and `-`", example = "default")),
+    request_body = RevocationRequest,
+    responses(
+        (status = 204, description = "The user's live token, if any, has ended"),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "ROOM_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn revoke_queue_token(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+    Path(room): Path<String>,
+    body: Result<ValidJson<RevocationRequest>, Problem>,
+) -> Result<StatusCode, Problem> {
+    let revoke = &state.services().revoke_queue_token;
+    let ValidJson(request) = match body {
+        Ok(body) => body,
+        // The key is judged before the body, as on every admin endpoint.
+        Err(problem) => {
+            if !state.services().create_concert.admits(Some(&key)) {
+                return Err(admin_key_invalid());
+            }
+            return Err(problem);
+        }
+    };
+    revoke.execute(Some(&key), &room, &request.user_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

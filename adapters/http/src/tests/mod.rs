@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
-use concert_application::create_concert::AdminKey;
+use concert_application::admin_access::AdminKey;
 use concert_application::hold_seat::HoldSettings;
 use concert_application::identify_caller::IdentityMode;
 use concert_application::ports::{

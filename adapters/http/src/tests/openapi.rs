@@ -8,6 +8,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queue/tokens"),
     ("get", "/v1/queue/status"),
     ("delete", "/v1/queue/tokens/current"),
+    ("post", "/v1/admin/rooms/{roomId}/revocations"),
     ("get", "/v1/concerts"),
     ("get", "/v1/concerts/{concertId}/dates"),
     ("get", "/v1/concerts/{concertId}/dates/{date}/seats"),

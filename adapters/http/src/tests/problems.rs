@@ -8,6 +8,7 @@ use concert_domain::wallet::ChargeRefused;
 use std::collections::HashSet;
 
 use axum::response::IntoResponse;
+use concert_application::admin_access::AdminRefused;
 use concert_application::authorize_request::AuthorizeError;
 use concert_application::cancel_reservation::CancelReservationError;
 use concert_application::charge_points::ChargePointsError;
@@ -15,6 +16,7 @@ use concert_application::create_concert::CreateConcertError;
 use concert_application::hold_seat::HoldSeatError;
 use concert_application::identify_caller::IdentityError;
 use concert_application::issue_queue_token::IssueQueueTokenError;
+use concert_application::leave_queue::LeaveQueueError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
 use concert_application::pay_reservation::PayReservationError;
@@ -22,6 +24,7 @@ use concert_application::ports::InvalidIdentity;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
+use concert_application::revoke_queue_token::RevokeQueueTokenError;
 use concert_domain::ParseError;
 
 use super::*;
@@ -62,6 +65,26 @@ fn every_error() -> Vec<(Problem, &'static str)> {
             "INTERNAL_ERROR",
         ),
         (ReadQueueStatusError::TokenInvalid.into(), "TOKEN_INVALID"),
+        (LeaveQueueError::TokenInvalid.into(), "TOKEN_INVALID"),
+        (LeaveQueueError::TokenExpired.into(), "TOKEN_EXPIRED"),
+        (
+            RevokeQueueTokenError::Admin(AdminRefused::KeyInvalid).into(),
+            "ADMIN_KEY_INVALID",
+        ),
+        (
+            RevokeQueueTokenError::Admin(AdminRefused::Throttled {
+                retry_after_seconds: 5,
+            })
+            .into(),
+            "RATE_LIMITED",
+        ),
+        (
+            RevokeQueueTokenError::RoomNotFound(
+                concert_domain::RoomId::parse("spring-gala").expect("a room id"),
+            )
+            .into(),
+            "ROOM_NOT_FOUND",
+        ),
         (
             ReadQueueStatusError::Repository(unavailable()).into(),
             "SERVICE_UNAVAILABLE",
@@ -239,7 +262,9 @@ async fn every_use_case_error_maps_to_its_code_and_status() {
             "TOKEN_INVALID" | "TOKEN_EXPIRED" | "ADMIN_KEY_INVALID" | "IDENTITY_INVALID" => 401,
             "QUEUE_NOT_ACTIVE" | "IDENTITY_MISMATCH" => 403,
             "RATE_LIMITED" => 429,
-            "CONCERT_NOT_FOUND" | "DATE_NOT_FOUND" | "RESERVATION_NOT_FOUND" => 404,
+            "CONCERT_NOT_FOUND" | "ROOM_NOT_FOUND" | "DATE_NOT_FOUND" | "RESERVATION_NOT_FOUND" => {
+                404
+            }
             "SERVICE_UNAVAILABLE" => 503,
             "INTERNAL_ERROR" => 500,
             _ => 409,
@@ -300,6 +325,7 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("TOKEN_EXPIRED", 401),
         ("QUEUE_NOT_ACTIVE", 403),
         ("CONCERT_NOT_FOUND", 404),
+        ("ROOM_NOT_FOUND", 404),
         ("DATE_NOT_FOUND", 404),
         ("SEAT_UNAVAILABLE", 409),
         ("HOLD_LIMIT_REACHED", 409),

@@ -534,7 +534,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
                 limit,
             },
             wallet: WalletLimits::default(),
-            admin_key: concert_application::create_concert::AdminKey::default(),
+            admin_key: concert_application::admin_access::AdminKey::default(),
             identity: concert_application::identify_caller::IdentityMode::Trusted,
             retention: concert_domain::RetentionPolicy::default(),
         },
