@@ -5,16 +5,20 @@
 use std::sync::Arc;
 
 use concert_domain::queue::{admit_oldest, end_overdue};
-use concert_domain::{EndReason, Overdue, QueuePolicy, QueueTicket};
+use concert_domain::{EndReason, Overdue, QueuePolicy, QueueTicket, RoomId};
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AdmissionReport, AdmissionRules, Clock, QueueRepository, RepositoryError, Written,
+    AdmissionReport, AdmissionRules, Clock, QueueRepository, RepositoryError, RoomRepository,
+    Written,
 };
 use crate::queue_metrics;
+use crate::queue_view::QueueView;
 
 pub struct AdmitNextInLine {
     queue: Arc<dyn QueueRepository>,
+    rooms: Arc<dyn RoomRepository>,
+    view: QueueView,
     clock: Arc<dyn Clock>,
     policy: QueuePolicy,
 }
@@ -23,11 +27,18 @@ pub struct AdmitNextInLine {
 struct RulesAt {
     policy: QueuePolicy,
     now: OffsetDateTime,
+    /// Whether the room admits at all now (not paused).
+    admits: bool,
 }
 
 impl AdmissionRules for RulesAt {
     fn end_overdue(&self, active: &[QueueTicket]) -> Overdue {
-        end_overdue(active, self.now, &self.policy)
+        let overdue = end_overdue(active, self.now, &self.policy);
+        if self.admits {
+            overdue
+        } else {
+            Overdue { free: 0, ..overdue }
+        }
     }
 
     fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
@@ -38,11 +49,15 @@ impl AdmissionRules for RulesAt {
 impl AdmitNextInLine {
     pub fn new(
         queue: Arc<dyn QueueRepository>,
+        rooms: Arc<dyn RoomRepository>,
+        view: QueueView,
         clock: Arc<dyn Clock>,
         policy: QueuePolicy,
     ) -> Self {
         Self {
             queue,
+            rooms,
+            view,
             clock,
             policy,
         }
@@ -52,10 +67,25 @@ impl AdmitNextInLine {
     /// `None` when a ticket changed under the step (nothing was written; the next step will
     /// decide again).
     pub async fn run_once(&self) -> Result<Option<AdmissionReport>, RepositoryError> {
+        // The room's settings as stored now: an operator's change reaches every instance by
+        // its next step.
+        let room = self
+            .rooms
+            .find(&RoomId::default_room())
+            .await?
+            .map(|room| room.value);
+        let (policy, admits) = match &room {
+            Some(room) => (room.admission_policy(&self.policy), room.admits()),
+            None => (self.policy, true),
+        };
+        if let Some(room) = room {
+            self.view.note_room(room);
+        }
         let now = self.clock.now();
         let rules = RulesAt {
-            policy: self.policy,
+            policy,
             now,
+            admits,
         };
         let Written::Done(report) = self.queue.admit(now, &rules).await? else {
             tracing::debug!("admission step found a ticket changed; nothing written");
@@ -83,12 +113,12 @@ impl AdmitNextInLine {
 mod tests {
     use std::sync::Mutex;
 
-    use concert_domain::TicketStatus;
     use concert_domain::queue::ServingCounter;
+    use concert_domain::{Room, RoomState, TicketStatus};
     use time::Duration;
 
     use super::*;
-    use crate::ports::MockQueueRepository;
+    use crate::ports::{MockQueueRepository, MockRoomRepository, Version, Versioned};
     use crate::test_support::{
         NOW, active_ticket, active_ticket_until, clock, clock_at, policy, waiting_ticket,
     };
@@ -122,13 +152,29 @@ mod tests {
         (queue, answered)
     }
 
+    /// The use case over `queue`, with `room` stored (none: the deployment's policy).
+    fn stepper(
+        queue: MockQueueRepository,
+        clock: Arc<dyn Clock>,
+        room: Option<Room>,
+    ) -> AdmitNextInLine {
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_find().returning(move |_| {
+            Ok(room
+                .clone()
+                .map(|room| Versioned::new(room, Version::new(1))))
+        });
+        let view = QueueView::new(Arc::new(MockQueueRepository::new()), policy());
+        AdmitNextInLine::new(Arc::new(queue), Arc::new(rooms), view, clock, policy())
+    }
+
     /// Runs one step at `at` with the test policy and returns what `ask` got from the rules.
     async fn rules_answer<T: Send + 'static>(
         at: OffsetDateTime,
         ask: impl Fn(&dyn AdmissionRules) -> T + Send + 'static,
     ) -> T {
         let (queue, answered) = admitting_at(at, ask);
-        let done = AdmitNextInLine::new(Arc::new(queue), clock_at(at), policy())
+        let done = stepper(queue, clock_at(at), None)
             .run_once()
             .await
             .expect("admitted");
@@ -146,7 +192,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(Written::Done(report())));
 
-        let done = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
+        let done = stepper(queue, clock(), None)
             .run_once()
             .await
             .expect("admitted");
@@ -162,7 +208,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Ok(Written::Stale));
 
-        let done = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
+        let done = stepper(queue, clock(), None)
             .run_once()
             .await
             .expect("not an error");
@@ -178,9 +224,7 @@ mod tests {
             .times(1)
             .returning(|_, _| Err(RepositoryError::Unavailable("down".into())));
 
-        let failed = AdmitNextInLine::new(Arc::new(queue), clock(), policy())
-            .run_once()
-            .await;
+        let failed = stepper(queue, clock(), None).run_once().await;
 
         assert!(matches!(failed, Err(RepositoryError::Unavailable(_))));
     }
@@ -266,5 +310,40 @@ mod tests {
         }
         assert!(none.is_empty());
         assert_eq!(all.len(), 3);
+    }
+
+    /// Runs one step at `NOW` over `room` and returns what the rules answered for one active
+    /// ticket and two waiting ones.
+    async fn rules_in(room: Room) -> (u32, usize) {
+        let (queue, answered) = admitting_at(NOW, |rules| {
+            let overdue = rules.end_overdue(&[active_ticket(3, Duration::seconds(1))]);
+            let admitted =
+                rules.admit_oldest(&[waiting_ticket(4), waiting_ticket(5)], overdue.free);
+            (overdue.free, admitted.len())
+        });
+        let step = stepper(queue, clock_at(NOW), Some(room.clone()));
+        step.run_once().await.expect("admitted");
+        assert_eq!(
+            step.view.room(),
+            Some(room),
+            "the instance follows the room"
+        );
+        let answer = answered.lock().expect("lock").take();
+        answer.expect("the repository asked the rules")
+    }
+
+    #[tokio::test]
+    async fn a_step_follows_the_rooms_maximum_as_stored_now() {
+        let room = |max| Room::new(RoomId::default_room(), max, RoomState::Open).expect("a room");
+        assert_eq!(rules_in(room(3)).await, (2, 2));
+        // Lowered below the active count: nobody is admitted until below it.
+        assert_eq!(rules_in(room(1)).await, (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_paused_room_admits_nobody_and_a_closed_one_still_admits() {
+        let room = |state| Room::new(RoomId::default_room(), 3, state).expect("a room");
+        assert_eq!(rules_in(room(RoomState::Paused)).await, (0, 0));
+        assert_eq!(rules_in(room(RoomState::Closed)).await, (2, 2));
     }
 }

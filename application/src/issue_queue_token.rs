@@ -25,6 +25,9 @@ pub struct IssuedToken {
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssueQueueTokenError {
+    /// The room is closed to newcomers (`409 ROOM_CLOSED`); a live token is still handed back.
+    #[error("the waiting room is closed")]
+    RoomClosed,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -53,9 +56,14 @@ impl IssueQueueToken {
         // no place yet and skips the load: the write's compare-and-set over the absent place
         // checks exactly that presumption, and a user who has a place costs one refused write
         // before the load.
+        let closed = access
+            .view
+            .room()
+            .is_some_and(|room| !room.accepts_newcomers());
         let mut first_attempt = true;
         let (ticket, created) = until_written(|| {
-            let presume_first_join = std::mem::take(&mut first_attempt);
+            // In a closed room only a live ticket is handed out, so the load comes first.
+            let presume_first_join = std::mem::take(&mut first_attempt) && !closed;
             async move {
                 let live = if presume_first_join {
                     LiveTicket::FIRST_JOIN
@@ -65,6 +73,9 @@ impl IssueQueueToken {
                 match join(live.ticket.as_ref(), now, &access.policy) {
                     Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
                     Join::Draw { ends } => {
+                        if closed {
+                            return Err(IssueQueueTokenError::RoomClosed);
+                        }
                         if let Some(overdue) = ends {
                             let end = TicketEnd {
                                 ticket: overdue.ticket(),
@@ -114,12 +125,10 @@ impl IssueQueueToken {
     /// decides as always (ticket order, never beyond the maximum), so many newcomers on several
     /// instances at once can never be admitted past it.
     async fn pass_through(&self, ticket: QueueTicket) -> Result<QueueTicket, RepositoryError> {
-        let line = self.access.view.snapshot();
-        if !self
-            .access
-            .policy
-            .admits_on_arrival(line.waiting, line.active)
-        {
+        let view = &self.access.view;
+        let line = view.snapshot();
+        let room_admits = view.room().is_none_or(|room| room.admits());
+        if !room_admits || !view.policy().admits_on_arrival(line.waiting, line.active) {
             return Ok(ticket);
         }
         self.admission.admit_soon(PASSTHROUGH_WAIT).await;
@@ -133,6 +142,7 @@ impl IssueQueueToken {
 #[cfg(test)]
 mod tests {
     use concert_domain::queue::ServingCounter;
+    use concert_domain::{Room, RoomId, RoomState};
     use mockall::Sequence;
     use mockall::predicate::eq;
     use time::Duration;
@@ -253,6 +263,7 @@ mod tests {
                 admitted_total: 13,
                 waiting,
                 active,
+                issued: 13 + waiting,
             })
         });
         line.expect_ended_waiting().returning(|_| Ok(Vec::new()));
@@ -299,6 +310,34 @@ mod tests {
         assert!(issued.created);
         assert_eq!(issued.status.status, TicketStatus::Active);
         assert!(issued.status.active_until.is_some());
+    }
+
+    #[tokio::test]
+    async fn a_closed_room_turns_newcomers_away_and_hands_live_tokens_back() {
+        let closed = Room::new(RoomId::default_room(), 5, RoomState::Closed).expect("a room");
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .times(1)
+            .returning(|_| Ok(live(None, PLACE_VERSION)));
+        queue.expect_save_join().never();
+        let issuer = issuer(queue, MockTokenSigner::new()).await;
+        issuer.access.view.note_room(closed.clone());
+        let refused = issuer.execute(user()).await;
+        assert!(matches!(refused, Err(IssueQueueTokenError::RoomClosed)));
+
+        let waiting = waiting_ticket(14);
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_live()
+            .times(1)
+            .returning(move |_| Ok(live(Some(waiting.clone()), PLACE_VERSION)));
+        queue.expect_save_join().never();
+        let issuer = issuer_over_line(queue, 3, 2, admitting_soon(0)).await;
+        issuer.access.view.note_room(closed);
+        let issued = issuer.execute(user()).await.expect("handed back");
+        assert!(!issued.created);
+        assert_eq!(issued.status.status, TicketStatus::Waiting);
     }
 
     #[tokio::test]

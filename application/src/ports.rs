@@ -16,8 +16,8 @@ use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
     Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
     IdempotencyKey, IdempotencyScope, NewConcert, Overdue, PaymentId, Price, QueueTicket,
-    Reservation, ReservationId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId,
-    Wallet,
+    Reservation, ReservationId, Room, RoomId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus,
+    UserHolds, UserId, Wallet,
 };
 use time::{Date, OffsetDateTime};
 
@@ -454,6 +454,8 @@ pub struct QueueSnapshot {
     pub admitted_total: u64,
     pub waiting: u64,
     pub active: u64,
+    /// Tickets issued since the queue began.
+    pub issued: u64,
 }
 
 /// The waiting line.
@@ -503,6 +505,21 @@ pub trait QueueRepository: Send + Sync {
         &self,
         serving: ServingCounter,
     ) -> Result<Vec<EndedWaiting>, RepositoryError>;
+}
+
+/// Waiting rooms' settings, kept in the store so that every instance follows a change.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait RoomRepository: Send + Sync {
+    /// The room with the version of its row; `None` when no room has this id.
+    async fn find(&self, room: &RoomId) -> Result<Option<Versioned<Room>>, RepositoryError>;
+
+    /// Writes the room over the version read (`Stale`, nothing written, when it moved).
+    async fn save(&self, room: &Versioned<Room>) -> Result<Written<()>, RepositoryError>;
+
+    /// Creates `room` when the store has no room with its id (a new database); an existing
+    /// room keeps its settings.
+    async fn create_if_absent(&self, room: &Room) -> Result<(), RepositoryError>;
 }
 
 /// Removes records past their retention ([`concert_domain::RetentionPolicy`]). Each call

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, RwLock};
 
 use concert_domain::queue::{ServingCounter, position_in_line};
-use concert_domain::{QueuePolicy, TicketNo};
+use concert_domain::{QueuePolicy, Room, TicketNo};
 use time::{Duration, OffsetDateTime};
 
 use crate::ports::{EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
@@ -22,6 +22,8 @@ struct ViewState {
     /// numbers alone (what a position is computed from, on every poll).
     ended_waiting: Vec<EndedWaiting>,
     ended_tickets: Vec<TicketNo>,
+    /// The room's live settings, as the last admission step read them.
+    room: Option<Room>,
     /// `(when, admitted_total)` samples inside the rate window, oldest first.
     samples: VecDeque<(OffsetDateTime, u64)>,
 }
@@ -125,6 +127,41 @@ impl QueueView {
         }
     }
 
+    /// Records the room's settings as an admission step read them from the store.
+    pub fn note_room(&self, room: Room) {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .room = Some(room);
+    }
+
+    /// The room's settings as last read; `None` before the first admission step.
+    pub fn room(&self) -> Option<Room> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .room
+            .clone()
+    }
+
+    /// The policy the line runs under now: the deployment's, with the room's maximum.
+    pub fn policy(&self) -> QueuePolicy {
+        self.room()
+            .map_or(self.policy, |room| room.admission_policy(&self.policy))
+    }
+
+    /// Tickets admitted in the last minute (or since this instance started, if sooner).
+    pub fn admitted_last_minute(&self) -> u64 {
+        let state = self
+            .state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (state.samples.front(), state.samples.back()) {
+            (Some((_, first)), Some((_, last))) => last.saturating_sub(*first),
+            _ => 0,
+        }
+    }
+
     /// Tickets admitted per second over the last minute, never below the worst case (only
     /// timeouts move the line).
     pub fn admissions_per_second(&self) -> f64 {
@@ -144,7 +181,11 @@ impl QueueView {
         };
         // Every active token ends by its active deadline at the latest, so a full line moves at
         // least at the worst-case rate even when little has been measured yet.
-        let floor = self.policy.worst_case_admissions_per_second();
+        let floor = state
+            .room
+            .as_ref()
+            .map_or(self.policy, |room| room.admission_policy(&self.policy))
+            .worst_case_admissions_per_second();
         measured.map_or(floor, |rate| rate.max(floor))
     }
 }
@@ -162,6 +203,7 @@ mod tests {
             admitted_total,
             waiting: 10,
             active: 2,
+            issued: admitted_total + 10,
         }
     }
 

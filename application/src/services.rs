@@ -18,10 +18,12 @@ use crate::leave_queue::LeaveQueue;
 use crate::list_available_dates::ListAvailableDates;
 use crate::list_available_seats::ListAvailableSeats;
 use crate::list_concerts::ListConcerts;
+use crate::manage_rooms::ManageRooms;
 use crate::pay_reservation::{PayReservation, PayReservationPorts};
 use crate::ports::{
     AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
-    QueueRepository, ReservationRepository, RetentionRepository, TokenSigner, WalletRepository,
+    QueueRepository, ReservationRepository, RetentionRepository, RoomRepository, TokenSigner,
+    WalletRepository,
 };
 use crate::purge_expired_records::PurgeExpiredRecords;
 use crate::queue_access::QueueAccess;
@@ -46,6 +48,7 @@ pub struct Ports {
     pub queue: Arc<dyn QueueRepository>,
     pub admission: Arc<dyn AdmissionTrigger>,
     pub retention: Arc<dyn RetentionRepository>,
+    pub rooms: Arc<dyn RoomRepository>,
 }
 
 /// The business settings of docs/API.md section 8.
@@ -68,6 +71,7 @@ pub struct Services {
     pub read_queue_status: Arc<ReadQueueStatus>,
     pub leave_queue: Arc<LeaveQueue>,
     pub revoke_queue_token: Arc<RevokeQueueToken>,
+    pub manage_rooms: Arc<ManageRooms>,
     pub authorize: Arc<AuthorizeRequest>,
     pub list_concerts: Arc<ListConcerts>,
     pub list_available_dates: Arc<ListAvailableDates>,
@@ -99,6 +103,7 @@ impl Services {
             queue,
             admission,
             retention,
+            rooms,
         } = ports;
         let policy = settings.queue;
         let view = QueueView::new(queue.clone(), policy);
@@ -116,6 +121,7 @@ impl Services {
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
             leave_queue: Arc::new(LeaveQueue::new(access.clone(), admission.clone())),
+            manage_rooms: Arc::new(ManageRooms::new(rooms.clone(), view.clone(), admin.clone())),
             revoke_queue_token: Arc::new(RevokeQueueToken::new(
                 access,
                 admin.clone(),
@@ -157,7 +163,13 @@ impl Services {
                 admin,
                 settings.wallet.max_charge,
             )),
-            admit_next_in_line: Arc::new(AdmitNextInLine::new(queue, clock.clone(), policy)),
+            admit_next_in_line: Arc::new(AdmitNextInLine::new(
+                queue,
+                rooms.clone(),
+                view.clone(),
+                clock.clone(),
+                policy,
+            )),
             purge_expired_records: Arc::new(PurgeExpiredRecords::new(
                 retention,
                 clock.clone(),
@@ -181,8 +193,8 @@ mod tests {
     use super::*;
     use crate::ports::{
         MockAdmissionTrigger, MockCatalogRepository, MockIdempotencyStore, MockPaymentRepository,
-        MockQueueRepository, MockReservationRepository, MockRetentionRepository, MockTokenSigner,
-        MockWalletRepository, QueueSnapshot,
+        MockQueueRepository, MockReservationRepository, MockRetentionRepository,
+        MockRoomRepository, MockTokenSigner, MockWalletRepository, QueueSnapshot,
     };
     use crate::test_support::{NOW, claims, clock};
 
@@ -211,6 +223,7 @@ mod tests {
                 queue: Arc::new(queue),
                 admission: Arc::new(MockAdmissionTrigger::new()),
                 retention: Arc::new(MockRetentionRepository::new()),
+                rooms: Arc::new(MockRoomRepository::new()),
             },
             Settings {
                 queue: QueuePolicy::default(),

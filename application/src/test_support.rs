@@ -85,6 +85,7 @@ pub(crate) async fn view_serving(serving: i64) -> QueueView {
             admitted_total: u64::try_from(serving).unwrap_or(0),
             waiting: 3,
             active: 2,
+            issued: u64::try_from(serving).unwrap_or(0) + 3,
         })
     });
     queue

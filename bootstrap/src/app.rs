@@ -10,15 +10,16 @@ use anyhow::Context;
 use axum::http::HeaderValue;
 use concert_application::admin_access::{AdminAccess, AdminKey};
 use concert_application::create_concert::CreateConcert;
-use concert_application::ports::{CatalogRepository, Clock, ReservationRepository};
+use concert_application::ports::{CatalogRepository, Clock, ReservationRepository, RoomRepository};
 use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
+use concert_domain::{Room, RoomId, RoomState};
 use concert_http::limits::JoinLimitSettings;
 use concert_http::{Endpoints, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgRetentionRepository,
-    PgWalletRepository,
+    PgRoomRepository, PgWalletRepository,
 };
 use concert_token::HmacTokenSigner;
 use rand::TryRng as _;
@@ -118,6 +119,19 @@ impl Application {
         let reservations: Arc<dyn ReservationRepository> =
             Arc::new(PgReservationRepository::new(pool.clone()));
         let admission = NotifyAdmission::default();
+        let rooms: Arc<dyn RoomRepository> = Arc::new(PgRoomRepository::new(pool.clone()));
+        // QUEUE_MAX_ACTIVE seeds the default room of a new database; from then on the room's
+        // stored settings rule, as operators change them.
+        let seeded = Room::new(
+            RoomId::default_room(),
+            config.queue_max_active,
+            RoomState::Open,
+        )
+        .context("QUEUE_MAX_ACTIVE as the default room's maximum")?;
+        rooms
+            .create_if_absent(&seeded)
+            .await
+            .context("creating the default waiting room")?;
         let services = Services::new(
             Ports {
                 clock: clock.clone(),
@@ -130,9 +144,17 @@ impl Application {
                 queue: Arc::new(PgQueueRepository::new(pool.clone())),
                 admission: Arc::new(admission.clone()),
                 retention: Arc::new(PgRetentionRepository::new(pool.clone())),
+                rooms: rooms.clone(),
             },
             settings,
         );
+        if let Some(room) = rooms
+            .find(&RoomId::default_room())
+            .await
+            .context("reading the default waiting room")?
+        {
+            services.view.note_room(room.value);
+        }
         services
             .view
             .refresh(clock.now())

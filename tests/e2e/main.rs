@@ -11,3 +11,4 @@ mod leaving;
 mod malformed;
 mod operations;
 mod passthrough;
+mod rooms;

@@ -20,6 +20,7 @@ use concert_application::issue_queue_token::IssueQueueTokenError;
 use concert_application::leave_queue::LeaveQueueError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
+use concert_application::manage_rooms::ManageRoomError;
 use concert_application::pay_reservation::PayReservationError;
 use concert_application::ports::RepositoryError;
 use concert_application::read_point_history::ReadPointHistoryError;
@@ -55,6 +56,7 @@ pub enum ErrorCode {
     InsufficientBalance,
     BalanceLimitExceeded,
     IdempotencyKeyReused,
+    RoomClosed,
     AdminKeyInvalid,
     IdentityInvalid,
     IdentityMismatch,
@@ -72,7 +74,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 28] = [
+    pub const ALL: [Self; 29] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
@@ -88,6 +90,7 @@ impl ErrorCode {
         Self::InsufficientBalance,
         Self::BalanceLimitExceeded,
         Self::IdempotencyKeyReused,
+        Self::RoomClosed,
         Self::AdminKeyInvalid,
         Self::IdentityInvalid,
         Self::IdentityMismatch,
@@ -120,6 +123,7 @@ impl ErrorCode {
             Self::InsufficientBalance => "INSUFFICIENT_BALANCE",
             Self::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
+            Self::RoomClosed => "ROOM_CLOSED",
             Self::AdminKeyInvalid => "ADMIN_KEY_INVALID",
             Self::IdentityInvalid => "IDENTITY_INVALID",
             Self::IdentityMismatch => "IDENTITY_MISMATCH",
@@ -155,7 +159,8 @@ impl ErrorCode {
             | Self::ReservationExpired
             | Self::InsufficientBalance
             | Self::BalanceLimitExceeded
-            | Self::IdempotencyKeyReused => StatusCode::CONFLICT,
+            | Self::IdempotencyKeyReused
+            | Self::RoomClosed => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -186,6 +191,7 @@ impl ErrorCode {
             Self::InsufficientBalance => "The balance is too low",
             Self::BalanceLimitExceeded => "The balance would exceed its maximum",
             Self::IdempotencyKeyReused => "The idempotency key was used with another request",
+            Self::RoomClosed => "The waiting room is closed",
             Self::AdminKeyInvalid => "The admin key is missing or wrong",
             Self::IdentityInvalid => "The identity token is missing or not valid",
             Self::IdentityMismatch => "The request names another user than the caller",
@@ -446,6 +452,10 @@ impl From<AuthorizeError> for Problem {
 impl From<IssueQueueTokenError> for Problem {
     fn from(error: IssueQueueTokenError) -> Self {
         match error {
+            IssueQueueTokenError::RoomClosed => Self::new(
+                ErrorCode::RoomClosed,
+                "the waiting room is closed to newcomers",
+            ),
             IssueQueueTokenError::Repository(error) => error.into(),
         }
     }
@@ -641,14 +651,28 @@ impl From<AdminRefused> for Problem {
     }
 }
 
+impl From<ManageRoomError> for Problem {
+    fn from(error: ManageRoomError) -> Self {
+        match error {
+            ManageRoomError::Admin(refused) => refused.into(),
+            ManageRoomError::Invalid(error) => error.into(),
+            ManageRoomError::RoomNotFound(room) => room_not_found(&room),
+            ManageRoomError::Repository(error) => error.into(),
+        }
+    }
+}
+
+/// `404 ROOM_NOT_FOUND`.
+fn room_not_found(room: &concert_domain::RoomId) -> Problem {
+    Problem::new(ErrorCode::RoomNotFound, format!("there is no room {room}"))
+}
+
 impl From<RevokeQueueTokenError> for Problem {
     fn from(error: RevokeQueueTokenError) -> Self {
         match error {
             RevokeQueueTokenError::Admin(refused) => refused.into(),
             RevokeQueueTokenError::Invalid(error) => error.into(),
-            RevokeQueueTokenError::RoomNotFound(room) => {
-                Self::new(ErrorCode::RoomNotFound, format!("there is no room {room}"))
-            }
+            RevokeQueueTokenError::RoomNotFound(room) => room_not_found(&room),
             RevokeQueueTokenError::Repository(error) => error.into(),
         }
     }

@@ -33,6 +33,7 @@ mod queue;
 mod readiness;
 mod reservation;
 mod retention;
+mod rooms;
 pub mod schema;
 mod startup;
 #[cfg(feature = "test-support")]
@@ -51,5 +52,6 @@ pub use queue::PgQueueRepository;
 pub use readiness::PgReadinessProbe;
 pub use reservation::PgReservationRepository;
 pub use retention::PgRetentionRepository;
+pub use rooms::PgRoomRepository;
 pub use startup::{MIGRATIONS, migrate, prepare_database};
 pub use wallet::PgWalletRepository;

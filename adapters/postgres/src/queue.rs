@@ -321,6 +321,8 @@ impl QueueRepository for PgQueueRepository {
             waiting: i64,
             #[diesel(sql_type = BigInt)]
             active: i64,
+            #[diesel(sql_type = BigInt)]
+            issued: i64,
         }
         self.pool
             .run(async {
@@ -334,7 +336,10 @@ impl QueueRepository for PgQueueRepository {
                             s.issued_total - s.admitted_total - s.ended_waiting_total \
                               + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
                               AS waiting, \
-                            (SELECT count(*) FROM queue_tickets t WHERE t.status = 'ACTIVE') AS active \
+                            (SELECT count(*) FROM queue_tickets t WHERE t.status = 'ACTIVE') AS active, \
+                            s.issued_total \
+                              + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
+                              AS issued \
                      FROM queue_state s WHERE s.id = 1",
                 )
                 .cached()
@@ -346,6 +351,7 @@ impl QueueRepository for PgQueueRepository {
                     admitted_total: u64::try_from(row.admitted_total).map_err(corrupt)?,
                     waiting: u64::try_from(row.waiting).map_err(corrupt)?,
                     active: u64::try_from(row.active).map_err(corrupt)?,
+                    issued: u64::try_from(row.issued).map_err(corrupt)?,
                 })
             })
             .await

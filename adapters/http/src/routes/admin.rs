@@ -4,6 +4,8 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use concert_application::create_concert::{CreateConcertCommand, NewDateCommand};
+use concert_application::manage_rooms::RoomReport;
+use concert_domain::{RoomChange, RoomState};
 use serde::{Deserialize, Serialize};
 use time::Date;
 use utoipa::ToSchema;
@@ -158,4 +160,189 @@ pub async fn revoke_queue_token(
     };
     revoke.execute(Some(&key), &room, &request.user_id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether a waiting room lets people in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoomStateBody {
+    /// Newcomers join; waiting tokens are admitted as places free up.
+    Open,
+    /// Newcomers still join; nobody is admitted until the room opens again.
+    Paused,
+    /// Newcomers get `409 ROOM_CLOSED`; tokens already issued keep their state.
+    Closed,
+}
+
+impl From<RoomState> for RoomStateBody {
+    fn from(state: RoomState) -> Self {
+        match state {
+            RoomState::Open => Self::Open,
+            RoomState::Paused => Self::Paused,
+            RoomState::Closed => Self::Closed,
+        }
+    }
+}
+
+impl From<RoomStateBody> for RoomState {
+    fn from(state: RoomStateBody) -> Self {
+        match state {
+            RoomStateBody::Open => Self::Open,
+            RoomStateBody::Paused => Self::Paused,
+            RoomStateBody::Closed => Self::Closed,
+        }
+    }
+}
+
+/// A waiting room's settings and how its line stands now (this instance's view, at most an
+/// admission interval old).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomResponse {
+    #[schema(example = "default")]
+    pub room_id: String,
+    /// Tokens active at once, at most.
+    #[schema(minimum = 1, example = 500)]
+    pub max_active: u32,
+    pub state: RoomStateBody,
+    /// `WAITING` tokens.
+    pub waiting: u64,
+    /// `ACTIVE` tokens.
+    pub active: u64,
+    /// Tokens issued since the line began.
+    pub issued: u64,
+    /// Tokens admitted in the last minute.
+    pub admitted_last_minute: u64,
+    /// The wait a newcomer joining now would be told; `null` while the room is paused.
+    pub estimated_wait_seconds_at_back: Option<u64>,
+}
+
+impl From<RoomReport> for RoomResponse {
+    fn from(report: RoomReport) -> Self {
+        Self {
+            room_id: report.room.id().to_string(),
+            max_active: report.room.max_active(),
+            state: report.room.state().into(),
+            waiting: report.waiting,
+            active: report.active,
+            issued: report.issued,
+            admitted_last_minute: report.admitted_last_minute,
+            estimated_wait_seconds_at_back: report.estimated_wait_seconds_at_back,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoomsResponse {
+    pub rooms: Vec<RoomResponse>,
+}
+
+/// A change to a room: each member given is set, the others stay.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoomChangeRequest {
+    /// 1 to 1,000,000. Lowered below the tokens active now, nobody is admitted until fewer are.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 200)]
+    pub max_active: Option<i64>,
+    pub state: Option<RoomStateBody>,
+}
+
+/// **Extension.** The waiting rooms with their live figures. One room runs today: `default`,
+/// which guards every concert.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/rooms",
+    tag = "admin",
+    security(("adminKey" = [])),
+    responses(
+        (status = 200, description = "Every room", body = RoomsResponse),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_rooms(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+) -> Result<Json<RoomsResponse>, Problem> {
+    let rooms = state.services().manage_rooms.list(Some(&key)).await?;
+    Ok(Json(RoomsResponse {
+        rooms: rooms.into_iter().map(RoomResponse::from).collect(),
+    }))
+}
+
+/// **Extension.** One waiting room with its live figures.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/rooms/{roomId}",
+    tag = "admin",
+    security(("adminKey" = [])),
+    params(("roomId" = String, Path, description = "The room: 1 to 64 characters of `a-z`, `0-9` and `-`", example = "default")),
+    responses(
+        (status = 200, description = "The room", body = RoomResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "ROOM_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read_room(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+    Path(room): Path<String>,
+) -> Result<Json<RoomResponse>, Problem> {
+    let report = state
+        .services()
+        .manage_rooms
+        .read(Some(&key), &room)
+        .await?;
+    Ok(Json(report.into()))
+}
+
+/// **Extension.** Changes a waiting room's maximum of active tokens or its state. Every instance
+/// follows within its admission interval (250 ms by default).
+#[utoipa::path(
+    patch,
+    path = "/v1/admin/rooms/{roomId}",
+    tag = "admin",
+    security(("adminKey" = [])),
+    params(("roomId" = String, Path, description = "The room: 1 to 64 characters of `a-z`, `0-9` and `-`", example = "default")),
+    request_body = RoomChangeRequest,
+    responses(
+        (status = 200, description = "The room as changed", body = RoomResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "ROOM_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update_room(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+    Path(room): Path<String>,
+    body: Result<ValidJson<RoomChangeRequest>, Problem>,
+) -> Result<Json<RoomResponse>, Problem> {
+    let manage = &state.services().manage_rooms;
+    let ValidJson(request) = match body {
+        Ok(body) => body,
+        Err(problem) => {
+            if !state.services().create_concert.admits(Some(&key)) {
+                return Err(admin_key_invalid());
+            }
+            return Err(problem);
+        }
+    };
+    let change = RoomChange {
+        max_active: request.max_active,
+        state: request.state.map(RoomState::from),
+    };
+    let report = manage.update(Some(&key), &room, &change).await?;
+    Ok(Json(report.into()))
 }

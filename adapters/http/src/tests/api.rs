@@ -905,3 +905,74 @@ async fn the_router_serves_over_a_real_socket() {
 
     server.abort();
 }
+
+fn admin_call(method: Method, uri: &str) -> Call {
+    call(method, uri).bearer(ADMIN_KEY)
+}
+
+#[tokio::test]
+async fn an_operator_reads_and_changes_the_default_room() {
+    let app = app().await;
+    let listed = admin_call(Method::GET, "/v1/admin/rooms")
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(listed["rooms"][0]["roomId"], "default");
+    assert_eq!(listed["rooms"][0]["maxActive"], 500);
+    assert_eq!(listed["rooms"][0]["state"], "OPEN");
+
+    let changed = admin_call(Method::PATCH, "/v1/admin/rooms/default")
+        .json(&serde_json::json!({ "maxActive": 20, "state": "PAUSED" }))
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(
+        (&changed["maxActive"], &changed["state"]),
+        (&20.into(), &"PAUSED".into())
+    );
+    assert_eq!(changed["estimatedWaitSecondsAtBack"], Value::Null);
+    let read = admin_call(Method::GET, "/v1/admin/rooms/default")
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(read["maxActive"], 20);
+    for member in ["waiting", "active", "issued", "admittedLastMinute"] {
+        assert!(read[member].is_u64(), "{member}: {read}");
+    }
+}
+
+#[tokio::test]
+async fn room_changes_are_checked_key_first() {
+    let app = app().await;
+    call(Method::GET, "/v1/admin/rooms")
+        .bearer("wrong-admin-key-0000")
+        .send(&app)
+        .await
+        .problem(401, "ADMIN_KEY_INVALID");
+    call(Method::PATCH, "/v1/admin/rooms/default")
+        .bearer("wrong-admin-key-0000")
+        .json(&serde_json::json!({ "maxActive": "many" }))
+        .send(&app)
+        .await
+        .problem(401, "ADMIN_KEY_INVALID");
+    for body in [
+        serde_json::json!({ "maxActive": 0 }),
+        serde_json::json!({ "state": "SHUT" }),
+        serde_json::json!({ "admitPerMinute": 10 }),
+    ] {
+        admin_call(Method::PATCH, "/v1/admin/rooms/default")
+            .json(&body)
+            .send(&app)
+            .await
+            .problem(400, "VALIDATION_FAILED");
+    }
+    admin_call(Method::GET, "/v1/admin/rooms/spring-gala")
+        .send(&app)
+        .await
+        .problem(404, "ROOM_NOT_FOUND");
+    admin_call(Method::PATCH, "/v1/admin/rooms/Spring")
+        .json(&serde_json::json!({ "state": "OPEN" }))
+        .send(&app)
+        .await
+        .problem(400, "VALIDATION_FAILED");
+}

@@ -25,16 +25,17 @@ use concert_application::ports::{
     IdempotentAnswer, InvalidIdentity, InvalidToken, LiveTicket, MockAdmissionTrigger,
     MockCatalogRepository, MockClock, MockIdempotencyStore, MockIdentityVerifier,
     MockPaymentRepository, MockQueueRepository, MockReadinessProbe, MockReservationRepository,
-    MockRetentionRepository, MockTokenSigner, MockWalletRepository, PaymentReceipt, PaymentState,
-    QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims, Version, Versioned, Written,
+    MockRetentionRepository, MockRoomRepository, MockTokenSigner, MockWalletRepository,
+    PaymentReceipt, PaymentState, QueueSnapshot, RepositoryError, StoredAnswer, TokenClaims,
+    Version, Versioned, Written,
 };
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
     Balance, Concert, ConcertDate, ConcertId, ConcertTitle, EndReason, IdempotencyScope,
     LedgerEntry, LedgerEntryId, LedgerKind, PaymentId, Price, QueuePolicy, QueueTicket,
-    Reservation, ReservationId, ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef,
-    TicketNo, TicketStatus, UserHolds, UserId, Wallet, WalletLimits,
+    Reservation, ReservationId, ReservationStatus, Room, RoomId, RoomState, Seat, SeatClaim,
+    SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserHolds, UserId, Wallet, WalletLimits,
 };
 use serde_json::Value;
 use time::macros::{date, datetime};
@@ -236,6 +237,7 @@ fn queue() -> MockQueueRepository {
             admitted_total: 10,
             waiting: 5,
             active: 2,
+            issued: 15,
         })
     });
     queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
@@ -499,6 +501,29 @@ fn idempotency() -> MockIdempotencyStore {
     store
 }
 
+/// The `default` room, 500 active at most, open; changes are kept (version by version).
+fn rooms() -> MockRoomRepository {
+    let stored = Arc::new(std::sync::Mutex::new(Versioned::new(
+        Room::new(RoomId::default_room(), 500, RoomState::Open).expect("a room"),
+        Version::new(1),
+    )));
+    let mut rooms = MockRoomRepository::new();
+    let read = Arc::clone(&stored);
+    rooms.expect_find().returning(move |id| {
+        let room = read.lock().expect("rooms").clone();
+        Ok((room.value.id() == id).then_some(room))
+    });
+    rooms.expect_save().returning(move |write| {
+        let mut room = stored.lock().expect("rooms");
+        if room.version != write.version {
+            return Ok(Written::Stale);
+        }
+        *room = Versioned::new(write.value.clone(), Version::new(write.version.get() + 1));
+        Ok(Written::Done(()))
+    });
+    rooms
+}
+
 /// The use cases over the fakes, as the bootstrap crate would wire them.
 pub async fn use_cases(scenario: Scenario) -> UseCases {
     let policy = QueuePolicy::default();
@@ -532,6 +557,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             queue,
             admission: Arc::new(admission),
             retention: Arc::new(MockRetentionRepository::new()),
+            rooms: Arc::new(rooms()),
         },
         Settings {
             queue: policy,

@@ -65,6 +65,7 @@ fn every_error() -> Vec<(Problem, &'static str)> {
             "INTERNAL_ERROR",
         ),
         (ReadQueueStatusError::TokenInvalid.into(), "TOKEN_INVALID"),
+        (IssueQueueTokenError::RoomClosed.into(), "ROOM_CLOSED"),
         (LeaveQueueError::TokenInvalid.into(), "TOKEN_INVALID"),
         (LeaveQueueError::TokenExpired.into(), "TOKEN_EXPIRED"),
         (
@@ -335,6 +336,7 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("INSUFFICIENT_BALANCE", 409),
         ("BALANCE_LIMIT_EXCEEDED", 409),
         ("IDEMPOTENCY_KEY_REUSED", 409),
+        ("ROOM_CLOSED", 409),
         ("ADMIN_KEY_INVALID", 401),
         ("IDENTITY_INVALID", 401),
         ("IDENTITY_MISMATCH", 403),

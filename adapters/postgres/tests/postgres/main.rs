@@ -14,6 +14,7 @@ mod races;
 mod read_models;
 mod reservations;
 mod retention;
+mod rooms;
 mod startup;
 mod transient;
 mod wallet;

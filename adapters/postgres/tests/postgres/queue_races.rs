@@ -61,7 +61,13 @@ fn instance(pool: &PgPool, clock: Arc<dyn Clock>, policy: QueuePolicy) -> Arc<In
     };
     Arc::new(Instance {
         issue: IssueQueueToken::new(access.clone(), Arc::new(crate::support::NoAdmission)),
-        admit: AdmitNextInLine::new(queue, Arc::clone(&clock), policy),
+        admit: AdmitNextInLine::new(
+            queue,
+            Arc::new(concert_postgres::PgRoomRepository::new(pool.clone())),
+            view.clone(),
+            Arc::clone(&clock),
+            policy,
+        ),
         authorize: AuthorizeRequest::new(access),
         view,
         clock,

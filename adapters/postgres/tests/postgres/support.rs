@@ -526,6 +526,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             queue: Arc::new(PgQueueRepository::new(pool.clone())),
             admission: Arc::new(NoAdmission),
             retention: Arc::new(concert_postgres::PgRetentionRepository::new(pool.clone())),
+            rooms: Arc::new(concert_postgres::PgRoomRepository::new(pool.clone())),
         },
         Settings {
             queue: QueuePolicy::default(),

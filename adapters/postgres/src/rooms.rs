@@ -1,0 +1,120 @@
+//! `RoomRepository`: waiting rooms' settings in PostgreSQL. A change is one compare-and-set
+//! `UPDATE` over the version read; the domain decided it.
+
+use async_trait::async_trait;
+use concert_application::ports::{RepositoryError, RoomRepository, Versioned, Written};
+use concert_domain::{Room, RoomId, RoomState};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel_async::RunQueryDsl;
+
+use crate::cached::CachedExt;
+use crate::columns::version;
+use crate::error::{corrupt, from_diesel};
+use crate::pool::PgPool;
+
+#[derive(Debug, Clone)]
+pub struct PgRoomRepository {
+    pool: PgPool,
+}
+
+impl PgRoomRepository {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+#[derive(QueryableByName)]
+struct RoomRow {
+    #[diesel(sql_type = Text)]
+    room_id: String,
+    #[diesel(sql_type = Integer)]
+    max_active: i32,
+    #[diesel(sql_type = Text)]
+    state: String,
+    #[diesel(sql_type = BigInt)]
+    version: i64,
+}
+
+impl RoomRow {
+    fn into_domain(self) -> Result<Versioned<Room>, RepositoryError> {
+        let room = Room::new(
+            RoomId::parse(&self.room_id).map_err(corrupt)?,
+            u32::try_from(self.max_active).map_err(corrupt)?,
+            RoomState::parse(&self.state).map_err(corrupt)?,
+        )
+        .map_err(corrupt)?;
+        Ok(Versioned::new(room, version(self.version)?))
+    }
+}
+
+fn max_active(room: &Room) -> i32 {
+    i32::try_from(room.max_active()).unwrap_or(i32::MAX)
+}
+
+#[async_trait]
+impl RoomRepository for PgRoomRepository {
+    async fn find(&self, room: &RoomId) -> Result<Option<Versioned<Room>>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let row: Option<RoomRow> = diesel::sql_query(
+                    "SELECT room_id, max_active, state, version FROM rooms WHERE room_id = $1",
+                )
+                .bind::<Text, _>(room.as_str())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+                row.map(RoomRow::into_domain).transpose()
+            })
+            .await
+    }
+
+    async fn save(&self, room: &Versioned<Room>) -> Result<Written<()>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let written = diesel::sql_query(
+                    "UPDATE rooms SET max_active = $2, state = $3, version = version + 1, \
+                                      updated_at = now() \
+                     WHERE room_id = $1 AND version = $4",
+                )
+                .bind::<Text, _>(room.value.id().as_str())
+                .bind::<Integer, _>(max_active(&room.value))
+                .bind::<Text, _>(room.value.state().as_str())
+                .bind::<BigInt, _>(room.version.get())
+                .cached()
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                Ok(if written == 1 {
+                    Written::Done(())
+                } else {
+                    Written::Stale
+                })
+            })
+            .await
+    }
+
+    async fn create_if_absent(&self, room: &Room) -> Result<(), RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                diesel::sql_query(
+                    "INSERT INTO rooms (room_id, max_active, state) VALUES ($1, $2, $3) \
+                     ON CONFLICT (room_id) DO NOTHING",
+                )
+                .bind::<Text, _>(room.id().as_str())
+                .bind::<Integer, _>(max_active(room))
+                .bind::<Text, _>(room.state().as_str())
+                .cached()
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,246 @@
+//! Use cases: an operator reads a waiting room's settings with its live figures, and changes its
+//! settings. A change is written over the version read, and every instance follows it by its
+//! next admission step.
+
+use std::sync::Arc;
+
+use concert_domain::queue::estimated_wait_seconds;
+use concert_domain::{ParseError, Room, RoomChange, RoomId};
+
+use crate::admin_access::{AdminAccess, AdminRefused};
+use crate::idempotency::{Step, until_written};
+use crate::ports::{RepositoryError, RoomRepository, Versioned};
+use crate::queue_view::QueueView;
+
+/// A room as an operator sees it: its settings and how its line stands (this instance's view,
+/// at most an admission interval old).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomReport {
+    pub room: Room,
+    pub waiting: u64,
+    pub active: u64,
+    pub issued: u64,
+    pub admitted_last_minute: u64,
+    /// What a newcomer joining now would be told (`None` when the line does not move at all).
+    pub estimated_wait_seconds_at_back: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManageRoomError {
+    #[error(transparent)]
+    Admin(#[from] AdminRefused),
+    /// A room id or a setting that does not parse (`400 VALIDATION_FAILED`).
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    /// No such room (`404 ROOM_NOT_FOUND`).
+    #[error("no room {0}")]
+    RoomNotFound(RoomId),
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+pub struct ManageRooms {
+    rooms: Arc<dyn RoomRepository>,
+    view: QueueView,
+    admin: Arc<AdminAccess>,
+}
+
+impl ManageRooms {
+    pub fn new(rooms: Arc<dyn RoomRepository>, view: QueueView, admin: Arc<AdminAccess>) -> Self {
+        Self { rooms, view, admin }
+    }
+
+    /// Every room, by id.
+    pub async fn list(
+        &self,
+        presented_key: Option<&str>,
+    ) -> Result<Vec<RoomReport>, ManageRoomError> {
+        self.admin.check(presented_key)?;
+        let room = self.load(&RoomId::default_room()).await?;
+        Ok(vec![self.report(room.value)])
+    }
+
+    pub async fn read(
+        &self,
+        presented_key: Option<&str>,
+        room: &str,
+    ) -> Result<RoomReport, ManageRoomError> {
+        self.admin.check(presented_key)?;
+        let room = self.load(&RoomId::parse(room)?).await?;
+        Ok(self.report(room.value))
+    }
+
+    /// Applies `change` to the room as the domain allows it, over the version read.
+    #[tracing::instrument(name = "update_room", skip_all, fields(room = room))]
+    pub async fn update(
+        &self,
+        presented_key: Option<&str>,
+        room: &str,
+        change: &RoomChange,
+    ) -> Result<RoomReport, ManageRoomError> {
+        self.admin.check(presented_key)?;
+        let id = RoomId::parse(room)?;
+        let changed = until_written(|| async {
+            let stored = self.load(&id).await?;
+            let changed = stored.value.changed(change)?;
+            let write = Versioned::new(changed.clone(), stored.version);
+            let written = self.rooms.save(&write).await?;
+            Ok::<_, ManageRoomError>(Step::from(written).map(|()| changed.clone()))
+        })
+        .await?;
+        tracing::info!(
+            max_active = changed.max_active(),
+            state = changed.state().as_str(),
+            "room changed"
+        );
+        self.view.note_room(changed.clone());
+        Ok(self.report(changed))
+    }
+
+    /// One room runs today: `default`, which guards every concert.
+    async fn load(&self, id: &RoomId) -> Result<Versioned<Room>, ManageRoomError> {
+        if !id.is_default() {
+            return Err(ManageRoomError::RoomNotFound(id.clone()));
+        }
+        self.rooms
+            .find(id)
+            .await?
+            .ok_or_else(|| ManageRoomError::RoomNotFound(id.clone()))
+    }
+
+    fn report(&self, room: Room) -> RoomReport {
+        let line = self.view.snapshot();
+        let rate = self.view.admissions_per_second();
+        RoomReport {
+            waiting: line.waiting,
+            active: line.active,
+            issued: line.issued,
+            admitted_last_minute: self.view.admitted_last_minute(),
+            estimated_wait_seconds_at_back: room
+                .admits()
+                .then(|| estimated_wait_seconds(line.waiting + 1, rate)),
+            room,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::RoomState;
+    use mockall::predicate::eq;
+
+    use super::*;
+    use crate::admin_access::AdminKey;
+    use crate::ports::{MockRoomRepository, Version, Written};
+    use crate::test_support::{clock, view_serving};
+
+    const KEY: &str = "operators-admin-key";
+
+    fn default_room(max_active: u32, state: RoomState) -> Room {
+        Room::new(RoomId::default_room(), max_active, state).expect("a room")
+    }
+
+    fn stored(room: Room, version: i64) -> Option<Versioned<Room>> {
+        Some(Versioned::new(room, Version::new(version)))
+    }
+
+    async fn manage(rooms: MockRoomRepository) -> ManageRooms {
+        ManageRooms::new(
+            Arc::new(rooms),
+            view_serving(10).await,
+            Arc::new(AdminAccess::new(
+                AdminKey::new(Some(KEY.to_owned())),
+                clock(),
+            )),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_change_is_written_over_the_version_read_and_this_instance_follows_at_once() {
+        let mut rooms = MockRoomRepository::new();
+        let mut reads = vec![
+            stored(default_room(500, RoomState::Open), 3),
+            stored(default_room(400, RoomState::Open), 4),
+        ]
+        .into_iter();
+        rooms
+            .expect_find()
+            .times(2)
+            .returning(move |_| Ok(reads.next().expect("two reads")));
+        rooms
+            .expect_save()
+            .with(eq(Versioned::new(
+                default_room(500, RoomState::Paused),
+                Version::new(3),
+            )))
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        rooms
+            .expect_save()
+            .with(eq(Versioned::new(
+                default_room(400, RoomState::Paused),
+                Version::new(4),
+            )))
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+        let manage = manage(rooms).await;
+        let change = RoomChange {
+            state: Some(RoomState::Paused),
+            ..RoomChange::default()
+        };
+
+        let report = manage
+            .update(Some(KEY), "default", &change)
+            .await
+            .expect("changed");
+
+        assert_eq!(report.room, default_room(400, RoomState::Paused));
+        assert_eq!(report.estimated_wait_seconds_at_back, None, "paused");
+        assert_eq!(
+            manage.view.room(),
+            Some(default_room(400, RoomState::Paused))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bad_setting_writes_nothing() {
+        let mut rooms = MockRoomRepository::new();
+        rooms
+            .expect_find()
+            .returning(|_| Ok(stored(default_room(500, RoomState::Open), 1)));
+        rooms.expect_save().never();
+        let change = RoomChange {
+            max_active: Some(0),
+            ..RoomChange::default()
+        };
+        let refused = manage(rooms)
+            .await
+            .update(Some(KEY), "default", &change)
+            .await;
+        assert!(matches!(refused, Err(ManageRoomError::Invalid(_))));
+    }
+
+    #[tokio::test]
+    async fn reads_show_the_settings_with_the_line_and_refuse_unknown_rooms_and_keys() {
+        let mut rooms = MockRoomRepository::new();
+        rooms
+            .expect_find()
+            .returning(|_| Ok(stored(default_room(500, RoomState::Open), 1)));
+        let manage = manage(rooms).await;
+
+        let report = manage.read(Some(KEY), "default").await.expect("read");
+        assert_eq!(report.room.max_active(), 500);
+        assert_eq!((report.waiting, report.active), (3, 2));
+        assert!(report.estimated_wait_seconds_at_back.is_some());
+        assert_eq!(manage.list(Some(KEY)).await.expect("list"), vec![report]);
+
+        assert!(matches!(
+            manage.read(Some(KEY), "spring-gala").await,
+            Err(ManageRoomError::RoomNotFound(_))
+        ));
+        assert!(matches!(
+            manage.read(Some("wrong"), "default").await,
+            Err(ManageRoomError::Admin(AdminRefused::KeyInvalid))
+        ));
+    }
+}

@@ -1,0 +1,122 @@
+//! An operator runs the `default` room live across three instances: settings are stored, every
+//! instance follows a change within a second, a paused room admits nobody and resumes in order,
+//! a lowered maximum admits nobody until below it, and a closed room turns newcomers away.
+
+use std::time::Duration;
+
+use concert_e2e::{ADMIN_KEY, Answer, Client, TestApp};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+async fn change(client: &Client, body: &Value) -> anyhow::Result<Answer> {
+    client
+        .send(
+            client
+                .raw(Method::PATCH, "/v1/admin/rooms/default")
+                .bearer_auth(ADMIN_KEY)
+                .json(body),
+        )
+        .await
+}
+
+async fn token(client: &Client) -> anyhow::Result<String> {
+    let issued = client.issue_token(Uuid::new_v4()).await?;
+    anyhow::ensure!(issued.status.is_success(), "{}", issued.text);
+    Ok(issued.body["token"].as_str().unwrap_or_default().to_owned())
+}
+
+async fn status(client: &Client, token: &str) -> anyhow::Result<String> {
+    let answer = client.queue_status(token).await?;
+    Ok(answer.body["status"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_pauses_lowers_and_closes_the_room_on_every_instance() -> anyhow::Result<()> {
+    let seed = |config: &mut concert_bootstrap::Config| config.queue_max_active = 2;
+    let app = TestApp::spawn_with(seed).await?;
+    // Another instance started with another QUEUE_MAX_ACTIVE follows the stored room.
+    let (second, b) = app
+        .another_instance(|config| config.queue_max_active = 50)
+        .await?;
+    let (third, c) = app.another_instance(seed).await?;
+    let a = &app.client;
+
+    let room = a
+        .send(
+            a.raw(Method::GET, "/v1/admin/rooms/default")
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await?;
+    assert_eq!(room.body["maxActive"], 2, "{}", room.text);
+
+    // Paused: newcomers still join, nobody is admitted, on any instance.
+    let paused = change(&b, &json!({ "state": "PAUSED" })).await?;
+    assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let line = [token(a).await?, token(&b).await?, token(&c).await?];
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for (n, token) in line.iter().enumerate() {
+        assert_eq!(status([a, &b, &c][n], token).await?, "WAITING", "token {n}");
+    }
+
+    // Open again: admission resumes in order, within the maximum of 2.
+    change(a, &json!({ "state": "OPEN" })).await?;
+    c.wait_for_status(&line[0], "ACTIVE", Duration::from_secs(2))
+        .await?;
+    b.wait_for_status(&line[1], "ACTIVE", Duration::from_secs(2))
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(status(a, &line[2]).await?, "WAITING");
+
+    // Lowered to 1 while 2 are active: the third is not admitted when one leaves...
+    change(&c, &json!({ "maxActive": 1 })).await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let left = a
+        .send(
+            a.raw(Method::DELETE, "/v1/queue/tokens/current")
+                .bearer_auth(&line[0]),
+        )
+        .await?;
+    assert_eq!(left.status, StatusCode::NO_CONTENT);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(
+        status(&b, &line[2]).await?,
+        "WAITING",
+        "still at the maximum"
+    );
+    // ...only once the active count is below it.
+    let left = b
+        .send(
+            b.raw(Method::DELETE, "/v1/queue/tokens/current")
+                .bearer_auth(&line[1]),
+        )
+        .await?;
+    assert_eq!(left.status, StatusCode::NO_CONTENT);
+    c.wait_for_status(&line[2], "ACTIVE", Duration::from_secs(2))
+        .await?;
+
+    // Closed: newcomers get 409 on every instance; a live token is still handed back.
+    change(&b, &json!({ "state": "CLOSED" })).await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    for instance in [a, &b, &c] {
+        let refused = instance.issue_token(Uuid::new_v4()).await?;
+        assert_eq!(refused.code(), "ROOM_CLOSED", "{}", refused.text);
+    }
+    let rooms = a
+        .send(a.raw(Method::GET, "/v1/admin/rooms").bearer_auth(ADMIN_KEY))
+        .await?;
+    let listed = &rooms.body["rooms"][0];
+    assert_eq!(
+        (&listed["state"], &listed["maxActive"]),
+        (&"CLOSED".into(), &1.into())
+    );
+    assert_eq!(listed["issued"], 3);
+
+    second.stop().await?;
+    third.stop().await?;
+    app.shutdown().await
+}
