@@ -131,3 +131,27 @@ impl AdminAccess {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::clock;
+
+    #[test]
+    fn only_the_configured_key_is_admitted_and_asking_counts_no_failure() {
+        let access = AdminAccess::new(AdminKey::new(Some("s3cret-admin-key".to_owned())), clock());
+        assert!(access.admits(Some("s3cret-admin-key")));
+        for _ in 0..=MAX_FAILED_ADMIN_ATTEMPTS {
+            assert!(!access.admits(Some("guess")));
+        }
+        assert!(!access.admits(None));
+        assert_eq!(
+            access.check(Some("s3cret-admin-key")),
+            Ok(()),
+            "not throttled"
+        );
+        let unconfigured = AdminAccess::new(AdminKey::new(None), clock());
+        assert!(!unconfigured.admits(Some("")));
+        assert_eq!(unconfigured.check(Some("")), Err(AdminRefused::KeyInvalid));
+    }
+}

@@ -71,11 +71,6 @@ impl CreateConcert {
         }
     }
 
-    /// Whether `presented` is the administrators' key, without creating anything.
-    pub fn admits(&self, presented: Option<&str>) -> bool {
-        self.admin.admits(presented)
-    }
-
     #[tracing::instrument(name = "create_concert", skip_all)]
     pub async fn execute(
         &self,
@@ -206,16 +201,6 @@ mod tests {
             .execute(Some(SECRET), command(vec![date(CONCERT_DAY, 50_000, None)]))
             .await;
         assert_eq!(created.expect("created"), concert_id());
-    }
-
-    #[test]
-    fn only_the_configured_key_is_admitted_and_nothing_is_created_by_asking() {
-        let create = create_concert(never_created(), admin());
-        assert!(create.admits(Some(SECRET)));
-        assert!(!create.admits(Some("guess")));
-        assert!(!create.admits(None));
-        let unconfigured = create_concert(never_created(), AdminKey::new(None));
-        assert!(!unconfigured.admits(Some("")));
     }
 
     /// Runs a command with the right key and expects it to be refused as invalid, naming `field`.

@@ -4,12 +4,11 @@
 use std::sync::Arc;
 
 use concert_domain::queue::leave;
-use concert_domain::{EndReason, Leave, TicketStatus};
+use concert_domain::{EndReason, Leave};
 
 use crate::idempotency::{Step, until_written};
-use crate::ports::{AdmissionTrigger, EndedWaiting, RepositoryError, TicketEnd};
+use crate::ports::{AdmissionTrigger, RepositoryError, TicketEnd};
 use crate::queue_access::QueueAccess;
-use crate::queue_metrics;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaveQueueError {
@@ -58,29 +57,20 @@ impl LeaveQueue {
                         reason: EndReason::Left,
                     };
                     let written = access.queue.end(&end, now).await?;
-                    Ok(Step::from(written).map(|()| Some(end.read_as)))
+                    Ok(Step::from(written).map(|()| Some(end)))
                 }
                 Leave::AlreadyLeft => Ok(Step::Done(None)),
                 Leave::Ended(_) => Err(LeaveQueueError::TokenExpired),
             }
         })
         .await?;
-        if freed.is_some() {
-            queue_metrics::tickets_ended(EndReason::Left, 1);
-        }
-        match freed {
-            Some(TicketStatus::Waiting) => {
-                access.view.note_ended_while_waiting(EndedWaiting {
-                    ticket: claims.ticket,
-                    reason: Some(EndReason::Left),
-                });
-                tracing::info!(ticket = claims.ticket.get(), "a waiting user left the line");
-            }
-            Some(_) => {
-                self.admission.request_admission();
-                tracing::info!(ticket = claims.ticket.get(), "an active user left the line");
-            }
-            None => {}
+        if let Some(end) = freed {
+            access.freed(&end, self.admission.as_ref());
+            tracing::info!(
+                ticket = end.ticket.get(),
+                was = end.read_as.as_str(),
+                "a user left the line"
+            );
         }
         Ok(())
     }
@@ -88,7 +78,7 @@ impl LeaveQueue {
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::{QueueTicket, UserId};
+    use concert_domain::{QueueTicket, TicketStatus, UserId};
     use mockall::predicate::eq;
     use time::Duration;
     use uuid::Uuid;

@@ -25,8 +25,9 @@ pub struct RoomReport {
     pub estimated_wait_seconds_at_back: Option<u64>,
 }
 
+/// Why an operator's call about a room was refused (rooms and revocations).
 #[derive(Debug, thiserror::Error)]
-pub enum ManageRoomError {
+pub enum RoomAdminError {
     #[error(transparent)]
     Admin(#[from] AdminRefused),
     /// A room id or a setting that does not parse (`400 VALIDATION_FAILED`).
@@ -54,7 +55,7 @@ impl ManageRooms {
     pub async fn list(
         &self,
         presented_key: Option<&str>,
-    ) -> Result<Vec<RoomReport>, ManageRoomError> {
+    ) -> Result<Vec<RoomReport>, RoomAdminError> {
         self.admin.check(presented_key)?;
         let room = self.load(&RoomId::default_room()).await?;
         Ok(vec![self.report(room.value)])
@@ -64,7 +65,7 @@ impl ManageRooms {
         &self,
         presented_key: Option<&str>,
         room: &str,
-    ) -> Result<RoomReport, ManageRoomError> {
+    ) -> Result<RoomReport, RoomAdminError> {
         self.admin.check(presented_key)?;
         let room = self.load(&RoomId::parse(room)?).await?;
         Ok(self.report(room.value))
@@ -77,7 +78,7 @@ impl ManageRooms {
         presented_key: Option<&str>,
         room: &str,
         change: &RoomChange,
-    ) -> Result<RoomReport, ManageRoomError> {
+    ) -> Result<RoomReport, RoomAdminError> {
         self.admin.check(presented_key)?;
         let id = RoomId::parse(room)?;
         let changed = until_written(|| async {
@@ -85,7 +86,7 @@ impl ManageRooms {
             let changed = stored.value.changed(change)?;
             let write = Versioned::new(changed.clone(), stored.version);
             let written = self.rooms.save(&write).await?;
-            Ok::<_, ManageRoomError>(Step::from(written).map(|()| changed.clone()))
+            Ok::<_, RoomAdminError>(Step::from(written).map(|()| changed.clone()))
         })
         .await?;
         tracing::info!(
@@ -98,14 +99,14 @@ impl ManageRooms {
     }
 
     /// One room runs today: `default`, which guards every concert.
-    async fn load(&self, id: &RoomId) -> Result<Versioned<Room>, ManageRoomError> {
+    async fn load(&self, id: &RoomId) -> Result<Versioned<Room>, RoomAdminError> {
         if !id.is_default() {
-            return Err(ManageRoomError::RoomNotFound(id.clone()));
+            return Err(RoomAdminError::RoomNotFound(id.clone()));
         }
         self.rooms
             .find(id)
             .await?
-            .ok_or_else(|| ManageRoomError::RoomNotFound(id.clone()))
+            .ok_or_else(|| RoomAdminError::RoomNotFound(id.clone()))
     }
 
     fn report(&self, room: Room) -> RoomReport {
@@ -217,7 +218,7 @@ mod tests {
             .await
             .update(Some(KEY), "default", &change)
             .await;
-        assert!(matches!(refused, Err(ManageRoomError::Invalid(_))));
+        assert!(matches!(refused, Err(RoomAdminError::Invalid(_))));
     }
 
     #[tokio::test]
@@ -236,11 +237,11 @@ mod tests {
 
         assert!(matches!(
             manage.read(Some(KEY), "spring-gala").await,
-            Err(ManageRoomError::RoomNotFound(_))
+            Err(RoomAdminError::RoomNotFound(_))
         ));
         assert!(matches!(
             manage.read(Some("wrong"), "default").await,
-            Err(ManageRoomError::Admin(AdminRefused::KeyInvalid))
+            Err(RoomAdminError::Admin(AdminRefused::KeyInvalid))
         ));
     }
 }

@@ -3,10 +3,14 @@
 
 use std::sync::Arc;
 
-use concert_domain::{QueuePolicy, QueueTicket};
+use concert_domain::{QueuePolicy, QueueTicket, TicketStatus};
 use time::OffsetDateTime;
 
-use crate::ports::{ActivityWrite, Clock, QueueRepository, RepositoryError, TokenSigner};
+use crate::ports::{
+    ActivityWrite, AdmissionTrigger, Clock, EndedWaiting, QueueRepository, RepositoryError,
+    TicketEnd, TokenSigner,
+};
+use crate::queue_metrics;
 use crate::queue_view::QueueView;
 
 #[derive(Clone)]
@@ -19,6 +23,21 @@ pub struct QueueAccess {
 }
 
 impl QueueAccess {
+    /// After a ticket ended before its time (its user left, an operator revoked it): a waiting
+    /// one stops counting in this instance's view at once (the others' views follow at their
+    /// next refresh), an active one's slot goes to the next in line at a step soon.
+    pub(crate) fn freed(&self, end: &TicketEnd, admission: &dyn AdmissionTrigger) {
+        queue_metrics::tickets_ended(end.reason, 1);
+        if end.read_as == TicketStatus::Waiting {
+            self.view.note_ended_while_waiting(EndedWaiting {
+                ticket: end.ticket,
+                reason: Some(end.reason),
+            });
+        } else {
+            admission.request_admission();
+        }
+    }
+
     /// Writes a request on an active ticket down as activity, when the domain says it is due
     /// (at most once per activity resolution). A write that finds `last_seen` moved meanwhile is
     /// dropped: another request's activity got there first, and activity never moves back.

@@ -4,27 +4,13 @@
 use std::sync::Arc;
 
 use concert_domain::queue::revoke;
-use concert_domain::{EndReason, ParseError, RoomId, TicketStatus, UserId};
+use concert_domain::{EndReason, RoomId, UserId};
 
-use crate::admin_access::{AdminAccess, AdminRefused};
+use crate::admin_access::AdminAccess;
 use crate::idempotency::{Step, until_written};
-use crate::ports::{AdmissionTrigger, EndedWaiting, RepositoryError, TicketEnd};
+use crate::manage_rooms::RoomAdminError;
+use crate::ports::{AdmissionTrigger, TicketEnd};
 use crate::queue_access::QueueAccess;
-use crate::queue_metrics;
-
-#[derive(Debug, thiserror::Error)]
-pub enum RevokeQueueTokenError {
-    #[error(transparent)]
-    Admin(#[from] AdminRefused),
-    /// A room id or user id that does not parse (`400 VALIDATION_FAILED`).
-    #[error(transparent)]
-    Invalid(#[from] ParseError),
-    /// No such room (`404 ROOM_NOT_FOUND`).
-    #[error("no room {0}")]
-    RoomNotFound(RoomId),
-    #[error(transparent)]
-    Repository(#[from] RepositoryError),
-}
 
 pub struct RevokeQueueToken {
     access: QueueAccess,
@@ -53,12 +39,12 @@ impl RevokeQueueToken {
         presented_key: Option<&str>,
         room: &str,
         user: &str,
-    ) -> Result<(), RevokeQueueTokenError> {
+    ) -> Result<(), RoomAdminError> {
         self.admin.check(presented_key)?;
         let room = RoomId::parse(room)?;
         // One room runs today: `default`, which guards every concert.
         if !room.is_default() {
-            return Err(RevokeQueueTokenError::RoomNotFound(room));
+            return Err(RoomAdminError::RoomNotFound(room));
         }
         let user = UserId::parse(user)?;
         let access = &self.access;
@@ -77,22 +63,14 @@ impl RevokeQueueToken {
                 reason: EndReason::Revoked,
             };
             let written = access.queue.end(&end, now).await?;
-            Ok::<_, RevokeQueueTokenError>(Step::from(written).map(|()| Some(end)))
+            Ok::<_, RoomAdminError>(Step::from(written).map(|()| Some(end)))
         })
         .await?;
         let Some(end) = revoked else {
             tracing::info!("revocation found no live token");
             return Ok(());
         };
-        queue_metrics::tickets_ended(EndReason::Revoked, 1);
-        if end.read_as == TicketStatus::Waiting {
-            access.view.note_ended_while_waiting(EndedWaiting {
-                ticket: end.ticket,
-                reason: Some(EndReason::Revoked),
-            });
-        } else {
-            self.admission.request_admission();
-        }
+        access.freed(&end, self.admission.as_ref());
         tracing::info!(ticket = end.ticket.get(), "token revoked");
         Ok(())
     }
@@ -100,11 +78,12 @@ impl RevokeQueueToken {
 
 #[cfg(test)]
 mod tests {
+    use concert_domain::TicketStatus;
     use mockall::predicate::eq;
     use time::Duration;
 
     use super::*;
-    use crate::admin_access::AdminKey;
+    use crate::admin_access::{AdminKey, AdminRefused};
     use crate::ports::{
         LiveTicket, MockAdmissionTrigger, MockQueueRepository, MockTokenSigner, Version, Written,
     };
@@ -217,16 +196,13 @@ mod tests {
         let refused = use_case.execute(Some("wrong"), "nowhere", "x").await;
         assert!(matches!(
             refused,
-            Err(RevokeQueueTokenError::Admin(AdminRefused::KeyInvalid))
+            Err(RoomAdminError::Admin(AdminRefused::KeyInvalid))
         ));
         let refused = use_case.execute(Some(KEY), "Bad Room", "x").await;
-        assert!(matches!(refused, Err(RevokeQueueTokenError::Invalid(_))));
+        assert!(matches!(refused, Err(RoomAdminError::Invalid(_))));
         let refused = use_case.execute(Some(KEY), "spring-gala", "x").await;
-        assert!(matches!(
-            refused,
-            Err(RevokeQueueTokenError::RoomNotFound(_))
-        ));
+        assert!(matches!(refused, Err(RoomAdminError::RoomNotFound(_))));
         let refused = use_case.execute(Some(KEY), "default", "not-a-uuid").await;
-        assert!(matches!(refused, Err(RevokeQueueTokenError::Invalid(_))));
+        assert!(matches!(refused, Err(RoomAdminError::Invalid(_))));
     }
 }

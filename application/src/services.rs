@@ -66,6 +66,8 @@ pub struct Settings {
 /// One instance of every use case, sharing one [`QueueView`].
 pub struct Services {
     pub view: QueueView,
+    /// Who may call the administration endpoints (shared by every admin use case).
+    pub admin: Arc<AdminAccess>,
     pub identify_caller: Arc<IdentifyCaller>,
     pub issue_queue_token: Arc<IssueQueueToken>,
     pub read_queue_status: Arc<ReadQueueStatus>,
@@ -160,7 +162,7 @@ impl Services {
             create_concert: Arc::new(CreateConcert::new(
                 catalog,
                 clock.clone(),
-                admin,
+                admin.clone(),
                 settings.wallet.max_charge,
             )),
             admit_next_in_line: Arc::new(AdmitNextInLine::new(
@@ -181,6 +183,7 @@ impl Services {
             )),
             read_gauges: Arc::new(ReadGauges::new(view.clone(), reservations, clock)),
             view,
+            admin,
         }
     }
 }

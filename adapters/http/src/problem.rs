@@ -20,13 +20,12 @@ use concert_application::issue_queue_token::IssueQueueTokenError;
 use concert_application::leave_queue::LeaveQueueError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
-use concert_application::manage_rooms::ManageRoomError;
+use concert_application::manage_rooms::RoomAdminError;
 use concert_application::pay_reservation::PayReservationError;
 use concert_application::ports::RepositoryError;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
-use concert_application::revoke_queue_token::RevokeQueueTokenError;
 use concert_domain::HoldDenied;
 use concert_domain::ParseError;
 use concert_domain::wallet::ChargeRefused;
@@ -651,13 +650,13 @@ impl From<AdminRefused> for Problem {
     }
 }
 
-impl From<ManageRoomError> for Problem {
-    fn from(error: ManageRoomError) -> Self {
+impl From<RoomAdminError> for Problem {
+    fn from(error: RoomAdminError) -> Self {
         match error {
-            ManageRoomError::Admin(refused) => refused.into(),
-            ManageRoomError::Invalid(error) => error.into(),
-            ManageRoomError::RoomNotFound(room) => room_not_found(&room),
-            ManageRoomError::Repository(error) => error.into(),
+            RoomAdminError::Admin(refused) => refused.into(),
+            RoomAdminError::Invalid(error) => error.into(),
+            RoomAdminError::RoomNotFound(room) => room_not_found(&room),
+            RoomAdminError::Repository(error) => error.into(),
         }
     }
 }
@@ -665,17 +664,6 @@ impl From<ManageRoomError> for Problem {
 /// `404 ROOM_NOT_FOUND`.
 fn room_not_found(room: &concert_domain::RoomId) -> Problem {
     Problem::new(ErrorCode::RoomNotFound, format!("there is no room {room}"))
-}
-
-impl From<RevokeQueueTokenError> for Problem {
-    fn from(error: RevokeQueueTokenError) -> Self {
-        match error {
-            RevokeQueueTokenError::Admin(refused) => refused.into(),
-            RevokeQueueTokenError::Invalid(error) => error.into(),
-            RevokeQueueTokenError::RoomNotFound(room) => room_not_found(&room),
-            RevokeQueueTokenError::Repository(error) => error.into(),
-        }
-    }
 }
 
 /// `429 RATE_LIMITED` for an instance that stopped looking at admin keys for a while.

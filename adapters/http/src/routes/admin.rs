@@ -15,6 +15,20 @@ use crate::extract::{AdminBearer, ValidJson};
 use crate::format::calendar_date;
 use crate::problem::{Problem, ProblemBody, admin_key_invalid};
 
+/// The body of an administration request, once the key is judged first: a caller without the
+/// right key learns nothing about what the endpoint accepts, whatever it sent.
+fn admin_body<T>(
+    state: &AppState,
+    key: &str,
+    body: Result<ValidJson<T>, Problem>,
+) -> Result<T, Problem> {
+    match body {
+        Ok(ValidJson(body)) => Ok(body),
+        Err(_) if !state.services().admin.admits(Some(key)) => Err(admin_key_invalid()),
+        Err(problem) => Err(problem),
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NewConcertDateRequest {
@@ -88,19 +102,12 @@ pub async fn create_concert(
     AdminBearer(key): AdminBearer,
     body: Result<ValidJson<CreateConcertRequest>, Problem>,
 ) -> Result<(StatusCode, Json<ConcertCreatedResponse>), Problem> {
-    let create = &state.services().create_concert;
-    let ValidJson(request) = match body {
-        Ok(body) => body,
-        Err(problem) => {
-            // The key is checked before the body is: a caller without the right key learns
-            // nothing about what the endpoint accepts.
-            if !create.admits(Some(&key)) {
-                return Err(admin_key_invalid());
-            }
-            return Err(problem);
-        }
-    };
-    let concert = create.execute(Some(&key), request.into()).await?;
+    let request = admin_body(&state, &key, body)?;
+    let concert = state
+        .services()
+        .create_concert
+        .execute(Some(&key), request.into())
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(ConcertCreatedResponse {
@@ -147,18 +154,12 @@ pub async fn revoke_queue_token(
     Path(room): Path<String>,
     body: Result<ValidJson<RevocationRequest>, Problem>,
 ) -> Result<StatusCode, Problem> {
-    let revoke = &state.services().revoke_queue_token;
-    let ValidJson(request) = match body {
-        Ok(body) => body,
-        // The key is judged before the body, as on every admin endpoint.
-        Err(problem) => {
-            if !state.services().create_concert.admits(Some(&key)) {
-                return Err(admin_key_invalid());
-            }
-            return Err(problem);
-        }
-    };
-    revoke.execute(Some(&key), &room, &request.user_id).await?;
+    let request = admin_body(&state, &key, body)?;
+    state
+        .services()
+        .revoke_queue_token
+        .execute(Some(&key), &room, &request.user_id)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -329,20 +330,15 @@ pub async fn update_room(
     Path(room): Path<String>,
     body: Result<ValidJson<RoomChangeRequest>, Problem>,
 ) -> Result<Json<RoomResponse>, Problem> {
-    let manage = &state.services().manage_rooms;
-    let ValidJson(request) = match body {
-        Ok(body) => body,
-        Err(problem) => {
-            if !state.services().create_concert.admits(Some(&key)) {
-                return Err(admin_key_invalid());
-            }
-            return Err(problem);
-        }
-    };
+    let request = admin_body(&state, &key, body)?;
     let change = RoomChange {
         max_active: request.max_active,
         state: request.state.map(RoomState::from),
     };
-    let report = manage.update(Some(&key), &room, &change).await?;
+    let report = state
+        .services()
+        .manage_rooms
+        .update(Some(&key), &room, &change)
+        .await?;
     Ok(Json(report.into()))
 }

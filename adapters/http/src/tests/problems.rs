@@ -19,12 +19,12 @@ use concert_application::issue_queue_token::IssueQueueTokenError;
 use concert_application::leave_queue::LeaveQueueError;
 use concert_application::list_available_dates::ListAvailableDatesError;
 use concert_application::list_available_seats::FindDateError;
+use concert_application::manage_rooms::RoomAdminError;
 use concert_application::pay_reservation::PayReservationError;
 use concert_application::ports::InvalidIdentity;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
-use concert_application::revoke_queue_token::RevokeQueueTokenError;
 use concert_domain::ParseError;
 
 use super::*;
@@ -69,18 +69,18 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         (LeaveQueueError::TokenInvalid.into(), "TOKEN_INVALID"),
         (LeaveQueueError::TokenExpired.into(), "TOKEN_EXPIRED"),
         (
-            RevokeQueueTokenError::Admin(AdminRefused::KeyInvalid).into(),
+            RoomAdminError::Admin(AdminRefused::KeyInvalid).into(),
             "ADMIN_KEY_INVALID",
         ),
         (
-            RevokeQueueTokenError::Admin(AdminRefused::Throttled {
+            RoomAdminError::Admin(AdminRefused::Throttled {
                 retry_after_seconds: 5,
             })
             .into(),
             "RATE_LIMITED",
         ),
         (
-            RevokeQueueTokenError::RoomNotFound(
+            RoomAdminError::RoomNotFound(
                 concert_domain::RoomId::parse("spring-gala").expect("a room id"),
             )
             .into(),
