@@ -114,8 +114,10 @@ impl BackgroundJobs {
         let gauges = self.gauges.execute().await?;
         #[allow(clippy::cast_precision_loss)]
         {
-            metrics::gauge!("queue_waiting_tokens").set(gauges.waiting_tokens as f64);
-            metrics::gauge!("queue_active_tokens").set(gauges.active_tokens as f64);
+            let room = concert_domain::RoomId::DEFAULT;
+            metrics::gauge!("queue_waiting_tokens", "room" => room)
+                .set(gauges.waiting_tokens as f64);
+            metrics::gauge!("queue_active_tokens", "room" => room).set(gauges.active_tokens as f64);
             metrics::gauge!("seat_holds_live").set(gauges.live_holds as f64);
         }
         self.metrics.run_upkeep();

@@ -60,7 +60,8 @@ async fn health_metrics_and_request_ids() -> anyhow::Result<()> {
             "payments_total",
             "seat_holds_total",
             "queue_admissions_total",
-            "queue_tickets_ended_total{reason=\"PAID\"}",
+            "queue_tickets_ended_total{room=\"default\",reason=\"PAID\"}",
+            "queue_waiting_tokens{room=\"default\"}",
             "route=\"/v1/reservations/{reservationId}\"",
         ]
         .iter()
