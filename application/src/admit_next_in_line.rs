@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use concert_domain::queue::{admit_oldest, end_overdue};
-use concert_domain::{EndReason, Overdue, QueuePolicy, QueueTicket, RoomId};
+use concert_domain::{EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId};
 use time::OffsetDateTime;
 
 use crate::ports::{
@@ -27,14 +27,21 @@ pub struct AdmitNextInLine {
 struct RulesAt {
     policy: QueuePolicy,
     now: OffsetDateTime,
+    /// The room as stored now (none: the deployment's policy, unpaced).
+    room: Option<Room>,
+}
+
+impl RulesAt {
     /// Whether the room admits at all now (not paused).
-    admits: bool,
+    fn admits(&self) -> bool {
+        self.room.as_ref().is_none_or(Room::admits)
+    }
 }
 
 impl AdmissionRules for RulesAt {
     fn end_overdue(&self, active: &[QueueTicket]) -> Overdue {
         let overdue = end_overdue(active, self.now, &self.policy);
-        if self.admits {
+        if self.admits() {
             overdue
         } else {
             Overdue { free: 0, ..overdue }
@@ -43,6 +50,19 @@ impl AdmissionRules for RulesAt {
 
     fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
         admit_oldest(waiting, free, self.now, &self.policy)
+    }
+
+    fn is_paced(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|room| room.admit_per_minute().is_some())
+    }
+
+    fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace) {
+        match &self.room {
+            Some(room) => room.paced(free, last_minute, pace, self.now),
+            None => (free, pace),
+        }
     }
 }
 
@@ -74,19 +94,14 @@ impl AdmitNextInLine {
             .find(&RoomId::default_room())
             .await?
             .map(|room| room.value);
-        let (policy, admits) = match &room {
-            Some(room) => (room.admission_policy(&self.policy), room.admits()),
-            None => (self.policy, true),
-        };
-        if let Some(room) = room {
-            self.view.note_room(room);
+        let policy = room
+            .as_ref()
+            .map_or(self.policy, |room| room.admission_policy(&self.policy));
+        if let Some(room) = &room {
+            self.view.note_room(room.clone());
         }
         let now = self.clock.now();
-        let rules = RulesAt {
-            policy,
-            now,
-            admits,
-        };
+        let rules = RulesAt { policy, now, room };
         let Written::Done(report) = self.queue.admit(now, &rules).await? else {
             tracing::debug!("admission step found a ticket changed; nothing written");
             return Ok(None);

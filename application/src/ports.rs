@@ -15,7 +15,7 @@ use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
     Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
-    IdempotencyKey, IdempotencyScope, NewConcert, Overdue, PaymentId, Price, QueueTicket,
+    IdempotencyKey, IdempotencyScope, NewConcert, Overdue, Pace, PaymentId, Price, QueueTicket,
     Reservation, ReservationId, Room, RoomId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus,
     UserHolds, UserId, Wallet,
 };
@@ -432,6 +432,13 @@ pub trait AdmissionRules: Send + Sync {
     fn end_overdue(&self, active: &[QueueTicket]) -> Overdue;
     /// The oldest waiting tickets (in ticket order, at most `free`) admitted.
     fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket>;
+    /// Whether the room paces its admissions (`admitPerMinute`): then the step counts the
+    /// admissions of the last 60 seconds and reads the stored pace for [`Self::paced`].
+    fn is_paced(&self) -> bool;
+    /// How many of `free` places may be filled now, given the admissions of the 60 seconds
+    /// before the step and the stored pace; with the pace refilled to now (store it spent by
+    /// the admissions made).
+    fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace);
 }
 
 /// What one admission step did.

@@ -48,6 +48,6 @@ pub use queue::{
 };
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};
-pub use room::{Room, RoomChange, RoomId, RoomState};
+pub use room::{Pace, Room, RoomChange, RoomId, RoomState};
 pub use seat::{Seat, SeatClaim, SeatHold};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

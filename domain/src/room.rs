@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use time::{Duration, OffsetDateTime};
+
 use crate::{ParseError, QueuePolicy};
 
 /// A room's id: 1 to 64 characters of `a-z`, `0-9` and `-`, as an operator writes it in a path.
@@ -88,6 +90,7 @@ pub struct Room {
     id: RoomId,
     max_active: u32,
     state: RoomState,
+    admit_per_minute: Option<u32>,
 }
 
 /// An operator's change to a room: each field that is `Some` is set.
@@ -95,6 +98,8 @@ pub struct Room {
 pub struct RoomChange {
     pub max_active: Option<i64>,
     pub state: Option<RoomState>,
+    /// `Some(None)` lifts the limit.
+    pub admit_per_minute: Option<Option<i64>>,
 }
 
 impl Room {
@@ -103,7 +108,22 @@ impl Room {
             id,
             max_active: parse_max_active(i64::from(max_active))?,
             state,
+            admit_per_minute: None,
         })
+    }
+
+    /// The room with its pace of admissions, as a store holds it.
+    pub fn with_admit_per_minute(mut self, per_minute: Option<u32>) -> Result<Self, ParseError> {
+        self.admit_per_minute = per_minute
+            .map(|per_minute| parse_admit_per_minute(i64::from(per_minute)))
+            .transpose()?;
+        Ok(self)
+    }
+
+    /// At most this many admissions in any 60 seconds, spread evenly; `None`: as fast as places
+    /// free up.
+    pub fn admit_per_minute(&self) -> Option<u32> {
+        self.admit_per_minute
     }
 
     pub fn id(&self) -> &RoomId {
@@ -125,11 +145,37 @@ impl Room {
             .map(parse_max_active)
             .transpose()?
             .unwrap_or(self.max_active);
+        let admit_per_minute = match change.admit_per_minute {
+            Some(per_minute) => per_minute.map(parse_admit_per_minute).transpose()?,
+            None => self.admit_per_minute,
+        };
         Ok(Self {
             id: self.id.clone(),
             max_active,
             state: change.state.unwrap_or(self.state),
+            admit_per_minute,
         })
+    }
+
+    /// How many of `free` places may be filled now under the room's pace, and the pace refilled
+    /// to now (spend what is admitted with [`Pace::spent`]). Never more than `admitPerMinute`
+    /// within any 60 seconds (`last_minute`: the admissions of the 60 seconds before `now`), and
+    /// never more than the credit accrued at `admitPerMinute ÷ 60` a second, kept to about one
+    /// second's worth, so admissions come evenly over the minute rather than in one burst.
+    pub fn paced(
+        &self,
+        free: u32,
+        last_minute: u32,
+        pace: Pace,
+        now: OffsetDateTime,
+    ) -> (u32, Pace) {
+        let Some(per_minute) = self.admit_per_minute else {
+            return (free, pace);
+        };
+        let refilled = pace.refilled(per_minute, now);
+        let credit = u32::try_from(refilled.credit_millis / 1000).unwrap_or(0);
+        let window = per_minute.saturating_sub(last_minute);
+        (free.min(credit).min(window), refilled)
     }
 
     /// The queue policy this room's line runs under: the deployment's deadlines and the room's
@@ -150,6 +196,61 @@ impl Room {
     pub fn accepts_newcomers(&self) -> bool {
         self.state != RoomState::Closed
     }
+}
+
+/// The credit of a room's pace of admissions, in thousandths of an admission, as of `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    pub credit_millis: i64,
+    pub at: Option<OffsetDateTime>,
+}
+
+impl Pace {
+    /// No credit yet: the first admission comes once credit has accrued.
+    pub const EMPTY: Self = Self {
+        credit_millis: 0,
+        at: None,
+    };
+
+    /// The credit at `now`: accrued at `per_minute ÷ 60` a second since `at`, up to one second's
+    /// worth plus one admission (so steps up to a second apart lose nothing of the rate, and
+    /// none admits more than that). Time never runs back.
+    fn refilled(self, per_minute: u32, now: OffsetDateTime) -> Self {
+        let cap = i64::from(per_minute) * 1000 / 60 + 1000;
+        let Some(at) = self.at else {
+            return Self {
+                credit_millis: self.credit_millis.min(cap),
+                at: Some(now),
+            };
+        };
+        let elapsed = (now - at).max(Duration::ZERO).whole_milliseconds();
+        let accrued = i64::try_from(elapsed * i128::from(per_minute) / 60).unwrap_or(i64::MAX);
+        Self {
+            credit_millis: self.credit_millis.saturating_add(accrued).min(cap),
+            at: Some(now.max(at)),
+        }
+    }
+
+    /// The pace after `admitted` admissions.
+    #[must_use]
+    pub fn spent(self, admitted: u32) -> Self {
+        Self {
+            credit_millis: self.credit_millis - i64::from(admitted) * 1000,
+            ..self
+        }
+    }
+}
+
+fn parse_admit_per_minute(raw: i64) -> Result<u32, ParseError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|per_minute| (1..=MAX_ROOM_ACTIVE).contains(per_minute))
+        .ok_or_else(|| {
+            ParseError::new(
+                "admitPerMinute",
+                format!("must be 1 to {MAX_ROOM_ACTIVE}, or null"),
+            )
+        })
 }
 
 fn parse_max_active(raw: i64) -> Result<u32, ParseError> {
@@ -207,6 +308,7 @@ mod tests {
                 .changed(&RoomChange {
                     max_active: Some(bad),
                     state: Some(RoomState::Closed),
+                    admit_per_minute: None,
                 })
                 .expect_err("out of range");
             assert_eq!(refused.field, "maxActive");
@@ -230,5 +332,101 @@ mod tests {
             assert_eq!(RoomState::parse(state.as_str()), Ok(state));
         }
         assert!(RoomState::parse("open").is_err());
+    }
+
+    fn paced_room(per_minute: i64) -> Room {
+        room()
+            .changed(&RoomChange {
+                admit_per_minute: Some(Some(per_minute)),
+                ..RoomChange::default()
+            })
+            .expect("paced")
+    }
+
+    /// Runs admission steps every `step_ms` for `seconds`, with no free place for the first
+    /// `idle_ms` (credit builds up) and `free` places after, and returns when each admission
+    /// happened (milliseconds from the start).
+    fn admissions(
+        per_minute: i64,
+        step_ms: i64,
+        seconds: i64,
+        idle_ms: i64,
+        free: u32,
+    ) -> Vec<i64> {
+        let start = time::macros::datetime!(2026-12-01 12:00 UTC);
+        let room = paced_room(per_minute);
+        let mut pace = Pace::EMPTY;
+        let mut at_ms = Vec::new();
+        let mut now_ms = 0;
+        while now_ms < seconds * 1000 {
+            let last_minute = at_ms.iter().filter(|at| **at > now_ms - 60_000).count();
+            let now = start + Duration::milliseconds(now_ms);
+            let free = if now_ms < idle_ms { 0 } else { free };
+            let (allowed, refilled) =
+                room.paced(free, u32::try_from(last_minute).unwrap_or(0), pace, now);
+            at_ms.extend(std::iter::repeat_n(now_ms, allowed as usize));
+            pace = refilled.spent(allowed);
+            now_ms += step_ms;
+        }
+        at_ms
+    }
+
+    #[test]
+    fn a_paced_room_admits_at_most_its_rate_in_any_minute_and_evenly() {
+        // Some runs start idle (no free place): the credit fills up before the line moves.
+        let cases = [
+            (60, 250, 30_000),
+            (600, 250, 0),
+            (100, 1000, 0),
+            (6000, 250, 20_000),
+            (7, 300, 0),
+        ];
+        for (per_minute, step_ms, idle_ms) in cases {
+            let at = admissions(per_minute, step_ms, 180, idle_ms, 1000);
+            for (i, start) in at.iter().enumerate() {
+                let in_window = at[i..].iter().take_while(|t| **t < start + 60_000).count();
+                assert!(
+                    in_window as i64 <= per_minute,
+                    "{per_minute}/min: {in_window} in a minute"
+                );
+            }
+            // Once places are free the rate is reached, to within a second's worth.
+            let expected = per_minute * (180_000 - idle_ms) / 60_000;
+            assert!(
+                at.len() as i64 >= expected - per_minute / 60 - 2,
+                "{per_minute}/min: {}",
+                at.len()
+            );
+            // No burst: never more than about a second's worth in one step.
+            let most = at
+                .chunk_by(|a, b| a == b)
+                .map(<[i64]>::len)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                most as i64 <= per_minute / 60 + 1,
+                "{per_minute}/min: {most} at once"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unpaced_room_fills_every_free_place_and_lifting_the_pace_unpaces_it() {
+        let now = time::macros::datetime!(2026-12-01 12:00 UTC);
+        assert_eq!(room().paced(7, 100, Pace::EMPTY, now).0, 7);
+        let lifted = paced_room(60)
+            .changed(&RoomChange {
+                admit_per_minute: Some(None),
+                ..RoomChange::default()
+            })
+            .expect("lifted");
+        assert_eq!(lifted.admit_per_minute(), None);
+        let refused = room()
+            .changed(&RoomChange {
+                admit_per_minute: Some(Some(0)),
+                ..RoomChange::default()
+            })
+            .expect_err("zero");
+        assert_eq!(refused.field, "admitPerMinute");
     }
 }

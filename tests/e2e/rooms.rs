@@ -120,3 +120,46 @@ async fn an_operator_pauses_lowers_and_closes_the_room_on_every_instance() -> an
     third.stop().await?;
     app.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paced_room_admits_evenly_across_instances() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| config.queue_max_active = 100).await?;
+    let (second, b) = app
+        .another_instance(|config| config.queue_max_active = 100)
+        .await?;
+    let (third, c) = app
+        .another_instance(|config| config.queue_max_active = 100)
+        .await?;
+    let a = &app.client;
+    // Paused while the line fills, then opened at 60 a minute: one a second, whichever instance
+    // runs the step.
+    change(a, &json!({ "state": "PAUSED", "admitPerMinute": 60 })).await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut line = Vec::new();
+    for n in 0..12 {
+        line.push(token([a, &b, &c][n % 3]).await?);
+    }
+    let opened = change(&b, &json!({ "state": "OPEN" })).await?;
+    assert_eq!(opened.body["admitPerMinute"], 60, "{}", opened.text);
+    let started = tokio::time::Instant::now();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let mut active = 0;
+    for token in &line {
+        if status(&c, token).await? == "ACTIVE" {
+            active += 1;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    // At 1 a second, within a second's credit: never the dozen that have places.
+    assert!(
+        (2..=5).contains(&active),
+        "{active} admitted in {elapsed:.1} s at 60 a minute"
+    );
+    // Lifting the pace lets the rest in at once.
+    change(&c, &json!({ "admitPerMinute": null })).await?;
+    a.wait_for_status(&line[11], "ACTIVE", Duration::from_secs(2))
+        .await?;
+    second.stop().await?;
+    third.stop().await?;
+    app.shutdown().await
+}

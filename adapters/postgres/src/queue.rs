@@ -19,7 +19,7 @@ use concert_application::ports::{
     QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, Written,
 };
 use concert_domain::queue::ServingCounter;
-use concert_domain::{EndReason, QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{EndReason, Pace, QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -412,6 +412,37 @@ static OLDEST_WAITING: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The stored pace of admissions (read under the step's exclusive lock).
+async fn read_pace(conn: &mut AsyncPgConnection) -> Result<Pace, DieselError> {
+    let (credit_millis, at): (i64, Option<OffsetDateTime>) = queue_state::table
+        .find(1)
+        .select((queue_state::pace_credit_millis, queue_state::pace_at))
+        .first(conn)
+        .await?;
+    Ok(Pace { credit_millis, at })
+}
+
+/// The admissions of the 60 seconds before `now` (the partial index on `admitted_at`).
+async fn count_last_minute(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+) -> Result<u32, DieselError> {
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        count: i64,
+    }
+    let counted: Count = diesel::sql_query(
+        "SELECT count(*) AS count FROM queue_tickets \
+         WHERE admitted_at IS NOT NULL AND admitted_at > $1 - interval '60 seconds'",
+    )
+    .bind::<Timestamptz, _>(now)
+    .cached()
+    .get_result(conn)
+    .await?;
+    Ok(u32::try_from(counted.count).unwrap_or(u32::MAX))
+}
+
 /// One admission step under the exclusive queue lock (see the module docs).
 async fn admit_in_transaction(
     conn: &mut AsyncPgConnection,
@@ -441,17 +472,27 @@ async fn admit_in_transaction(
         .await?;
     let active = tickets(active).map_err(corrupt_row)?;
     let overdue = rules.end_overdue(&active);
-    // 2. The oldest waiting tickets for the free places; the domain admits them.
-    let admitted = if overdue.free == 0 {
+    // 2. A paced room: the domain says how many of the free places may be filled now, from the
+    //    admissions of the last minute and the stored pace.
+    let (free, pace) = if overdue.free > 0 && rules.is_paced() {
+        let stored = read_pace(conn).await?;
+        let (allowed, refilled) =
+            rules.paced(overdue.free, count_last_minute(conn, now).await?, stored);
+        (allowed, Some(refilled))
+    } else {
+        (overdue.free, None)
+    };
+    // 3. The oldest waiting tickets for the places; the domain admits them.
+    let admitted = if free == 0 {
         Vec::new()
     } else {
         let waiting: Vec<TicketRow> = diesel::sql_query(OLDEST_WAITING.as_str())
             .bind::<Text, _>(WAITING)
-            .bind::<BigInt, _>(i64::from(overdue.free))
+            .bind::<BigInt, _>(i64::from(free))
             .cached()
             .load(conn)
             .await?;
-        rules.admit_oldest(&tickets(waiting).map_err(corrupt_row)?, overdue.free)
+        rules.admit_oldest(&tickets(waiting).map_err(corrupt_row)?, free)
     };
     // 3. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,
     //    and a payment that ended it meanwhile changes the count: decide again next step).
@@ -533,6 +574,16 @@ async fn admit_in_transaction(
     .await?;
     let serving = ServingCounter::new(serving).after_admitting(&admitted);
     let admitted_count = i64::try_from(admitted.len()).unwrap_or(i64::MAX);
+    if let Some(pace) = pace {
+        let spent = pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX));
+        diesel::update(queue_state::table.find(1))
+            .set((
+                queue_state::pace_credit_millis.eq(spent.credit_millis),
+                queue_state::pace_at.eq(spent.at),
+            ))
+            .execute(conn)
+            .await?;
+    }
     diesel::update(queue_state::table.find(1))
         .set((
             queue_state::serving.eq(serving.get()),

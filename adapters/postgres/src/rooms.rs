@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use concert_application::ports::{RepositoryError, RoomRepository, Versioned, Written};
 use concert_domain::{Room, RoomId, RoomState};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text};
 use diesel_async::RunQueryDsl;
 
 use crate::cached::CachedExt;
@@ -32,6 +32,8 @@ struct RoomRow {
     max_active: i32,
     #[diesel(sql_type = Text)]
     state: String,
+    #[diesel(sql_type = Nullable<Integer>)]
+    admit_per_minute: Option<i32>,
     #[diesel(sql_type = BigInt)]
     version: i64,
 }
@@ -43,6 +45,9 @@ impl RoomRow {
             u32::try_from(self.max_active).map_err(corrupt)?,
             RoomState::parse(&self.state).map_err(corrupt)?,
         )
+        .and_then(|room| {
+            room.with_admit_per_minute(self.admit_per_minute.and_then(|n| u32::try_from(n).ok()))
+        })
         .map_err(corrupt)?;
         Ok(Versioned::new(room, version(self.version)?))
     }
@@ -59,7 +64,8 @@ impl RoomRepository for PgRoomRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let row: Option<RoomRow> = diesel::sql_query(
-                    "SELECT room_id, max_active, state, version FROM rooms WHERE room_id = $1",
+                    "SELECT room_id, max_active, state, admit_per_minute, version \
+                     FROM rooms WHERE room_id = $1",
                 )
                 .bind::<Text, _>(room.as_str())
                 .cached()
@@ -77,14 +83,19 @@ impl RoomRepository for PgRoomRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let written = diesel::sql_query(
-                    "UPDATE rooms SET max_active = $2, state = $3, version = version + 1, \
-                                      updated_at = now() \
+                    "UPDATE rooms SET max_active = $2, state = $3, admit_per_minute = $5, \
+                                      version = version + 1, updated_at = now() \
                      WHERE room_id = $1 AND version = $4",
                 )
                 .bind::<Text, _>(room.value.id().as_str())
                 .bind::<Integer, _>(max_active(&room.value))
                 .bind::<Text, _>(room.value.state().as_str())
                 .bind::<BigInt, _>(room.version.get())
+                .bind::<Nullable<Integer>, _>(
+                    room.value
+                        .admit_per_minute()
+                        .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
+                )
                 .cached()
                 .execute(&mut conn)
                 .await

@@ -120,6 +120,8 @@ diesel::table! {
         issued_total -> BigInt,
         issued_hwm -> BigInt,
         ended_waiting_total -> BigInt,
+        pace_credit_millis -> BigInt,
+        pace_at -> Nullable<Timestamptz>,
     }
 }
 

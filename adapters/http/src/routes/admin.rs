@@ -206,6 +206,9 @@ pub struct RoomResponse {
     #[schema(minimum = 1, example = 500)]
     pub max_active: u32,
     pub state: RoomStateBody,
+    /// At most this many admissions in any 60 seconds, spread evenly; `null`: as fast as places
+    /// free up.
+    pub admit_per_minute: Option<u32>,
     /// `WAITING` tokens.
     pub waiting: u64,
     /// `ACTIVE` tokens.
@@ -224,6 +227,7 @@ impl From<RoomReport> for RoomResponse {
             room_id: report.room.id().to_string(),
             max_active: report.room.max_active(),
             state: report.room.state().into(),
+            admit_per_minute: report.room.admit_per_minute(),
             waiting: report.waiting,
             active: report.active,
             issued: report.issued,
@@ -246,6 +250,18 @@ pub struct RoomChangeRequest {
     #[schema(minimum = 1, maximum = 1_000_000, example = 200)]
     pub max_active: Option<i64>,
     pub state: Option<RoomStateBody>,
+    /// 1 to 1,000,000: at most this many admissions in any 60 seconds, spread evenly; `null`
+    /// lifts the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000, example = 600)]
+    pub admit_per_minute: Option<Option<i64>>,
+}
+
+/// A member that may be given as `null` (`Some(None)`), apart from one left out (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(deserializer).map(Some)
 }
 
 /// **Extension.** The waiting rooms with their live figures. One room runs today: `default`,
@@ -303,7 +319,8 @@ pub async fn read_room(
     Ok(Json(report.into()))
 }
 
-/// **Extension.** Changes a waiting room's maximum of active tokens or its state. Every instance
+/// **Extension.** Changes a waiting room's maximum of active tokens, its pace of admissions or
+/// its state. Every instance
 /// follows within its admission interval (250 ms by default).
 #[utoipa::path(
     patch,
@@ -334,6 +351,7 @@ pub async fn update_room(
     let change = RoomChange {
         max_active: request.max_active,
         state: request.state.map(RoomState::from),
+        admit_per_minute: request.admit_per_minute,
     };
     let report = state
         .services()

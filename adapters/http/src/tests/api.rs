@@ -931,6 +931,21 @@ async fn an_operator_reads_and_changes_the_default_room() {
         (&20.into(), &"PAUSED".into())
     );
     assert_eq!(changed["estimatedWaitSecondsAtBack"], Value::Null);
+    let paced = admin_call(Method::PATCH, "/v1/admin/rooms/default")
+        .json(&serde_json::json!({ "admitPerMinute": 600 }))
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(
+        (&paced["admitPerMinute"], &paced["maxActive"]),
+        (&600.into(), &20.into())
+    );
+    let unpaced = admin_call(Method::PATCH, "/v1/admin/rooms/default")
+        .json(&serde_json::json!({ "admitPerMinute": null }))
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(unpaced["admitPerMinute"], Value::Null);
     let read = admin_call(Method::GET, "/v1/admin/rooms/default")
         .send(&app)
         .await
@@ -958,7 +973,8 @@ async fn room_changes_are_checked_key_first() {
     for body in [
         serde_json::json!({ "maxActive": 0 }),
         serde_json::json!({ "state": "SHUT" }),
-        serde_json::json!({ "admitPerMinute": 10 }),
+        serde_json::json!({ "admitPerMinute": 0 }),
+        serde_json::json!({ "opensAt": "2026-12-24T18:00:00Z" }),
     ] {
         admin_call(Method::PATCH, "/v1/admin/rooms/default")
             .json(&body)

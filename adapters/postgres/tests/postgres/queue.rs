@@ -15,7 +15,8 @@ use concert_application::ports::{
 };
 use concert_domain::queue::{Join, ServingCounter, admit_oldest, end_overdue, join as join_line};
 use concert_domain::{
-    EndReason, Overdue, QueuePolicy, QueueTicket, TicketNo, TicketStatus, UserId,
+    EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomChange, RoomId, RoomState,
+    TicketNo, TicketStatus, UserId,
 };
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
@@ -154,12 +155,21 @@ impl AdmissionRules for Scripted {
         self.seen.lock().expect("seen").waiting = Some((numbers(waiting), free));
         self.admit.clone()
     }
+
+    fn is_paced(&self) -> bool {
+        false
+    }
+
+    fn paced(&self, free: u32, _last_minute: u32, pace: Pace) -> (u32, Pace) {
+        (free, pace)
+    }
 }
 
 /// The domain's rules at one instant, as `AdmitNextInLine` passes them.
 struct DomainRules {
     policy: QueuePolicy,
     now: OffsetDateTime,
+    room: Option<Room>,
 }
 
 impl AdmissionRules for DomainRules {
@@ -170,6 +180,19 @@ impl AdmissionRules for DomainRules {
     fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
         admit_oldest(waiting, free, self.now, &self.policy)
     }
+
+    fn is_paced(&self) -> bool {
+        self.room
+            .as_ref()
+            .is_some_and(|room| room.admit_per_minute().is_some())
+    }
+
+    fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace) {
+        match &self.room {
+            Some(room) => room.paced(free, last_minute, pace, self.now),
+            None => (free, pace),
+        }
+    }
 }
 
 async fn admit_with(
@@ -177,8 +200,17 @@ async fn admit_with(
     policy: QueuePolicy,
     now: OffsetDateTime,
 ) -> AdmissionReport {
+    admit_in_room(queue, policy, None, now).await
+}
+
+async fn admit_in_room(
+    queue: &PgQueueRepository,
+    policy: QueuePolicy,
+    room: Option<Room>,
+    now: OffsetDateTime,
+) -> AdmissionReport {
     match queue
-        .admit(now, &DomainRules { policy, now })
+        .admit(now, &DomainRules { policy, now, room })
         .await
         .expect("admit")
     {
@@ -221,6 +253,14 @@ impl<R: AdmissionRules> AdmissionRules for Meanwhile<R> {
     fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
         self.run(Phase::AdmitOldest);
         self.rules.admit_oldest(waiting, free)
+    }
+
+    fn is_paced(&self) -> bool {
+        self.rules.is_paced()
+    }
+
+    fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace) {
+        self.rules.paced(free, last_minute, pace)
     }
 }
 
@@ -868,6 +908,7 @@ async fn an_admission_step_is_stale_when_activity_was_recorded_between_its_read_
     let rules = DomainRules {
         policy: policy(1),
         now: later,
+        room: None,
     };
     stale_when_meanwhile(&ctx, later, rules, Phase::EndOverdue, action).await;
     assert_eq!(ticket_status(&ctx, idle).await, "ACTIVE", "kept alive");
@@ -908,6 +949,7 @@ async fn an_admission_step_is_stale_when_a_ticket_ended_between_its_read_and_its
     let rules = DomainRules {
         policy: policy(1),
         now: later,
+        room: None,
     };
     stale_when_meanwhile(&ctx, later, rules, Phase::EndOverdue, action).await;
     assert_eq!(ticket_status(&ctx, next.ticket()).await, "WAITING");
@@ -1197,5 +1239,52 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
             .collect();
         assert_eq!(ended_waiting, expected, "step {step}: ended while waiting");
     }
+    ctx.finish().await;
+}
+
+/// A paced room over real steps every 250 ms for two minutes and more, with the line full of
+/// waiting tickets and places to spare: the admissions the store records (`admitted_at`) never
+/// number more than `admitPerMinute` within any 60 seconds, and they come evenly.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_paced_room_never_admits_more_than_its_rate_in_any_minute() {
+    const PER_MINUTE: i64 = 120;
+    let ctx = Ctx::new().await;
+    let queue = ctx.queue();
+    for _ in 0..300 {
+        join(&queue, user(), NOW).await;
+    }
+    let room = Room::new(RoomId::default_room(), 1000, RoomState::Open)
+        .expect("a room")
+        .changed(&RoomChange {
+            admit_per_minute: Some(Some(PER_MINUTE)),
+            ..RoomChange::default()
+        })
+        .expect("paced");
+    let mut admitted_at = Vec::new();
+    for step in 0..520 {
+        let now = NOW + Duration::milliseconds(250 * step);
+        let report = admit_in_room(&queue, policy(1000), Some(room.clone()), now).await;
+        admitted_at.extend(std::iter::repeat_n(
+            step * 250,
+            usize::try_from(report.admitted).unwrap_or(0),
+        ));
+        assert!(
+            report.admitted <= 3,
+            "step {step}: a burst of {}",
+            report.admitted
+        );
+    }
+    for (i, start) in admitted_at.iter().enumerate() {
+        let in_minute = admitted_at[i..]
+            .iter()
+            .take_while(|at| **at < start + 60_000)
+            .count();
+        assert!(
+            i64::try_from(in_minute).unwrap_or(i64::MAX) <= PER_MINUTE,
+            "{in_minute} from {start} ms"
+        );
+    }
+    let total = i64::try_from(admitted_at.len()).unwrap_or(0);
+    assert!(total >= PER_MINUTE * 2, "only {total} in 130 s");
     ctx.finish().await;
 }

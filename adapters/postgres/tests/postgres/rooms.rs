@@ -38,6 +38,7 @@ async fn a_room_is_created_once_and_changed_only_over_the_version_read() {
         .changed(&RoomChange {
             max_active: Some(20),
             state: Some(RoomState::Paused),
+            admit_per_minute: Some(Some(600)),
         })
         .expect("a change");
     let write = Versioned::new(paused.clone(), stored.version);
