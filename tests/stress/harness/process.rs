@@ -351,6 +351,8 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
+    /// On failure: a short tail of each instance's log, so that the test's own error (printed
+    /// after this) still fits in a CI excerpt; the whole logs stay on disk.
     fn drop(&mut self) {
         if self.finished {
             return;
@@ -371,7 +373,7 @@ impl Drop for Cluster {
                 "---- instance {} ({}) log tail ----\n{}",
                 instance.index,
                 instance.addr,
-                instance.log_tail(30)
+                instance.log_tail(12)
             );
         }
     }
