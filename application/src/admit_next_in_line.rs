@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use concert_domain::queue::{admit_oldest, end_overdue};
-use concert_domain::{EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId};
+use concert_domain::{Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId};
 use time::OffsetDateTime;
 
 use crate::ports::{
@@ -48,7 +48,11 @@ impl AdmissionRules for RulesAt {
         }
     }
 
-    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
+    fn waiting_candidates(&self, free: u32) -> u32 {
+        self.policy.waiting_candidates(free)
+    }
+
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Admission {
         admit_oldest(waiting, free, self.now, &self.policy)
     }
 
@@ -107,15 +111,16 @@ impl AdmitNextInLine {
             return Ok(None);
         };
         queue_metrics::admitted(report.admitted);
-        queue_metrics::tickets_ended(EndReason::Idle, report.idle);
+        queue_metrics::tickets_ended(EndReason::Idle, report.idle + report.passed_over);
         queue_metrics::tickets_ended(
             EndReason::ActiveTimeOver,
             report.expired.saturating_sub(report.idle),
         );
-        if report.admitted > 0 || report.expired > 0 {
+        if report.admitted > 0 || report.expired > 0 || report.passed_over > 0 {
             tracing::debug!(
                 admitted = report.admitted,
                 expired = report.expired,
+                passed_over = report.passed_over,
                 serving = report.serving.get(),
                 "admission step"
             );
@@ -143,6 +148,7 @@ mod tests {
             expired: 1,
             idle: 0,
             admitted: 2,
+            passed_over: 0,
             serving: ServingCounter::new(16),
         }
     }
@@ -316,15 +322,16 @@ mod tests {
         })
         .await;
 
-        let numbers: Vec<_> = two.iter().map(|t| t.ticket().get()).collect();
+        let numbers: Vec<_> = two.admitted.iter().map(|t| t.ticket().get()).collect();
         assert_eq!(numbers, vec![5, 6]);
-        for admitted in &two {
+        assert!(two.passed_over.is_empty());
+        for admitted in &two.admitted {
             assert_eq!(admitted.stored_status(), TicketStatus::Active);
             assert_eq!(admitted.active_until(), Some(at + policy().active_ttl));
             assert_eq!(admitted.last_seen(), Some(at));
         }
-        assert!(none.is_empty());
-        assert_eq!(all.len(), 3);
+        assert_eq!(none, Admission::default());
+        assert_eq!(all.admitted.len(), 3);
     }
 
     /// Runs one step at `NOW` over `room` and returns what the rules answered for one active
@@ -334,7 +341,7 @@ mod tests {
             let overdue = rules.end_overdue(&[active_ticket(3, Duration::seconds(1))]);
             let admitted =
                 rules.admit_oldest(&[waiting_ticket(4), waiting_ticket(5)], overdue.free);
-            (overdue.free, admitted.len())
+            (overdue.free, admitted.admitted.len())
         });
         let step = stepper(queue, clock_at(NOW), Some(room.clone()));
         step.run_once().await.expect("admitted");
@@ -360,5 +367,45 @@ mod tests {
         let room = |state| Room::new(RoomId::default_room(), 3, state).expect("a room");
         assert_eq!(rules_in(room(RoomState::Paused)).await, (0, 0));
         assert_eq!(rules_in(room(RoomState::Closed)).await, (2, 2));
+    }
+
+    #[tokio::test]
+    async fn under_a_waiting_rule_the_step_reads_further_and_passes_over_idle_waiters() {
+        let room = Room::new(RoomId::default_room(), 3, RoomState::Open)
+            .and_then(|room| {
+                room.changed(
+                    &concert_domain::RoomChange {
+                        waiting_idle_seconds: Some(Some(60)),
+                        ..concert_domain::RoomChange::default()
+                    },
+                    NOW - Duration::hours(1),
+                )
+            })
+            .expect("a room with a waiting rule");
+        // Issued at NOW, never polled: idle from NOW + 66 s on.
+        let at = NOW + Duration::seconds(70);
+        let (queue, answered) = admitting_at(at, |rules| {
+            let candidates = rules.waiting_candidates(1);
+            let admission = rules.admit_oldest(&[waiting_ticket(4), waiting_ticket(5)], 1);
+            (candidates, admission)
+        });
+        let step = stepper(queue, clock_at(at), Some(room));
+        step.run_once().await.expect("stepped");
+        let (candidates, admission) = answered
+            .lock()
+            .expect("lock")
+            .take()
+            .expect("the repository asked the rules");
+        assert!(candidates > 1, "read beyond the free place");
+        assert_eq!(admission.admitted, Vec::new(), "both were away");
+        let passed: Vec<_> = admission
+            .passed_over
+            .iter()
+            .map(|t| (t.ticket().get(), t.end_reason()))
+            .collect();
+        assert_eq!(
+            passed,
+            vec![(4, Some(EndReason::Idle)), (5, Some(EndReason::Idle))]
+        );
     }
 }

@@ -109,13 +109,13 @@ mod tests {
         queue: MockQueueRepository,
         serving: i64,
     ) -> Result<ActiveUser, AuthorizeError> {
-        AuthorizeRequest::new(QueueAccess {
-            signer: Arc::new(signer_reading(claims(14))),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(serving).await,
-            policy: policy(),
-        })
+        AuthorizeRequest::new(QueueAccess::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(queue),
+            clock(),
+            view_serving(serving).await,
+            policy(),
+        ))
         .execute("token")
         .await
     }
@@ -126,13 +126,13 @@ mod tests {
         signer.expect_verify().returning(|_| Err(InvalidToken));
         let mut queue = MockQueueRepository::new();
         queue.expect_find().never();
-        let use_case = AuthorizeRequest::new(QueueAccess {
-            signer: Arc::new(signer),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        });
+        let use_case = AuthorizeRequest::new(QueueAccess::new(
+            Arc::new(signer),
+            Arc::new(queue),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        ));
 
         assert!(matches!(
             use_case.execute("forged").await,

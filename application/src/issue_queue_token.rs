@@ -238,13 +238,13 @@ mod tests {
     /// admission trigger's fake panics if asked).
     async fn issuer(queue: MockQueueRepository, signer: MockTokenSigner) -> IssueQueueToken {
         IssueQueueToken::new(
-            QueueAccess {
-                signer: Arc::new(signer),
-                queue: Arc::new(queue),
-                clock: clock(),
-                view: view_serving(10).await,
-                policy: policy(),
-            },
+            QueueAccess::new(
+                Arc::new(signer),
+                Arc::new(queue),
+                clock(),
+                view_serving(10).await,
+                policy(),
+            ),
             Arc::new(MockAdmissionTrigger::new()),
         )
     }
@@ -271,13 +271,13 @@ mod tests {
         view.refresh(NOW).await.expect("refresh");
         let drawn = waiting_ticket(14);
         IssueQueueToken::new(
-            QueueAccess {
-                signer: Arc::new(signer_expecting(claims_of(&drawn), 1)),
-                queue: Arc::new(queue),
-                clock: clock(),
+            QueueAccess::new(
+                Arc::new(signer_expecting(claims_of(&drawn), 1)),
+                Arc::new(queue),
+                clock(),
                 view,
-                policy: policy(),
-            },
+                policy(),
+            ),
             Arc::new(admission),
         )
     }

@@ -115,13 +115,13 @@ mod tests {
         queue: MockQueueRepository,
         admission: MockAdmissionTrigger,
     ) -> LeaveQueue {
-        let access = QueueAccess {
-            signer: Arc::new(signer()),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        };
+        let access = QueueAccess::new(
+            Arc::new(signer()),
+            Arc::new(queue),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        );
         LeaveQueue::new(access, Arc::new(admission))
     }
 

@@ -36,6 +36,7 @@ pub mod read_reservation;
 pub mod revoke_queue_token;
 pub mod services;
 pub mod sweep_lapsed_holds;
+pub mod waiting_polls;
 
 #[cfg(test)]
 pub(crate) mod test_support;

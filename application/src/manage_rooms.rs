@@ -9,7 +9,7 @@ use concert_domain::{ParseError, Room, RoomChange, RoomId};
 
 use crate::admin_access::{AdminAccess, AdminRefused};
 use crate::idempotency::{Step, until_written};
-use crate::ports::{RepositoryError, RoomRepository, Versioned};
+use crate::ports::{Clock, RepositoryError, RoomRepository, Versioned};
 use crate::queue_view::QueueView;
 
 /// A room as an operator sees it: its settings and how its line stands (this instance's view,
@@ -44,11 +44,22 @@ pub struct ManageRooms {
     rooms: Arc<dyn RoomRepository>,
     view: QueueView,
     admin: Arc<AdminAccess>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ManageRooms {
-    pub fn new(rooms: Arc<dyn RoomRepository>, view: QueueView, admin: Arc<AdminAccess>) -> Self {
-        Self { rooms, view, admin }
+    pub fn new(
+        rooms: Arc<dyn RoomRepository>,
+        view: QueueView,
+        admin: Arc<AdminAccess>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            rooms,
+            view,
+            admin,
+            clock,
+        }
     }
 
     /// Every room, by id.
@@ -83,7 +94,7 @@ impl ManageRooms {
         let id = RoomId::parse(room)?;
         let changed = until_written(|| async {
             let stored = self.load(&id).await?;
-            let changed = stored.value.changed(change)?;
+            let changed = stored.value.changed(change, self.clock.now())?;
             let write = Versioned::new(changed.clone(), stored.version);
             let written = self.rooms.save(&write).await?;
             Ok::<_, RoomAdminError>(Step::from(written).map(|()| changed.clone()))
@@ -153,6 +164,7 @@ mod tests {
                 AdminKey::new(Some(KEY.to_owned())),
                 clock(),
             )),
+            clock(),
         )
     }
 
@@ -243,5 +255,34 @@ mod tests {
             manage.read(Some("wrong"), "default").await,
             Err(RoomAdminError::Admin(AdminRefused::KeyInvalid))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_waiting_rule_turned_on_holds_from_the_clocks_now() {
+        let mut rooms = MockRoomRepository::new();
+        rooms
+            .expect_find()
+            .returning(|_| Ok(stored(default_room(500, RoomState::Open), 1)));
+        rooms
+            .expect_save()
+            .withf(|written| {
+                written
+                    .value
+                    .waiting_idle()
+                    .map(|idle| (idle.after, idle.since))
+                    == Some((time::Duration::seconds(90), crate::test_support::NOW))
+            })
+            .times(1)
+            .returning(|_| Ok(Written::Done(())));
+        let change = RoomChange {
+            waiting_idle_seconds: Some(Some(90)),
+            ..RoomChange::default()
+        };
+        let report = manage(rooms)
+            .await
+            .update(Some(KEY), "default", &change)
+            .await
+            .expect("changed");
+        assert!(report.room.waiting_idle().is_some());
     }
 }

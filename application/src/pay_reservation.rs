@@ -317,13 +317,13 @@ mod tests {
         }
 
         async fn build(self) -> PayReservation {
-            let authorize = AuthorizeRequest::new(QueueAccess {
-                signer: Arc::new(MockTokenSigner::new()),
-                queue: Arc::new(self.queue),
-                clock: clock(),
-                view: view_serving(self.serving).await,
-                policy: policy(),
-            });
+            let authorize = AuthorizeRequest::new(QueueAccess::new(
+                Arc::new(MockTokenSigner::new()),
+                Arc::new(self.queue),
+                clock(),
+                view_serving(self.serving).await,
+                policy(),
+            ));
             PayReservation::new(PayReservationPorts {
                 authorize: Arc::new(authorize),
                 payments: Arc::new(self.payments),

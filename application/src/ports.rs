@@ -14,7 +14,7 @@ use concert_domain::LedgerEntryId;
 use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
-    Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
+    Admission, Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
     IdempotencyKey, IdempotencyScope, NewConcert, Overdue, Pace, PaymentId, Price, QueueTicket,
     Reservation, ReservationId, Room, RoomId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus,
     UserHolds, UserId, Wallet,
@@ -430,8 +430,12 @@ pub struct ActivityWrite {
 pub trait AdmissionRules: Send + Sync {
     /// The active tickets past a deadline (ended) and the places free once they are gone.
     fn end_overdue(&self, active: &[QueueTicket]) -> Overdue;
-    /// The oldest waiting tickets (in ticket order, at most `free`) admitted.
-    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket>;
+    /// How many of the oldest waiting tickets the step reads to fill `free` places (more than
+    /// `free` when idle waiters may be passed over).
+    fn waiting_candidates(&self, free: u32) -> u32;
+    /// Of the oldest waiting tickets (in ticket order), those admitted into `free` places and
+    /// those passed over (ended `IDLE` while waiting).
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Admission;
     /// Whether the room paces its admissions (`admitPerMinute`): then the step counts the
     /// admissions of the last 60 seconds and reads the stored pace for [`Self::paced`].
     fn is_paced(&self) -> bool;
@@ -450,7 +454,16 @@ pub struct AdmissionReport {
     pub idle: u64,
     /// Waiting tickets made active, in ticket order.
     pub admitted: u64,
+    /// Waiting tickets passed over because their holder stopped polling (ended `IDLE`).
+    pub passed_over: u64,
     pub serving: ServingCounter,
+}
+
+/// A waiting poll to write down: the ticket's holder was seen at `at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingPoll {
+    pub ticket: TicketNo,
+    pub at: OffsetDateTime,
 }
 
 /// The state of the whole line, cheap to read.
@@ -489,6 +502,11 @@ pub trait QueueRepository: Send + Sync {
     /// Writes activity, if the ticket is still active with the `last_seen` read (otherwise
     /// `Stale`: another request's activity or the ticket's end got there first).
     async fn record_activity(&self, write: &ActivityWrite) -> Result<Written<()>, RepositoryError>;
+
+    /// Records waiting polls as the tickets' last-seen times, each only while the ticket still
+    /// waits and only forward in time (a later poll recorded elsewhere stays); returns how many
+    /// were written.
+    async fn record_waiting_polls(&self, polls: &[WaitingPoll]) -> Result<u64, RepositoryError>;
 
     /// One admission step, one at a time across instances and never while a number is being
     /// drawn: reads the active tickets, lets `rules` end the overdue ones, reads the oldest

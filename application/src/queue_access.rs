@@ -12,6 +12,7 @@ use crate::ports::{
 };
 use crate::queue_metrics;
 use crate::queue_view::QueueView;
+use crate::waiting_polls::WaitingPolls;
 
 #[derive(Clone)]
 pub struct QueueAccess {
@@ -20,9 +21,28 @@ pub struct QueueAccess {
     pub clock: Arc<dyn Clock>,
     pub view: QueueView,
     pub policy: QueuePolicy,
+    /// Waiting polls to write down for the room's waiting rule.
+    pub polls: WaitingPolls,
 }
 
 impl QueueAccess {
+    pub fn new(
+        signer: Arc<dyn TokenSigner>,
+        queue: Arc<dyn QueueRepository>,
+        clock: Arc<dyn Clock>,
+        view: QueueView,
+        policy: QueuePolicy,
+    ) -> Self {
+        Self {
+            polls: WaitingPolls::new(queue.clone()),
+            signer,
+            queue,
+            clock,
+            view,
+            policy,
+        }
+    }
+
     /// After a ticket ended before its time (its user left, an operator revoked it): a waiting
     /// one stops counting in this instance's view at once (the others' views follow at their
     /// next refresh), an active one's slot goes to the next in line at a step soon.
@@ -77,13 +97,13 @@ mod tests {
     };
 
     async fn access(queue: MockQueueRepository) -> QueueAccess {
-        QueueAccess {
-            signer: Arc::new(MockTokenSigner::new()),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        }
+        QueueAccess::new(
+            Arc::new(MockTokenSigner::new()),
+            Arc::new(queue),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        )
     }
 
     fn writing(write: ActivityWrite, answer: Written<()>) -> MockQueueRepository {

@@ -22,8 +22,10 @@ struct ViewState {
     /// numbers alone (what a position is computed from, on every poll).
     ended_waiting: Vec<EndedWaiting>,
     ended_tickets: Vec<TicketNo>,
-    /// The room's live settings, as the last admission step read them.
+    /// The room's live settings, as the last admission step read them, and the policy its line
+    /// runs under (kept apart: every poll reads it).
     room: Option<Room>,
+    room_policy: Option<QueuePolicy>,
     /// `(when, admitted_total)` samples inside the rate window, oldest first.
     samples: VecDeque<(OffsetDateTime, u64)>,
 }
@@ -129,10 +131,12 @@ impl QueueView {
 
     /// Records the room's settings as an admission step read them from the store.
     pub fn note_room(&self, room: Room) {
-        self.state
+        let mut state = self
+            .state
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .room = Some(room);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.room_policy = Some(room.admission_policy(&self.policy));
+        state.room = Some(room);
     }
 
     /// The room's settings as last read; `None` before the first admission step.
@@ -144,10 +148,14 @@ impl QueueView {
             .clone()
     }
 
-    /// The policy the line runs under now: the deployment's, with the room's maximum.
+    /// The policy the line runs under now: the deployment's, with the room's maximum and waiting
+    /// rule.
     pub fn policy(&self) -> QueuePolicy {
-        self.room()
-            .map_or(self.policy, |room| room.admission_policy(&self.policy))
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .room_policy
+            .unwrap_or(self.policy)
     }
 
     /// Tickets admitted in the last minute (or since this instance started, if sooner).
@@ -182,9 +190,8 @@ impl QueueView {
         // Every active token ends by its active deadline at the latest, so a full line moves at
         // least at the worst-case rate even when little has been measured yet.
         let floor = state
-            .room
-            .as_ref()
-            .map_or(self.policy, |room| room.admission_policy(&self.policy))
+            .room_policy
+            .unwrap_or(self.policy)
             .worst_case_admissions_per_second();
         measured.map_or(floor, |rate| rate.max(floor))
     }

@@ -1,7 +1,7 @@
 //! Use case: a queue token's status, position and expected wait. The hottest path of the service:
 //! every waiting user polls it, so a waiting ticket is answered from the [`QueueView`] alone.
 
-use concert_domain::queue::{estimated_wait_seconds, retry_after_seconds};
+use concert_domain::queue::estimated_wait_seconds;
 use concert_domain::{EndReason, QueuePolicy, QueueTicket, TicketStatus};
 use time::OffsetDateTime;
 
@@ -34,7 +34,7 @@ impl QueueStatusView {
                 view.admissions_per_second(),
             )),
             active_until: None,
-            retry_after_seconds: Some(retry_after_seconds(position)),
+            retry_after_seconds: Some(view.policy().retry_after_seconds(position)),
             reason: None,
         }
     }
@@ -109,6 +109,7 @@ impl ReadQueueStatus {
             return Ok(QueueStatusView::expired(ended.reason));
         }
         if let Some(position) = self.access.view.position_of(claims.ticket) {
+            self.note_waiting_poll(claims);
             return Ok(QueueStatusView::waiting(position, &self.access.view));
         }
         let now = self.access.clock.now();
@@ -122,8 +123,10 @@ impl ReadQueueStatus {
         else {
             return Err(ReadQueueStatusError::TokenInvalid);
         };
-        if ticket.status_at(now, &self.access.policy) == TicketStatus::Active {
-            self.access.record_activity(&ticket, now).await?;
+        match ticket.status_at(now, &self.access.policy) {
+            TicketStatus::Active => self.access.record_activity(&ticket, now).await?,
+            TicketStatus::Waiting => self.note_waiting_poll(claims),
+            TicketStatus::Expired => {}
         }
         Ok(QueueStatusView::of_ticket(
             &ticket,
@@ -131,6 +134,16 @@ impl ReadQueueStatus {
             &self.access.policy,
             &self.access.view,
         ))
+    }
+
+    /// A waiting user who polls keeps their place under the room's waiting rule.
+    fn note_waiting_poll(&self, claims: &TokenClaims) {
+        let policy = self.access.view.policy();
+        if policy.waiting_idle.is_some() {
+            self.access
+                .polls
+                .note(claims.ticket, self.access.clock.now(), &policy);
+        }
     }
 }
 
@@ -163,13 +176,13 @@ mod tests {
         serving: i64,
         claims: TokenClaims,
     ) -> QueueStatusView {
-        ReadQueueStatus::new(QueueAccess {
-            signer: Arc::new(signer_reading(claims)),
-            queue: Arc::new(queue),
-            clock: clock(),
-            view: view_serving(serving).await,
-            policy: policy(),
-        })
+        ReadQueueStatus::new(QueueAccess::new(
+            Arc::new(signer_reading(claims)),
+            Arc::new(queue),
+            clock(),
+            view_serving(serving).await,
+            policy(),
+        ))
         .execute("token")
         .await
         .expect("status")
@@ -187,6 +200,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn under_a_waiting_rule_a_poll_is_noted_without_a_database_trip_and_polls_come_sooner() {
+        let view = view_serving(10).await;
+        let room = concert_domain::Room::new(
+            concert_domain::RoomId::default_room(),
+            2,
+            concert_domain::RoomState::Open,
+        )
+        .and_then(|room| {
+            room.changed(
+                &concert_domain::RoomChange {
+                    waiting_idle_seconds: Some(Some(9)),
+                    ..concert_domain::RoomChange::default()
+                },
+                NOW,
+            )
+        })
+        .expect("a room with a waiting rule");
+        let access = QueueAccess::new(
+            Arc::new(signer_reading(claims(5_000))),
+            Arc::new(untouched_queue()),
+            clock(),
+            view.clone(),
+            policy(),
+        );
+        let use_case = ReadQueueStatus::new(access.clone());
+
+        let unruled = use_case.execute("token").await.expect("status");
+        assert_eq!(access.polls.pending(), 0, "no rule: nothing to write");
+        assert!(unruled.retry_after_seconds > Some(3));
+
+        view.note_room(room);
+        let ruled = use_case.execute("token").await.expect("status");
+        assert_eq!(ruled.position, unruled.position);
+        assert_eq!(access.polls.pending(), 1, "the poll waits for the batch");
+        assert_eq!(ruled.retry_after_seconds, Some(3), "a third of 9 s");
+    }
+
+    #[tokio::test]
     async fn position_never_grows_across_refreshes_even_when_a_read_lags() {
         let mut lines = MockQueueRepository::new();
         let mut counters = vec![10, 6, 12].into_iter();
@@ -198,13 +249,13 @@ mod tests {
         });
         lines.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(lines), policy());
-        let use_case = ReadQueueStatus::new(QueueAccess {
-            signer: Arc::new(signer_reading(claims(14))),
-            queue: Arc::new(untouched_queue()),
-            clock: clock(),
-            view: view.clone(),
-            policy: policy(),
-        });
+        let use_case = ReadQueueStatus::new(QueueAccess::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(untouched_queue()),
+            clock(),
+            view.clone(),
+            policy(),
+        ));
 
         let mut positions = Vec::new();
         for second in 0..3 {
@@ -240,13 +291,13 @@ mod tests {
         let status_of = |ticket| {
             let view = view.clone();
             async move {
-                ReadQueueStatus::new(QueueAccess {
-                    signer: Arc::new(signer_reading(claims(ticket))),
-                    queue: Arc::new(untouched_queue()),
-                    clock: clock(),
+                ReadQueueStatus::new(QueueAccess::new(
+                    Arc::new(signer_reading(claims(ticket))),
+                    Arc::new(untouched_queue()),
+                    clock(),
                     view,
-                    policy: policy(),
-                })
+                    policy(),
+                ))
                 .execute("token")
                 .await
                 .expect("status")
@@ -334,13 +385,13 @@ mod tests {
             .expect_verify()
             .times(1)
             .returning(|_| Err(InvalidToken));
-        let use_case = ReadQueueStatus::new(QueueAccess {
-            signer: Arc::new(signer),
-            queue: Arc::new(untouched_queue()),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        });
+        let use_case = ReadQueueStatus::new(QueueAccess::new(
+            Arc::new(signer),
+            Arc::new(untouched_queue()),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        ));
 
         let refused = use_case.execute("altered").await;
 
@@ -350,13 +401,13 @@ mod tests {
     #[tokio::test]
     async fn ticket_stored_for_another_user_is_refused_and_not_touched() {
         let theirs = held_by(&active_ticket(14, Duration::seconds(30)), other_user());
-        let use_case = ReadQueueStatus::new(QueueAccess {
-            signer: Arc::new(signer_reading(claims(14))),
-            queue: Arc::new(queue_holding(theirs, 0)),
-            clock: clock(),
-            view: view_serving(20).await,
-            policy: policy(),
-        });
+        let use_case = ReadQueueStatus::new(QueueAccess::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(queue_holding(theirs, 0)),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        ));
 
         let refused = use_case.execute("token").await;
 

@@ -98,13 +98,13 @@ mod tests {
         admission: MockAdmissionTrigger,
     ) -> RevokeQueueToken {
         RevokeQueueToken::new(
-            QueueAccess {
-                signer: Arc::new(MockTokenSigner::new()),
-                queue: Arc::new(queue),
-                clock: clock(),
-                view: view_serving(20).await,
-                policy: policy(),
-            },
+            QueueAccess::new(
+                Arc::new(MockTokenSigner::new()),
+                Arc::new(queue),
+                clock(),
+                view_serving(20).await,
+                policy(),
+            ),
             Arc::new(AdminAccess::new(
                 AdminKey::new(Some(KEY.to_owned())),
                 clock(),

@@ -35,6 +35,7 @@ use crate::read_queue_status::ReadQueueStatus;
 use crate::read_reservation::ReadReservation;
 use crate::revoke_queue_token::RevokeQueueToken;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
+use crate::waiting_polls::WaitingPolls;
 
 /// The adapters behind every port.
 pub struct Ports {
@@ -66,6 +67,8 @@ pub struct Settings {
 /// One instance of every use case, sharing one [`QueueView`].
 pub struct Services {
     pub view: QueueView,
+    /// Waiting polls this instance answered, to be written down by a job.
+    pub waiting_polls: WaitingPolls,
     /// Who may call the administration endpoints (shared by every admin use case).
     pub admin: Arc<AdminAccess>,
     pub identify_caller: Arc<IdentifyCaller>,
@@ -109,13 +112,8 @@ impl Services {
         } = ports;
         let policy = settings.queue;
         let view = QueueView::new(queue.clone(), policy);
-        let access = QueueAccess {
-            signer,
-            queue: queue.clone(),
-            clock: clock.clone(),
-            view: view.clone(),
-            policy,
-        };
+        let access = QueueAccess::new(signer, queue.clone(), clock.clone(), view.clone(), policy);
+        let waiting_polls = access.polls.clone();
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         let admin = Arc::new(AdminAccess::new(settings.admin_key, clock.clone()));
         Self {
@@ -123,7 +121,12 @@ impl Services {
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
             leave_queue: Arc::new(LeaveQueue::new(access.clone(), admission.clone())),
-            manage_rooms: Arc::new(ManageRooms::new(rooms.clone(), view.clone(), admin.clone())),
+            manage_rooms: Arc::new(ManageRooms::new(
+                rooms.clone(),
+                view.clone(),
+                admin.clone(),
+                clock.clone(),
+            )),
             revoke_queue_token: Arc::new(RevokeQueueToken::new(
                 access,
                 admin.clone(),
@@ -183,6 +186,7 @@ impl Services {
             )),
             read_gauges: Arc::new(ReadGauges::new(view.clone(), reservations, clock)),
             view,
+            waiting_polls,
             admin,
         }
     }

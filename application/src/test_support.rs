@@ -72,6 +72,7 @@ pub(crate) fn policy() -> QueuePolicy {
         max_active: 2,
         active_ttl: Duration::minutes(10),
         idle_timeout: Duration::minutes(2),
+        waiting_idle: None,
     }
 }
 

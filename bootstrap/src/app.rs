@@ -189,6 +189,7 @@ impl Application {
             purge: services.purge_expired_records.clone(),
             gauges: services.read_gauges.clone(),
             view: services.view.clone(),
+            waiting_polls: services.waiting_polls.clone(),
             clock,
             database_clock,
             admission,

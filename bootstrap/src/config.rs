@@ -376,6 +376,8 @@ impl Config {
                 max_active: self.queue_max_active,
                 active_ttl: Span::seconds(self.queue_active_ttl_seconds.into()),
                 idle_timeout: Span::seconds(self.queue_idle_timeout_seconds.into()),
+                // A room's setting, read from the store by every admission step.
+                waiting_idle: None,
             },
             holds: HoldSettings {
                 ttl: Span::seconds(self.hold_ttl_seconds.into()),

@@ -14,6 +14,7 @@ use concert_application::purge_expired_records::{PurgeExpiredRecords, PurgeRepor
 use concert_application::queue_view::QueueView;
 use concert_application::read_gauges::ReadGauges;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
+use concert_application::waiting_polls::WaitingPolls;
 use concert_identity::JwtIdentity;
 use concert_postgres::PgClock;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -29,6 +30,9 @@ const PURGE_INTERVAL: Duration = Duration::from_secs(600);
 /// admission steps back to back (each takes the exclusive queue lock and scans the active tickets);
 /// with it, a freed place is still filled within this gap, far inside docs/API.md's one second.
 const ADMISSION_WAKE_GAP: Duration = Duration::from_millis(50);
+/// How often the waiting polls this instance answered are written down (under a room's waiting
+/// rule): half the shortest resolution the domain allows, so a poll reaches the store within it.
+const WAITING_POLLS_INTERVAL: Duration = Duration::from_millis(500);
 const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the offset to the database's clock is measured again (machine clocks drift slowly).
 const CLOCK_CALIBRATION_INTERVAL: Duration = Duration::from_secs(60);
@@ -87,6 +91,7 @@ pub struct BackgroundJobs {
     pub(crate) purge: Arc<PurgeExpiredRecords>,
     pub(crate) gauges: Arc<ReadGauges>,
     pub(crate) view: QueueView,
+    pub(crate) waiting_polls: WaitingPolls,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) database_clock: PgClock,
     pub(crate) admission: NotifyAdmission,
@@ -174,6 +179,21 @@ impl BackgroundJobs {
                 }
             })
         };
+        let polls = {
+            let (polls, view, clock) = (
+                self.waiting_polls.clone(),
+                self.view.clone(),
+                self.clock.clone(),
+            );
+            every(WAITING_POLLS_INTERVAL, stop.clone(), move || {
+                let (polls, view, clock) = (polls.clone(), view.clone(), clock.clone());
+                async move {
+                    if let Err(error) = polls.write_pending(clock.now(), &view.policy()).await {
+                        tracing::warn!(error = %error, "writing waiting polls failed");
+                    }
+                }
+            })
+        };
         let sweeper = {
             let sweep = self.sweep.clone();
             every(SWEEP_INTERVAL, stop.clone(), move || {
@@ -230,7 +250,7 @@ impl BackgroundJobs {
                 }
             })
         };
-        let mut jobs = vec![admission, refresh, sweeper, gauges, purge];
+        let mut jobs = vec![admission, refresh, polls, sweeper, gauges, purge];
         if let Some(mut watch) = self.identity.clone().and_then(JwksWatch::of) {
             jobs.push(every(JWKS_CHECK_INTERVAL, stop.clone(), move || {
                 watch.check();

@@ -44,7 +44,8 @@ pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, User
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
 pub use queue::{
-    EndReason, Join, Leave, Overdue, QueuePolicy, QueueTicket, ServingCounter, TicketStatus,
+    Admission, EndReason, Join, Leave, Overdue, QueuePolicy, QueueTicket, ServingCounter,
+    TicketStatus, WaitingIdle,
 };
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};

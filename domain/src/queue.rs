@@ -72,12 +72,15 @@ impl EndReason {
     }
 }
 
-/// `QUEUE_MAX_ACTIVE`, `QUEUE_ACTIVE_TTL_SECONDS` and `QUEUE_IDLE_TIMEOUT_SECONDS`.
+/// `QUEUE_MAX_ACTIVE`, `QUEUE_ACTIVE_TTL_SECONDS` and `QUEUE_IDLE_TIMEOUT_SECONDS`, and the
+/// room's rule for waiting users who stop watching.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueuePolicy {
     pub max_active: u32,
     pub active_ttl: Duration,
     pub idle_timeout: Duration,
+    /// `None`: waiting users keep their place however long they are away (v1).
+    pub waiting_idle: Option<WaitingIdle>,
 }
 
 impl Default for QueuePolicy {
@@ -86,7 +89,35 @@ impl Default for QueuePolicy {
             max_active: 1000,
             active_ttl: Duration::minutes(10),
             idle_timeout: Duration::minutes(2),
+            waiting_idle: None,
         }
+    }
+}
+
+/// A room's `waitingIdleSeconds`: a waiting ticket whose holder has not polled for `after` is
+/// passed over when its turn comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitingIdle {
+    pub after: Duration,
+    /// When the rule was turned on. Polls are recorded only while it is on, so no ticket counts
+    /// as unseen for the time before.
+    pub since: OffsetDateTime,
+}
+
+impl WaitingIdle {
+    /// How late a waiting poll may reach the store: an instance writes a ticket's polls in
+    /// batches, at most once per half of this, so a busy line costs few writes. A tenth of the
+    /// window, 1 to 30 seconds; a ticket is passed over only this long after the window.
+    pub fn resolution(&self) -> Duration {
+        (self.after / 10_i32).clamp(Duration::seconds(1), Duration::seconds(30))
+    }
+
+    /// The longest a waiting client is told to wait between polls: a third of the window, so
+    /// that one following `Retry-After` never looks idle.
+    pub fn longest_retry_after_seconds(&self) -> u32 {
+        u32::try_from(self.after.whole_seconds() / 3)
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 }
 
@@ -115,6 +146,38 @@ impl QueuePolicy {
     /// admission step still admits in ticket order and never beyond `max_active`.
     pub fn admits_on_arrival(&self, waiting: u64, active: u64) -> bool {
         waiting == 0 && active < u64::from(self.max_active)
+    }
+
+    /// How many seconds a waiting client at `position` should wait before polling again (see
+    /// [`retry_after_seconds`]), short enough to keep its place under the room's waiting rule.
+    pub fn retry_after_seconds(&self, position: u64) -> u32 {
+        let seconds = retry_after_seconds(position);
+        self.waiting_idle.map_or(seconds, |idle| {
+            seconds.min(idle.longest_retry_after_seconds())
+        })
+    }
+
+    /// Whether a waiting poll at `now` should be written down, given when this instance last
+    /// wrote one for the same ticket: only under a waiting rule, and at most once per half of
+    /// its resolution.
+    pub fn needs_waiting_poll_write(
+        &self,
+        last_written: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> bool {
+        self.waiting_idle
+            .is_some_and(|idle| last_written.is_none_or(|at| now - at >= idle.resolution() / 2_i32))
+    }
+
+    /// How many of the oldest waiting tickets an admission step reads to fill `free` places:
+    /// more than `free` under a waiting rule, since some may be passed over (a step that runs
+    /// out admits fewer, and the next one goes on).
+    pub fn waiting_candidates(&self, free: u32) -> u32 {
+        if self.waiting_idle.is_some() && free > 0 {
+            free.saturating_mul(2).saturating_add(64)
+        } else {
+            free
+        }
     }
 
     /// Admissions per second when the line moves only by timeouts: the pessimistic rate used to
@@ -341,6 +404,17 @@ impl QueueTicket {
         Ok(())
     }
 
+    /// Whether a waiting ticket's turn is passed over at `now` under the room's waiting rule: no
+    /// poll recorded since the window (and the resolution of recording) before `now`. A ticket
+    /// never polled counts from its issue, and none from before the rule was turned on.
+    pub fn is_passed_over_at(&self, now: OffsetDateTime, policy: &QueuePolicy) -> bool {
+        let Some(idle) = policy.waiting_idle else {
+            return false;
+        };
+        let seen = self.last_seen.unwrap_or(self.issued_at).max(idle.since);
+        self.status == TicketStatus::Waiting && seen + idle.after + idle.resolution() <= now
+    }
+
     /// Whether the ticket may use the protected endpoints at `now`.
     pub fn authorize(
         &self,
@@ -488,22 +562,40 @@ pub fn end_overdue(active: &[QueueTicket], now: OffsetDateTime, policy: &QueuePo
     }
 }
 
-/// The second half: admits the oldest waiting tickets into `free` places, first come, first
-/// served. `waiting` must be the oldest waiting tickets in ticket order.
+/// The second half of an admission step: who gets the free places.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Admission {
+    /// Admitted, in their new state, in ticket order.
+    pub admitted: Vec<QueueTicket>,
+    /// Waiting tickets whose turn came while their holder was away (the room's waiting rule):
+    /// ended `IDLE`, in ticket order.
+    pub passed_over: Vec<QueueTicket>,
+}
+
+/// Admits the oldest waiting tickets into `free` places, first come, first served; a ticket
+/// idle under the room's waiting rule is passed over and the next one takes the place.
+/// `waiting` must be the oldest waiting tickets in ticket order.
 pub fn admit_oldest(
     waiting: &[QueueTicket],
     free: u32,
     now: OffsetDateTime,
     policy: &QueuePolicy,
-) -> Vec<QueueTicket> {
-    waiting
-        .iter()
-        .take(usize::try_from(free).unwrap_or(usize::MAX))
-        .filter_map(|ticket| {
-            let mut admitted = ticket.clone();
-            admitted.admit(now, policy).ok().map(|()| admitted)
-        })
-        .collect()
+) -> Admission {
+    let free = usize::try_from(free).unwrap_or(usize::MAX);
+    let mut admission = Admission::default();
+    for ticket in waiting {
+        if admission.admitted.len() >= free {
+            break;
+        }
+        let mut next = ticket.clone();
+        if ticket.is_passed_over_at(now, policy) {
+            next.end(EndReason::Idle);
+            admission.passed_over.push(next);
+        } else if next.admit(now, policy).is_ok() {
+            admission.admitted.push(next);
+        }
+    }
+    admission
 }
 
 impl ServingCounter {
@@ -530,6 +622,7 @@ mod tests {
             max_active: 2,
             active_ttl: Duration::minutes(10),
             idle_timeout: Duration::minutes(2),
+            waiting_idle: None,
         }
     }
 
@@ -854,7 +947,7 @@ mod tests {
         let waiting = [ticket(5), ticket(6), ticket(7)];
         let at = NOW + Duration::seconds(40);
 
-        let admitted = admit_oldest(&waiting, 2, at, &policy());
+        let admitted = admit_oldest(&waiting, 2, at, &policy()).admitted;
 
         assert_eq!(numbers(&admitted), vec![5, 6]);
         for t in &admitted {
@@ -863,13 +956,173 @@ mod tests {
             assert_eq!(t.last_seen(), Some(at));
             assert_eq!(t.issued_at(), NOW);
         }
-        assert!(admit_oldest(&waiting, 0, at, &policy()).is_empty());
         assert_eq!(
-            numbers(&admit_oldest(&waiting, 9, at, &policy())),
+            admit_oldest(&waiting, 0, at, &policy()),
+            Admission::default()
+        );
+        assert_eq!(
+            numbers(&admit_oldest(&waiting, 9, at, &policy()).admitted),
             vec![5, 6, 7]
         );
         let given = [ticket(9), ticket(8)];
-        assert_eq!(numbers(&admit_oldest(&given, 1, at, &policy())), vec![9]);
+        assert_eq!(
+            numbers(&admit_oldest(&given, 1, at, &policy()).admitted),
+            vec![9]
+        );
+    }
+
+    /// A room that passes over waiting users away for a minute, on since `NOW`.
+    fn idle_after_a_minute() -> QueuePolicy {
+        QueuePolicy {
+            waiting_idle: Some(WaitingIdle {
+                after: Duration::minutes(1),
+                since: NOW,
+            }),
+            ..policy()
+        }
+    }
+
+    fn seen_waiting(
+        n: i64,
+        issued_at: OffsetDateTime,
+        seen: Option<OffsetDateTime>,
+    ) -> QueueTicket {
+        QueueTicket::restore(
+            TicketNo::new(n).expect("ticket"),
+            UserId::from_uuid(Uuid::from_u128(n.unsigned_abs().into())),
+            TicketStatus::Waiting,
+            issued_at,
+            None,
+            seen,
+        )
+    }
+
+    #[test]
+    fn a_waiting_ticket_is_passed_over_only_after_the_window_and_its_resolution() {
+        let idle = idle_after_a_minute();
+        let resolution = idle.waiting_idle.expect("on").resolution();
+        assert_eq!(resolution, Duration::seconds(6));
+        let seen = NOW + Duration::minutes(5);
+        let polled = seen_waiting(1, NOW, Some(seen));
+        let deadline = seen + Duration::minutes(1) + resolution;
+        assert!(!polled.is_passed_over_at(deadline - Duration::milliseconds(1), &idle));
+        assert!(polled.is_passed_over_at(deadline, &idle));
+        assert!(
+            !polled.is_passed_over_at(deadline + Duration::hours(1), &policy()),
+            "without the rule nobody is passed over"
+        );
+        let never_polled = seen_waiting(2, NOW + Duration::minutes(2), None);
+        let from_issue = NOW + Duration::minutes(3) + resolution;
+        assert!(!never_polled.is_passed_over_at(from_issue - Duration::milliseconds(1), &idle));
+        assert!(never_polled.is_passed_over_at(from_issue, &idle));
+        let from_before_the_rule = seen_waiting(3, NOW - Duration::hours(1), None);
+        assert!(
+            !from_before_the_rule.is_passed_over_at(NOW + Duration::seconds(65), &idle),
+            "polls were not recorded before the rule was on"
+        );
+        assert!(from_before_the_rule.is_passed_over_at(NOW + Duration::seconds(66), &idle));
+        let mut active = seen_waiting(4, NOW - Duration::hours(1), None);
+        active.admit(NOW, &idle).expect("admitted");
+        assert!(!active.is_passed_over_at(NOW + Duration::hours(1), &idle));
+    }
+
+    #[test]
+    fn admit_oldest_passes_over_idle_waiters_and_fills_the_places_with_the_next() {
+        let idle = idle_after_a_minute();
+        let at = NOW + Duration::minutes(10);
+        let fresh = Some(at - Duration::seconds(30));
+        let stale = Some(at - Duration::minutes(2));
+        let waiting = [
+            seen_waiting(1, NOW, stale),
+            seen_waiting(2, NOW, fresh),
+            seen_waiting(3, NOW, None),
+            seen_waiting(4, NOW, fresh),
+            seen_waiting(5, NOW, stale),
+            seen_waiting(6, NOW, fresh),
+        ];
+        let admission = admit_oldest(&waiting, 2, at, &idle);
+        assert_eq!(numbers(&admission.admitted), vec![2, 4]);
+        assert_eq!(numbers(&admission.passed_over), vec![1, 3]);
+        for passed in &admission.passed_over {
+            assert_eq!(passed.stored_status(), TicketStatus::Expired);
+            assert_eq!(passed.end_reason(), Some(EndReason::Idle));
+        }
+        let short = admit_oldest(&waiting[..3], 2, at, &idle);
+        assert_eq!(numbers(&short.admitted), vec![2], "fewer left than places");
+        assert_eq!(
+            numbers(&admit_oldest(&waiting, 2, at, &policy()).admitted),
+            vec![1, 2],
+            "without the rule the oldest go first"
+        );
+    }
+
+    #[test]
+    fn under_a_waiting_rule_clients_poll_often_enough_and_steps_read_further() {
+        let idle = idle_after_a_minute();
+        assert_eq!(idle.retry_after_seconds(100_000), 20);
+        assert_eq!(idle.retry_after_seconds(1), policy().retry_after_seconds(1));
+        assert_eq!(policy().retry_after_seconds(100_000), 30);
+        let tiny = QueuePolicy {
+            waiting_idle: Some(WaitingIdle {
+                after: Duration::seconds(2),
+                since: NOW,
+            }),
+            ..policy()
+        };
+        assert_eq!(tiny.retry_after_seconds(100_000), 1);
+        assert_eq!(policy().waiting_candidates(10), 10);
+        assert!(idle.waiting_candidates(10) > 10);
+        assert_eq!(idle.waiting_candidates(0), 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever the line looks like: the admitted and the passed over are the head of the
+        /// line in order, nobody is admitted beyond the free places, every passed-over ticket
+        /// was idle and no admitted one was, and a step stops only when the places are full or
+        /// the line it read is used up.
+        #[test]
+        fn admission_under_a_waiting_rule_takes_the_head_of_the_line_in_order(
+            seen_ago in proptest::collection::vec(proptest::option::of(0i64..200), 0..40),
+            free in 0u32..12,
+        ) {
+            let idle = idle_after_a_minute();
+            let at = NOW + Duration::minutes(10);
+            let waiting: Vec<QueueTicket> = seen_ago
+                .iter()
+                .enumerate()
+                .map(|(i, ago)| {
+                    let seen = ago.map(|ago| at - Duration::seconds(ago));
+                    seen_waiting(i64::try_from(i).expect("small") + 1, NOW, seen)
+                })
+                .collect();
+            let admission = admit_oldest(&waiting, free, at, &idle);
+            proptest::prop_assert!(admission.admitted.len() <= free as usize);
+            let mut taken: Vec<i64> = numbers(&admission.admitted);
+            taken.extend(numbers(&admission.passed_over));
+            taken.sort_unstable();
+            let head: Vec<i64> = numbers(&waiting[..taken.len()]);
+            proptest::prop_assert_eq!(&taken, &head);
+            for passed in &admission.passed_over {
+                let read = &waiting[usize::try_from(passed.ticket().get() - 1).expect("index")];
+                proptest::prop_assert!(read.is_passed_over_at(at, &idle));
+            }
+            for admitted in &admission.admitted {
+                let read = &waiting[usize::try_from(admitted.ticket().get() - 1).expect("index")];
+                proptest::prop_assert!(!read.is_passed_over_at(at, &idle));
+            }
+            proptest::prop_assert!(
+                admission.admitted.len() == free as usize || taken.len() == waiting.len()
+            );
+        }
+    }
+
+    #[test]
+    fn a_waiting_poll_is_written_at_most_once_per_half_resolution_and_only_under_a_rule() {
+        let idle = idle_after_a_minute();
+        assert!(!policy().needs_waiting_poll_write(None, NOW));
+        assert!(idle.needs_waiting_poll_write(None, NOW));
+        assert!(!idle.needs_waiting_poll_write(Some(NOW), NOW + Duration::seconds(2)));
+        assert!(idle.needs_waiting_poll_write(Some(NOW), NOW + Duration::seconds(3)));
     }
 
     #[test]

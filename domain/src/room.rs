@@ -6,6 +6,7 @@ use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::queue::WaitingIdle;
 use crate::{ParseError, QueuePolicy};
 
 /// A room's id: 1 to 64 characters of `a-z`, `0-9` and `-`, as an operator writes it in a path.
@@ -91,6 +92,7 @@ pub struct Room {
     max_active: u32,
     state: RoomState,
     admit_per_minute: Option<u32>,
+    waiting_idle: Option<WaitingIdle>,
 }
 
 /// An operator's change to a room: each field that is `Some` is set.
@@ -100,6 +102,8 @@ pub struct RoomChange {
     pub state: Option<RoomState>,
     /// `Some(None)` lifts the limit.
     pub admit_per_minute: Option<Option<i64>>,
+    /// `Some(None)`: waiting users keep their place however long they are away.
+    pub waiting_idle_seconds: Option<Option<i64>>,
 }
 
 impl Room {
@@ -109,7 +113,25 @@ impl Room {
             max_active: parse_max_active(i64::from(max_active))?,
             state,
             admit_per_minute: None,
+            waiting_idle: None,
         })
+    }
+
+    /// The room with its rule for waiting users who stop watching, as a store holds it.
+    pub fn with_waiting_idle(
+        mut self,
+        waiting_idle: Option<WaitingIdle>,
+    ) -> Result<Self, ParseError> {
+        if let Some(idle) = waiting_idle {
+            parse_waiting_idle_seconds(idle.after.whole_seconds())?;
+        }
+        self.waiting_idle = waiting_idle;
+        Ok(self)
+    }
+
+    /// `waitingIdleSeconds` and since when it holds; `None`: waiting users keep their place.
+    pub fn waiting_idle(&self) -> Option<WaitingIdle> {
+        self.waiting_idle
     }
 
     /// The room with its pace of admissions, as a store holds it.
@@ -138,8 +160,10 @@ impl Room {
         self.state
     }
 
-    /// The room after `change`, or why the change is refused (nothing is half applied).
-    pub fn changed(&self, change: &RoomChange) -> Result<Self, ParseError> {
+    /// The room after `change` made at `now`, or why the change is refused (nothing is half
+    /// applied). A waiting rule turned on holds from `now`; a new window for a rule already on
+    /// keeps its start.
+    pub fn changed(&self, change: &RoomChange, now: OffsetDateTime) -> Result<Self, ParseError> {
         let max_active = change
             .max_active
             .map(parse_max_active)
@@ -149,11 +173,20 @@ impl Room {
             Some(per_minute) => per_minute.map(parse_admit_per_minute).transpose()?,
             None => self.admit_per_minute,
         };
+        let waiting_idle = match change.waiting_idle_seconds {
+            Some(Some(seconds)) => Some(WaitingIdle {
+                after: Duration::seconds(i64::from(parse_waiting_idle_seconds(seconds)?)),
+                since: self.waiting_idle.map_or(now, |idle| idle.since),
+            }),
+            Some(None) => None,
+            None => self.waiting_idle,
+        };
         Ok(Self {
             id: self.id.clone(),
             max_active,
             state: change.state.unwrap_or(self.state),
             admit_per_minute,
+            waiting_idle,
         })
     }
 
@@ -183,6 +216,7 @@ impl Room {
     pub fn admission_policy(&self, deployment: &QueuePolicy) -> QueuePolicy {
         QueuePolicy {
             max_active: self.max_active,
+            waiting_idle: self.waiting_idle,
             ..*deployment
         }
     }
@@ -253,6 +287,25 @@ fn parse_admit_per_minute(raw: i64) -> Result<u32, ParseError> {
         })
 }
 
+/// The shortest and longest `waitingIdleSeconds`.
+pub const WAITING_IDLE_SECONDS: std::ops::RangeInclusive<u32> = 5..=86_400;
+
+fn parse_waiting_idle_seconds(raw: i64) -> Result<u32, ParseError> {
+    u32::try_from(raw)
+        .ok()
+        .filter(|seconds| WAITING_IDLE_SECONDS.contains(seconds))
+        .ok_or_else(|| {
+            ParseError::new(
+                "waitingIdleSeconds",
+                format!(
+                    "must be {} to {}, or null",
+                    WAITING_IDLE_SECONDS.start(),
+                    WAITING_IDLE_SECONDS.end()
+                ),
+            )
+        })
+}
+
 fn parse_max_active(raw: i64) -> Result<u32, ParseError> {
     u32::try_from(raw)
         .ok()
@@ -263,6 +316,8 @@ fn parse_max_active(raw: i64) -> Result<u32, ParseError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const NOW: OffsetDateTime = time::macros::datetime!(2026-12-01 12:00 UTC);
 
     #[test]
     fn room_ids_are_short_lowercase_slugs() {
@@ -284,20 +339,26 @@ mod tests {
     #[test]
     fn a_change_sets_only_what_it_names_and_checks_it_first() {
         let paused = room()
-            .changed(&RoomChange {
-                state: Some(RoomState::Paused),
-                ..RoomChange::default()
-            })
+            .changed(
+                &RoomChange {
+                    state: Some(RoomState::Paused),
+                    ..RoomChange::default()
+                },
+                NOW,
+            )
             .expect("paused");
         assert_eq!(
             (paused.max_active(), paused.state()),
             (500, RoomState::Paused)
         );
         let smaller = paused
-            .changed(&RoomChange {
-                max_active: Some(20),
-                ..RoomChange::default()
-            })
+            .changed(
+                &RoomChange {
+                    max_active: Some(20),
+                    ..RoomChange::default()
+                },
+                NOW,
+            )
             .expect("smaller");
         assert_eq!(
             (smaller.max_active(), smaller.state()),
@@ -305,11 +366,14 @@ mod tests {
         );
         for bad in [0, -1, i64::from(MAX_ROOM_ACTIVE) + 1] {
             let refused = room()
-                .changed(&RoomChange {
-                    max_active: Some(bad),
-                    state: Some(RoomState::Closed),
-                    admit_per_minute: None,
-                })
+                .changed(
+                    &RoomChange {
+                        max_active: Some(bad),
+                        state: Some(RoomState::Closed),
+                        ..RoomChange::default()
+                    },
+                    NOW,
+                )
                 .expect_err("out of range");
             assert_eq!(refused.field, "maxActive");
         }
@@ -336,10 +400,13 @@ mod tests {
 
     fn paced_room(per_minute: i64) -> Room {
         room()
-            .changed(&RoomChange {
-                admit_per_minute: Some(Some(per_minute)),
-                ..RoomChange::default()
-            })
+            .changed(
+                &RoomChange {
+                    admit_per_minute: Some(Some(per_minute)),
+                    ..RoomChange::default()
+                },
+                NOW,
+            )
             .expect("paced")
     }
 
@@ -415,18 +482,63 @@ mod tests {
         let now = time::macros::datetime!(2026-12-01 12:00 UTC);
         assert_eq!(room().paced(7, 100, Pace::EMPTY, now).0, 7);
         let lifted = paced_room(60)
-            .changed(&RoomChange {
-                admit_per_minute: Some(None),
-                ..RoomChange::default()
-            })
+            .changed(
+                &RoomChange {
+                    admit_per_minute: Some(None),
+                    ..RoomChange::default()
+                },
+                NOW,
+            )
             .expect("lifted");
         assert_eq!(lifted.admit_per_minute(), None);
         let refused = room()
-            .changed(&RoomChange {
-                admit_per_minute: Some(Some(0)),
-                ..RoomChange::default()
-            })
+            .changed(
+                &RoomChange {
+                    admit_per_minute: Some(Some(0)),
+                    ..RoomChange::default()
+                },
+                NOW,
+            )
             .expect_err("zero");
         assert_eq!(refused.field, "admitPerMinute");
+    }
+
+    #[test]
+    fn a_waiting_rule_holds_from_when_it_is_turned_on_and_keeps_that_start_when_changed() {
+        let with = |room: &Room, seconds: Option<i64>, at| {
+            room.changed(
+                &RoomChange {
+                    waiting_idle_seconds: Some(seconds),
+                    ..RoomChange::default()
+                },
+                at,
+            )
+        };
+        let on = with(&room(), Some(60), NOW).expect("on");
+        let rule = on.waiting_idle().expect("a rule");
+        assert_eq!((rule.after, rule.since), (Duration::minutes(1), NOW));
+        let later = NOW + Duration::hours(1);
+        let longer = with(&on, Some(300), later).expect("longer");
+        assert_eq!(
+            longer.waiting_idle().map(|idle| (idle.after, idle.since)),
+            Some((Duration::minutes(5), NOW))
+        );
+        let other = longer
+            .changed(&RoomChange::default(), later)
+            .expect("unchanged");
+        assert_eq!(other.waiting_idle(), longer.waiting_idle());
+        let off = with(&longer, None, later).expect("off");
+        assert_eq!(off.waiting_idle(), None);
+        let again = with(&off, Some(60), later).expect("on again");
+        assert_eq!(again.waiting_idle().map(|idle| idle.since), Some(later));
+        assert_eq!(
+            again.admission_policy(&QueuePolicy::default()).waiting_idle,
+            again.waiting_idle()
+        );
+        for bad in [0, 4, 86_401, -5] {
+            let refused = with(&room(), Some(bad), NOW).expect_err("out of range");
+            assert_eq!(refused.field, "waitingIdleSeconds");
+        }
+        assert!(with(&room(), Some(5), NOW).is_ok());
     }
 }

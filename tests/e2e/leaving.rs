@@ -9,22 +9,6 @@ use concert_e2e::{ADMIN_KEY, Answer, Client, TestApp};
 use reqwest::{Method, StatusCode};
 use uuid::Uuid;
 
-async fn leave(client: &Client, token: &str) -> anyhow::Result<Answer> {
-    client
-        .send(
-            client
-                .raw(Method::DELETE, "/v1/queue/tokens/current")
-                .bearer_auth(token),
-        )
-        .await
-}
-
-async fn token_of(client: &Client) -> anyhow::Result<String> {
-    let issued = client.issue_token(Uuid::new_v4()).await?;
-    anyhow::ensure!(issued.status.is_success(), "{}", issued.text);
-    Ok(issued.body["token"].as_str().unwrap_or_default().to_owned())
-}
-
 /// Polls `token`'s status on `client` until `check` holds, for at most two seconds.
 async fn until(
     client: &Client,
@@ -55,14 +39,14 @@ async fn leavers_free_their_place_or_slot_on_every_instance() -> anyhow::Result<
     let client = &app.client;
 
     let active = client.active_token(Uuid::new_v4()).await?;
-    let leaver = token_of(client).await?;
-    let behind = token_of(&other).await?;
+    let leaver = client.new_token().await?;
+    let behind = other.new_token().await?;
     for instance in [client, &other] {
         until(instance, &behind, |a| a.body["position"] == 2).await?;
     }
 
     // A waiting user leaves on one instance: the one behind moves up on both at once.
-    let left = leave(&other, &leaver).await?;
+    let left = other.leave_line(&leaver).await?;
     assert_eq!(left.status, StatusCode::NO_CONTENT, "{}", left.text);
     for instance in [client, &other] {
         until(instance, &behind, |a| a.body["position"] == 1).await?;
@@ -72,10 +56,16 @@ async fn leavers_free_their_place_or_slot_on_every_instance() -> anyhow::Result<
         assert_eq!(refused.code(), "TOKEN_EXPIRED");
     }
     // Leaving twice is leaving once.
-    assert_eq!(leave(client, &leaver).await?.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.leave_line(&leaver).await?.status,
+        StatusCode::NO_CONTENT
+    );
 
     // The active user leaves: the next in line gets the slot.
-    assert_eq!(leave(client, &active).await?.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        client.leave_line(&active).await?.status,
+        StatusCode::NO_CONTENT
+    );
     other
         .wait_for_status(&behind, "ACTIVE", Duration::from_secs(2))
         .await?;
@@ -106,8 +96,8 @@ async fn a_paid_token_cannot_leave_and_a_forged_one_is_refused() -> anyhow::Resu
     let paid = client.pay(&token, reservation, None).await?;
     assert_eq!(paid.status, StatusCode::CREATED, "{}", paid.text);
 
-    assert_eq!(leave(client, &token).await?.code(), "TOKEN_EXPIRED");
-    assert_eq!(leave(client, "forged").await?.code(), "TOKEN_INVALID");
+    assert_eq!(client.leave_line(&token).await?.code(), "TOKEN_EXPIRED");
+    assert_eq!(client.leave_line("forged").await?.code(), "TOKEN_INVALID");
     app.shutdown().await
 }
 
@@ -136,7 +126,7 @@ async fn an_operator_revokes_tokens_and_frees_their_place_or_slot_everywhere() -
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let behind = token_of(&other).await?;
+    let behind = other.new_token().await?;
     until(&other, &behind, |a| a.body["position"] == 2).await?;
 
     let revoked = revoke(&other, ADMIN_KEY, "default", &waiting_user.to_string()).await?;

@@ -20,12 +20,6 @@ async fn change(client: &Client, body: &Value) -> anyhow::Result<Answer> {
         .await
 }
 
-async fn token(client: &Client) -> anyhow::Result<String> {
-    let issued = client.issue_token(Uuid::new_v4()).await?;
-    anyhow::ensure!(issued.status.is_success(), "{}", issued.text);
-    Ok(issued.body["token"].as_str().unwrap_or_default().to_owned())
-}
-
 async fn status(client: &Client, token: &str) -> anyhow::Result<String> {
     let answer = client.queue_status(token).await?;
     Ok(answer.body["status"]
@@ -57,7 +51,11 @@ async fn an_operator_pauses_lowers_and_closes_the_room_on_every_instance() -> an
     let paused = change(&b, &json!({ "state": "PAUSED" })).await?;
     assert_eq!(paused.status, StatusCode::OK, "{}", paused.text);
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let line = [token(a).await?, token(&b).await?, token(&c).await?];
+    let line = [
+        a.new_token().await?,
+        b.new_token().await?,
+        c.new_token().await?,
+    ];
     tokio::time::sleep(Duration::from_millis(700)).await;
     for (n, token) in line.iter().enumerate() {
         assert_eq!(status([a, &b, &c][n], token).await?, "WAITING", "token {n}");
@@ -75,12 +73,7 @@ async fn an_operator_pauses_lowers_and_closes_the_room_on_every_instance() -> an
     // Lowered to 1 while 2 are active: the third is not admitted when one leaves...
     change(&c, &json!({ "maxActive": 1 })).await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
-    let left = a
-        .send(
-            a.raw(Method::DELETE, "/v1/queue/tokens/current")
-                .bearer_auth(&line[0]),
-        )
-        .await?;
+    let left = a.leave_line(&line[0]).await?;
     assert_eq!(left.status, StatusCode::NO_CONTENT);
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(
@@ -89,12 +82,7 @@ async fn an_operator_pauses_lowers_and_closes_the_room_on_every_instance() -> an
         "still at the maximum"
     );
     // ...only once the active count is below it.
-    let left = b
-        .send(
-            b.raw(Method::DELETE, "/v1/queue/tokens/current")
-                .bearer_auth(&line[1]),
-        )
-        .await?;
+    let left = b.leave_line(&line[1]).await?;
     assert_eq!(left.status, StatusCode::NO_CONTENT);
     c.wait_for_status(&line[2], "ACTIVE", Duration::from_secs(2))
         .await?;
@@ -137,7 +125,7 @@ async fn a_paced_room_admits_evenly_across_instances() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(600)).await;
     let mut line = Vec::new();
     for n in 0..12 {
-        line.push(token([a, &b, &c][n % 3]).await?);
+        line.push([a, &b, &c][n % 3].new_token().await?);
     }
     let opened = change(&b, &json!({ "state": "OPEN" })).await?;
     assert_eq!(opened.body["admitPerMinute"], 60, "{}", opened.text);
@@ -159,6 +147,80 @@ async fn a_paced_room_admits_evenly_across_instances() -> anyhow::Result<()> {
     change(&c, &json!({ "admitPerMinute": null })).await?;
     a.wait_for_status(&line[11], "ACTIVE", Duration::from_secs(2))
         .await?;
+    second.stop().await?;
+    third.stop().await?;
+    app.shutdown().await
+}
+
+/// `waitingIdleSeconds` across three instances: users who keep polling (on any instance) keep
+/// their place; one who stopped is passed over when their turn comes (`EXPIRED`, reason `IDLE`)
+/// and the next in line gets the slot; clients are told to poll often enough.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_waiters_are_passed_over_and_polling_ones_keep_their_place() -> anyhow::Result<()> {
+    let seed = |config: &mut concert_bootstrap::Config| config.queue_max_active = 1;
+    let app = TestApp::spawn_with(seed).await?;
+    let (second, b) = app.another_instance(seed).await?;
+    let (third, c) = app.another_instance(seed).await?;
+    let a = &app.client;
+    let instances = [a, &b, &c];
+    let ruled = change(&c, &json!({ "waitingIdleSeconds": 5 })).await?;
+    assert_eq!(ruled.body["waitingIdleSeconds"], 5, "{}", ruled.text);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let first = a.active_token(Uuid::new_v4()).await?;
+    let watching = b.new_token().await?;
+    let away = c.new_token().await?;
+    let behind = a.new_token().await?;
+    // Seven seconds of polls from two of the three waiters, round the instances; the window is
+    // 5 s (plus a second of recording resolution).
+    let until = tokio::time::Instant::now() + Duration::from_secs(7);
+    let mut turn = 0;
+    while tokio::time::Instant::now() < until {
+        for waiter in [&watching, &behind] {
+            let answer = instances[turn % 3].queue_status(waiter).await?;
+            assert_eq!(answer.body["status"], "WAITING", "{}", answer.text);
+            let retry = answer
+                .headers
+                .get("retry-after")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default();
+            assert_eq!(retry, "1", "a third of the window, at least 1 s");
+            turn += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+
+    assert_eq!(a.leave_line(&first).await?.status, StatusCode::NO_CONTENT);
+    c.wait_for_status(&watching, "ACTIVE", Duration::from_secs(2))
+        .await?;
+    assert_eq!(
+        b.leave_line(&watching).await?.status,
+        StatusCode::NO_CONTENT
+    );
+    a.wait_for_status(&behind, "ACTIVE", Duration::from_secs(2))
+        .await?;
+    for instance in instances {
+        let passed = instance.queue_status(&away).await?;
+        assert_eq!(
+            (&passed.body["status"], &passed.body["reason"]),
+            (&"EXPIRED".into(), &"IDLE".into()),
+            "{}",
+            passed.text
+        );
+    }
+    let room = a
+        .send(
+            a.raw(Method::GET, "/v1/admin/rooms/default")
+                .bearer_auth(ADMIN_KEY),
+        )
+        .await?;
+    assert_eq!(
+        (&room.body["waiting"], &room.body["active"]),
+        (&0.into(), &1.into()),
+        "{}",
+        room.text
+    );
+
     second.stop().await?;
     third.stop().await?;
     app.shutdown().await

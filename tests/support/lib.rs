@@ -220,6 +220,22 @@ impl Client {
         self.get("/v1/queue/status", Some(token)).await
     }
 
+    /// A token for a new user, whatever its status.
+    pub async fn new_token(&self) -> anyhow::Result<String> {
+        let issued = self.issue_token(Uuid::new_v4()).await?;
+        anyhow::ensure!(issued.status.is_success(), "{}", issued.text);
+        Ok(issued.body["token"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// `DELETE /v1/queue/tokens/current`: the token's holder leaves the line.
+    pub async fn leave_line(&self, token: &str) -> anyhow::Result<Answer> {
+        self.send(
+            self.raw(Method::DELETE, "/v1/queue/tokens/current")
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     /// Polls the status until it reads `wanted`, for at most `within`.
     pub async fn wait_for_status(
         &self,

@@ -16,10 +16,10 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use concert_application::ports::{
     ActivityWrite, AdmissionReport, AdmissionRules, EndedWaiting, JoinWrite, LiveTicket,
-    QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, Written,
+    QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, WaitingPoll, Written,
 };
 use concert_domain::queue::ServingCounter;
-use concert_domain::{EndReason, Pace, QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{Admission, EndReason, Pace, QueueTicket, TicketNo, TicketStatus, UserId};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -288,6 +288,32 @@ impl QueueRepository for PgQueueRepository {
             .await
     }
 
+    async fn record_waiting_polls(&self, polls: &[WaitingPoll]) -> Result<u64, RepositoryError> {
+        let numbers: Vec<i64> = polls.iter().map(|poll| poll.ticket.get()).collect();
+        let seen: Vec<OffsetDateTime> = polls.iter().map(|poll| poll.at).collect();
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                // Only forward and only while waiting: a later poll written by another instance
+                // stays, and an admitted ticket's activity is not touched.
+                let written = diesel::sql_query(
+                    "UPDATE queue_tickets q SET last_seen = p.seen \
+                     FROM unnest($1::bigint[], $2::timestamptz[]) AS p(ticket, seen) \
+                     WHERE q.ticket = p.ticket AND q.status = $3 \
+                       AND (q.last_seen IS NULL OR q.last_seen < p.seen)",
+                )
+                .bind::<Array<BigInt>, _>(&numbers)
+                .bind::<Array<Timestamptz>, _>(&seen)
+                .bind::<Text, _>(WAITING)
+                .cached()
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                Ok(u64::try_from(written).unwrap_or(u64::MAX))
+            })
+            .await
+    }
+
     async fn admit(
         &self,
         now: OffsetDateTime,
@@ -482,19 +508,23 @@ async fn admit_in_transaction(
     } else {
         (overdue.free, None)
     };
-    // 3. The oldest waiting tickets for the places; the domain admits them.
-    let admitted = if free == 0 {
-        Vec::new()
+    // 3. The oldest waiting tickets for the places (more under a waiting rule: some may be
+    //    passed over); the domain admits them or passes them over.
+    let Admission {
+        admitted,
+        passed_over,
+    } = if free == 0 {
+        Admission::default()
     } else {
         let waiting: Vec<TicketRow> = diesel::sql_query(OLDEST_WAITING.as_str())
             .bind::<Text, _>(WAITING)
-            .bind::<BigInt, _>(i64::from(free))
+            .bind::<BigInt, _>(i64::from(rules.waiting_candidates(free)))
             .cached()
             .load(conn)
             .await?;
         rules.admit_oldest(&tickets(waiting).map_err(corrupt_row)?, free)
     };
-    // 3. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,
+    // 4. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,
     //    and a payment that ended it meanwhile changes the count: decide again next step).
     if !overdue.ended.is_empty() {
         let numbers: Vec<i64> = overdue.ended.iter().map(|t| t.ticket().get()).collect();
@@ -525,7 +555,32 @@ async fn admit_in_transaction(
             return Err(StepAbort::Stale);
         }
     }
-    // 4. Write the admissions (waiting tickets change only here, under this lock).
+    // 5. Write the passed over, over the poll read (a poll recorded meanwhile keeps the place:
+    //    decide again next step).
+    if !passed_over.is_empty() {
+        let numbers: Vec<i64> = passed_over.iter().map(|t| t.ticket().get()).collect();
+        let seen: Vec<Option<OffsetDateTime>> =
+            passed_over.iter().map(QueueTicket::last_seen).collect();
+        let ended = diesel::sql_query(
+            "UPDATE queue_tickets q SET status = $3, ended_at = $4, end_reason = $6 \
+             FROM unnest($1::bigint[], $2::timestamptz[]) AS e(ticket, last_seen) \
+             WHERE q.ticket = e.ticket AND q.status = $5 \
+               AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
+        )
+        .bind::<Array<BigInt>, _>(&numbers)
+        .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
+        .bind::<Text, _>(EXPIRED)
+        .bind::<Timestamptz, _>(now)
+        .bind::<Text, _>(WAITING)
+        .bind::<Text, _>(EndReason::Idle.as_str())
+        .cached()
+        .execute(conn)
+        .await?;
+        if ended != numbers.len() {
+            return Err(StepAbort::Stale);
+        }
+    }
+    // 6. Write the admissions (waiting tickets change only here, under this lock).
     if !admitted.is_empty() {
         let numbers: Vec<i64> = admitted.iter().map(|t| t.ticket().get()).collect();
         let until: Vec<Option<OffsetDateTime>> =
@@ -553,7 +608,7 @@ async fn admit_in_transaction(
             return Err(StepAbort::Stale);
         }
     }
-    // 5. The counters: the serving counter as the domain moves it, and the tallies that make
+    // 7. The counters: the serving counter as the domain moves it, and the tallies that make
     //    the waiting count O(1) (all issued tickets are committed: no join is in flight).
     let (serving, hwm, issued_total): (i64, i64, i64) = queue_state::table
         .find(1)
@@ -574,6 +629,7 @@ async fn admit_in_transaction(
     .await?;
     let serving = ServingCounter::new(serving).after_admitting(&admitted);
     let admitted_count = i64::try_from(admitted.len()).unwrap_or(i64::MAX);
+    let passed_over_count = i64::try_from(passed_over.len()).unwrap_or(i64::MAX);
     if let Some(pace) = pace {
         let spent = pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX));
         diesel::update(queue_state::table.find(1))
@@ -589,6 +645,8 @@ async fn admit_in_transaction(
             queue_state::serving.eq(serving.get()),
             queue_state::admitted_total.eq(queue_state::admitted_total + admitted_count),
             queue_state::issued_total.eq(issued_total + issued.count),
+            queue_state::ended_waiting_total
+                .eq(queue_state::ended_waiting_total + passed_over_count),
             queue_state::issued_hwm.eq(issued.max.unwrap_or(hwm).max(hwm)),
         ))
         .cached()
@@ -603,6 +661,7 @@ async fn admit_in_transaction(
         expired: u64::try_from(overdue.ended.len()).unwrap_or(u64::MAX),
         idle: u64::try_from(idle).unwrap_or(u64::MAX),
         admitted: u64::try_from(admitted.len()).unwrap_or(u64::MAX),
+        passed_over: u64::try_from(passed_over.len()).unwrap_or(u64::MAX),
         serving,
     })
 }

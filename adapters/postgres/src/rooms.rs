@@ -3,10 +3,11 @@
 
 use async_trait::async_trait;
 use concert_application::ports::{RepositoryError, RoomRepository, Versioned, Written};
-use concert_domain::{Room, RoomId, RoomState};
+use concert_domain::{Room, RoomId, RoomState, WaitingIdle};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Nullable, Text};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
+use time::{Duration, OffsetDateTime};
 
 use crate::cached::CachedExt;
 use crate::columns::version;
@@ -34,6 +35,10 @@ struct RoomRow {
     state: String,
     #[diesel(sql_type = Nullable<Integer>)]
     admit_per_minute: Option<i32>,
+    #[diesel(sql_type = Nullable<Integer>)]
+    waiting_idle_seconds: Option<i32>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    waiting_idle_since: Option<OffsetDateTime>,
     #[diesel(sql_type = BigInt)]
     version: i64,
 }
@@ -47,6 +52,14 @@ impl RoomRow {
         )
         .and_then(|room| {
             room.with_admit_per_minute(self.admit_per_minute.and_then(|n| u32::try_from(n).ok()))
+        })
+        .and_then(|room| {
+            room.with_waiting_idle(self.waiting_idle_seconds.zip(self.waiting_idle_since).map(
+                |(seconds, since)| WaitingIdle {
+                    after: Duration::seconds(i64::from(seconds)),
+                    since,
+                },
+            ))
         })
         .map_err(corrupt)?;
         Ok(Versioned::new(room, version(self.version)?))
@@ -64,7 +77,8 @@ impl RoomRepository for PgRoomRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let row: Option<RoomRow> = diesel::sql_query(
-                    "SELECT room_id, max_active, state, admit_per_minute, version \
+                    "SELECT room_id, max_active, state, admit_per_minute, waiting_idle_seconds, \
+                            waiting_idle_since, version \
                      FROM rooms WHERE room_id = $1",
                 )
                 .bind::<Text, _>(room.as_str())
@@ -79,11 +93,13 @@ impl RoomRepository for PgRoomRepository {
     }
 
     async fn save(&self, room: &Versioned<Room>) -> Result<Written<()>, RepositoryError> {
+        let waiting_idle = room.value.waiting_idle();
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let written = diesel::sql_query(
                     "UPDATE rooms SET max_active = $2, state = $3, admit_per_minute = $5, \
+                                      waiting_idle_seconds = $6, waiting_idle_since = $7, \
                                       version = version + 1, updated_at = now() \
                      WHERE room_id = $1 AND version = $4",
                 )
@@ -96,6 +112,11 @@ impl RoomRepository for PgRoomRepository {
                         .admit_per_minute()
                         .map(|n| i32::try_from(n).unwrap_or(i32::MAX)),
                 )
+                .bind::<Nullable<Integer>, _>(
+                    waiting_idle
+                        .map(|idle| i32::try_from(idle.after.whole_seconds()).unwrap_or(i32::MAX)),
+                )
+                .bind::<Nullable<Timestamptz>, _>(waiting_idle.map(|idle| idle.since))
                 .cached()
                 .execute(&mut conn)
                 .await

@@ -209,6 +209,9 @@ pub struct RoomResponse {
     /// At most this many admissions in any 60 seconds, spread evenly; `null`: as fast as places
     /// free up.
     pub admit_per_minute: Option<u32>,
+    /// A `WAITING` token whose holder has not polled its status for this long is passed over
+    /// (ended, reason `IDLE`) when its turn comes; `null`: waiting users keep their place.
+    pub waiting_idle_seconds: Option<i64>,
     /// `WAITING` tokens.
     pub waiting: u64,
     /// `ACTIVE` tokens.
@@ -228,6 +231,10 @@ impl From<RoomReport> for RoomResponse {
             max_active: report.room.max_active(),
             state: report.room.state().into(),
             admit_per_minute: report.room.admit_per_minute(),
+            waiting_idle_seconds: report
+                .room
+                .waiting_idle()
+                .map(|idle| idle.after.whole_seconds()),
             waiting: report.waiting,
             active: report.active,
             issued: report.issued,
@@ -255,6 +262,11 @@ pub struct RoomChangeRequest {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<i64>, minimum = 1, maximum = 1_000_000, example = 600)]
     pub admit_per_minute: Option<Option<i64>>,
+    /// 5 to 86,400: a waiting token not polled for this long is passed over when its turn
+    /// comes (polls are recorded from the change on); `null`: waiting users keep their place.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 5, maximum = 86_400, example = 120)]
+    pub waiting_idle_seconds: Option<Option<i64>>,
 }
 
 /// A member that may be given as `null` (`Some(None)`), apart from one left out (`None`).
@@ -319,9 +331,9 @@ pub async fn read_room(
     Ok(Json(report.into()))
 }
 
-/// **Extension.** Changes a waiting room's maximum of active tokens, its pace of admissions or
-/// its state. Every instance
-/// follows within its admission interval (250 ms by default).
+/// **Extension.** Changes a waiting room's maximum of active tokens, its pace of admissions, its
+/// rule for idle waiters or its state. Every instance follows within its admission interval
+/// (250 ms by default).
 #[utoipa::path(
     patch,
     path = "/v1/admin/rooms/{roomId}",
@@ -352,6 +364,7 @@ pub async fn update_room(
         max_active: request.max_active,
         state: request.state.map(RoomState::from),
         admit_per_minute: request.admit_per_minute,
+        waiting_idle_seconds: request.waiting_idle_seconds,
     };
     let report = state
         .services()

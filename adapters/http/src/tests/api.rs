@@ -946,6 +946,19 @@ async fn an_operator_reads_and_changes_the_default_room() {
         .await
         .ok(200);
     assert_eq!(unpaced["admitPerMinute"], Value::Null);
+    assert_eq!(unpaced["waitingIdleSeconds"], Value::Null);
+    let watched = admin_call(Method::PATCH, "/v1/admin/rooms/default")
+        .json(&serde_json::json!({ "waitingIdleSeconds": 120 }))
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(watched["waitingIdleSeconds"], 120);
+    let unwatched = admin_call(Method::PATCH, "/v1/admin/rooms/default")
+        .json(&serde_json::json!({ "waitingIdleSeconds": null }))
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(unwatched["waitingIdleSeconds"], Value::Null);
     let read = admin_call(Method::GET, "/v1/admin/rooms/default")
         .send(&app)
         .await
@@ -974,6 +987,8 @@ async fn room_changes_are_checked_key_first() {
         serde_json::json!({ "maxActive": 0 }),
         serde_json::json!({ "state": "SHUT" }),
         serde_json::json!({ "admitPerMinute": 0 }),
+        serde_json::json!({ "waitingIdleSeconds": 4 }),
+        serde_json::json!({ "waitingIdleSeconds": "long" }),
         serde_json::json!({ "opensAt": "2026-12-24T18:00:00Z" }),
     ] {
         admin_call(Method::PATCH, "/v1/admin/rooms/default")

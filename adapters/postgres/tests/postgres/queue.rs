@@ -11,12 +11,12 @@ use std::time::{Duration as StdDuration, Instant};
 
 use concert_application::ports::{
     ActivityWrite, AdmissionReport, AdmissionRules, JoinWrite, QueueRepository, QueueSnapshot,
-    TicketEnd, Version, Written,
+    TicketEnd, Version, WaitingPoll, Written,
 };
 use concert_domain::queue::{Join, ServingCounter, admit_oldest, end_overdue, join as join_line};
 use concert_domain::{
-    EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomChange, RoomId, RoomState,
-    TicketNo, TicketStatus, UserId,
+    Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomChange, RoomId,
+    RoomState, TicketNo, TicketStatus, UserId, WaitingIdle,
 };
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
@@ -31,6 +31,7 @@ pub(crate) fn policy(max_active: u32) -> QueuePolicy {
         max_active,
         active_ttl: Duration::minutes(10),
         idle_timeout: Duration::minutes(2),
+        waiting_idle: None,
     }
 }
 
@@ -151,9 +152,16 @@ impl AdmissionRules for Scripted {
         }
     }
 
-    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
+    fn waiting_candidates(&self, free: u32) -> u32 {
+        free
+    }
+
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Admission {
         self.seen.lock().expect("seen").waiting = Some((numbers(waiting), free));
-        self.admit.clone()
+        Admission {
+            admitted: self.admit.clone(),
+            passed_over: Vec::new(),
+        }
     }
 
     fn is_paced(&self) -> bool {
@@ -177,7 +185,11 @@ impl AdmissionRules for DomainRules {
         end_overdue(active, self.now, &self.policy)
     }
 
-    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
+    fn waiting_candidates(&self, free: u32) -> u32 {
+        self.policy.waiting_candidates(free)
+    }
+
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Admission {
         admit_oldest(waiting, free, self.now, &self.policy)
     }
 
@@ -250,7 +262,11 @@ impl<R: AdmissionRules> AdmissionRules for Meanwhile<R> {
         self.rules.end_overdue(active)
     }
 
-    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Vec<QueueTicket> {
+    fn waiting_candidates(&self, free: u32) -> u32 {
+        self.rules.waiting_candidates(free)
+    }
+
+    fn admit_oldest(&self, waiting: &[QueueTicket], free: u32) -> Admission {
         self.run(Phase::AdmitOldest);
         self.rules.admit_oldest(waiting, free)
     }
@@ -596,6 +612,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
             expired: 0,
             idle: 0,
             admitted: 2,
+            passed_over: 0,
             serving: ServingCounter::new(no(1).get()),
         })
     );
@@ -646,6 +663,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
             expired: 2,
             idle: 0,
             admitted: 1,
+            passed_over: 0,
             serving: ServingCounter::new(no(3).get()),
         })
     );
@@ -688,6 +706,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
             expired: 0,
             idle: 0,
             admitted: 1,
+            passed_over: 0,
             serving: ServingCounter::new(no(3).get()),
         })
     );
@@ -707,6 +726,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
             expired: 0,
             idle: 0,
             admitted: 0,
+            passed_over: 0,
             serving: ServingCounter::new(no(3).get()),
         })
     );
@@ -1255,10 +1275,13 @@ async fn a_paced_room_never_admits_more_than_its_rate_in_any_minute() {
     }
     let room = Room::new(RoomId::default_room(), 1000, RoomState::Open)
         .expect("a room")
-        .changed(&RoomChange {
-            admit_per_minute: Some(Some(PER_MINUTE)),
-            ..RoomChange::default()
-        })
+        .changed(
+            &RoomChange {
+                admit_per_minute: Some(Some(PER_MINUTE)),
+                ..RoomChange::default()
+            },
+            NOW,
+        )
         .expect("paced");
     let mut admitted_at = Vec::new();
     for step in 0..520 {
@@ -1286,5 +1309,119 @@ async fn a_paced_room_never_admits_more_than_its_rate_in_any_minute() {
     }
     let total = i64::try_from(admitted_at.len()).unwrap_or(0);
     assert!(total >= PER_MINUTE * 2, "only {total} in 130 s");
+    ctx.finish().await;
+}
+
+// ---- Waiting polls and idle waiters. ----
+
+/// The line's policy for `max_active` places, passing over waiting users away for a minute (a
+/// rule on since long before `NOW`).
+fn passing_over(max_active: u32) -> QueuePolicy {
+    QueuePolicy {
+        waiting_idle: Some(WaitingIdle {
+            after: Duration::minutes(1),
+            since: NOW - Duration::hours(1),
+        }),
+        ..policy(max_active)
+    }
+}
+
+fn poll(ticket: TicketNo, at: OffsetDateTime) -> WaitingPoll {
+    WaitingPoll { ticket, at }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn waiting_polls_are_written_only_forward_and_only_on_waiting_tickets() {
+    let ctx = Ctx::new().await;
+    let queue = ctx.queue();
+    let admitted = join(&queue, user(), NOW).await.ticket();
+    let waiting = join(&queue, user(), NOW).await.ticket();
+    admit_with(&queue, policy(1), NOW).await;
+    let later = NOW + Duration::seconds(30);
+
+    let written = queue
+        .record_waiting_polls(&[poll(admitted, later), poll(waiting, later)])
+        .await
+        .expect("polls");
+    assert_eq!(written, 1, "only the waiting ticket");
+    assert_eq!(stored(&queue, admitted).await.last_seen(), Some(NOW));
+    assert_eq!(stored(&queue, waiting).await.last_seen(), Some(later));
+
+    let earlier = NOW + Duration::seconds(10);
+    let written = queue
+        .record_waiting_polls(&[poll(waiting, earlier)])
+        .await
+        .expect("polls");
+    assert_eq!(written, 0, "a later poll from elsewhere stays");
+    assert_eq!(stored(&queue, waiting).await.last_seen(), Some(later));
+    assert_eq!(queue.record_waiting_polls(&[]).await.expect("none"), 0);
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_passes_over_idle_waiters_counts_them_out_of_the_line_and_admits_the_next() {
+    let ctx = Ctx::new().await;
+    let queue = ctx.queue();
+    let away = join(&queue, user(), NOW).await.ticket();
+    let watching = join(&queue, user(), NOW).await.ticket();
+    let behind = join(&queue, user(), NOW).await.ticket();
+    let at = NOW + Duration::seconds(70);
+    queue
+        .record_waiting_polls(&[poll(watching, NOW + Duration::seconds(50))])
+        .await
+        .expect("polls");
+
+    let report = admit_with(&queue, passing_over(1), at).await;
+
+    assert_eq!((report.admitted, report.passed_over), (1, 1));
+    assert_eq!(report.serving.get(), watching.get());
+    let passed = stored(&queue, away).await;
+    assert_eq!(
+        (passed.stored_status(), passed.end_reason()),
+        (TicketStatus::Expired, Some(EndReason::Idle))
+    );
+    assert_eq!(ticket_status(&ctx, watching).await, "ACTIVE");
+    assert_eq!(ticket_status(&ctx, behind).await, "WAITING");
+    let snapshot = queue.snapshot().await.expect("snapshot");
+    assert_eq!(
+        counts(snapshot),
+        (watching.get(), 1, 1, 1),
+        "(serving, admitted, waiting, active): the passed over no longer waits"
+    );
+    ctx.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_is_stale_when_a_poll_was_recorded_between_its_read_and_its_write() {
+    let ctx = Ctx::new().await;
+    let queue = ctx.queue();
+    let away = join(&queue, user(), NOW).await.ticket();
+    join(&queue, user(), NOW).await;
+    let at = NOW + Duration::seconds(70);
+
+    // The user polls on another instance just as the step decides to pass them over.
+    let other = ctx.queue();
+    let action: Action = Box::new(move || {
+        let other = other.clone();
+        Box::pin(async move {
+            let written = other
+                .record_waiting_polls(&[poll(away, at - Duration::seconds(1))])
+                .await
+                .expect("polls");
+            assert_eq!(written, 1);
+        })
+    });
+    let rules = DomainRules {
+        policy: passing_over(1),
+        now: at,
+        room: None,
+    };
+    stale_when_meanwhile(&ctx, at, rules, Phase::AdmitOldest, action).await;
+    assert_eq!(ticket_status(&ctx, away).await, "WAITING");
+
+    // The next step decides on the poll: the user keeps the place and is admitted.
+    let report = admit_with(&queue, passing_over(1), at).await;
+    assert_eq!((report.admitted, report.passed_over), (1, 0));
+    assert_eq!(ticket_status(&ctx, away).await, "ACTIVE");
     ctx.finish().await;
 }

@@ -52,13 +52,13 @@ struct Instance {
 fn instance(pool: &PgPool, clock: Arc<dyn Clock>, policy: QueuePolicy) -> Arc<Instance> {
     let queue: Arc<dyn QueueRepository> = Arc::new(PgQueueRepository::new(pool.clone()));
     let view = QueueView::new(Arc::clone(&queue), policy);
-    let access = QueueAccess {
-        signer: Arc::new(NumberSigner),
-        queue: Arc::clone(&queue),
-        clock: Arc::clone(&clock),
-        view: view.clone(),
+    let access = QueueAccess::new(
+        Arc::new(NumberSigner),
+        Arc::clone(&queue),
+        Arc::clone(&clock),
+        view.clone(),
         policy,
-    };
+    );
     Arc::new(Instance {
         issue: IssueQueueToken::new(access.clone(), Arc::new(crate::support::NoAdmission)),
         admit: AdmitNextInLine::new(
@@ -92,6 +92,7 @@ fn policy(max_active: u32) -> QueuePolicy {
         max_active,
         active_ttl: Duration::minutes(10),
         idle_timeout: Duration::minutes(2),
+        waiting_idle: None,
     }
 }
 
@@ -308,6 +309,7 @@ async fn admission_steps_on_two_instances_while_users_join_keep_the_limit_and_th
         max_active: 5,
         active_ttl: Duration::milliseconds(300),
         idle_timeout: Duration::milliseconds(100),
+        waiting_idle: None,
     };
     let apps = two_instances(
         &ctx,

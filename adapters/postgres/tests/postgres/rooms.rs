@@ -5,7 +5,7 @@ use concert_application::ports::{RoomRepository, Version, Versioned, Written};
 use concert_domain::{Room, RoomChange, RoomId, RoomState};
 use concert_postgres::PgRoomRepository;
 
-use crate::support::Ctx;
+use crate::support::{Ctx, NOW};
 
 fn room(max_active: u32, state: RoomState) -> Room {
     Room::new(RoomId::default_room(), max_active, state).expect("a room")
@@ -35,11 +35,15 @@ async fn a_room_is_created_once_and_changed_only_over_the_version_read() {
 
     let paused = stored
         .value
-        .changed(&RoomChange {
-            max_active: Some(20),
-            state: Some(RoomState::Paused),
-            admit_per_minute: Some(Some(600)),
-        })
+        .changed(
+            &RoomChange {
+                max_active: Some(20),
+                state: Some(RoomState::Paused),
+                admit_per_minute: Some(Some(600)),
+                waiting_idle_seconds: Some(Some(90)),
+            },
+            NOW,
+        )
         .expect("a change");
     let write = Versioned::new(paused.clone(), stored.version);
     assert_eq!(rooms.save(&write).await.expect("save"), Written::Done(()));
@@ -50,7 +54,23 @@ async fn a_room_is_created_once_and_changed_only_over_the_version_read() {
     );
     assert_eq!(
         rooms.find(&id).await.expect("find"),
-        Some(Versioned::new(paused, Version::new(2)))
+        Some(Versioned::new(paused.clone(), Version::new(2))),
+        "every setting, the waiting rule's start included"
+    );
+    let unruled = paused
+        .changed(
+            &RoomChange {
+                waiting_idle_seconds: Some(None),
+                ..RoomChange::default()
+            },
+            NOW,
+        )
+        .expect("lifted");
+    let write = Versioned::new(unruled.clone(), Version::new(2));
+    assert_eq!(rooms.save(&write).await.expect("save"), Written::Done(()));
+    assert_eq!(
+        rooms.find(&id).await.expect("find").map(|room| room.value),
+        Some(unruled)
     );
     assert_eq!(
         rooms

@@ -1,0 +1,3 @@
+ALTER TABLE rooms DROP CONSTRAINT rooms_waiting_idle_has_start;
+ALTER TABLE rooms DROP COLUMN waiting_idle_since;
+ALTER TABLE rooms DROP COLUMN waiting_idle_seconds;

@@ -1,0 +1,200 @@
+//! Waiting polls written down for a room's waiting rule (`waitingIdleSeconds`) without a
+//! database round trip per poll: an instance notes the polls it answers from its view and writes
+//! them in one batch a few times a second, and notes a ticket's poll at most once per half of the
+//! rule's resolution (the domain's `needs_waiting_poll_write`). With no rule, nothing is noted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use concert_domain::{QueuePolicy, TicketNo};
+use time::OffsetDateTime;
+
+use crate::ports::{QueueRepository, RepositoryError, WaitingPoll};
+
+#[derive(Debug, Default)]
+struct Polls {
+    /// The latest poll of each ticket noted since the last write.
+    pending: HashMap<TicketNo, OffsetDateTime>,
+    /// When this instance last wrote a poll of each ticket (recent ones only).
+    written: HashMap<TicketNo, OffsetDateTime>,
+}
+
+/// Shared by the status use case (which notes) and the job that writes; cheap to clone.
+#[derive(Clone)]
+pub struct WaitingPolls {
+    queue: Arc<dyn QueueRepository>,
+    polls: Arc<Mutex<Polls>>,
+}
+
+impl std::fmt::Debug for WaitingPolls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WaitingPolls").finish_non_exhaustive()
+    }
+}
+
+impl WaitingPolls {
+    pub fn new(queue: Arc<dyn QueueRepository>) -> Self {
+        Self {
+            queue,
+            polls: Arc::default(),
+        }
+    }
+
+    /// Notes that the holder of waiting `ticket` polled at `now`, if the room's rule wants it
+    /// written down.
+    pub fn note(&self, ticket: TicketNo, now: OffsetDateTime, policy: &QueuePolicy) {
+        if policy.waiting_idle.is_none() {
+            return;
+        }
+        let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
+        if polls.pending.contains_key(&ticket)
+            || policy.needs_waiting_poll_write(polls.written.get(&ticket).copied(), now)
+        {
+            polls.pending.insert(ticket, now);
+        }
+    }
+
+    /// Writes every poll noted since the last call in one batch; returns how many tickets the
+    /// store moved. Polls that could not be written are kept for the next call.
+    pub async fn write_pending(
+        &self,
+        now: OffsetDateTime,
+        policy: &QueuePolicy,
+    ) -> Result<u64, RepositoryError> {
+        let batch: Vec<WaitingPoll> = {
+            let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
+            // Only writes within the last half resolution still hold a poll back (none once the
+            // rule is lifted).
+            polls
+                .written
+                .retain(|_, at| !policy.needs_waiting_poll_write(Some(*at), now));
+            if policy.waiting_idle.is_none() {
+                polls.written.clear();
+            }
+            polls
+                .pending
+                .drain()
+                .map(|(ticket, at)| WaitingPoll { ticket, at })
+                .collect()
+        };
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let written = self.queue.record_waiting_polls(&batch).await;
+        let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
+        for poll in &batch {
+            if written.is_ok() {
+                polls.written.insert(poll.ticket, poll.at);
+            } else {
+                let later = polls.pending.entry(poll.ticket).or_insert(poll.at);
+                *later = (*later).max(poll.at);
+            }
+        }
+        written
+    }
+
+    /// How many tickets' polls wait to be written (for tests and metrics).
+    pub fn pending(&self) -> usize {
+        self.polls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pending
+            .len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use concert_domain::WaitingIdle;
+    use mockall::predicate::eq;
+    use time::Duration;
+
+    use super::*;
+    use crate::ports::MockQueueRepository;
+    use crate::test_support::{NOW, policy, ticket_no};
+
+    /// Passes over after a minute: a resolution of 6 s, so a ticket's polls are written at most
+    /// every 3 s.
+    fn with_rule() -> QueuePolicy {
+        QueuePolicy {
+            waiting_idle: Some(WaitingIdle {
+                after: Duration::minutes(1),
+                since: NOW,
+            }),
+            ..policy()
+        }
+    }
+
+    fn poll(ticket: i64, at: OffsetDateTime) -> WaitingPoll {
+        WaitingPoll {
+            ticket: ticket_no(ticket),
+            at,
+        }
+    }
+
+    fn sorted(mut polls: Vec<WaitingPoll>) -> Vec<WaitingPoll> {
+        polls.sort_by_key(|poll| poll.ticket);
+        polls
+    }
+
+    #[tokio::test]
+    async fn polls_are_written_in_one_batch_with_the_latest_time_and_not_again_too_soon() {
+        let mut queue = MockQueueRepository::new();
+        let later = NOW + Duration::seconds(1);
+        queue
+            .expect_record_waiting_polls()
+            .withf(move |polls| sorted(polls.to_vec()) == vec![poll(1, later), poll(2, NOW)])
+            .times(1)
+            .returning(|polls| Ok(polls.len() as u64));
+        let soon = NOW + Duration::seconds(4);
+        queue
+            .expect_record_waiting_polls()
+            .with(eq(vec![poll(1, soon)]))
+            .times(1)
+            .returning(|_| Ok(1));
+        let polls = WaitingPolls::new(Arc::new(queue));
+        let rule = with_rule();
+
+        polls.note(ticket_no(1), NOW, &rule);
+        polls.note(ticket_no(2), NOW, &rule);
+        polls.note(ticket_no(1), later, &rule);
+        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 2);
+
+        polls.note(ticket_no(2), NOW + Duration::seconds(2), &rule);
+        assert_eq!(polls.pending(), 0, "written 2 s ago: not yet again");
+        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 0);
+        polls.note(ticket_no(1), soon, &rule);
+        assert_eq!(polls.write_pending(soon, &rule).await.expect("written"), 1);
+    }
+
+    #[tokio::test]
+    async fn without_a_waiting_rule_nothing_is_noted_or_written() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_record_waiting_polls().never();
+        let polls = WaitingPolls::new(Arc::new(queue));
+        polls.note(ticket_no(1), NOW, &policy());
+        assert_eq!(polls.pending(), 0);
+        assert_eq!(
+            polls.write_pending(NOW, &policy()).await.expect("nothing"),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn polls_that_could_not_be_written_are_kept_for_the_next_batch() {
+        let mut queue = MockQueueRepository::new();
+        let mut answers = vec![Err(RepositoryError::Unavailable("down".into())), Ok(1)].into_iter();
+        queue
+            .expect_record_waiting_polls()
+            .with(eq(vec![poll(7, NOW)]))
+            .times(2)
+            .returning(move |_| answers.next().expect("two writes"));
+        let polls = WaitingPolls::new(Arc::new(queue));
+        let rule = with_rule();
+        polls.note(ticket_no(7), NOW, &rule);
+        assert!(polls.write_pending(NOW, &rule).await.is_err());
+        assert_eq!(polls.pending(), 1);
+        assert_eq!(polls.write_pending(NOW, &rule).await.expect("written"), 1);
+        assert_eq!(polls.pending(), 0);
+    }
+}
