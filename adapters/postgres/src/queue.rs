@@ -438,14 +438,39 @@ static OLDEST_WAITING: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The stored pace of admissions (read under the step's exclusive lock).
-async fn read_pace(conn: &mut AsyncPgConnection) -> Result<Pace, DieselError> {
-    let (credit_millis, at): (i64, Option<OffsetDateTime>) = queue_state::table
+/// The line's counters as an admission step reads them. Only steps write these columns, and
+/// they run one at a time under the exclusive queue lock, so no row lock is needed to read them.
+struct Counters {
+    serving: i64,
+    issued_hwm: i64,
+    issued_total: i64,
+    pace: Pace,
+}
+
+async fn read_counters(conn: &mut AsyncPgConnection) -> Result<Counters, DieselError> {
+    let (serving, issued_hwm, issued_total, credit_millis, at): (
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<OffsetDateTime>,
+    ) = queue_state::table
         .find(1)
-        .select((queue_state::pace_credit_millis, queue_state::pace_at))
+        .select((
+            queue_state::serving,
+            queue_state::issued_hwm,
+            queue_state::issued_total,
+            queue_state::pace_credit_millis,
+            queue_state::pace_at,
+        ))
         .first(conn)
         .await?;
-    Ok(Pace { credit_millis, at })
+    Ok(Counters {
+        serving,
+        issued_hwm,
+        issued_total,
+        pace: Pace { credit_millis, at },
+    })
 }
 
 /// The admissions of the 60 seconds before `now` (the partial index on `admitted_at`).
@@ -498,12 +523,15 @@ async fn admit_in_transaction(
         .await?;
     let active = tickets(active).map_err(corrupt_row)?;
     let overdue = rules.end_overdue(&active);
+    let counters = read_counters(conn).await?;
     // 2. A paced room: the domain says how many of the free places may be filled now, from the
     //    admissions of the last minute and the stored pace.
     let (free, pace) = if overdue.free > 0 && rules.is_paced() {
-        let stored = read_pace(conn).await?;
-        let (allowed, refilled) =
-            rules.paced(overdue.free, count_last_minute(conn, now).await?, stored);
+        let (allowed, refilled) = rules.paced(
+            overdue.free,
+            count_last_minute(conn, now).await?,
+            counters.pace,
+        );
         (allowed, Some(refilled))
     } else {
         (overdue.free, None)
@@ -608,18 +636,10 @@ async fn admit_in_transaction(
             return Err(StepAbort::Stale);
         }
     }
-    // 7. The counters: the serving counter as the domain moves it, and the tallies that make
-    //    the waiting count O(1) (all issued tickets are committed: no join is in flight).
-    let (serving, hwm, issued_total): (i64, i64, i64) = queue_state::table
-        .find(1)
-        .select((
-            queue_state::serving,
-            queue_state::issued_hwm,
-            queue_state::issued_total,
-        ))
-        .for_update()
-        .first(conn)
-        .await?;
+    // 7. The counters, in one write: the serving counter as the domain moves it, the tallies
+    //    that make the waiting count O(1) (all issued tickets are committed: no join is in
+    //    flight), and a paced room's credit, spent.
+    let hwm = counters.issued_hwm;
     let issued: Issued = diesel::sql_query(
         "SELECT count(*) AS count, max(ticket) AS max FROM queue_tickets WHERE ticket > $1",
     )
@@ -627,24 +647,19 @@ async fn admit_in_transaction(
     .cached()
     .get_result(conn)
     .await?;
-    let serving = ServingCounter::new(serving).after_admitting(&admitted);
+    let serving = ServingCounter::new(counters.serving).after_admitting(&admitted);
     let admitted_count = i64::try_from(admitted.len()).unwrap_or(i64::MAX);
     let passed_over_count = i64::try_from(passed_over.len()).unwrap_or(i64::MAX);
-    if let Some(pace) = pace {
-        let spent = pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX));
-        diesel::update(queue_state::table.find(1))
-            .set((
-                queue_state::pace_credit_millis.eq(spent.credit_millis),
-                queue_state::pace_at.eq(spent.at),
-            ))
-            .execute(conn)
-            .await?;
-    }
+    let pace = pace.map_or(counters.pace, |pace| {
+        pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX))
+    });
     diesel::update(queue_state::table.find(1))
         .set((
             queue_state::serving.eq(serving.get()),
             queue_state::admitted_total.eq(queue_state::admitted_total + admitted_count),
-            queue_state::issued_total.eq(issued_total + issued.count),
+            queue_state::issued_total.eq(counters.issued_total + issued.count),
+            queue_state::pace_credit_millis.eq(pace.credit_millis),
+            queue_state::pace_at.eq(pace.at),
             queue_state::ended_waiting_total
                 .eq(queue_state::ended_waiting_total + passed_over_count),
             queue_state::issued_hwm.eq(issued.max.unwrap_or(hwm).max(hwm)),
