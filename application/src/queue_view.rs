@@ -15,6 +15,19 @@ use crate::ports::{EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError
 /// How far back admissions are counted to estimate the rate at which the line moves.
 const RATE_WINDOW: Duration = Duration::seconds(60);
 
+/// How long the line must have been under pressure within the window before the rate measured
+/// then is trusted over the rate of the whole window.
+const PRESSURED_ENOUGH: Duration = Duration::seconds(2);
+
+/// One reading of the line, for the admission rate.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: OffsetDateTime,
+    admitted_total: u64,
+    waiting: u64,
+    active: u64,
+}
+
 #[derive(Debug, Default)]
 struct ViewState {
     snapshot: QueueSnapshot,
@@ -26,8 +39,8 @@ struct ViewState {
     /// runs under (kept apart: every poll reads it).
     room: Option<Room>,
     room_policy: Option<QueuePolicy>,
-    /// `(when, admitted_total)` samples inside the rate window, oldest first.
-    samples: VecDeque<(OffsetDateTime, u64)>,
+    /// Readings inside the rate window, oldest first.
+    samples: VecDeque<Sample>,
 }
 
 /// Shared by the use cases that answer queue questions; cheap to clone.
@@ -68,11 +81,16 @@ impl QueueView {
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
         state.ended_waiting = ended_waiting;
-        state.samples.push_back((now, fresh.admitted_total));
+        state.samples.push_back(Sample {
+            at: now,
+            admitted_total: fresh.admitted_total,
+            waiting: fresh.waiting,
+            active: fresh.active,
+        });
         while state
             .samples
             .front()
-            .is_some_and(|(at, _)| now - *at > RATE_WINDOW)
+            .is_some_and(|sample| now - sample.at > RATE_WINDOW)
         {
             state.samples.pop_front();
         }
@@ -165,36 +183,60 @@ impl QueueView {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match (state.samples.front(), state.samples.back()) {
-            (Some((_, first)), Some((_, last))) => last.saturating_sub(*first),
+            (Some(first), Some(last)) => last.admitted_total.saturating_sub(first.admitted_total),
             _ => 0,
         }
     }
 
-    /// Tickets admitted per second over the last minute, never below the worst case (only
-    /// timeouts move the line).
+    /// How fast the line moves, in admissions per second: measured while the line was under
+    /// pressure (see [`pressured_rate`]) when it was for long enough within the last minute, else
+    /// over the whole minute; never below the worst case (only timeouts move the line).
     pub fn admissions_per_second(&self) -> f64 {
         let state = self
             .state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let measured = match (state.samples.front(), state.samples.back()) {
-            (Some((first_at, first)), Some((last_at, last)))
-                if last_at > first_at && last > first =>
-            {
-                #[allow(clippy::cast_precision_loss)]
-                let admitted = (last - first) as f64;
-                Some(admitted / (*last_at - *first_at).as_seconds_f64())
-            }
-            _ => None,
-        };
+        let policy = state.room_policy.unwrap_or(self.policy);
+        let paced = state
+            .room
+            .as_ref()
+            .is_some_and(|room| room.admit_per_minute().is_some());
+        let measured = pressured_rate(&state.samples, policy.max_active, paced)
+            .or_else(|| window_rate(&state.samples));
         // Every active token ends by its active deadline at the latest, so a full line moves at
         // least at the worst-case rate even when little has been measured yet.
-        let floor = state
-            .room_policy
-            .unwrap_or(self.policy)
-            .worst_case_admissions_per_second();
+        let floor = policy.worst_case_admissions_per_second();
         measured.map_or(floor, |rate| rate.max(floor))
     }
+}
+
+/// Admissions per second over the intervals between readings that began with someone waiting
+/// and every place taken (or, in a paced room, with someone waiting): the rate at which the
+/// room's places turn over, which is what a waiting user's turn depends on. Intervals with
+/// nobody waiting (before a sale, or between rushes) and the first filling of free places (the
+/// whole capacity at once when a sale opens) say nothing about it, and would make the estimate
+/// too long or too short. `None` until the line was under pressure for [`PRESSURED_ENOUGH`].
+fn pressured_rate(samples: &VecDeque<Sample>, max_active: u32, paced: bool) -> Option<f64> {
+    let mut admitted = 0u64;
+    let mut seconds = 0.0;
+    for (from, to) in samples.iter().zip(samples.iter().skip(1)) {
+        if from.waiting > 0 && (paced || from.active >= u64::from(max_active)) {
+            admitted += to.admitted_total.saturating_sub(from.admitted_total);
+            seconds += (to.at - from.at).as_seconds_f64();
+        }
+    }
+    #[allow(clippy::cast_precision_loss)]
+    (seconds >= PRESSURED_ENOUGH.as_seconds_f64() && admitted > 0)
+        .then(|| admitted as f64 / seconds)
+}
+
+/// Admissions per second between the first and the last reading of the window.
+fn window_rate(samples: &VecDeque<Sample>) -> Option<f64> {
+    let (first, last) = (samples.front()?, samples.back()?);
+    #[allow(clippy::cast_precision_loss)]
+    (last.at > first.at && last.admitted_total > first.admitted_total).then(|| {
+        (last.admitted_total - first.admitted_total) as f64 / (last.at - first.at).as_seconds_f64()
+    })
 }
 
 #[cfg(test)]
@@ -274,5 +316,108 @@ mod tests {
             "the measured rate is the slower one here"
         );
         assert!((view.admissions_per_second() - floor).abs() < 1e-9);
+    }
+
+    /// A view whose refreshes read `readings` (`(seconds, admitted_total, waiting, active)`) in
+    /// turn, refreshed at each reading's second, under a room of `max_active` places.
+    async fn view_reading(readings: &[(i64, u64, u64, u64)], max_active: u32) -> QueueView {
+        let mut queue = MockQueueRepository::new();
+        let mut snapshots: VecDeque<QueueSnapshot> = readings
+            .iter()
+            .map(|&(_, admitted_total, waiting, active)| QueueSnapshot {
+                serving: ServingCounter::new(i64::try_from(admitted_total).expect("small")),
+                admitted_total,
+                waiting,
+                active,
+                issued: admitted_total + waiting,
+            })
+            .collect();
+        queue
+            .expect_snapshot()
+            .returning(move || Ok(snapshots.pop_front().expect("a reading")));
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        let policy = QueuePolicy {
+            max_active,
+            ..QueuePolicy::default()
+        };
+        let view = QueueView::new(Arc::new(queue), policy);
+        let now = datetime!(2026-12-01 12:00 UTC);
+        for &(second, ..) in readings {
+            view.refresh(now + Duration::seconds(second))
+                .await
+                .expect("refresh");
+        }
+        view
+    }
+
+    #[tokio::test]
+    async fn the_rate_is_measured_while_the_line_is_under_pressure() {
+        // Idle for 40 s before the sale, the 100 places filled at once at its opening, then 5
+        // admissions a second while people wait and the room is full.
+        let mut readings = vec![
+            (0, 0, 0, 0),
+            (20, 0, 0, 0),
+            (40, 0, 900, 0),
+            (41, 100, 800, 100),
+        ];
+        for second in 42..=50 {
+            let admitted = 100 + 5 * u64::try_from(second - 41).expect("positive");
+            readings.push((second, admitted, 900 - admitted, 100));
+        }
+        let view = view_reading(&readings, 100).await;
+        assert!(
+            (view.admissions_per_second() - 5.0).abs() < 1e-9,
+            "{} a second",
+            view.admissions_per_second()
+        );
+        // Over the whole window the same line seems to move at 145 in 50 s: under 3 a second.
+        let whole = window_rate(&view.state.read().expect("state").samples).expect("a rate");
+        assert!(whole < 3.0, "{whole}");
+    }
+
+    #[tokio::test]
+    async fn a_line_not_yet_under_pressure_long_enough_is_measured_over_the_whole_window() {
+        // One second under pressure: not yet trusted.
+        let view = view_reading(&[(0, 0, 0, 0), (10, 50, 50, 100), (11, 55, 45, 100)], 100).await;
+        assert!((view.admissions_per_second() - 5.0).abs() < 1e-9);
+    }
+
+    #[tokio::test]
+    async fn a_paced_room_is_under_pressure_whenever_someone_waits() {
+        let readings = [
+            (0, 0, 50, 10),
+            (1, 2, 48, 12),
+            (2, 4, 46, 14),
+            (3, 6, 44, 16),
+        ];
+        let unpaced = view_reading(&readings, 100).await;
+        assert!(
+            (unpaced.admissions_per_second() - 2.0).abs() < 1e-9,
+            "places free: the whole window, also 2 a second"
+        );
+        let paced = view_reading(&readings, 100).await;
+        paced.note_room(
+            Room::new(
+                concert_domain::RoomId::default_room(),
+                100,
+                concert_domain::RoomState::Open,
+            )
+            .and_then(|room| {
+                room.changed(
+                    &concert_domain::RoomChange {
+                        admit_per_minute: Some(Some(120)),
+                        ..concert_domain::RoomChange::default()
+                    },
+                    datetime!(2026-12-01 12:00 UTC),
+                )
+            })
+            .expect("a paced room"),
+        );
+        let rate = pressured_rate(&paced.state.read().expect("state").samples, 100, true);
+        assert_eq!(rate, Some(2.0));
+        assert_eq!(
+            pressured_rate(&paced.state.read().expect("state").samples, 100, false),
+            None
+        );
     }
 }
