@@ -37,6 +37,7 @@ pub mod revoke_queue_token;
 pub mod services;
 pub mod sweep_lapsed_holds;
 pub mod waiting_polls;
+pub mod watch_queue_status;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -350,6 +350,14 @@ pub struct EndedWaiting {
     pub reason: Option<EndReason>,
 }
 
+/// A ticket that ended (for any reason), and when: what a watching client is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedTicket {
+    pub ticket: TicketNo,
+    pub reason: Option<EndReason>,
+    pub ended_at: OffsetDateTime,
+}
+
 /// Payments: the one atomic step that turns a hold into a sale.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
@@ -523,6 +531,11 @@ pub trait QueueRepository: Send + Sync {
     ) -> Result<Written<AdmissionReport>, RepositoryError>;
 
     async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
+
+    /// The tickets that ended at `since` or later, by whatever ended them (for the event streams
+    /// of watching clients).
+    async fn ended_since(&self, since: OffsetDateTime)
+    -> Result<Vec<EndedTicket>, RepositoryError>;
 
     /// The tickets above `serving` that ended while waiting, in ticket order: the places the
     /// admission step has not passed yet that no longer count.

@@ -3,14 +3,15 @@
 //! waiting user's poll needs no database round trip.
 //! docs/API.md §1.2 allows the view to lag the database by up to one second.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use concert_domain::queue::{ServingCounter, position_in_line};
 use concert_domain::{QueuePolicy, Room, TicketNo};
 use time::{Duration, OffsetDateTime};
 
-use crate::ports::{EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
+use crate::ports::{EndedTicket, EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
 
 /// How far back admissions are counted to estimate the rate at which the line moves.
 const RATE_WINDOW: Duration = Duration::seconds(60);
@@ -18,6 +19,13 @@ const RATE_WINDOW: Duration = Duration::seconds(60);
 /// How long the line must have been under pressure within the window before the rate measured
 /// then is trusted over the rate of the whole window.
 const PRESSURED_ENOUGH: Duration = Duration::seconds(2);
+
+/// How long a ticket's end is remembered for the clients watching it.
+const RECENT_ENDS: Duration = Duration::seconds(60);
+
+/// How far each look for ended tickets reaches back before the previous one: an end is stamped
+/// by the clock of the instance that wrote it and becomes visible only when its write commits.
+const ENDS_OVERLAP: Duration = Duration::seconds(5);
 
 /// One reading of the line, for the admission rate.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +49,10 @@ struct ViewState {
     room_policy: Option<QueuePolicy>,
     /// Readings inside the rate window, oldest first.
     samples: VecDeque<Sample>,
+    /// Tickets that ended in the last [`RECENT_ENDS`], kept while clients watch their tokens,
+    /// and when they were last looked for.
+    recently_ended: HashMap<TicketNo, EndedTicket>,
+    ends_read_at: Option<OffsetDateTime>,
 }
 
 /// Shared by the use cases that answer queue questions; cheap to clone.
@@ -49,6 +61,20 @@ pub struct QueueView {
     queue: Arc<dyn QueueRepository>,
     policy: QueuePolicy,
     state: Arc<RwLock<ViewState>>,
+    /// Clients watching their tokens on this instance: while there are any, each refresh also
+    /// reads the tickets that ended since the last one.
+    watchers: Arc<AtomicUsize>,
+}
+
+/// One client watching its token; the view keeps reading ended tickets until every one is
+/// dropped.
+#[derive(Debug)]
+pub struct Watching(Arc<AtomicUsize>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for QueueView {
@@ -65,7 +91,25 @@ impl QueueView {
             queue,
             policy,
             state: Arc::default(),
+            watchers: Arc::default(),
         }
+    }
+
+    /// Counts a watching client in until the returned guard is dropped.
+    pub fn watch(&self) -> Watching {
+        self.watchers.fetch_add(1, Ordering::Relaxed);
+        Watching(Arc::clone(&self.watchers))
+    }
+
+    /// How `ticket` ended, if it ended in the last minute and clients are watching (else
+    /// `None`: the view does not follow ends nobody watches).
+    pub fn recently_ended(&self, ticket: TicketNo) -> Option<EndedTicket> {
+        self.state
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .recently_ended
+            .get(&ticket)
+            .copied()
     }
 
     /// Reads the line's state from the database. The serving counter never moves back, so a
@@ -73,10 +117,32 @@ impl QueueView {
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
         let fresh = self.queue.snapshot().await?;
         let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
+        let ends = if self.watchers.load(Ordering::Relaxed) > 0 {
+            let read_at = self.state().ends_read_at;
+            let since = read_at.map_or(now - RECENT_ENDS, |at| at - ENDS_OVERLAP);
+            Some(self.queue.ended_since(since).await?)
+        } else {
+            None
+        };
         let mut state = self
             .state
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match ends {
+            Some(ends) => {
+                state
+                    .recently_ended
+                    .extend(ends.into_iter().map(|ended| (ended.ticket, ended)));
+                state
+                    .recently_ended
+                    .retain(|_, ended| now - ended.ended_at <= RECENT_ENDS);
+                state.ends_read_at = Some(now);
+            }
+            None => {
+                state.recently_ended.clear();
+                state.ends_read_at = None;
+            }
+        }
         let serving = state.snapshot.serving.advance_to(fresh.serving);
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
@@ -98,10 +164,13 @@ impl QueueView {
     }
 
     pub fn snapshot(&self) -> QueueSnapshot {
+        self.state().snapshot
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, ViewState> {
         self.state
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .snapshot
     }
 
     pub fn serving(&self) -> ServingCounter {

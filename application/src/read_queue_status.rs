@@ -39,6 +39,17 @@ impl QueueStatusView {
         }
     }
 
+    pub(crate) fn active(active_until: OffsetDateTime) -> Self {
+        Self {
+            status: TicketStatus::Active,
+            position: None,
+            estimated_wait_seconds: None,
+            active_until: Some(active_until),
+            retry_after_seconds: None,
+            reason: None,
+        }
+    }
+
     pub(crate) fn expired(reason: Option<EndReason>) -> Self {
         Self {
             status: TicketStatus::Expired,
@@ -62,12 +73,8 @@ impl QueueStatusView {
                 Self::waiting(view.position_of(ticket.ticket()).unwrap_or(1), view)
             }
             TicketStatus::Active => Self {
-                status: TicketStatus::Active,
-                position: None,
-                estimated_wait_seconds: None,
                 active_until: ticket.active_until(),
-                retry_after_seconds: None,
-                reason: None,
+                ..Self::active(now)
             },
             TicketStatus::Expired => Self::expired(ticket.end_reason_at(now, policy)),
         }

@@ -36,6 +36,7 @@ use crate::read_reservation::ReadReservation;
 use crate::revoke_queue_token::RevokeQueueToken;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
 use crate::waiting_polls::WaitingPolls;
+use crate::watch_queue_status::WatchQueueStatus;
 
 /// The adapters behind every port.
 pub struct Ports {
@@ -62,6 +63,8 @@ pub struct Settings {
     /// Who vouches for the user a join or a points request names.
     pub identity: IdentityMode,
     pub retention: RetentionPolicy,
+    /// Clients watching their tokens at once on one instance, at most.
+    pub most_status_watches: usize,
 }
 
 /// One instance of every use case, sharing one [`QueueView`].
@@ -74,6 +77,7 @@ pub struct Services {
     pub identify_caller: Arc<IdentifyCaller>,
     pub issue_queue_token: Arc<IssueQueueToken>,
     pub read_queue_status: Arc<ReadQueueStatus>,
+    pub watch_queue_status: Arc<WatchQueueStatus>,
     pub leave_queue: Arc<LeaveQueue>,
     pub revoke_queue_token: Arc<RevokeQueueToken>,
     pub manage_rooms: Arc<ManageRooms>,
@@ -120,6 +124,10 @@ impl Services {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
             issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
+            watch_queue_status: Arc::new(WatchQueueStatus::new(
+                access.clone(),
+                settings.most_status_watches,
+            )),
             leave_queue: Arc::new(LeaveQueue::new(access.clone(), admission.clone())),
             manage_rooms: Arc::new(ManageRooms::new(
                 rooms.clone(),
@@ -239,6 +247,7 @@ mod tests {
                 admin_key: AdminKey::default(),
                 identity: crate::identify_caller::IdentityMode::Trusted,
                 retention: RetentionPolicy::default(),
+                most_status_watches: 10,
             },
         );
         services.view.refresh(NOW).await.expect("refresh");

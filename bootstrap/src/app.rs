@@ -15,7 +15,7 @@ use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
 use concert_domain::{Room, RoomId, RoomState};
 use concert_http::limits::JoinLimitSettings;
-use concert_http::{Endpoints, RouterOptions, UseCases, router_with};
+use concert_http::{Endpoints, QueueEvents, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgRetentionRepository,
@@ -68,6 +68,9 @@ async fn token_signer(config: &Config) -> anyhow::Result<HmacTokenSigner> {
     Ok(signer)
 }
 
+/// How often an idle event stream sends a comment line (docs/API.md §1.7).
+const QUEUE_EVENTS_HEARTBEAT: StdDuration = StdDuration::from_secs(15);
+
 /// A built server: listener bound, database migrated, jobs ready to start.
 pub struct Application {
     listener: TcpListener,
@@ -77,6 +80,8 @@ pub struct Application {
     operations: Option<(TcpListener, axum::Router)>,
     jobs: BackgroundJobs,
     shutdown_grace: StdDuration,
+    /// Turned `true` when shutdown starts: the public listener drains, event streams end.
+    draining: watch::Sender<bool>,
 }
 
 impl Application {
@@ -183,6 +188,9 @@ impl Application {
             let metrics = metrics.clone();
             Arc::new(move || metrics.render())
         };
+        // Every refresh of the view wakes the event streams; draining ends them.
+        let (view_refreshed, refreshed) = watch::channel(0_u64);
+        let (draining, draining_now) = watch::channel(false);
         let jobs = BackgroundJobs {
             admit: services.admit_next_in_line.clone(),
             sweep: services.sweep_lapsed_holds.clone(),
@@ -190,6 +198,7 @@ impl Application {
             gauges: services.read_gauges.clone(),
             view: services.view.clone(),
             waiting_polls: services.waiting_polls.clone(),
+            view_refreshed,
             clock,
             database_clock,
             admission,
@@ -201,6 +210,11 @@ impl Application {
             services: Arc::new(services),
             readiness: Arc::new(PgReadinessProbe::new(pool)),
             render_metrics,
+            queue_events: QueueEvents {
+                refreshed,
+                draining: draining_now,
+                heartbeat: QUEUE_EVENTS_HEARTBEAT,
+            },
         };
 
         let listener = TcpListener::bind(config.bind_addr)
@@ -255,6 +269,7 @@ impl Application {
             operations,
             jobs,
             shutdown_grace: config.shutdown_grace(),
+            draining,
         })
     }
 
@@ -296,7 +311,8 @@ impl Application {
             })
         });
         let jobs = self.jobs.spawn(jobs_stopped);
-        let (draining_tx, mut draining) = watch::channel(false);
+        let draining_tx = self.draining;
+        let mut draining = draining_tx.subscribe();
         let server = serve::serve(self.listener, self.router, self.limits, async move {
             shutdown.await;
             tracing::info!("shutdown requested: finishing in-flight requests");

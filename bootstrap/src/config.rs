@@ -112,6 +112,10 @@ pub struct Config {
     #[arg(long, env = "HTTP_BODY_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=600))]
     pub http_body_timeout_seconds: u64,
 
+    /// Event streams (`GET /v1/queue/events`) open at once on this instance; 503 beyond.
+    #[arg(long, env = "QUEUE_EVENT_STREAMS_MAX", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
+    pub queue_event_streams_max: u64,
+
     /// Connections open at once on BIND_ADDR; default: the open-files limit less 128.
     #[arg(long, env = "MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,
@@ -400,6 +404,8 @@ impl Config {
                 Span::hours(self.ended_ticket_retention_hours.into()),
             )
             .unwrap_or_default(),
+            most_status_watches: usize::try_from(self.queue_event_streams_max)
+                .unwrap_or(usize::MAX),
         }
     }
 

@@ -92,6 +92,8 @@ pub struct BackgroundJobs {
     pub(crate) gauges: Arc<ReadGauges>,
     pub(crate) view: QueueView,
     pub(crate) waiting_polls: WaitingPolls,
+    /// Moved after every refresh of the view: wakes the event streams.
+    pub(crate) view_refreshed: watch::Sender<u64>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) database_clock: PgClock,
     pub(crate) admission: NotifyAdmission,
@@ -105,7 +107,14 @@ impl BackgroundJobs {
     /// One admission step followed by a refresh of this instance's view of the line.
     pub async fn admit_once(&self) -> Result<(), RepositoryError> {
         self.admit.run_once().await?;
+        self.refresh_view().await
+    }
+
+    /// Refreshes this instance's view of the line, then wakes the event streams.
+    async fn refresh_view(&self) -> Result<(), RepositoryError> {
         self.view.refresh(self.clock.now()).await?;
+        self.view_refreshed
+            .send_modify(|refreshes| *refreshes = refreshes.wrapping_add(1));
         Ok(())
     }
 
@@ -132,8 +141,7 @@ impl BackgroundJobs {
     pub(crate) fn spawn(&self, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
         let admission = {
             let admit = self.admit.clone();
-            let view = self.view.clone();
-            let clock = self.clock.clone();
+            let jobs = self.clone();
             let trigger = self.admission.clone();
             let interval = self.admission_interval;
             let mut stop = stop.clone();
@@ -158,7 +166,7 @@ impl BackgroundJobs {
                     if let Err(error) = admit.run_once().await {
                         tracing::warn!(error = %error, "admission step failed");
                     }
-                    if let Err(error) = view.refresh(clock.now()).await {
+                    if let Err(error) = jobs.refresh_view().await {
                         tracing::warn!(error = %error, "queue view refresh failed");
                     }
                     trigger.step_finished(step);
@@ -168,12 +176,11 @@ impl BackgroundJobs {
         // Its own timer, so this instance's positions never lag by more than a refresh period
         // even while an admission step waits for the queue lock.
         let refresh = {
-            let view = self.view.clone();
-            let clock = self.clock.clone();
+            let jobs = self.clone();
             every(self.admission_interval, stop.clone(), move || {
-                let (view, clock) = (view.clone(), clock.clone());
+                let jobs = jobs.clone();
                 async move {
-                    if let Err(error) = view.refresh(clock.now()).await {
+                    if let Err(error) = jobs.refresh_view().await {
                         tracing::warn!(error = %error, "queue view refresh failed");
                     }
                 }

@@ -2,6 +2,7 @@
 //! database per test, driven over HTTP exactly as docs/API.md describes.
 
 mod errors;
+mod events;
 mod expiry;
 mod hostile;
 mod identity;

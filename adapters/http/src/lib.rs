@@ -50,6 +50,19 @@ pub struct UseCases {
     pub readiness: Arc<dyn ReadinessProbe>,
     /// The Prometheus text of the recorder that the bootstrap crate installed.
     pub render_metrics: Arc<dyn Fn() -> String + Send + Sync>,
+    /// What the queue's event streams wait on.
+    pub queue_events: QueueEvents,
+}
+
+/// The signals an event stream of `GET /v1/queue/events` waits for between changes.
+#[derive(Clone)]
+pub struct QueueEvents {
+    /// Moves on every refresh of this instance's view of the line.
+    pub refreshed: tokio::sync::watch::Receiver<u64>,
+    /// Turns `true` when the server starts draining: every stream ends, so shutdown is not held.
+    pub draining: tokio::sync::watch::Receiver<bool>,
+    /// How often an idle stream sends a comment line (15 s), so proxies keep it open.
+    pub heartbeat: std::time::Duration,
 }
 
 /// What the handlers share.
@@ -77,6 +90,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(queue::issue_queue_token))
         .routes(routes!(queue::read_queue_status))
         .routes(routes!(queue::leave_queue))
+        .routes(routes!(queue::queue_events))
         .routes(routes!(catalog::list_concerts))
         .routes(routes!(catalog::list_available_dates))
         .routes(routes!(catalog::list_available_seats))

@@ -26,6 +26,7 @@ use concert_application::ports::RepositoryError;
 use concert_application::read_point_history::ReadPointHistoryError;
 use concert_application::read_queue_status::ReadQueueStatusError;
 use concert_application::read_reservation::ReadReservationError;
+use concert_application::watch_queue_status::WatchRefused;
 use concert_domain::HoldDenied;
 use concert_domain::ParseError;
 use concert_domain::wallet::ChargeRefused;
@@ -456,6 +457,25 @@ impl From<IssueQueueTokenError> for Problem {
                 "the waiting room is closed to newcomers",
             ),
             IssueQueueTokenError::Repository(error) => error.into(),
+        }
+    }
+}
+
+impl From<WatchRefused> for Problem {
+    fn from(refused: WatchRefused) -> Self {
+        match refused {
+            WatchRefused::TokenInvalid => AuthorizeError::TokenInvalid.into(),
+            WatchRefused::TooMany(most) => {
+                tracing::warn!(most, "event streams at their most on this instance");
+                Self::new(
+                    ErrorCode::ServiceUnavailable,
+                    format!(
+                        "this instance already serves {most} event streams; poll \
+                         GET /v1/queue/status, or try again shortly"
+                    ),
+                )
+                .with_retry_after(5)
+            }
         }
     }
 }

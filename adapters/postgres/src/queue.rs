@@ -15,8 +15,9 @@ use std::sync::LazyLock;
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    ActivityWrite, AdmissionReport, AdmissionRules, EndedWaiting, JoinWrite, LiveTicket,
-    QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, WaitingPoll, Written,
+    ActivityWrite, AdmissionReport, AdmissionRules, EndedTicket, EndedWaiting, JoinWrite,
+    LiveTicket, QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, WaitingPoll,
+    Written,
 };
 use concert_domain::queue::ServingCounter;
 use concert_domain::{Admission, EndReason, Pace, QueueTicket, TicketNo, TicketStatus, UserId};
@@ -383,6 +384,41 @@ impl QueueRepository for PgQueueRepository {
             .await
     }
 
+    async fn ended_since(
+        &self,
+        since: OffsetDateTime,
+    ) -> Result<Vec<EndedTicket>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            ticket: i64,
+            #[diesel(sql_type = Nullable<Text>)]
+            end_reason: Option<String>,
+            #[diesel(sql_type = Timestamptz)]
+            ended_at: OffsetDateTime,
+        }
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<Row> = diesel::sql_query(ENDED_SINCE.as_str())
+                    .bind::<Timestamptz, _>(since)
+                    .cached()
+                    .load(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
+                rows.into_iter()
+                    .map(|row| {
+                        Ok(EndedTicket {
+                            ticket: TicketNo::new(row.ticket).map_err(corrupt)?,
+                            reason: parse_end_reason(row.end_reason.as_deref())?,
+                            ended_at: row.ended_at,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     async fn ended_waiting(
         &self,
         serving: ServingCounter,
@@ -422,6 +458,14 @@ static ENDED_WAITING: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT ticket, end_reason FROM queue_tickets \
          WHERE status = '{EXPIRED}' AND admitted_at IS NULL AND ticket > $1 ORDER BY ticket"
+    )
+});
+
+/// The tickets ended since `$1`, on the retention job's partial index of ended tickets.
+static ENDED_SINCE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT ticket, end_reason, ended_at FROM queue_tickets \
+         WHERE status = '{EXPIRED}' AND ended_at >= $1"
     )
 });
 

@@ -1,12 +1,17 @@
 //! Section 1 of docs/API.md: the waiting queue.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use concert_application::issue_queue_token::IssuedToken;
 use concert_application::read_queue_status::QueueStatusView;
 use concert_domain::{EndReason, TicketStatus, UserId};
+use futures::Stream;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
@@ -211,6 +216,66 @@ pub async fn read_queue_status(
             .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     Ok(response)
+}
+
+/// **Extension.** The caller's token's status as a stream of server-sent events, instead of
+/// polling: an event `status` at once, then one on every change (position moved, admitted,
+/// ended and why), each with the JSON `GET /v1/queue/status` would answer; a comment line every
+/// 15 s while nothing changes. The stream ends after the `EXPIRED` event, and when the server
+/// shuts down (reconnect, or poll). Watching is not activity: an `ACTIVE` token still needs
+/// requests to stay alive.
+#[utoipa::path(
+    get,
+    path = "/v1/queue/events",
+    tag = "queue",
+    security(("queueToken" = [])),
+    responses(
+        (status = 200, description = "`event: status` lines whose data is a QueueStatusResponse", content_type = "text/event-stream", body = String),
+        (status = 401, description = "TOKEN_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE: this instance already serves its most event streams (QUEUE_EVENT_STREAMS_MAX); poll, or try again after Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
+    )
+)]
+pub async fn queue_events(
+    State(state): State<AppState>,
+    QueueToken(token): QueueToken,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
+    let use_cases = Arc::clone(&state.use_cases);
+    let watch = use_cases.services.watch_queue_status.open(&token)?;
+    let events = use_cases.queue_events.clone();
+    let heartbeat = events.heartbeat;
+    let stream = futures::stream::unfold(Some((watch, events, use_cases)), |running| async move {
+        let (mut watch, mut events, use_cases) = running?;
+        loop {
+            if watch.is_over() {
+                return None;
+            }
+            match use_cases
+                .services
+                .watch_queue_status
+                .changed(&mut watch)
+                .await
+            {
+                Ok(Some(status)) => {
+                    let event = Event::default()
+                        .event("status")
+                        .json_data(QueueStatusResponse::from(status))
+                        .unwrap_or_else(|_| Event::default().comment("status unavailable"));
+                    return Some((Ok(event), Some((watch, events, use_cases))));
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(error = %error, "queue event stream ended");
+                    return None;
+                }
+            }
+            tokio::select! {
+                changed = events.refreshed.changed() => changed.ok()?,
+                _ = events.draining.wait_for(|draining| *draining) => return None,
+            }
+        }
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
 /// **Extension.** Leaves the line: the caller's token ends (`reason` `LEFT`) and its place, or its

@@ -4,6 +4,7 @@
 mod api;
 mod browsers;
 mod endpoints;
+mod events;
 mod fuzz;
 mod identity;
 mod join_limits;
@@ -569,13 +570,22 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             admin_key: AdminKey::new(Some(ADMIN_KEY.to_owned())),
             identity: identity(scenario),
             retention: concert_domain::RetentionPolicy::default(),
+            most_status_watches: 1,
         },
     );
     services.view.refresh(NOW).await.expect("queue view");
+    // No refreshes here: their sender is gone, so an event stream ends after its first event.
+    let (_, refreshed) = tokio::sync::watch::channel(0);
+    let (_, draining) = tokio::sync::watch::channel(false);
     UseCases {
         services: Arc::new(services),
         readiness: Arc::new(readiness),
         render_metrics: Arc::new(|| "# TYPE payments_total counter\npayments_total 3\n".to_owned()),
+        queue_events: crate::QueueEvents {
+            refreshed,
+            draining,
+            heartbeat: std::time::Duration::from_secs(15),
+        },
     }
 }
 

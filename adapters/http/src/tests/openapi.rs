@@ -7,6 +7,7 @@ use super::*;
 const CONTRACT: &[(&str, &str)] = &[
     ("post", "/v1/queue/tokens"),
     ("get", "/v1/queue/status"),
+    ("get", "/v1/queue/events"),
     ("delete", "/v1/queue/tokens/current"),
     ("post", "/v1/admin/rooms/{roomId}/revocations"),
     ("get", "/v1/admin/rooms"),

@@ -538,6 +538,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             admin_key: concert_application::admin_access::AdminKey::default(),
             identity: concert_application::identify_caller::IdentityMode::Trusted,
             retention: concert_domain::RetentionPolicy::default(),
+            most_status_watches: 0,
         },
     )
 }
