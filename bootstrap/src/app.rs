@@ -15,6 +15,7 @@ use concert_application::services::{Ports, Services};
 use concert_clock::SystemClock;
 use concert_domain::{Room, RoomId, RoomState};
 use concert_http::limits::JoinLimitSettings;
+use concert_http::pages::PagesTemplate;
 use concert_http::{Endpoints, QueueEvents, RouterOptions, UseCases, router_with};
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository,
@@ -66,6 +67,18 @@ async fn token_signer(config: &Config) -> anyhow::Result<HmacTokenSigner> {
     let signer = HmacTokenSigner::with_keys(&signing, &verifying);
     tracing::info!(?signer, "queue token keys");
     Ok(signer)
+}
+
+/// The operator's page of `PAGES_DIR` (docs/API.md §12): its `index.html`, read once at start.
+fn pages_template(directory: &std::path::Path) -> anyhow::Result<PagesTemplate> {
+    let index = directory.join("index.html");
+    let page = std::fs::read_to_string(&index)
+        .with_context(|| format!("PAGES_DIR: reading {}", index.display()))?;
+    tracing::info!(directory = %directory.display(), "serving the operator's page of PAGES_DIR");
+    Ok(PagesTemplate {
+        index: page,
+        assets: directory.join("assets"),
+    })
 }
 
 /// How often an idle event stream sends a comment line (docs/API.md §1.7).
@@ -231,8 +244,14 @@ impl Application {
             per_user_per_minute: NonZeroU32::new(config.join_rate_limit_per_user),
             trusted_proxies: config.trusted_proxies.clone(),
         };
+        let pages = config
+            .pages_dir
+            .as_deref()
+            .map(pages_template)
+            .transpose()?;
         let public = |endpoints| RouterOptions {
             endpoints,
+            pages: pages.clone(),
             cors_origins: cors_origins.clone(),
             join_limits: join_limits.clone(),
             request_timeout: Some(StdDuration::from_secs(config.http_request_timeout_seconds)),

@@ -120,6 +120,11 @@ pub struct Config {
     #[arg(long, env = "MAX_CONNECTIONS", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub max_connections: Option<u64>,
 
+    /// A directory with the operator's own waiting page (`index.html`, and files under
+    /// `assets/` served at `/assets/`) in place of the embedded one.
+    #[arg(long, env = "PAGES_DIR")]
+    pub pages_dir: Option<PathBuf>,
+
     /// A separate address for `/health/*` and `/metrics`, which then leave BIND_ADDR.
     #[arg(long, env = "OPS_BIND_ADDR")]
     pub ops_bind_addr: Option<SocketAddr>,

@@ -29,6 +29,7 @@ pub mod framing;
 pub mod limits;
 pub mod middleware;
 pub mod openapi;
+pub mod pages;
 pub mod problem;
 pub mod routes;
 
@@ -72,6 +73,8 @@ pub struct AppState {
     /// The OpenAPI document, serialised once.
     openapi_json: Bytes,
     pub join_limits: Arc<JoinLimits>,
+    /// The buyer's page (`/`): the embedded one or the operator's template.
+    pub page: Arc<str>,
 }
 
 impl AppState {
@@ -155,6 +158,8 @@ pub struct RouterOptions {
     pub request_timeout: Option<std::time::Duration>,
     /// The longest the request body may take to arrive (`408 REQUEST_TIMEOUT`).
     pub body_timeout: Option<std::time::Duration>,
+    /// The operator's page in place of the embedded one (`PAGES_DIR`).
+    pub pages: Option<pages::PagesTemplate>,
 }
 
 impl Default for RouterOptions {
@@ -165,6 +170,7 @@ impl Default for RouterOptions {
             join_limits: JoinLimitSettings::default(),
             request_timeout: None,
             body_timeout: None,
+            pages: None,
         }
     }
 }
@@ -214,6 +220,7 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
         join_limits,
         request_timeout,
         body_timeout,
+        pages,
     } = options;
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi::complete(openapi)
@@ -227,12 +234,28 @@ pub fn router_with(use_cases: UseCases, options: RouterOptions) -> Router {
         use_cases: Arc::new(use_cases),
         openapi_json,
         join_limits: Arc::new(JoinLimits::new(join_limits)),
+        page: Arc::from(
+            pages
+                .as_ref()
+                .map_or(pages::INDEX, |template| template.index.as_str()),
+        ),
     };
     let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH)
         .config(Config::from(OPENAPI_PATH))
         .into();
-    api.merge(docs)
-        .fallback(middleware::not_found)
+    let mut site = api
+        .merge(docs)
+        .route("/", axum::routing::get(pages::index))
+        .route("/app.js", axum::routing::get(pages::script))
+        .route("/app.css", axum::routing::get(pages::style));
+    if let Some(template) = &pages {
+        site = site.nest_service(
+            "/assets",
+            tower_http::services::ServeDir::new(&template.assets)
+                .fallback(axum::routing::any(middleware::not_found)),
+        );
+    }
+    site.fallback(middleware::not_found)
         .method_not_allowed_fallback(middleware::method_not_allowed)
         .layer(
             ServiceBuilder::new()

@@ -27,7 +27,7 @@ async fn the_operations_half_serves_health_and_metrics_only() {
     get("/health/ready").send(&operations).await.ok(200);
     let metrics = get("/metrics").send(&operations).await;
     assert_eq!(metrics.status.as_u16(), 200);
-    for path in ["/v1/concerts", "/openapi.json", "/docs/"] {
+    for path in ["/v1/concerts", "/openapi.json", "/docs/", "/", "/app.js"] {
         get(path).send(&operations).await.problem(404, "NOT_FOUND");
     }
 }

@@ -10,6 +10,7 @@ mod identity;
 mod join_limits;
 mod observability;
 mod openapi;
+mod pages;
 mod problems;
 mod rejections;
 

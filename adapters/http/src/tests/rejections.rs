@@ -225,7 +225,7 @@ async fn a_json_body_needs_a_json_content_type() {
 async fn an_unknown_path_is_not_found() {
     let app = app().await;
     for uri in [
-        "/",
+        "/index.html",
         "/v1",
         "/v1/concerts/1/nothing",
         "/v2/concerts",

@@ -1,0 +1,244 @@
+//! The buyer's pages in a real browser: headless Chromium driven through chromedriver
+//! (`CHROMEDRIVER`, default `chromedriver` on the `PATH`; `.ci/run` installs Debian's
+//! `chromium` and `chromium-driver`). With one active slot, browser A is admitted and buys a seat
+//! through the pages; browser B, waiting behind A, is pushed its admission when A pays (it
+//! neither reloads nor polls), sees A's seat taken and books another one. A screenshot of each
+//! step is written under `target/browser-screenshots/`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use concert_e2e::{ADMIN_KEY, TestApp};
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// chromedriver on a free port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> anyhow::Result<Self> {
+        let program = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let child = Command::new(&program)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "starting {program} (install chromium and chromium-driver, as .ci/run does)"
+                )
+            })?;
+        let url = format!("http://127.0.0.1:{port}");
+        let status = format!("{url}/status");
+        for _ in 0..100 {
+            if reqwest::get(&status)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Ok(Self { child, url });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        anyhow::bail!("{program} did not answer on port {port}")
+    }
+
+    /// A new headless browser with its own profile (its own storage: another buyer).
+    async fn browser(&self, language: &str) -> anyhow::Result<Client> {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--window-size=900,1300", format!("--lang={language}"),
+                ],
+                "prefs": { "intl.accept_languages": language },
+            }),
+        );
+        Ok(ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await?)
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Writes a screenshot of `browser` as `target/browser-screenshots/NAME.png`.
+async fn screenshot(browser: &Client, name: &str) -> anyhow::Result<()> {
+    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
+    std::fs::create_dir_all(&directory)?;
+    std::fs::write(
+        directory.join(format!("{name}.png")),
+        browser.screenshot().await?,
+    )?;
+    Ok(())
+}
+
+async fn visible(browser: &Client, section: &str) -> anyhow::Result<()> {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&format!("#{section}:not([hidden])")))
+        .await
+        .with_context(|| format!("#{section} never showed"))?;
+    Ok(())
+}
+
+async fn click(browser: &Client, css: &str) -> anyhow::Result<()> {
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?
+        .click()
+        .await?;
+    Ok(())
+}
+
+async fn text(browser: &Client, css: &str) -> anyhow::Result<String> {
+    Ok(browser.find(Locator::Css(css)).await?.text().await?)
+}
+
+/// Waits until `css`'s text is `wanted`.
+async fn text_becomes(browser: &Client, css: &str, wanted: &str) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let now = text(browser, css).await?;
+        if now == wanted {
+            return Ok(());
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{css} reads {now:?}, not {wanted:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Picks the concert and its date: the seat map shows.
+async fn open_seat_map(browser: &Client) -> anyhow::Result<()> {
+    click(browser, "#concerts button").await?;
+    click(browser, "#dates button").await?;
+    visible(browser, "seat-area").await
+}
+
+/// Adds points, holds `seat` on the open seat map and pays; screenshots named `who-step-…`
+/// from `step` on.
+async fn book(browser: &Client, who: &str, step: u32, seat: u32) -> anyhow::Result<()> {
+    browser
+        .find(Locator::Css("#charge-amount"))
+        .await?
+        .send_keys("5000")
+        .await?;
+    click(browser, "#charge-form button[type=submit]").await?;
+    text_becomes(browser, "#balance", "5000").await?;
+    screenshot(browser, &format!("{who}-{step}-seat-map")).await?;
+    click(browser, &format!("#seats button.free[data-seat='{seat}']")).await?;
+    visible(browser, "hold").await?;
+    browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css(&format!(
+            "#seats button.mine[data-seat='{seat}']"
+        )))
+        .await?;
+    screenshot(browser, &format!("{who}-{}-held", step + 1)).await?;
+    click(browser, "#pay-button").await?;
+    visible(browser, "done").await?;
+    screenshot(browser, &format!("{who}-{}-booked", step + 2)).await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|config| config.queue_max_active = 1).await?;
+    let admin = &app.client;
+    let concert = admin
+        .send(
+            admin
+                .raw(Method::POST, "/v1/admin/concerts")
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({
+                    "title": "Winter Gala",
+                    "dates": [{ "date": "2030-12-24", "price": 1200, "seatCount": 20 }],
+                })),
+        )
+        .await?;
+    ensure!(concert.status.is_success(), "{}", concert.text);
+    let base = admin.url("/");
+    let driver = Driver::start().await?;
+    let a = driver.browser("en").await?;
+    let b = driver.browser("ko").await?;
+
+    // A joins an empty line: admitted at once.
+    a.goto(&base).await?;
+    click(&a, "#join-button").await?;
+    visible(&a, "shop").await?;
+    screenshot(&a, "a-1-admitted").await?;
+
+    // B joins behind A and waits, in Korean.
+    b.goto(&base).await?;
+    ensure!(
+        text(&b, "#join-button").await? == "줄 서기",
+        "the page speaks Korean"
+    );
+    click(&b, "#join-button").await?;
+    visible(&b, "waiting").await?;
+    text_becomes(&b, "#position", "1").await?;
+    screenshot(&b, "b-1-waiting").await?;
+
+    // A buys seat 3; B is pushed its turn when A's payment frees the slot.
+    open_seat_map(&a).await?;
+    book(&a, "a", 2, 3).await?;
+    visible(&b, "shop").await?;
+    screenshot(&b, "b-2-admitted").await?;
+    let polls: Value = b
+        .execute(
+            "return performance.getEntriesByType('resource')\
+               .filter((entry) => entry.name.endsWith('/v1/queue/status')).length;",
+            Vec::new(),
+        )
+        .await?;
+    ensure!(
+        polls == json!(0),
+        "B polled {polls} times: its turn was not pushed"
+    );
+
+    // B sees A's seat taken and books another.
+    open_seat_map(&b).await?;
+    b.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#seats button.taken[data-seat='3']"))
+        .await
+        .context("A's seat is not shown taken")?;
+    book(&b, "b", 3, 4).await?;
+    ensure!(
+        text(&b, "#receipt").await?.contains('4'),
+        "B's receipt names seat 4"
+    );
+
+    a.close().await?;
+    b.close().await?;
+    drop(driver);
+    app.shutdown().await
+}
