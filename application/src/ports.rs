@@ -137,6 +137,9 @@ pub trait CatalogRepository: Send + Sync {
         date: Date,
     ) -> Result<DateLookup, RepositoryError>;
 
+    /// Every seat of a date with its claim, in seat order (for the seat map).
+    async fn seats_of(&self, concert: ConcertId, date: Date) -> Result<Vec<Seat>, RepositoryError>;
+
     /// The seats of a date that are neither sold nor under a live hold at `now`, in seat order.
     async fn available_seats(
         &self,

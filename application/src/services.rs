@@ -33,6 +33,7 @@ use crate::read_gauges::ReadGauges;
 use crate::read_point_history::ReadPointHistory;
 use crate::read_queue_status::ReadQueueStatus;
 use crate::read_reservation::ReadReservation;
+use crate::read_seat_map::ReadSeatMap;
 use crate::revoke_queue_token::RevokeQueueToken;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
 use crate::waiting_polls::WaitingPolls;
@@ -85,6 +86,7 @@ pub struct Services {
     pub list_concerts: Arc<ListConcerts>,
     pub list_available_dates: Arc<ListAvailableDates>,
     pub list_available_seats: Arc<ListAvailableSeats>,
+    pub read_seat_map: Arc<ReadSeatMap>,
     pub hold_seat: Arc<HoldSeat>,
     pub read_reservation: Arc<ReadReservation>,
     pub cancel_reservation: Arc<CancelReservation>,
@@ -144,6 +146,7 @@ impl Services {
             list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
             list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
             list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
+            read_seat_map: Arc::new(ReadSeatMap::new(catalog.clone(), clock.clone())),
             hold_seat: Arc::new(HoldSeat::new(
                 catalog.clone(),
                 reservations.clone(),

@@ -50,5 +50,5 @@ pub use queue::{
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};
 pub use room::{Pace, Room, RoomChange, RoomId, RoomState};
-pub use seat::{Seat, SeatClaim, SeatHold};
+pub use seat::{Seat, SeatClaim, SeatHold, SeatState};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

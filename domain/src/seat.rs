@@ -20,6 +20,15 @@ pub enum SeatClaim {
     },
 }
 
+/// What a seat map shows of a seat at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeatState {
+    Free,
+    /// Under a live hold (its holder may still pay, or let it lapse).
+    Held,
+    Sold,
+}
+
 /// Why a seat could not be held. Every variant is `SEAT_UNAVAILABLE` to a client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HoldRefused {
@@ -85,6 +94,15 @@ impl Seat {
             SeatClaim::Available => true,
             SeatClaim::Held { until, .. } => until <= now,
             SeatClaim::Sold { .. } => false,
+        }
+    }
+
+    /// What the seat is at `now`: a lapsed hold shows free, as it is to anyone who holds it next.
+    pub fn state_at(&self, now: OffsetDateTime) -> SeatState {
+        match self.claim {
+            SeatClaim::Sold { .. } => SeatState::Sold,
+            SeatClaim::Held { until, .. } if until > now => SeatState::Held,
+            SeatClaim::Held { .. } | SeatClaim::Available => SeatState::Free,
         }
     }
 
@@ -196,6 +214,24 @@ mod tests {
         assert_eq!(hold.until, NOW + TTL);
         assert_eq!(hold.replaced, None);
         assert!(!seat.is_available(NOW));
+    }
+
+    #[test]
+    fn a_seat_map_shows_a_live_hold_held_a_lapsed_one_free_and_a_sale_sold() {
+        let mut seat = seat();
+        assert_eq!(seat.state_at(NOW), SeatState::Free);
+        seat.hold(reservation(1), user(1), NOW, TTL).expect("held");
+        assert_eq!(
+            seat.state_at(NOW + TTL - Duration::seconds(1)),
+            SeatState::Held
+        );
+        assert_eq!(seat.state_at(NOW + TTL), SeatState::Free);
+        for at in [NOW, NOW + TTL] {
+            assert_eq!(seat.is_available(at), seat.state_at(at) == SeatState::Free);
+        }
+        seat.sell(reservation(1), NOW + Duration::minutes(1))
+            .expect("sold");
+        assert_eq!(seat.state_at(NOW + Duration::days(1)), SeatState::Sold);
     }
 
     #[test]

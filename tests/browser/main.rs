@@ -2,7 +2,7 @@
 //! (`CHROMEDRIVER`, default `chromedriver` on the `PATH`; `.ci/run` installs Debian's
 //! `chromium` and `chromium-driver`). With one active slot, browser A is admitted and buys a seat
 //! through the pages; browser B, waiting behind A, is pushed its admission when A pays (it
-//! neither reloads nor polls), sees A's seat taken and books another one. A screenshot of each
+//! neither reloads nor polls), sees A's seat sold and books another one. A screenshot of each
 //! step is written under `target/browser-screenshots/`.
 
 use std::path::PathBuf;
@@ -224,13 +224,13 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
         "B polled {polls} times: its turn was not pushed"
     );
 
-    // B sees A's seat taken and books another.
+    // B sees A's seat sold and books another.
     open_seat_map(&b).await?;
     b.wait()
         .at_most(WAIT)
-        .for_element(Locator::Css("#seats button.taken[data-seat='3']"))
+        .for_element(Locator::Css("#seats button.sold[data-seat='3']"))
         .await
-        .context("A's seat is not shown taken")?;
+        .context("A's seat is not shown sold")?;
     book(&b, "b", 3, 4).await?;
     ensure!(
         text(&b, "#receipt").await?.contains('4'),

@@ -14,8 +14,8 @@ const TEXT = {
     shopTitle: "It is your turn", activeUntil: (t) => `Your turn lasts until ${t}.`,
     admitted: "It is your turn: choose a seat.", pickConcert: "Choose a concert:",
     pickDate: "Choose a date:", seatsOf: (d) => `Seats on ${d}`,
-    free: "free", taken: "taken", mine: "your hold",
-    seat: (n) => `Seat ${n}`, held: (n, p) => `Seat ${n} is yours for now (${p} points).`,
+    free: "free", held: "held", sold: "sold", mine: "your hold",
+    seat: (n) => `Seat ${n}`, holding: (n, p) => `Seat ${n} is yours for now (${p} points).`,
     holdLeft: (s) => `Hold ends in ${duration(s, "en")}.`, holdLapsed: "Your hold has lapsed.",
     balance: "Points", chargeLabel: "Add points", charge: "Add", pay: "Pay",
     doneTitle: "Booked", receipt: (r) => `Seat ${r.seatNo} on ${r.date} is yours. Paid ${r.amount} points; ${r.balance} left.`,
@@ -44,8 +44,8 @@ const TEXT = {
     shopTitle: "차례가 되었습니다", activeUntil: (t) => `${t}까지 예매할 수 있습니다.`,
     admitted: "차례가 되었습니다. 좌석을 선택하세요.", pickConcert: "공연을 선택하세요:",
     pickDate: "날짜를 선택하세요:", seatsOf: (d) => `${d} 좌석`,
-    free: "선택 가능", taken: "선택 불가", mine: "내 선점 좌석",
-    seat: (n) => `${n}번 좌석`, held: (n, p) => `${n}번 좌석을 선점했습니다 (${p} 포인트).`,
+    free: "선택 가능", held: "선점 중", sold: "판매 완료", mine: "내 선점 좌석",
+    seat: (n) => `${n}번 좌석`, holding: (n, p) => `${n}번 좌석을 선점했습니다 (${p} 포인트).`,
     holdLeft: (s) => `선점 만료까지 ${duration(s, "ko")}`, holdLapsed: "좌석 선점이 만료되었습니다.",
     balance: "포인트", chargeLabel: "포인트 충전", charge: "충전", pay: "결제",
     doneTitle: "예매 완료", receipt: (r) => `${r.date} ${r.seatNo}번 좌석 예매가 완료되었습니다. ${r.amount} 포인트 결제, 잔액 ${r.balance} 포인트.`,
@@ -269,22 +269,24 @@ async function loadSeats(date) {
   clearProblem();
   state.date = date.date;
   try {
-    const answer = await api("GET", `/v1/concerts/${state.concert.concertId}/dates/${date.date}/seats`, { token: state.token });
-    const free = new Map(answer.seats.map((seat) => [seat.seatNo, seat]));
+    const answer = await api("GET", `/v1/concerts/${state.concert.concertId}/dates/${date.date}/seat-map`, { token: state.token });
     $("seat-area").hidden = false;
     $("seat-title").textContent = t("seatsOf", date.date);
     const seats = $("seats");
     seats.replaceChildren();
-    for (let n = 1; n <= answer.totalSeats; n += 1) {
+    for (const seat of answer.seats) {
+      const n = seat.seatNo;
+      const mine = state.hold && state.hold.date === date.date && state.hold.seatNo === n && state.hold.concertId === state.concert.concertId;
+      const shown = mine ? "mine" : seat.state.toLowerCase();
       const button = document.createElement("button");
       button.type = "button";
       button.textContent = n;
       button.dataset.seat = n;
-      const mine = state.hold && state.hold.date === date.date && state.hold.seatNo === n && state.hold.concertId === state.concert.concertId;
-      button.className = `seat ${mine ? "mine" : free.has(n) ? "free" : "taken"}`;
-      button.title = `${t("seat", n)}: ${t(mine ? "mine" : free.has(n) ? "free" : "taken")}`;
-      button.disabled = !free.has(n) && !mine;
-      if (free.has(n)) button.addEventListener("click", () => hold(n));
+      button.className = `seat ${shown}`;
+      button.title = `${t("seat", n)}: ${t(shown)}`;
+      button.setAttribute("aria-label", button.title);
+      button.disabled = shown !== "free";
+      if (shown === "free") button.addEventListener("click", () => hold(n));
       seats.append(button);
     }
   } catch (error) { showProblem(error); }
@@ -298,7 +300,7 @@ async function hold(seatNo) {
       body: { concertId: state.concert.concertId, date: state.date, seatNo },
     });
     $("hold").hidden = false;
-    $("hold-text").textContent = t("held", seatNo, state.hold.price);
+    $("hold-text").textContent = t("holding", seatNo, state.hold.price);
     $("pay-button").hidden = false;
     countdown();
   } catch (error) { showProblem(error); }

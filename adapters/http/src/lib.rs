@@ -97,6 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog::list_concerts))
         .routes(routes!(catalog::list_available_dates))
         .routes(routes!(catalog::list_available_seats))
+        .routes(routes!(catalog::read_seat_map))
         .routes(routes!(reservations::hold_seat))
         .routes(routes!(
             reservations::read_reservation,

@@ -8,13 +8,15 @@ use concert_application::ports::{
     AvailableSeat, CatalogRepository, DateAvailability, DateLookup, RepositoryError,
 };
 use concert_domain::{
-    Concert, ConcertDate, ConcertId, ConcertTitle, NewConcert, Price, SeatCount, SeatNo,
+    Concert, ConcertDate, ConcertId, ConcertTitle, NewConcert, Price, Seat, SeatCount, SeatNo,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date as SqlDate, Integer};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 
+use crate::cached::CachedExt;
+use crate::columns::{SEAT_COLUMNS, SeatRow};
 use crate::error::{corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::schema::{concert_dates, concerts, seats};
@@ -87,6 +89,15 @@ pub(crate) fn stored_seat_no(raw: i32) -> Result<SeatNo, RepositoryError> {
     )
     .map_err(corrupt)
 }
+
+/// Every seat of a date with its claim and its date's price.
+static SEATS_OF: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "SELECT {SEAT_COLUMNS} FROM seats s \
+         JOIN concert_dates d ON d.concert_id = s.concert_id AND d.date = s.date \
+         WHERE s.concert_id = $1 AND s.date = $2 ORDER BY s.seat_no"
+    )
+});
 
 #[async_trait]
 impl CatalogRepository for PgCatalogRepository {
@@ -254,6 +265,24 @@ impl CatalogRepository for PgCatalogRepository {
             self.remember_date(found);
         }
         Ok(lookup)
+    }
+
+    async fn seats_of(&self, concert: ConcertId, date: Date) -> Result<Vec<Seat>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<SeatRow> = diesel::sql_query(SEATS_OF.as_str())
+                    .bind::<BigInt, _>(concert.get())
+                    .bind::<SqlDate, _>(date)
+                    .cached()
+                    .load(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
+                rows.into_iter()
+                    .map(|row| row.into_domain().map(|seat| seat.value))
+                    .collect()
+            })
+            .await
     }
 
     async fn available_seats(

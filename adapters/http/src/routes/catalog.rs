@@ -4,7 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use concert_application::list_available_seats::SeatList;
 use concert_application::ports::{AvailableSeat, DateAvailability};
-use concert_domain::{Concert, ConcertId};
+use concert_application::read_seat_map::SeatMap;
+use concert_domain::{Concert, ConcertId, SeatState};
 use serde::Serialize;
 use time::Date;
 use utoipa::ToSchema;
@@ -103,6 +104,66 @@ impl From<SeatList> for SeatListResponse {
     }
 }
 
+/// What a seat is now, on the seat map.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SeatStateBody {
+    Free,
+    /// Under a live hold: its holder may still pay, or let it lapse.
+    Held,
+    Sold,
+}
+
+impl From<SeatState> for SeatStateBody {
+    fn from(state: SeatState) -> Self {
+        match state {
+            SeatState::Free => Self::Free,
+            SeatState::Held => Self::Held,
+            SeatState::Sold => Self::Sold,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MapSeatResponse {
+    #[schema(minimum = 1, example = 1)]
+    pub seat_no: u16,
+    /// In won.
+    #[schema(example = 120_000)]
+    pub price: i64,
+    pub state: SeatStateBody,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SeatMapResponse {
+    pub concert_id: i64,
+    #[serde(with = "calendar_date")]
+    #[schema(value_type = String, format = Date, example = "2026-12-24")]
+    pub date: Date,
+    /// Every seat of the date, in seat order.
+    pub seats: Vec<MapSeatResponse>,
+}
+
+impl From<SeatMap> for SeatMapResponse {
+    fn from(map: SeatMap) -> Self {
+        Self {
+            concert_id: map.date.concert_id.get(),
+            date: map.date.date,
+            seats: map
+                .seats
+                .into_iter()
+                .map(|seat| MapSeatResponse {
+                    seat_no: seat.no.get(),
+                    price: seat.price.get(),
+                    state: seat.state.into(),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Concerts that have a date from today on (UTC), by id.
 #[utoipa::path(
     get,
@@ -189,4 +250,38 @@ pub async fn list_available_seats(
         .execute(concert, date)
         .await?;
     Ok(Json(seats.into()))
+}
+
+/// **Extension.** Every seat of one date and what it is now: `FREE`, `HELD` (a live hold) or
+/// `SOLD`, in seat order; for a seat map. A lapsed hold shows `FREE`.
+#[utoipa::path(
+    get,
+    path = "/v1/concerts/{concertId}/dates/{date}/seat-map",
+    tag = "catalog",
+    security(("queueToken" = [])),
+    params(
+        ("concertId" = i64, Path, minimum = 1, description = "The concert"),
+        ("date" = String, Path, format = Date, description = "The calendar date, YYYY-MM-DD"),
+    ),
+    responses(
+        (status = 200, description = "Every seat with its state", body = SeatMapResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "CONCERT_NOT_FOUND, DATE_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn read_seat_map(
+    State(state): State<AppState>,
+    Caller(_caller): Caller,
+    ValidPath(path): ValidPath<(Param<ConcertId>, Param<Date>)>,
+) -> Result<Json<SeatMapResponse>, Problem> {
+    let (Param(concert), Param(date)) = path;
+    let map = state
+        .services()
+        .read_seat_map
+        .execute(concert, date)
+        .await?;
+    Ok(Json(map.into()))
 }

@@ -274,6 +274,41 @@ async fn seats_of_a_date_are_listed() {
 }
 
 #[tokio::test]
+async fn the_seat_map_shows_every_seat_free_held_or_sold() {
+    let app = app().await;
+    let body = get("/v1/concerts/1/dates/2026-12-24/seat-map")
+        .bearer(TOKEN_ACTIVE)
+        .send(&app)
+        .await
+        .ok(200);
+    assert_eq!(
+        (&body["concertId"], &body["date"]),
+        (&1.into(), &"2026-12-24".into())
+    );
+    let states: Vec<&Value> = body["seats"]
+        .as_array()
+        .expect("seats")
+        .iter()
+        .map(|seat| &seat["state"])
+        .collect();
+    assert_eq!(states, vec!["FREE", "HELD", "SOLD"]);
+    assert_eq!(
+        body["seats"][0],
+        json!({ "seatNo": 1, "price": 120000, "state": "FREE" })
+    );
+    get("/v1/concerts/1/dates/2026-12-25/seat-map")
+        .bearer(TOKEN_ACTIVE)
+        .send(&app)
+        .await
+        .problem(404, "DATE_NOT_FOUND");
+    get("/v1/concerts/1/dates/2026-12-24/seat-map")
+        .bearer(TOKEN_WAITING)
+        .send(&app)
+        .await
+        .problem(403, "QUEUE_NOT_ACTIVE");
+}
+
+#[tokio::test]
 async fn seats_of_a_missing_concert_or_date_are_not_found() {
     let app = app().await;
     get("/v1/concerts/99/dates/2026-12-24/seats")

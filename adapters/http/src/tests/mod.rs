@@ -295,6 +295,32 @@ fn catalog(scenario: Scenario) -> MockCatalogRepository {
             })
             .collect())
     });
+    // Seat 1 free, seat 2 under a live hold, seat 3 sold.
+    catalog.expect_seats_of().returning(|_, _| {
+        let no = |n| SeatNo::parse(n, SeatCount::DEFAULT).expect("seat");
+        let reservation = ReservationId::new(9).expect("an id");
+        let holder = UserId::from_uuid(USER_B);
+        Ok(vec![
+            Seat::available(no(1), Price::from_stored(120_000)),
+            Seat::new(
+                no(2),
+                Price::from_stored(120_000),
+                SeatClaim::Held {
+                    reservation,
+                    holder,
+                    until: NOW + time::Duration::minutes(5),
+                },
+            ),
+            Seat::new(
+                no(3),
+                Price::from_stored(120_000),
+                SeatClaim::Sold {
+                    reservation,
+                    owner: holder,
+                },
+            ),
+        ])
+    });
     catalog
 }
 

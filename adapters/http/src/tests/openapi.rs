@@ -16,6 +16,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/concerts"),
     ("get", "/v1/concerts/{concertId}/dates"),
     ("get", "/v1/concerts/{concertId}/dates/{date}/seats"),
+    ("get", "/v1/concerts/{concertId}/dates/{date}/seat-map"),
     ("post", "/v1/reservations"),
     ("get", "/v1/reservations/{reservationId}"),
     ("delete", "/v1/reservations/{reservationId}"),

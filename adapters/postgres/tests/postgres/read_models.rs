@@ -126,6 +126,14 @@ async fn read_models_agree_with_the_domain_on_random_states() {
                 .map(|(_, seat)| seat.no().get())
                 .collect();
             assert_eq!(by_sql, by_rule, "round {round}: available seats of {date}");
+            // The seat map's load: every seat of the date with its claim, in seat order.
+            let loaded = catalog.seats_of(concert, date).await.expect("seat map");
+            let stored: Vec<Seat> = seats
+                .iter()
+                .filter(|(on, _)| *on == date)
+                .map(|(_, seat)| seat.clone())
+                .collect();
+            assert_eq!(loaded, stored, "round {round}: the seats of {date}");
         }
         let by_sql: Vec<(Date, u32)> = catalog
             .available_dates(concert, TODAY, NOW)
