@@ -53,6 +53,9 @@ struct ViewState {
     /// and when they were last looked for.
     recently_ended: HashMap<TicketNo, EndedTicket>,
     ends_read_at: Option<OffsetDateTime>,
+    /// Moves whenever something a watcher is told may have changed: the serving counter, the
+    /// tickets that ended while waiting, or the ends seen.
+    generation: u64,
 }
 
 /// Shared by the use cases that answer queue questions; cheap to clone.
@@ -130,9 +133,11 @@ impl QueueView {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match ends {
             Some(ends) => {
-                state
-                    .recently_ended
-                    .extend(ends.into_iter().map(|ended| (ended.ticket, ended)));
+                for ended in ends {
+                    if state.recently_ended.insert(ended.ticket, ended).is_none() {
+                        state.generation += 1;
+                    }
+                }
                 state
                     .recently_ended
                     .retain(|_, ended| now - ended.ended_at <= RECENT_ENDS);
@@ -144,6 +149,9 @@ impl QueueView {
             }
         }
         let serving = state.snapshot.serving.advance_to(fresh.serving);
+        if serving != state.snapshot.serving || ended_waiting != state.ended_waiting {
+            state.generation += 1;
+        }
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
         state.ended_waiting = ended_waiting;
@@ -165,6 +173,12 @@ impl QueueView {
 
     pub fn snapshot(&self) -> QueueSnapshot {
         self.state().snapshot
+    }
+
+    /// A number that moves whenever a watching client's status may have changed (see
+    /// [`crate::watch_queue_status`]); the same number: nothing to tell anyone.
+    pub fn generation(&self) -> u64 {
+        self.state().generation
     }
 
     fn state(&self) -> std::sync::RwLockReadGuard<'_, ViewState> {
@@ -213,6 +227,7 @@ impl QueueView {
         {
             state.ended_waiting.insert(at, ended);
             state.ended_tickets.insert(at, ended.ticket);
+            state.generation += 1;
         }
     }
 
@@ -487,6 +502,25 @@ mod tests {
         assert_eq!(
             pressured_rate(&paced.state.read().expect("state").samples, 100, false),
             None
+        );
+    }
+
+    #[tokio::test]
+    async fn the_generation_moves_only_when_a_watcher_may_have_something_to_hear() {
+        let view = view_reading(&[(0, 5, 10, 100), (1, 5, 10, 100), (2, 6, 9, 100)], 100).await;
+        let moved = view.generation();
+        let standing = view_reading(&[(0, 5, 10, 100), (1, 5, 10, 100)], 100).await;
+        let still = standing.generation();
+        assert!(moved > still, "the serving counter moved once more");
+        standing.note_ended_while_waiting(EndedWaiting {
+            ticket: TicketNo::new(9).expect("a ticket"),
+            reason: None,
+        });
+        assert_eq!(standing.generation(), still + 1, "a user left here");
+        let once = view_reading(&[(0, 5, 10, 100)], 100).await.generation();
+        assert_eq!(
+            still, once,
+            "a second reading of the same line changes nothing"
         );
     }
 }

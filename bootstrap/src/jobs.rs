@@ -92,7 +92,7 @@ pub struct BackgroundJobs {
     pub(crate) gauges: Arc<ReadGauges>,
     pub(crate) view: QueueView,
     pub(crate) waiting_polls: WaitingPolls,
-    /// Moved after every refresh of the view: wakes the event streams.
+    /// Moved when a refresh of the view changed what streams tell: wakes the event streams.
     pub(crate) view_refreshed: watch::Sender<u64>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) database_clock: PgClock,
@@ -110,11 +110,16 @@ impl BackgroundJobs {
         self.refresh_view().await
     }
 
-    /// Refreshes this instance's view of the line, then wakes the event streams.
+    /// Refreshes this instance's view of the line, then wakes the event streams if what they
+    /// tell may have changed.
     async fn refresh_view(&self) -> Result<(), RepositoryError> {
         self.view.refresh(self.clock.now()).await?;
-        self.view_refreshed
-            .send_modify(|refreshes| *refreshes = refreshes.wrapping_add(1));
+        // Against the last generation sent, so a change this instance noted between refreshes
+        // (a user who left here) wakes the streams too; a line standing still wakes nobody.
+        let now = self.view.generation();
+        if now != *self.view_refreshed.borrow() {
+            self.view_refreshed.send_replace(now);
+        }
         Ok(())
     }
 

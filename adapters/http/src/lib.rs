@@ -58,7 +58,7 @@ pub struct UseCases {
 /// The signals an event stream of `GET /v1/queue/events` waits for between changes.
 #[derive(Clone)]
 pub struct QueueEvents {
-    /// Moves on every refresh of this instance's view of the line.
+    /// Moves when a refresh of this instance's view of the line changed what streams tell.
     pub refreshed: tokio::sync::watch::Receiver<u64>,
     /// Turns `true` when the server starts draining: every stream ends, so shutdown is not held.
     pub draining: tokio::sync::watch::Receiver<bool>,
