@@ -11,7 +11,9 @@
 # 4. runs concert-load: every scenario against the service and its raw baseline (bare axum, or
 #    pgbench with bench/sql/*.sql on the same database with the same client concurrency), each
 #    bounded in time and requests, then prints the table and writes it to $BENCH_OUT
-#    (default bench/results/latest.md, not tracked).
+#    (default bench/results/latest.md, not tracked);
+# 5. then, unless BENCH_EVENTS=0, the event-stream benchmark (bench/events.sh: 10,000 streams on one
+#    instance of its own).
 #
 # Everything shares this machine's cores: the load generator and pgbench compete with the server
 # and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
@@ -128,3 +130,7 @@ fi
 start_services "$server_bin" "$db" "$qdb" ""
 run_load "$db" "$qdb" --header "$header" --out "$out" "${compare[@]}" "$@"
 echo "table written to $out; load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+stop_services
+if [ "${BENCH_EVENTS:-1}" = 1 ]; then
+  bench/events.sh | tee -a "$out"
+fi
