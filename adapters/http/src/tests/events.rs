@@ -4,6 +4,7 @@
 
 use axum::body::Body;
 use axum::http::Request;
+use futures::StreamExt;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -86,4 +87,44 @@ async fn beyond_the_most_streams_the_instance_answers_503_with_retry_after() {
         StatusCode::OK,
         "the closed stream freed its place"
     );
+}
+
+#[tokio::test]
+async fn a_quiet_stream_sends_a_comment_line_as_heartbeat() {
+    let mut use_cases = use_cases(Scenario::default()).await;
+    // Live signals this time, so the stream stays open after its first event.
+    let (refreshes, refreshed) = tokio::sync::watch::channel(0);
+    let (draining_tx, draining) = tokio::sync::watch::channel(false);
+    use_cases.queue_events = crate::QueueEvents {
+        refreshed,
+        draining,
+        heartbeat: std::time::Duration::from_millis(100),
+    };
+    let app = crate::router(use_cases);
+    let request = Request::get("/v1/queue/events")
+        .header("authorization", format!("Bearer {TOKEN_WAITING}"))
+        .body(Body::empty())
+        .expect("request");
+    let response = app.oneshot(request).await.expect("infallible");
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = String::new();
+    while !seen.contains("\n:") && !seen.starts_with(':') {
+        let chunk = tokio::time::timeout(std::time::Duration::from_secs(2), body.next())
+            .await
+            .expect("a heartbeat within 2 s")
+            .expect("the stream is open")
+            .expect("a chunk");
+        seen.push_str(std::str::from_utf8(&chunk).expect("UTF-8"));
+    }
+    assert!(seen.starts_with("event: status"), "{seen}");
+    // Draining ends the stream.
+    draining_tx.send(true).expect("draining");
+    let rest = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while let Some(chunk) = body.next().await {
+            chunk.expect("a chunk");
+        }
+    })
+    .await;
+    assert!(rest.is_ok(), "the stream ended when the server drained");
+    drop(refreshes);
 }
