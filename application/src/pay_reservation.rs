@@ -194,14 +194,13 @@ mod tests {
     use crate::idempotency::MAX_ATTEMPTS;
     use crate::ports::{
         MockAdmissionTrigger, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
-        MockTokenSigner, PaymentState, StoredAnswer, Version, Written,
+        PaymentState, StoredAnswer, Version, Written,
     };
-    use crate::queue_access::QueueAccess;
+
     use crate::test_support::{
         NOW, PRICE, RESERVATION_VERSION, SEAT_VERSION, active_ticket, booking_of, claims, clock,
-        held_reservation, lapsed_reservation, other_user, others_reservation, policy,
+        held_reservation, lapsed_reservation, other_user, others_reservation, queue_access,
         reservation_id, reservation_with, seat_held_by, seat_sold_to, seat_with, ticket_no, user,
-        view_serving,
     };
 
     const WALLET_VERSION: Version = Version::new(8);
@@ -317,13 +316,7 @@ mod tests {
         }
 
         async fn build(self) -> PayReservation {
-            let authorize = AuthorizeRequest::new(QueueAccess::new(
-                Arc::new(MockTokenSigner::new()),
-                Arc::new(self.queue),
-                clock(),
-                view_serving(self.serving).await,
-                policy(),
-            ));
+            let authorize = AuthorizeRequest::new(queue_access(self.queue, self.serving).await);
             PayReservation::new(PayReservationPorts {
                 authorize: Arc::new(authorize),
                 payments: Arc::new(self.payments),

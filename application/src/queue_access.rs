@@ -91,19 +91,13 @@ mod tests {
     use time::Duration;
 
     use super::*;
-    use crate::ports::{MockQueueRepository, MockTokenSigner, Written};
+    use crate::ports::{MockQueueRepository, Written};
     use crate::test_support::{
-        NOW, active_ticket, clock, policy, ticket_no, user, view_serving, waiting_ticket,
+        NOW, active_ticket, policy, queue_access, ticket_no, user, waiting_ticket,
     };
 
     async fn access(queue: MockQueueRepository) -> QueueAccess {
-        QueueAccess::new(
-            Arc::new(MockTokenSigner::new()),
-            Arc::new(queue),
-            clock(),
-            view_serving(20).await,
-            policy(),
-        )
+        queue_access(queue, 20).await
     }
 
     fn writing(write: ActivityWrite, answer: Written<()>) -> MockQueueRepository {

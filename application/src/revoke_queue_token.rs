@@ -84,11 +84,9 @@ mod tests {
 
     use super::*;
     use crate::admin_access::{AdminKey, AdminRefused};
-    use crate::ports::{
-        LiveTicket, MockAdmissionTrigger, MockQueueRepository, MockTokenSigner, Version, Written,
-    };
+    use crate::ports::{LiveTicket, MockAdmissionTrigger, MockQueueRepository, Version, Written};
     use crate::test_support::{
-        NOW, active_ticket, clock, policy, ticket_no, user, view_serving, waiting_ticket,
+        NOW, active_ticket, clock, queue_access, ticket_no, user, waiting_ticket,
     };
 
     const KEY: &str = "operators-admin-key";
@@ -98,13 +96,7 @@ mod tests {
         admission: MockAdmissionTrigger,
     ) -> RevokeQueueToken {
         RevokeQueueToken::new(
-            QueueAccess::new(
-                Arc::new(MockTokenSigner::new()),
-                Arc::new(queue),
-                clock(),
-                view_serving(20).await,
-                policy(),
-            ),
+            queue_access(queue, 20).await,
             Arc::new(AdminAccess::new(
                 AdminKey::new(Some(KEY.to_owned())),
                 clock(),

@@ -19,6 +19,7 @@ use crate::ports::{
     ActivityWrite, Booking, MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot,
     TokenClaims, Version, Versioned, Written,
 };
+use crate::queue_access::QueueAccess;
 use crate::queue_view::QueueView;
 
 /// The one instant every test runs at.
@@ -74,6 +75,18 @@ pub(crate) fn policy() -> QueuePolicy {
         idle_timeout: Duration::minutes(2),
         waiting_idle: None,
     }
+}
+
+/// The queue's shared access over `queue`, for use cases that sign no token: a signer that must
+/// not be asked, the test clock and policy, and a view serving `serving`.
+pub(crate) async fn queue_access(queue: MockQueueRepository, serving: i64) -> QueueAccess {
+    QueueAccess::new(
+        Arc::new(MockTokenSigner::new()),
+        Arc::new(queue),
+        clock(),
+        view_serving(serving).await,
+        policy(),
+    )
 }
 
 /// A view of the line whose serving counter is `serving`, read once from its own fake, so the

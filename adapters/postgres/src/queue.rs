@@ -388,33 +388,16 @@ impl QueueRepository for PgQueueRepository {
         &self,
         since: OffsetDateTime,
     ) -> Result<Vec<EndedTicket>, RepositoryError> {
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = BigInt)]
-            ticket: i64,
-            #[diesel(sql_type = Nullable<Text>)]
-            end_reason: Option<String>,
-            #[diesel(sql_type = Timestamptz)]
-            ended_at: OffsetDateTime,
-        }
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let rows: Vec<Row> = diesel::sql_query(ENDED_SINCE.as_str())
+                let rows: Vec<EndedRow> = diesel::sql_query(ENDED_SINCE.as_str())
                     .bind::<Timestamptz, _>(since)
                     .cached()
                     .load(&mut conn)
                     .await
                     .map_err(from_diesel)?;
-                rows.into_iter()
-                    .map(|row| {
-                        Ok(EndedTicket {
-                            ticket: TicketNo::new(row.ticket).map_err(corrupt)?,
-                            reason: parse_end_reason(row.end_reason.as_deref())?,
-                            ended_at: row.ended_at,
-                        })
-                    })
-                    .collect()
+                rows.into_iter().map(EndedRow::into_ended).collect()
             })
             .await
     }
@@ -423,17 +406,10 @@ impl QueueRepository for PgQueueRepository {
         &self,
         serving: ServingCounter,
     ) -> Result<Vec<EndedWaiting>, RepositoryError> {
-        #[derive(QueryableByName)]
-        struct Row {
-            #[diesel(sql_type = BigInt)]
-            ticket: i64,
-            #[diesel(sql_type = Nullable<Text>)]
-            end_reason: Option<String>,
-        }
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                let rows: Vec<Row> = diesel::sql_query(ENDED_WAITING.as_str())
+                let rows: Vec<EndedRow> = diesel::sql_query(ENDED_WAITING.as_str())
                     .bind::<BigInt, _>(serving.get())
                     .cached()
                     .load(&mut conn)
@@ -441,9 +417,10 @@ impl QueueRepository for PgQueueRepository {
                     .map_err(from_diesel)?;
                 rows.into_iter()
                     .map(|row| {
+                        let ended = row.into_ended()?;
                         Ok(EndedWaiting {
-                            ticket: TicketNo::new(row.ticket).map_err(corrupt)?,
-                            reason: parse_end_reason(row.end_reason.as_deref())?,
+                            ticket: ended.ticket,
+                            reason: ended.reason,
                         })
                     })
                     .collect()
@@ -452,11 +429,32 @@ impl QueueRepository for PgQueueRepository {
     }
 }
 
+/// An ended ticket as [`ENDED_SINCE`] and [`ENDED_WAITING`] select it.
+#[derive(QueryableByName)]
+struct EndedRow {
+    #[diesel(sql_type = BigInt)]
+    ticket: i64,
+    #[diesel(sql_type = Nullable<Text>)]
+    end_reason: Option<String>,
+    #[diesel(sql_type = Timestamptz)]
+    ended_at: OffsetDateTime,
+}
+
+impl EndedRow {
+    fn into_ended(self) -> Result<EndedTicket, RepositoryError> {
+        Ok(EndedTicket {
+            ticket: TicketNo::new(self.ticket).map_err(corrupt)?,
+            reason: parse_end_reason(self.end_reason.as_deref())?,
+            ended_at: self.ended_at,
+        })
+    }
+}
+
 /// The tickets above the serving counter that ended while waiting; the status is the
 /// statement's constant, so the plan uses the partial index of them.
 static ENDED_WAITING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT ticket, end_reason FROM queue_tickets \
+        "SELECT ticket, end_reason, ended_at FROM queue_tickets \
          WHERE status = '{EXPIRED}' AND admitted_at IS NULL AND ticket > $1 ORDER BY ticket"
     )
 });
