@@ -232,9 +232,10 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
         .await
         .context("A's seat is not shown sold")?;
     book(&b, "b", 3, 4).await?;
+    let receipt = text(&b, "#receipt").await?;
     ensure!(
-        text(&b, "#receipt").await?.contains('4'),
-        "B's receipt names seat 4"
+        receipt.contains("4번 좌석"),
+        "B's receipt names seat 4: {receipt}"
     );
 
     a.close().await?;

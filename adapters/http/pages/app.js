@@ -30,6 +30,10 @@ const TEXT = {
       RATE_LIMITED: "Too many tries: wait a moment.", SERVICE_UNAVAILABLE: "The service is busy: trying again shortly.",
       VALIDATION_FAILED: "That input was not accepted.", BALANCE_LIMIT_EXCEEDED: "That would take your points over the limit.",
       RESERVATION_EXPIRED: "Your hold has lapsed. Choose the seat again.",
+      RESERVATION_NOT_HELD: "That seat is no longer held for you.",
+      CONCERT_NOT_FOUND: "That concert is no longer on sale.", DATE_NOT_FOUND: "That date is no longer on sale.",
+      IDEMPOTENCY_KEY_REUSED: "That request was already made differently. Reload the page.",
+      IDENTITY_INVALID: "Please sign in again.", IDENTITY_MISMATCH: "This page belongs to another user.",
       generic: "Something went wrong. Please try again.", offline: "No connection. Trying again…",
     },
   },
@@ -60,6 +64,10 @@ const TEXT = {
       RATE_LIMITED: "시도가 너무 많습니다. 잠시 후 다시 시도하세요.", SERVICE_UNAVAILABLE: "서비스가 혼잡합니다. 곧 다시 시도합니다.",
       VALIDATION_FAILED: "입력 값을 확인하세요.", BALANCE_LIMIT_EXCEEDED: "보유 가능한 포인트 한도를 넘습니다.",
       RESERVATION_EXPIRED: "좌석 선점이 만료되었습니다. 다시 선택하세요.",
+      RESERVATION_NOT_HELD: "더 이상 선점된 좌석이 아닙니다.",
+      CONCERT_NOT_FOUND: "판매가 끝난 공연입니다.", DATE_NOT_FOUND: "판매가 끝난 날짜입니다.",
+      IDEMPOTENCY_KEY_REUSED: "이미 다른 내용으로 처리된 요청입니다. 페이지를 새로 고치세요.",
+      IDENTITY_INVALID: "다시 로그인하세요.", IDENTITY_MISMATCH: "다른 사용자의 페이지입니다.",
       generic: "문제가 발생했습니다. 다시 시도하세요.", offline: "연결이 끊겼습니다. 다시 연결하는 중…",
     },
   },
@@ -78,7 +86,8 @@ const state = {
   token: localStorage.getItem("concert.token"),
   firstPosition: null,
   status: null,
-  hold: null,
+  screen: null,
+  hold: JSON.parse(localStorage.getItem("concert.hold") || "null"),
   holdTimer: null,
   concert: null,
   date: null,
@@ -90,7 +99,13 @@ if (!state.userId) {
 
 // An operator's template (PAGES_DIR) may leave elements out: those become detached stand-ins,
 // so the page works with whatever it shows.
-const $ = (id) => document.getElementById(id) || document.createElement(id === "charge-form" ? "form" : "div");
+const standIns = new Map();
+const $ = (id) => {
+  const element = document.getElementById(id);
+  if (element) return element;
+  if (!standIns.has(id)) standIns.set(id, document.createElement(id === "charge-form" ? "form" : "div"));
+  return standIns.get(id);
+};
 const t = (key, ...args) => {
   const value = TEXT[state.language][key];
   return typeof value === "function" ? value(...args) : value;
@@ -104,7 +119,26 @@ function translate() {
 }
 
 function show(section) {
+  if (!$(section).hidden && state.screen === section) return;
+  state.screen = section;
   for (const id of ["join", "waiting", "shop", "done", "ended"]) $(id).hidden = id !== section;
+  // The button just pressed may be gone: keyboard and screen-reader focus go to the new part.
+  const heading = $(section).querySelector("h2");
+  if (heading) { heading.tabIndex = -1; heading.focus(); }
+}
+
+// Runs `work` with `button` disabled, so a double click sends one request.
+async function busy(button, work) {
+  if (button.disabled) return;
+  button.disabled = true;
+  try { await work(); } finally { button.disabled = false; }
+}
+
+function forgetToken() {
+  state.token = null;
+  state.hold = null;
+  localStorage.removeItem("concert.token");
+  localStorage.removeItem("concert.hold");
 }
 
 function announce(text) { $("announce").textContent = text; }
@@ -184,6 +218,13 @@ async function poll(token) {
     try {
       const response = await fetch("/v1/queue/status", { headers: { Authorization: `Bearer ${token}` } });
       const answer = await response.json();
+      if (response.status === 401) {
+        // The token is not known any more (ended long ago, or the keys changed): join again.
+        forgetToken();
+        show("join");
+        showProblem(new Problem(401, answer.code || "TOKEN_INVALID", 0));
+        return;
+      }
       if (!response.ok) throw new Problem(response.status, answer.code || "generic", Number(response.headers.get("Retry-After")) || 1);
       clearProblem();
       render(answer);
@@ -217,6 +258,7 @@ function render(status) {
       announce(t("admitted"));
       loadConcerts();
       loadBalance();
+      if (state.hold && new Date(state.hold.expiresAt) > Date.now()) showHold();
     }
   } else if (status.status === "EXPIRED") {
     if ($("done").hidden) {
@@ -224,6 +266,7 @@ function render(status) {
       $("ended-reason").textContent = (status.reason && TEXT[state.language].reasons[status.reason]) || "";
     }
     localStorage.removeItem("concert.token");
+    localStorage.removeItem("concert.hold");
   }
 }
 
@@ -276,7 +319,8 @@ async function loadSeats(date) {
     seats.replaceChildren();
     for (const seat of answer.seats) {
       const n = seat.seatNo;
-      const mine = state.hold && state.hold.date === date.date && state.hold.seatNo === n && state.hold.concertId === state.concert.concertId;
+      const mine = seat.state === "HELD" && state.hold && state.hold.date === date.date && state.hold.seatNo === n
+        && state.hold.concertId === state.concert.concertId && new Date(state.hold.expiresAt) > Date.now();
       const shown = mine ? "mine" : seat.state.toLowerCase();
       const button = document.createElement("button");
       button.type = "button";
@@ -299,12 +343,17 @@ async function hold(seatNo) {
       token: state.token,
       body: { concertId: state.concert.concertId, date: state.date, seatNo },
     });
-    $("hold").hidden = false;
-    $("hold-text").textContent = t("holding", seatNo, state.hold.price);
-    $("pay-button").hidden = false;
-    countdown();
+    localStorage.setItem("concert.hold", JSON.stringify(state.hold));
+    showHold();
   } catch (error) { showProblem(error); }
   loadSeats({ date: state.date });
+}
+
+function showHold() {
+  $("hold").hidden = false;
+  $("hold-text").textContent = t("holding", state.hold.seatNo, state.hold.price);
+  $("pay-button").hidden = false;
+  countdown();
 }
 
 function countdown() {
@@ -329,23 +378,33 @@ async function charge(event) {
   event.preventDefault();
   clearProblem();
   const amount = Number($("charge-amount").value);
-  try {
-    const answer = await api("POST", `/v1/users/${state.userId}/points/charge`, { body: { amount }, key: crypto.randomUUID() });
-    $("balance").textContent = answer.balance;
-    $("charge-amount").value = "";
-  } catch (error) { showProblem(error); }
+  // One key per charge the buyer asked for: a retry of the same amount replays, never charges twice.
+  if (!state.chargeKey || state.chargeKey.amount !== amount) state.chargeKey = { amount, key: crypto.randomUUID() };
+  const button = $("charge-form").querySelector("button") || document.createElement("button");
+  await busy(button, async () => {
+    try {
+      const answer = await api("POST", `/v1/users/${state.userId}/points/charge`, { body: { amount }, key: state.chargeKey.key });
+      state.chargeKey = null;
+      $("balance").textContent = answer.balance;
+      $("charge-amount").value = "";
+    } catch (error) { showProblem(error); }
+  });
 }
 
 async function pay() {
   clearProblem();
-  try {
-    const payment = await api("POST", "/v1/payments", { token: state.token, body: { reservationId: state.hold.reservationId }, key: crypto.randomUUID() });
-    clearInterval(state.holdTimer);
-    show("done");
-    $("receipt").textContent = t("receipt", { ...payment, seatNo: state.hold.seatNo, date: state.hold.date });
-    announce(t("doneTitle"));
-    localStorage.removeItem("concert.token");
-  } catch (error) { showProblem(error); }
+  await busy($("pay-button"), async () => {
+    try {
+      // One key per reservation: a retry after a lost answer replays the payment's first answer.
+      const key = `pay-${state.hold.reservationId}-${state.userId}`;
+      const payment = await api("POST", "/v1/payments", { token: state.token, body: { reservationId: state.hold.reservationId }, key });
+      clearInterval(state.holdTimer);
+      show("done");
+      $("receipt").textContent = t("receipt", { ...payment, seatNo: state.hold.seatNo, date: state.hold.date });
+      announce(t("doneTitle"));
+      forgetToken();
+    } catch (error) { showProblem(error); }
+  });
 }
 
 // ---- Start. ----
@@ -357,8 +416,8 @@ document.addEventListener("DOMContentLoaded", async () => {
     localStorage.setItem("concert.language", state.language);
     translate();
   });
-  $("join-button").addEventListener("click", join);
-  $("rejoin-button").addEventListener("click", join);
+  $("join-button").addEventListener("click", (event) => busy(event.currentTarget, join));
+  $("rejoin-button").addEventListener("click", (event) => busy(event.currentTarget, join));
   $("leave-button").addEventListener("click", leave);
   $("charge-form").addEventListener("submit", charge);
   $("pay-button").addEventListener("click", pay);
@@ -367,8 +426,7 @@ document.addEventListener("DOMContentLoaded", async () => {
   try {
     follow(await api("GET", "/v1/queue/status", { token: state.token }));
   } catch (error) {
-    localStorage.removeItem("concert.token");
-    state.token = null;
+    forgetToken();
     show("join");
   }
 });
