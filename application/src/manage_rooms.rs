@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use concert_domain::queue::estimated_wait_seconds;
+use concert_domain::queue::{estimated_wait_seconds, retry_after_seconds};
 use concert_domain::{ParseError, Room, RoomChange, RoomId};
 
 use crate::admin_access::{AdminAccess, AdminRefused};
@@ -92,9 +92,16 @@ impl ManageRooms {
     ) -> Result<RoomReport, RoomAdminError> {
         self.admin.check(presented_key)?;
         let id = RoomId::parse(room)?;
+        // The longest Retry-After anyone still waiting may have been told: positions are at
+        // most the line as it stood a minute ago.
+        let line = self.view.snapshot().waiting + self.view.admitted_last_minute();
+        let change = RoomChange {
+            waiting_idle_grace: time::Duration::seconds(retry_after_seconds(line).into()),
+            ..change.clone()
+        };
         let changed = until_written(|| async {
             let stored = self.load(&id).await?;
-            let changed = stored.value.changed(change, self.clock.now())?;
+            let changed = stored.value.changed(&change, self.clock.now())?;
             let write = Versioned::new(changed.clone(), stored.version);
             let written = self.rooms.save(&write).await?;
             Ok::<_, RoomAdminError>(Step::from(written).map(|()| changed.clone()))
@@ -258,7 +265,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_waiting_rule_turned_on_holds_from_the_clocks_now() {
+    async fn a_waiting_rule_turned_on_holds_from_the_clocks_now_after_the_longest_retry_after() {
         let mut rooms = MockRoomRepository::new();
         rooms
             .expect_find()
@@ -270,7 +277,11 @@ mod tests {
                     .value
                     .waiting_idle()
                     .map(|idle| (idle.after, idle.since))
-                    == Some((time::Duration::seconds(90), crate::test_support::NOW))
+                    == Some((
+                        time::Duration::seconds(90),
+                        // 3 waiting: they were told to come back within a second.
+                        crate::test_support::NOW + time::Duration::seconds(1),
+                    ))
             })
             .times(1)
             .returning(|_| Ok(Written::Done(())));

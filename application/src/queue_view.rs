@@ -24,8 +24,9 @@ const PRESSURED_ENOUGH: Duration = Duration::seconds(2);
 const RECENT_ENDS: Duration = Duration::seconds(60);
 
 /// How far each look for ended tickets reaches back before the previous one: an end is stamped
-/// by the clock of the instance that wrote it and becomes visible only when its write commits.
-const ENDS_OVERLAP: Duration = Duration::seconds(5);
+/// by the clock of the instance that wrote it before its write, and becomes visible only when
+/// that write commits, which a busy database may delay by a few seconds.
+const ENDS_OVERLAP: Duration = Duration::seconds(15);
 
 /// One reading of the line, for the admission rate.
 #[derive(Debug, Clone, Copy)]
@@ -155,12 +156,16 @@ impl QueueView {
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
         state.ended_waiting = ended_waiting;
-        state.samples.push_back(Sample {
-            at: now,
-            admitted_total: fresh.admitted_total,
-            waiting: fresh.waiting,
-            active: fresh.active,
-        });
+        // Two jobs refresh the view; a reading that finishes after a later one is left out of
+        // the rate, whose intervals must run forward in time.
+        if state.samples.back().is_none_or(|last| last.at < now) {
+            state.samples.push_back(Sample {
+                at: now,
+                admitted_total: fresh.admitted_total,
+                waiting: fresh.waiting,
+                active: fresh.active,
+            });
+        }
         while state
             .samples
             .front()

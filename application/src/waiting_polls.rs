@@ -1,7 +1,8 @@
 //! Waiting polls written down for a room's waiting rule (`waitingIdleSeconds`) without a
 //! database round trip per poll: an instance notes the polls it answers from its view and writes
 //! them in one batch a few times a second, and notes a ticket's poll at most once per half of the
-//! rule's resolution (the domain's `needs_waiting_poll_write`). With no rule, nothing is noted.
+//! rule's resolution (the domain's `needs_waiting_poll_write`). A client watching through an
+//! event stream counts as polling at every batch. With no rule, nothing is noted.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,6 +18,38 @@ struct Polls {
     pending: HashMap<TicketNo, OffsetDateTime>,
     /// When this instance last wrote a poll of each ticket (recent ones only).
     written: HashMap<TicketNo, OffsetDateTime>,
+    /// Tickets whose holders watch them through an event stream here (how many streams each):
+    /// an open stream counts as polling, at every batch.
+    watched: HashMap<TicketNo, usize>,
+}
+
+impl Polls {
+    fn note(&mut self, ticket: TicketNo, now: OffsetDateTime, policy: &QueuePolicy) {
+        if self.pending.contains_key(&ticket)
+            || policy.needs_waiting_poll_write(self.written.get(&ticket).copied(), now)
+        {
+            self.pending.insert(ticket, now);
+        }
+    }
+}
+
+/// A client watching its ticket through an event stream: counted as present until dropped.
+#[derive(Debug)]
+pub struct Present {
+    polls: Arc<Mutex<Polls>>,
+    ticket: TicketNo,
+}
+
+impl Drop for Present {
+    fn drop(&mut self) {
+        let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(streams) = polls.watched.get_mut(&self.ticket) {
+            *streams -= 1;
+            if *streams == 0 {
+                polls.watched.remove(&self.ticket);
+            }
+        }
+    }
 }
 
 /// Shared by the status use case (which notes) and the job that writes; cheap to clone.
@@ -46,11 +79,25 @@ impl WaitingPolls {
         if policy.waiting_idle.is_none() {
             return;
         }
-        let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
-        if polls.pending.contains_key(&ticket)
-            || policy.needs_waiting_poll_write(polls.written.get(&ticket).copied(), now)
-        {
-            polls.pending.insert(ticket, now);
+        self.polls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .note(ticket, now, policy);
+    }
+
+    /// Counts `ticket`'s holder as present while the returned guard lives (an open event
+    /// stream): every batch notes a poll for it, so watching keeps the place as polling does.
+    pub fn present(&self, ticket: TicketNo) -> Present {
+        *self
+            .polls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .watched
+            .entry(ticket)
+            .or_default() += 1;
+        Present {
+            polls: Arc::clone(&self.polls),
+            ticket,
         }
     }
 
@@ -70,6 +117,11 @@ impl WaitingPolls {
                 .retain(|_, at| !policy.needs_waiting_poll_write(Some(*at), now));
             if policy.waiting_idle.is_none() {
                 polls.written.clear();
+            } else {
+                let watched: Vec<TicketNo> = polls.watched.keys().copied().collect();
+                for ticket in watched {
+                    polls.note(ticket, now, policy);
+                }
             }
             polls
                 .pending
@@ -196,5 +248,31 @@ mod tests {
         assert_eq!(polls.pending(), 1);
         assert_eq!(polls.write_pending(NOW, &rule).await.expect("written"), 1);
         assert_eq!(polls.pending(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_watching_client_counts_as_polling_until_its_stream_closes() {
+        let mut queue = MockQueueRepository::new();
+        let later = NOW + Duration::seconds(3);
+        queue
+            .expect_record_waiting_polls()
+            .with(eq(vec![poll(5, NOW)]))
+            .times(1)
+            .returning(|_| Ok(1));
+        queue
+            .expect_record_waiting_polls()
+            .with(eq(vec![poll(5, later)]))
+            .times(1)
+            .returning(|_| Ok(1));
+        let polls = WaitingPolls::new(Arc::new(queue));
+        let rule = with_rule();
+        let first = polls.present(ticket_no(5));
+        let second = polls.present(ticket_no(5));
+        assert_eq!(polls.write_pending(NOW, &rule).await.expect("written"), 1);
+        drop(first);
+        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 1);
+        drop(second);
+        let gone = later + Duration::seconds(10);
+        assert_eq!(polls.write_pending(gone, &rule).await.expect("none"), 0);
     }
 }

@@ -12,6 +12,7 @@ use crate::ports::TokenClaims;
 use crate::queue_access::QueueAccess;
 use crate::queue_view::Watching;
 use crate::read_queue_status::{QueueStatusView, ReadQueueStatusError};
+use crate::waiting_polls::Present;
 
 /// Why a watch was not opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -31,6 +32,7 @@ pub struct StatusWatch {
     admitted: Option<QueueTicket>,
     last: Option<QueueStatusView>,
     _watching: Watching,
+    _present: Present,
     _slot: Slot,
 }
 
@@ -89,6 +91,7 @@ impl WatchQueueStatus {
             admitted: None,
             last: None,
             _watching: self.access.view.watch(),
+            _present: self.access.polls.present(claims.ticket),
             _slot: slot,
         })
     }

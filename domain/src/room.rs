@@ -104,6 +104,10 @@ pub struct RoomChange {
     pub admit_per_minute: Option<Option<i64>>,
     /// `Some(None)`: waiting users keep their place however long they are away.
     pub waiting_idle_seconds: Option<Option<i64>>,
+    /// When a waiting rule is turned on or shortened, how long after the change it starts to
+    /// count: the longest `Retry-After` a waiting client may have been told, so nobody who came
+    /// back when told is passed over.
+    pub waiting_idle_grace: Duration,
 }
 
 impl Room {
@@ -161,8 +165,8 @@ impl Room {
     }
 
     /// The room after `change` made at `now`, or why the change is refused (nothing is half
-    /// applied). A waiting rule turned on holds from `now`; a new window for a rule already on
-    /// keeps its start.
+    /// applied). A waiting rule turned on or shortened counts from `now` plus the change's grace;
+    /// a longer window keeps its start.
     pub fn changed(&self, change: &RoomChange, now: OffsetDateTime) -> Result<Self, ParseError> {
         let max_active = change
             .max_active
@@ -174,10 +178,14 @@ impl Room {
             None => self.admit_per_minute,
         };
         let waiting_idle = match change.waiting_idle_seconds {
-            Some(Some(seconds)) => Some(WaitingIdle {
-                after: Duration::seconds(i64::from(parse_waiting_idle_seconds(seconds)?)),
-                since: self.waiting_idle.map_or(now, |idle| idle.since),
-            }),
+            Some(Some(seconds)) => {
+                let after = Duration::seconds(i64::from(parse_waiting_idle_seconds(seconds)?));
+                let since = match self.waiting_idle {
+                    Some(idle) if after >= idle.after => idle.since,
+                    _ => now + change.waiting_idle_grace,
+                };
+                Some(WaitingIdle { after, since })
+            }
             Some(None) => None,
             None => self.waiting_idle,
         };
@@ -527,6 +535,34 @@ mod tests {
             .changed(&RoomChange::default(), later)
             .expect("unchanged");
         assert_eq!(other.waiting_idle(), longer.waiting_idle());
+        let graced = |room: &Room, seconds, at| {
+            room.changed(
+                &RoomChange {
+                    waiting_idle_seconds: Some(Some(seconds)),
+                    waiting_idle_grace: Duration::seconds(30),
+                    ..RoomChange::default()
+                },
+                at,
+            )
+            .expect("changed")
+            .waiting_idle()
+            .map(|idle| (idle.after, idle.since))
+        };
+        assert_eq!(
+            graced(&longer, 60, later),
+            Some((Duration::minutes(1), later + Duration::seconds(30))),
+            "shortened: counts anew, after the grace"
+        );
+        assert_eq!(
+            graced(&room(), 60, later),
+            Some((Duration::minutes(1), later + Duration::seconds(30))),
+            "turned on: after the grace"
+        );
+        assert_eq!(
+            graced(&longer, 600, later),
+            Some((Duration::minutes(10), NOW)),
+            "lengthened: the start stays"
+        );
         let off = with(&longer, None, later).expect("off");
         assert_eq!(off.waiting_idle(), None);
         let again = with(&off, Some(60), later).expect("on again");

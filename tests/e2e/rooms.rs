@@ -152,9 +152,10 @@ async fn a_paced_room_admits_evenly_across_instances() -> anyhow::Result<()> {
     app.shutdown().await
 }
 
-/// `waitingIdleSeconds` across three instances: users who keep polling (on any instance) keep
-/// their place; one who stopped is passed over when their turn comes (`EXPIRED`, reason `IDLE`)
-/// and the next in line gets the slot; clients are told to poll often enough.
+/// `waitingIdleSeconds` across three instances: users who keep polling (on any instance) or keep
+/// an event stream open keep their place; one who stopped is passed over when their turn comes
+/// (`EXPIRED`, reason `IDLE`) and the next in line gets the slot; clients are told to poll often
+/// enough.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_waiters_are_passed_over_and_polling_ones_keep_their_place() -> anyhow::Result<()> {
     let seed = |config: &mut concert_bootstrap::Config| config.queue_max_active = 1;
@@ -168,37 +169,41 @@ async fn idle_waiters_are_passed_over_and_polling_ones_keep_their_place() -> any
     tokio::time::sleep(Duration::from_millis(600)).await;
 
     let first = a.active_token(Uuid::new_v4()).await?;
-    let watching = b.new_token().await?;
+    let polling = b.new_token().await?;
     let away = c.new_token().await?;
-    let behind = a.new_token().await?;
-    // Seven seconds of polls from two of the three waiters, round the instances; the window is
-    // 5 s (plus a second of recording resolution).
-    let until = tokio::time::Instant::now() + Duration::from_secs(7);
+    let streaming = a.new_token().await?;
+    // One waiter keeps an event stream open (on another instance than its token's): that counts
+    // as polling.
+    let stream = c
+        .raw(Method::GET, "/v1/queue/events")
+        .bearer_auth(&streaming)
+        .send()
+        .await?;
+    assert_eq!(stream.status(), StatusCode::OK);
+    // Eight seconds of polls by another, round the instances; the window is 5 s (plus a second
+    // of recording resolution, and a second of grace from the change).
+    let until = tokio::time::Instant::now() + Duration::from_secs(8);
     let mut turn = 0;
     while tokio::time::Instant::now() < until {
-        for waiter in [&watching, &behind] {
-            let answer = instances[turn % 3].queue_status(waiter).await?;
-            assert_eq!(answer.body["status"], "WAITING", "{}", answer.text);
-            let retry = answer
-                .headers
-                .get("retry-after")
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or_default();
-            assert_eq!(retry, "1", "a third of the window, at least 1 s");
-            turn += 1;
-        }
+        let answer = instances[turn % 3].queue_status(&polling).await?;
+        assert_eq!(answer.body["status"], "WAITING", "{}", answer.text);
+        let retry = answer
+            .headers
+            .get("retry-after")
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        assert_eq!(retry, "1", "a third of the window, at least 1 s");
+        turn += 1;
         tokio::time::sleep(Duration::from_millis(700)).await;
     }
 
     assert_eq!(a.leave_line(&first).await?.status, StatusCode::NO_CONTENT);
-    c.wait_for_status(&watching, "ACTIVE", Duration::from_secs(2))
+    c.wait_for_status(&polling, "ACTIVE", Duration::from_secs(2))
         .await?;
-    assert_eq!(
-        b.leave_line(&watching).await?.status,
-        StatusCode::NO_CONTENT
-    );
-    a.wait_for_status(&behind, "ACTIVE", Duration::from_secs(2))
+    assert_eq!(b.leave_line(&polling).await?.status, StatusCode::NO_CONTENT);
+    a.wait_for_status(&streaming, "ACTIVE", Duration::from_secs(2))
         .await?;
+    drop(stream);
     for instance in instances {
         let passed = instance.queue_status(&away).await?;
         assert_eq!(

@@ -296,11 +296,18 @@ impl QueueRepository for PgQueueRepository {
             .run(async {
                 let mut conn = self.pool.get().await?;
                 // Only forward and only while waiting: a later poll written by another instance
-                // stays, and an admitted ticket's activity is not touched.
+                // stays, and an admitted ticket's activity is not touched. Rows another
+                // transaction holds (an admission step deciding on them, another instance's
+                // batch) are skipped, not waited for: a batch never deadlocks with a step.
                 let written = diesel::sql_query(
-                    "UPDATE queue_tickets q SET last_seen = p.seen \
-                     FROM unnest($1::bigint[], $2::timestamptz[]) AS p(ticket, seen) \
-                     WHERE q.ticket = p.ticket AND q.status = $3 \
+                    "WITH target AS ( \
+                         SELECT ticket FROM queue_tickets \
+                         WHERE ticket = ANY($1) AND status = $3 \
+                         ORDER BY ticket FOR UPDATE SKIP LOCKED \
+                     ) \
+                     UPDATE queue_tickets q SET last_seen = p.seen \
+                     FROM unnest($1::bigint[], $2::timestamptz[]) AS p(ticket, seen), target \
+                     WHERE q.ticket = p.ticket AND q.ticket = target.ticket AND q.status = $3 \
                        AND (q.last_seen IS NULL OR q.last_seen < p.seen)",
                 )
                 .bind::<Array<BigInt>, _>(&numbers)

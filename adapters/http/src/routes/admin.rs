@@ -365,6 +365,8 @@ pub async fn update_room(
         state: request.state.map(RoomState::from),
         admit_per_minute: request.admit_per_minute,
         waiting_idle_seconds: request.waiting_idle_seconds,
+        // The use case knows the line: it sets the grace.
+        ..RoomChange::default()
     };
     let report = state
         .services()

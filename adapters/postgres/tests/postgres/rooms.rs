@@ -41,6 +41,7 @@ async fn a_room_is_created_once_and_changed_only_over_the_version_read() {
                 state: Some(RoomState::Paused),
                 admit_per_minute: Some(Some(600)),
                 waiting_idle_seconds: Some(Some(90)),
+                ..RoomChange::default()
             },
             NOW,
         )
