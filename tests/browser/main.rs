@@ -237,6 +237,15 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
         receipt.contains("4번 좌석"),
         "B's receipt names seat 4: {receipt}"
     );
+    // Switched to English, the page says it all again, the receipt included.
+    click(&b, "#language").await?;
+    text_becomes(&b, "#language", "한국어").await?;
+    let receipt = text(&b, "#receipt").await?;
+    ensure!(
+        receipt.contains("Seat 4 on"),
+        "the receipt in English: {receipt}"
+    );
+    screenshot(&b, "b-6-english").await?;
 
     a.close().await?;
     b.close().await?;

@@ -116,6 +116,14 @@ function translate() {
   document.title = t("title");
   for (const element of document.querySelectorAll("[data-t]")) element.textContent = t(element.dataset.t);
   if (state.status) render(state.status);
+  // What was drawn from answers is drawn again in the new language.
+  if (state.screen === "shop") {
+    loadConcerts();
+    if (state.concert) loadDates(state.concert);
+    if (state.concert && state.date) loadSeats({ date: state.date });
+    if (state.hold && new Date(state.hold.expiresAt) > Date.now()) showHold();
+  }
+  if (state.screen === "done" && state.receipt) $("receipt").textContent = t("receipt", state.receipt);
 }
 
 function show(section) {
@@ -213,7 +221,10 @@ async function watch(token) {
 }
 
 async function poll(token) {
+  const since = Date.now();
   while (token === state.token) {
+    // Now and then try the stream again (the instance it came from may have been replaced).
+    if (Date.now() - since > 30000) { watch(token); return; }
     let wait = 1;
     try {
       const response = await fetch("/v1/queue/status", { headers: { Authorization: `Bearer ${token}` } });
@@ -400,7 +411,8 @@ async function pay() {
       const payment = await api("POST", "/v1/payments", { token: state.token, body: { reservationId: state.hold.reservationId }, key });
       clearInterval(state.holdTimer);
       show("done");
-      $("receipt").textContent = t("receipt", { ...payment, seatNo: state.hold.seatNo, date: state.hold.date });
+      state.receipt = { ...payment, seatNo: state.hold.seatNo, date: state.hold.date };
+      $("receipt").textContent = t("receipt", state.receipt);
       announce(t("doneTitle"));
       forgetToken();
     } catch (error) { showProblem(error); }
