@@ -57,9 +57,7 @@ impl AdmissionRules for RulesAt {
     }
 
     fn is_paced(&self) -> bool {
-        self.room
-            .as_ref()
-            .is_some_and(|room| room.admit_per_minute().is_some())
+        self.room.as_ref().is_some_and(Room::is_paced)
     }
 
     fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace) {

@@ -286,10 +286,7 @@ impl QueueView {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let policy = state.room_policy.unwrap_or(self.policy);
-        let paced = state
-            .room
-            .as_ref()
-            .is_some_and(|room| room.admit_per_minute().is_some());
+        let paced = state.room.as_ref().is_some_and(Room::is_paced);
         let measured = pressured_rate(&state.samples, policy.max_active, paced)
             .or_else(|| window_rate(&state.samples));
         // Every active token ends by its active deadline at the latest, so a full line moves at

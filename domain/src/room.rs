@@ -152,6 +152,11 @@ impl Room {
         self.admit_per_minute
     }
 
+    /// Whether the room paces its admissions (`admitPerMinute` is set).
+    pub fn is_paced(&self) -> bool {
+        self.admit_per_minute.is_some()
+    }
+
     pub fn id(&self) -> &RoomId {
         &self.id
     }
@@ -499,6 +504,7 @@ mod tests {
             )
             .expect("lifted");
         assert_eq!(lifted.admit_per_minute(), None);
+        assert!(paced_room(60).is_paced() && !lifted.is_paced());
         let refused = room()
             .changed(
                 &RoomChange {
