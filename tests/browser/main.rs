@@ -2,8 +2,9 @@
 //! (`CHROMEDRIVER`, default `chromedriver` on the `PATH`; `.ci/run` installs Debian's
 //! `chromium` and `chromium-driver`). With one active slot, browser A is admitted and buys a seat
 //! through the pages; browser B, waiting behind A, is pushed its admission when A pays (it
-//! neither reloads nor polls), sees A's seat sold and books another one. A screenshot of each
-//! step is written under `target/browser-screenshots/`.
+//! neither reloads nor polls), sees A's seat sold and books another one, and reads its receipt
+//! again in English. A page out of view (another tab) polls instead of holding a stream. A
+//! screenshot of each step is written under `target/browser-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -14,7 +15,7 @@ use concert_e2e::{ADMIN_KEY, TestApp};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio::process::{Child, Command};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -135,6 +136,30 @@ async fn text_becomes(browser: &Client, css: &str, wanted: &str) -> anyhow::Resu
     }
 }
 
+/// How many status polls the page has sent.
+async fn status_polls(browser: &Client) -> anyhow::Result<u64> {
+    let polls = browser
+        .execute(
+            "return performance.getEntriesByType('resource')\
+               .filter((entry) => entry.name.endsWith('/v1/queue/status')).length;",
+            Vec::new(),
+        )
+        .await?;
+    polls.as_u64().context("a count")
+}
+
+/// Makes the page believe it went out of view (another tab) or came back.
+async fn set_hidden(browser: &Client, hidden: bool) -> anyhow::Result<()> {
+    browser
+        .execute(
+            "Object.defineProperty(document, 'hidden', { configurable: true, get: () => arguments[0] });\
+             document.dispatchEvent(new Event('visibilitychange'));",
+            vec![json!(hidden)],
+        )
+        .await?;
+    Ok(())
+}
+
 /// Picks the concert and its date: the seat map shows.
 async fn open_seat_map(browser: &Client) -> anyhow::Result<()> {
     click(browser, "#concerts button").await?;
@@ -212,15 +237,9 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
     book(&a, "a", 2, 3).await?;
     visible(&b, "shop").await?;
     screenshot(&b, "b-2-admitted").await?;
-    let polls: Value = b
-        .execute(
-            "return performance.getEntriesByType('resource')\
-               .filter((entry) => entry.name.endsWith('/v1/queue/status')).length;",
-            Vec::new(),
-        )
-        .await?;
+    let polls = status_polls(&b).await?;
     ensure!(
-        polls == json!(0),
+        polls == 0,
         "B polled {polls} times: its turn was not pushed"
     );
 
@@ -246,6 +265,36 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
         "the receipt in English: {receipt}"
     );
     screenshot(&b, "b-6-english").await?;
+
+    // A buyer with another tab: a page out of view polls instead of holding a stream, and goes
+    // back to the stream when in view again.
+    let c = driver.browser("en").await?;
+    c.goto(&base).await?;
+    click(&c, "#join-button").await?;
+    visible(&c, "shop").await?;
+    let d = driver.browser("en").await?;
+    d.goto(&base).await?;
+    click(&d, "#join-button").await?;
+    visible(&d, "waiting").await?;
+    set_hidden(&d, true).await?;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while status_polls(&d).await? == 0 {
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "a hidden page did not poll"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    set_hidden(&d, false).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = status_polls(&d).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ensure!(
+        status_polls(&d).await? == before,
+        "a page in view polled instead of using the stream"
+    );
+    c.close().await?;
+    d.close().await?;
 
     a.close().await?;
     b.close().await?;

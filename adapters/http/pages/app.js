@@ -87,6 +87,8 @@ const state = {
   firstPosition: null,
   status: null,
   screen: null,
+  stream: null,
+  polling: 0,
   hold: JSON.parse(localStorage.getItem("concert.hold") || "null"),
   holdTimer: null,
   concert: null,
@@ -191,13 +193,27 @@ async function join() {
 
 function follow(first) {
   render(first);
-  if (first.status !== "EXPIRED") watch(state.token);
+  if (first.status !== "EXPIRED") keepUp(state.token);
 }
+
+// A page in view is told by the stream; a hidden one (another tab) polls instead, so a buyer
+// with many tabs holds one stream, not one connection per tab.
+function keepUp(token) {
+  if (document.hidden) poll(token); else watch(token);
+}
+
+document.addEventListener("visibilitychange", () => {
+  if (!state.token || !state.status || state.status.status === "EXPIRED") return;
+  if (document.hidden && state.stream) state.stream.abort();
+  else if (!document.hidden && !state.stream) { state.polling += 1; watch(state.token); }
+});
 
 // Pushed statuses: fetch keeps the token in a header (EventSource cannot send one).
 async function watch(token) {
+  const stream = new AbortController();
+  state.stream = stream;
   try {
-    const response = await fetch("/v1/queue/events", { headers: { Authorization: `Bearer ${token}` } });
+    const response = await fetch("/v1/queue/events", { headers: { Authorization: `Bearer ${token}` }, signal: stream.signal });
     if (!response.ok || !response.body) throw new Problem(response.status, "SERVICE_UNAVAILABLE", Number(response.headers.get("Retry-After")) || 1);
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffered = "";
@@ -215,16 +231,19 @@ async function watch(token) {
       }
     }
   } catch (error) {
-    // No stream (too many, or no connection): poll instead.
+    // No stream (too many, no connection, or the page went out of view): poll instead.
   }
+  if (state.stream === stream) state.stream = null;
   if (token === state.token && state.status && state.status.status !== "EXPIRED") poll(token);
 }
 
 async function poll(token) {
   const since = Date.now();
-  while (token === state.token) {
+  state.polling += 1;
+  const loop = state.polling;
+  while (token === state.token && loop === state.polling) {
     // Now and then try the stream again (the instance it came from may have been replaced).
-    if (Date.now() - since > 30000) { watch(token); return; }
+    if (!document.hidden && Date.now() - since > 30000) { watch(token); return; }
     let wait = 1;
     try {
       const response = await fetch("/v1/queue/status", { headers: { Authorization: `Bearer ${token}` } });
