@@ -543,6 +543,46 @@ async fn count_last_minute(
     Ok(u32::try_from(counted.count).unwrap_or(u32::MAX))
 }
 
+/// Ends `ended` (each with the reason the domain gave it) if each is still in status `read_as`
+/// with the `last_seen` read; `Stale` when any is not.
+async fn write_ends(
+    conn: &mut AsyncPgConnection,
+    ended: &[QueueTicket],
+    read_as: &str,
+    now: OffsetDateTime,
+) -> Result<(), StepAbort> {
+    if ended.is_empty() {
+        return Ok(());
+    }
+    let numbers: Vec<i64> = ended.iter().map(|t| t.ticket().get()).collect();
+    let seen: Vec<Option<OffsetDateTime>> = ended.iter().map(QueueTicket::last_seen).collect();
+    let reasons: Vec<Option<&str>> = ended
+        .iter()
+        .map(|ticket| ticket.end_reason().map(EndReason::as_str))
+        .collect();
+    let written = diesel::sql_query(
+        "UPDATE queue_tickets q SET status = $3, ended_at = $4, end_reason = e.reason \
+         FROM unnest($1::bigint[], $2::timestamptz[], $6::text[]) \
+              AS e(ticket, last_seen, reason) \
+         WHERE q.ticket = e.ticket AND q.status = $5 \
+           AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
+    )
+    .bind::<Array<BigInt>, _>(&numbers)
+    .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
+    .bind::<Text, _>(EXPIRED)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(read_as)
+    .bind::<Array<Nullable<Text>>, _>(&reasons)
+    .cached()
+    .execute(conn)
+    .await?;
+    if written == numbers.len() {
+        Ok(())
+    } else {
+        Err(StepAbort::Stale)
+    }
+}
+
 /// One admission step under the exclusive queue lock (see the module docs).
 async fn admit_in_transaction(
     conn: &mut AsyncPgConnection,
@@ -603,60 +643,10 @@ async fn admit_in_transaction(
     };
     // 4. Write the ends, over the activity read (a request recorded meanwhile keeps it alive,
     //    and a payment that ended it meanwhile changes the count: decide again next step).
-    if !overdue.ended.is_empty() {
-        let numbers: Vec<i64> = overdue.ended.iter().map(|t| t.ticket().get()).collect();
-        let seen: Vec<Option<OffsetDateTime>> =
-            overdue.ended.iter().map(QueueTicket::last_seen).collect();
-        let reasons: Vec<Option<&str>> = overdue
-            .ended
-            .iter()
-            .map(|ticket| ticket.end_reason().map(EndReason::as_str))
-            .collect();
-        let ended = diesel::sql_query(
-            "UPDATE queue_tickets q SET status = $3, ended_at = $4, end_reason = e.reason \
-             FROM unnest($1::bigint[], $2::timestamptz[], $6::text[]) \
-                  AS e(ticket, last_seen, reason) \
-             WHERE q.ticket = e.ticket AND q.status = $5 \
-               AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
-        )
-        .bind::<Array<BigInt>, _>(&numbers)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
-        .bind::<Text, _>(EXPIRED)
-        .bind::<Timestamptz, _>(now)
-        .bind::<Text, _>(ACTIVE)
-        .bind::<Array<Nullable<Text>>, _>(&reasons)
-        .cached()
-        .execute(conn)
-        .await?;
-        if ended != numbers.len() {
-            return Err(StepAbort::Stale);
-        }
-    }
+    write_ends(conn, &overdue.ended, ACTIVE, now).await?;
     // 5. Write the passed over, over the poll read (a poll recorded meanwhile keeps the place:
     //    decide again next step).
-    if !passed_over.is_empty() {
-        let numbers: Vec<i64> = passed_over.iter().map(|t| t.ticket().get()).collect();
-        let seen: Vec<Option<OffsetDateTime>> =
-            passed_over.iter().map(QueueTicket::last_seen).collect();
-        let ended = diesel::sql_query(
-            "UPDATE queue_tickets q SET status = $3, ended_at = $4, end_reason = $6 \
-             FROM unnest($1::bigint[], $2::timestamptz[]) AS e(ticket, last_seen) \
-             WHERE q.ticket = e.ticket AND q.status = $5 \
-               AND q.last_seen IS NOT DISTINCT FROM e.last_seen",
-        )
-        .bind::<Array<BigInt>, _>(&numbers)
-        .bind::<Array<Nullable<Timestamptz>>, _>(&seen)
-        .bind::<Text, _>(EXPIRED)
-        .bind::<Timestamptz, _>(now)
-        .bind::<Text, _>(WAITING)
-        .bind::<Text, _>(EndReason::Idle.as_str())
-        .cached()
-        .execute(conn)
-        .await?;
-        if ended != numbers.len() {
-            return Err(StepAbort::Stale);
-        }
-    }
+    write_ends(conn, &passed_over, WAITING, now).await?;
     // 6. Write the admissions (waiting tickets change only here, under this lock).
     if !admitted.is_empty() {
         let numbers: Vec<i64> = admitted.iter().map(|t| t.ticket().get()).collect();
