@@ -3,8 +3,9 @@
 //! `chromium` and `chromium-driver`). With one active slot, browser A is admitted and buys a seat
 //! through the pages; browser B, waiting behind A, is pushed its admission when A pays (it
 //! neither reloads nor polls), sees A's seat sold and books another one, and reads its receipt
-//! again in English. A page out of view (another tab) polls instead of holding a stream. A
-//! screenshot of each step is written under `target/browser-screenshots/`.
+//! again in English. A third buyer's open seat map shows a seat a fourth holds meanwhile, and a
+//! page out of view (another tab) polls instead of holding a stream. A screenshot of each step is
+//! written under `target/browser-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -272,6 +273,33 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
     c.goto(&base).await?;
     click(&c, "#join-button").await?;
     visible(&c, "shop").await?;
+    // C's open seat map shows a seat someone else holds meanwhile, without a click.
+    open_seat_map(&c).await?;
+    let room = admin
+        .send(
+            admin
+                .raw(Method::PATCH, "/v1/admin/rooms/default")
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({ "maxActive": 2 })),
+        )
+        .await?;
+    ensure!(room.status.is_success(), "{}", room.text);
+    let other = admin.active_token(uuid::Uuid::new_v4()).await?;
+    let held = admin
+        .send(
+            admin
+                .raw(Method::POST, "/v1/reservations")
+                .bearer_auth(&other)
+                .json(&json!({ "concertId": concert.body["concertId"], "date": "2030-12-24", "seatNo": 7 })),
+        )
+        .await?;
+    ensure!(held.status.is_success(), "{}", held.text);
+    c.wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#seats button.held[data-seat='7']"))
+        .await
+        .context("C's seat map did not show seat 7 held")?;
+    screenshot(&c, "c-1-seat-map-live").await?;
     let d = driver.browser("en").await?;
     d.goto(&base).await?;
     click(&d, "#join-button").await?;

@@ -338,11 +338,27 @@ async function loadDates(concert) {
   } catch (error) { showProblem(error); }
 }
 
-async function loadSeats(date) {
-  clearProblem();
+// The open seat map is read again every few seconds while the page is in view, so seats others
+// take show up without a click; it is redrawn only when something changed.
+const SEAT_MAP_REFRESH_MS = 5000;
+
+function refreshSeatsLater() {
+  clearTimeout(state.seatTimer);
+  state.seatTimer = setTimeout(() => {
+    if (state.screen === "shop" && state.token && state.date && !document.hidden) loadSeats({ date: state.date }, true);
+    else if (state.screen === "shop") refreshSeatsLater();
+  }, SEAT_MAP_REFRESH_MS);
+}
+
+async function loadSeats(date, quiet = false) {
+  if (!quiet) clearProblem();
   state.date = date.date;
   try {
     const answer = await api("GET", `/v1/concerts/${state.concert.concertId}/dates/${date.date}/seat-map`, { token: state.token });
+    refreshSeatsLater();
+    const drawn = JSON.stringify([answer, state.hold && state.hold.reservationId, state.language]);
+    if (quiet && drawn === state.seatsDrawn) return;
+    state.seatsDrawn = drawn;
     $("seat-area").hidden = false;
     $("seat-title").textContent = t("seatsOf", date.date);
     const seats = $("seats");
@@ -363,7 +379,7 @@ async function loadSeats(date) {
       if (shown === "free") button.addEventListener("click", () => hold(n));
       seats.append(button);
     }
-  } catch (error) { showProblem(error); }
+  } catch (error) { if (!quiet) showProblem(error); }
 }
 
 async function hold(seatNo) {
