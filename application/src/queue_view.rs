@@ -108,12 +108,7 @@ impl QueueView {
     /// How `ticket` ended, if it ended in the last minute and clients are watching (else
     /// `None`: the view does not follow ends nobody watches).
     pub fn recently_ended(&self, ticket: TicketNo) -> Option<EndedTicket> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .recently_ended
-            .get(&ticket)
-            .copied()
+        self.state().recently_ended.get(&ticket).copied()
     }
 
     /// Reads the line's state from the database. The serving counter never moves back, so a
@@ -128,10 +123,7 @@ impl QueueView {
         } else {
             None
         };
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state_mut();
         match ends {
             Some(ends) => {
                 for ended in ends {
@@ -192,6 +184,12 @@ impl QueueView {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, ViewState> {
+        self.state
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     pub fn serving(&self) -> ServingCounter {
         self.snapshot().serving
     }
@@ -199,19 +197,13 @@ impl QueueView {
     /// The place of a waiting ticket (1 for the first in line), not counting the tickets ahead
     /// that ended while waiting; `None` once served, or when it ended itself.
     pub fn position_of(&self, ticket: TicketNo) -> Option<u64> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         position_in_line(state.snapshot.serving, ticket, &state.ended_tickets)
     }
 
     /// How `ticket` ended, if it is among the tickets that ended while waiting.
     pub fn ended_while_waiting(&self, ticket: TicketNo) -> Option<EndedWaiting> {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         state
             .ended_waiting
             .binary_search_by_key(&ticket, |ended| ended.ticket)
@@ -222,10 +214,7 @@ impl QueueView {
     /// Records at once a waiting ticket this instance ended, so that its next poll here does not
     /// wait for the next refresh.
     pub fn note_ended_while_waiting(&self, ended: EndedWaiting) {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state_mut();
         if let Err(at) = state
             .ended_waiting
             .binary_search_by_key(&ended.ticket, |known| known.ticket)
@@ -238,39 +227,25 @@ impl QueueView {
 
     /// Records the room's settings as an admission step read them from the store.
     pub fn note_room(&self, room: Room) {
-        let mut state = self
-            .state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut state = self.state_mut();
         state.room_policy = Some(room.admission_policy(&self.policy));
         state.room = Some(room);
     }
 
     /// The room's settings as last read; `None` before the first admission step.
     pub fn room(&self) -> Option<Room> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .room
-            .clone()
+        self.state().room.clone()
     }
 
     /// The policy the line runs under now: the deployment's, with the room's maximum and waiting
     /// rule.
     pub fn policy(&self) -> QueuePolicy {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .room_policy
-            .unwrap_or(self.policy)
+        self.state().room_policy.unwrap_or(self.policy)
     }
 
     /// Tickets admitted in the last minute (or since this instance started, if sooner).
     pub fn admitted_last_minute(&self) -> u64 {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         match (state.samples.front(), state.samples.back()) {
             (Some(first), Some(last)) => last.admitted_total.saturating_sub(first.admitted_total),
             _ => 0,
@@ -281,10 +256,7 @@ impl QueueView {
     /// pressure (see [`pressured_rate`]) when it was for long enough within the last minute, else
     /// over the whole minute; never below the worst case (only timeouts move the line).
     pub fn admissions_per_second(&self) -> f64 {
-        let state = self
-            .state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let state = self.state();
         let policy = state.room_policy.unwrap_or(self.policy);
         let paced = state.room.as_ref().is_some_and(Room::is_paced);
         let measured = pressured_rate(&state.samples, policy.max_active, paced)
@@ -457,7 +429,7 @@ mod tests {
             view.admissions_per_second()
         );
         // Over the whole window the same line seems to move at 145 in 50 s: under 3 a second.
-        let whole = window_rate(&view.state.read().expect("state").samples).expect("a rate");
+        let whole = window_rate(&view.state().samples).expect("a rate");
         assert!(whole < 3.0, "{whole}");
     }
 
@@ -499,12 +471,9 @@ mod tests {
             })
             .expect("a paced room"),
         );
-        let rate = pressured_rate(&paced.state.read().expect("state").samples, 100, true);
+        let rate = pressured_rate(&paced.state().samples, 100, true);
         assert_eq!(rate, Some(2.0));
-        assert_eq!(
-            pressured_rate(&paced.state.read().expect("state").samples, 100, false),
-            None
-        );
+        assert_eq!(pressured_rate(&paced.state().samples, 100, false), None);
     }
 
     #[tokio::test]
