@@ -39,12 +39,12 @@ impl QueueStatusView {
         }
     }
 
-    pub(crate) fn active(active_until: OffsetDateTime) -> Self {
+    pub(crate) fn active(active_until: Option<OffsetDateTime>) -> Self {
         Self {
             status: TicketStatus::Active,
             position: None,
             estimated_wait_seconds: None,
-            active_until: Some(active_until),
+            active_until,
             retry_after_seconds: None,
             reason: None,
         }
@@ -72,10 +72,7 @@ impl QueueStatusView {
             TicketStatus::Waiting => {
                 Self::waiting(view.position_of(ticket.ticket()).unwrap_or(1), view)
             }
-            TicketStatus::Active => Self {
-                active_until: ticket.active_until(),
-                ..Self::active(now)
-            },
+            TicketStatus::Active => Self::active(ticket.active_until()),
             TicketStatus::Expired => Self::expired(ticket.end_reason_at(now, policy)),
         }
     }

@@ -157,7 +157,9 @@ impl WatchQueueStatus {
         };
         let now = self.access.clock.now();
         Ok(match (stored.stored_status(), stored.active_until()) {
-            (TicketStatus::Active, Some(until)) if now < until => QueueStatusView::active(until),
+            (TicketStatus::Active, Some(until)) if now < until => {
+                QueueStatusView::active(Some(until))
+            }
             (TicketStatus::Active, _) => QueueStatusView::expired(Some(EndReason::ActiveTimeOver)),
             _ => QueueStatusView::expired(stored.end_reason()),
         })
