@@ -221,9 +221,9 @@ pub async fn read_queue_status(
 /// **Extension.** The caller's token's status as a stream of server-sent events, instead of
 /// polling: an event `status` at once, then one on every change (position moved, admitted,
 /// ended and why), each with the JSON `GET /v1/queue/status` would answer; a comment line every
-/// 15 s while nothing changes. The stream ends after the `EXPIRED` event, and when the server
-/// shuts down (reconnect, or poll). Watching is not activity: an `ACTIVE` token still needs
-/// requests to stay alive.
+/// 15 s while nothing changes. The stream ends after the `EXPIRED` event, when the server shuts
+/// down, and when the line cannot be read (reconnect, or poll). Watching is not activity: an
+/// `ACTIVE` token still needs requests to stay alive.
 #[utoipa::path(
     get,
     path = "/v1/queue/events",
@@ -244,37 +244,39 @@ pub async fn queue_events(
     let watch = use_cases.services.watch_queue_status.open(&token)?;
     let events = use_cases.queue_events.clone();
     let heartbeat = events.heartbeat;
-    let stream = futures::stream::unfold(Some((watch, events, use_cases)), |running| async move {
-        let (mut watch, mut events, use_cases) = running?;
-        loop {
-            if watch.is_over() {
-                return None;
-            }
-            match use_cases
-                .services
-                .watch_queue_status
-                .changed(&mut watch)
-                .await
-            {
-                Ok(Some(status)) => {
-                    let event = Event::default()
-                        .event("status")
-                        .json_data(QueueStatusResponse::from(status))
-                        .unwrap_or_else(|_| Event::default().comment("status unavailable"));
-                    return Some((Ok(event), Some((watch, events, use_cases))));
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(error = %error, "queue event stream ended");
+    let stream = futures::stream::unfold(
+        (watch, events, use_cases),
+        |(mut watch, mut events, use_cases)| async move {
+            loop {
+                if watch.is_over() {
                     return None;
                 }
+                match use_cases
+                    .services
+                    .watch_queue_status
+                    .changed(&mut watch)
+                    .await
+                {
+                    Ok(Some(status)) => {
+                        let event = Event::default()
+                            .event("status")
+                            .json_data(QueueStatusResponse::from(status))
+                            .unwrap_or_else(|_| Event::default().comment("status unavailable"));
+                        return Some((Ok(event), (watch, events, use_cases)));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "queue event stream ended");
+                        return None;
+                    }
+                }
+                tokio::select! {
+                    changed = events.refreshed.changed() => changed.ok()?,
+                    _ = events.draining.wait_for(|draining| *draining) => return None,
+                }
             }
-            tokio::select! {
-                changed = events.refreshed.changed() => changed.ok()?,
-                _ = events.draining.wait_for(|draining| *draining) => return None,
-            }
-        }
-    });
+        },
+    );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
 }
 
