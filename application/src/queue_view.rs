@@ -48,8 +48,10 @@ struct ViewState {
     /// runs under (kept apart: every poll reads it).
     room: Option<Room>,
     room_policy: Option<QueuePolicy>,
-    /// Readings inside the rate window, oldest first.
+    /// Readings inside the rate window, oldest first, and the rate measured from them (worked
+    /// out when they or the room change, not on every poll).
     samples: VecDeque<Sample>,
+    measured_rate: Option<f64>,
     /// Tickets that ended in the last [`RECENT_ENDS`], kept while clients watch their tokens,
     /// and when they were last looked for.
     recently_ended: HashMap<TicketNo, EndedTicket>,
@@ -165,6 +167,7 @@ impl QueueView {
         {
             state.samples.pop_front();
         }
+        state.measure(&self.policy);
         Ok(state.snapshot)
     }
 
@@ -230,6 +233,7 @@ impl QueueView {
         let mut state = self.state_mut();
         state.room_policy = Some(room.admission_policy(&self.policy));
         state.room = Some(room);
+        state.measure(&self.policy);
     }
 
     /// The room's settings as last read; `None` before the first admission step.
@@ -257,14 +261,23 @@ impl QueueView {
     /// over the whole minute; never below the worst case (only timeouts move the line).
     pub fn admissions_per_second(&self) -> f64 {
         let state = self.state();
-        let policy = state.room_policy.unwrap_or(self.policy);
-        let paced = state.room.as_ref().is_some_and(Room::is_paced);
-        let measured = pressured_rate(&state.samples, policy.max_active, paced)
-            .or_else(|| window_rate(&state.samples));
         // Every active token ends by its active deadline at the latest, so a full line moves at
         // least at the worst-case rate even when little has been measured yet.
-        let floor = policy.worst_case_admissions_per_second();
-        measured.map_or(floor, |rate| rate.max(floor))
+        let floor = state
+            .room_policy
+            .unwrap_or(self.policy)
+            .worst_case_admissions_per_second();
+        state.measured_rate.map_or(floor, |rate| rate.max(floor))
+    }
+}
+
+impl ViewState {
+    /// Works the measured rate out again from the readings and the room.
+    fn measure(&mut self, deployment: &QueuePolicy) {
+        let max_active = self.room_policy.unwrap_or(*deployment).max_active;
+        let paced = self.room.as_ref().is_some_and(Room::is_paced);
+        self.measured_rate =
+            pressured_rate(&self.samples, max_active, paced).or_else(|| window_rate(&self.samples));
     }
 }
 
