@@ -201,7 +201,7 @@ impl Application {
             let metrics = metrics.clone();
             Arc::new(move || metrics.render())
         };
-        // Every refresh of the view wakes the event streams; draining ends them.
+        // A refresh that changed what the event streams tell wakes them; draining ends them.
         let (view_refreshed, refreshed) = watch::channel(0_u64);
         let (draining, draining_now) = watch::channel(false);
         let jobs = BackgroundJobs {

@@ -222,9 +222,17 @@ impl Client {
 
     /// A token for a new user, whatever its status.
     pub async fn new_token(&self) -> anyhow::Result<String> {
-        let issued = self.issue_token(Uuid::new_v4()).await?;
-        anyhow::ensure!(issued.status.is_success(), "{}", issued.text);
-        Ok(issued.body["token"].as_str().unwrap_or_default().to_owned())
+        self.token_for(Uuid::new_v4()).await
+    }
+
+    /// `user`'s token, whatever its status.
+    pub async fn token_for(&self, user: Uuid) -> anyhow::Result<String> {
+        let issued = self.issue_token(user).await?;
+        anyhow::ensure!(issued.status.is_success(), "token refused: {}", issued.text);
+        Ok(issued.body["token"]
+            .as_str()
+            .context("token in answer")?
+            .to_owned())
     }
 
     /// `DELETE /v1/queue/tokens/current`: the token's holder leaves the line.
@@ -260,12 +268,7 @@ impl Client {
 
     /// A token for a new user that is already active (the line is empty in most tests).
     pub async fn active_token(&self, user: Uuid) -> anyhow::Result<String> {
-        let issued = self.issue_token(user).await?;
-        anyhow::ensure!(issued.status.is_success(), "token refused: {}", issued.text);
-        let token = issued.body["token"]
-            .as_str()
-            .context("token in answer")?
-            .to_owned();
+        let token = self.token_for(user).await?;
         self.wait_for_status(&token, "ACTIVE", Duration::from_secs(10))
             .await?;
         Ok(token)
