@@ -20,7 +20,8 @@
 //! | [`reservation::CancelRefused`] | `NotYours` → `RESERVATION_NOT_FOUND`, `NotHeld` → `RESERVATION_NOT_HELD` |
 //! | [`wallet::ChargeRefused`] | `BalanceLimitExceeded` → `BALANCE_LIMIT_EXCEEDED` |
 //! | [`wallet::DebitRefused`] | `InsufficientBalance` → `INSUFFICIENT_BALANCE` |
-//! | [`queue::AccessRefused`] | `Expired` → `TOKEN_EXPIRED`, `Waiting` → `QUEUE_NOT_ACTIVE` |
+//! | [`queue::AccessRefused`] | `Expired` → `TOKEN_EXPIRED`, `Waiting` → `QUEUE_NOT_ACTIVE`, `WrongRoom` → `TOKEN_WRONG_ROOM` |
+//! | [`room::CreateRoomRefused`] | `Invalid` → `VALIDATION_FAILED`, `Exists` → `ROOM_EXISTS`, `ConcertNotFound` → `CONCERT_NOT_FOUND`, `ConcertInAnotherRoom` → `CONCERT_IN_ANOTHER_ROOM` |
 
 pub mod booking;
 pub mod concert;
@@ -44,11 +45,14 @@ pub use ids::{ConcertId, LedgerEntryId, PaymentId, ReservationId, TicketNo, User
 pub use money::{Amount, Balance, Price};
 pub use parse::ParseError;
 pub use queue::{
-    Admission, EndReason, Join, Leave, Overdue, QueuePolicy, QueueTicket, ServingCounter,
+    Admission, EndReason, Join, Leave, LineNo, Overdue, QueuePolicy, QueueTicket, ServingCounter,
     TicketStatus, WaitingIdle,
 };
 pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHolds};
 pub use retention::{Cutoffs, RetentionPolicy};
-pub use room::{Pace, Room, RoomChange, RoomId, RoomState};
+pub use room::{
+    ConcertGuard, CreateRoomRefused, NewRoom, Opening, Pace, Room, RoomChange, RoomGuards, RoomId,
+    RoomState,
+};
 pub use seat::{Seat, SeatClaim, SeatHold, SeatState};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

@@ -3,9 +3,11 @@
 //! so far, so a waiting ticket's position is `ticket − serving`: O(1), and it never grows because
 //! the counter only moves forward.
 
+use std::fmt;
+
 use time::{Duration, OffsetDateTime};
 
-use crate::{TicketNo, UserId};
+use crate::{ParseError, TicketNo, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TicketStatus {
@@ -194,6 +196,9 @@ pub enum AccessRefused {
     Expired,
     #[error("the queue token is still waiting")]
     Waiting,
+    /// The token's room does not guard the concert asked about.
+    #[error("the queue token admits to another room's concerts")]
+    WrongRoom,
 }
 
 /// Why a ticket could not be admitted.
@@ -203,7 +208,65 @@ pub enum AdmitRefused {
     NotWaiting,
 }
 
-/// The highest ticket number admitted so far; 0 before the first admission. Only moves forward.
+/// The line of one waiting room. Ticket numbers of line `n` run from `n · 2⁴⁰ + 1` up, in
+/// arrival order, so a token's ticket tells which room's line it waits in, and a position stays
+/// `ticket − serving` within a line. The `default` room's line is 0 (the tickets of v1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct LineNo(u32);
+
+impl LineNo {
+    /// The `default` room's line.
+    pub const DEFAULT: Self = Self(0);
+    /// How many ticket numbers one line has (places 1 to `2⁴⁰ − 1`).
+    const SPAN_BITS: u32 = 40;
+    /// The highest line number: every line's range, end included, fits in a positive `i64`.
+    pub const MAX: u32 = (1 << (62 - Self::SPAN_BITS)) - 1;
+
+    pub fn new(raw: i64) -> Result<Self, ParseError> {
+        u32::try_from(raw)
+            .ok()
+            .filter(|line| *line <= Self::MAX)
+            .map(Self)
+            .ok_or_else(|| ParseError::new("line", format!("must be 0 to {}", Self::MAX)))
+    }
+
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+
+    /// The serving counter of the line before its first admission: its first ticket is next.
+    pub const fn start(self) -> ServingCounter {
+        ServingCounter((self.0 as i64) << Self::SPAN_BITS)
+    }
+
+    /// The first ticket number past this line (the end of its range, exclusive).
+    pub const fn end(self) -> i64 {
+        (self.0 as i64 + 1) << Self::SPAN_BITS
+    }
+
+    /// The line a ticket number (or a serving counter) belongs to.
+    const fn of(number: i64) -> Self {
+        // Numbers are positive and below 2⁶³, so the shifted value fits in 23 bits.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Self((number >> Self::SPAN_BITS) as u32)
+    }
+}
+
+impl fmt::Display for LineNo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl TicketNo {
+    /// The line this ticket waits in.
+    pub const fn line(self) -> LineNo {
+        LineNo::of(self.get())
+    }
+}
+
+/// The highest ticket number admitted so far in one line; the line's start before its first
+/// admission. Only moves forward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Hash)]
 pub struct ServingCounter(i64);
 
@@ -221,13 +284,22 @@ impl ServingCounter {
         self.max(other)
     }
 
-    /// Whether `ticket` has reached the front: admitted, or ended after admission.
-    pub fn has_served(self, ticket: TicketNo) -> bool {
-        ticket.get() <= self.0
+    /// The line this counter serves.
+    pub const fn line(self) -> LineNo {
+        LineNo::of(self.0)
     }
 
-    /// The place of a waiting ticket: 1 for the first in line.
+    /// Whether `ticket` of this line has reached the front: admitted, or ended after admission.
+    /// A ticket of another line never has.
+    pub fn has_served(self, ticket: TicketNo) -> bool {
+        ticket.line() == self.line() && ticket.get() <= self.0
+    }
+
+    /// The place of a waiting ticket of this line: 1 for the first in line.
     pub fn position_of(self, ticket: TicketNo) -> Option<u64> {
+        if ticket.line() != self.line() {
+            return None;
+        }
         u64::try_from(ticket.get() - self.0).ok().filter(|p| *p > 0)
     }
 }
@@ -614,6 +686,33 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn each_line_numbers_its_own_tickets_and_serves_only_them() {
+        let gala = LineNo::new(2).expect("a line");
+        assert_eq!(LineNo::new(-1).map_err(|e| e.field), Err("line"));
+        assert!(LineNo::new(i64::from(LineNo::MAX) + 1).is_err());
+        let last = LineNo::new(i64::from(LineNo::MAX)).expect("the last line");
+        assert!(last.end() > last.start().get(), "no overflow");
+        let first = TicketNo::new(gala.start().get() + 1).expect("a ticket");
+        assert_eq!(first.line(), gala);
+        assert_eq!(
+            TicketNo::new(gala.end() - 1).expect("a ticket").line(),
+            gala
+        );
+        assert_eq!(TicketNo::new(7).expect("a ticket").line(), LineNo::DEFAULT);
+        let serving = gala.start();
+        assert_eq!(serving.line(), gala);
+        assert_eq!(serving.position_of(first), Some(1));
+        assert!(!serving.has_served(first));
+        let default_ticket = TicketNo::new(7).expect("a ticket");
+        assert!(
+            !serving.has_served(default_ticket),
+            "another line's number is lower, not served"
+        );
+        assert_eq!(serving.position_of(default_ticket), None);
+        assert_eq!(LineNo::DEFAULT.start(), ServingCounter::default());
+    }
 
     const NOW: OffsetDateTime = datetime!(2026-12-01 12:00 UTC);
 

@@ -1,13 +1,14 @@
-//! Waiting rooms: each on-sale has its own line. Today the deployment runs one room, `default`,
-//! which guards every concert; the operator's controls address rooms by id, and a room's
-//! settings live in the store so that every instance follows a change.
+//! Waiting rooms: each on-sale has its own line. A room guards the concerts it names; the
+//! `default` room guards every concert no other room names. A room's settings live in the store
+//! so that every instance follows an operator's change.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use time::{Duration, OffsetDateTime};
 
-use crate::queue::WaitingIdle;
-use crate::{ParseError, QueuePolicy};
+use crate::queue::{AccessRefused, LineNo, WaitingIdle};
+use crate::{ConcertId, ParseError, QueuePolicy, TicketNo};
 
 /// A room's id: 1 to 64 characters of `a-z`, `0-9` and `-`, as an operator writes it in a path.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -89,10 +90,59 @@ pub const MAX_ROOM_ACTIVE: u32 = 1_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Room {
     id: RoomId,
+    line: LineNo,
+    /// The concerts it guards, in id order (none for `default`: it guards the rest).
+    concerts: Vec<ConcertId>,
     max_active: u32,
     state: RoomState,
     admit_per_minute: Option<u32>,
     waiting_idle: Option<WaitingIdle>,
+    opening: Option<Opening>,
+}
+
+/// A scheduled opening: before `at`, newcomers gather in a pre-queue; at `at` they all get
+/// places, shuffled or in arrival order, ahead of everyone who comes later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Opening {
+    pub at: OffsetDateTime,
+    pub shuffle: bool,
+    /// Whether the pre-queue was given its places (the line then runs as any other).
+    pub done: bool,
+}
+
+/// A room as an operator asks for it; [`Room::create`] checks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRoom {
+    pub id: RoomId,
+    pub concerts: Vec<ConcertId>,
+    pub max_active: i64,
+    pub admit_per_minute: Option<i64>,
+    pub opens_at: Option<OffsetDateTime>,
+    pub shuffle_at_open: bool,
+    pub waiting_idle_seconds: Option<i64>,
+}
+
+/// Who guards a concert, as the store holds it when a room is created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConcertGuard {
+    /// No such concert.
+    Missing,
+    /// The `default` room (no other room names it).
+    DefaultRoom,
+    Room(RoomId),
+}
+
+/// Why a room was not created.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CreateRoomRefused {
+    #[error(transparent)]
+    Invalid(#[from] ParseError),
+    #[error("a room with this id exists")]
+    Exists,
+    #[error("concert {0} does not exist")]
+    ConcertNotFound(ConcertId),
+    #[error("concert {0} is guarded by room {1}")]
+    ConcertInAnotherRoom(ConcertId, RoomId),
 }
 
 /// An operator's change to a room: each field that is `Some` is set.
@@ -111,14 +161,122 @@ pub struct RoomChange {
 }
 
 impl Room {
+    /// A room on the default line guarding no concert by name (the `default` room, or a room
+    /// as a store restores it, with the builders below).
     pub fn new(id: RoomId, max_active: u32, state: RoomState) -> Result<Self, ParseError> {
         Ok(Self {
             id,
+            line: LineNo::DEFAULT,
+            concerts: Vec::new(),
             max_active: parse_max_active(i64::from(max_active))?,
             state,
             admit_per_minute: None,
             waiting_idle: None,
+            opening: None,
         })
+    }
+
+    /// A new room as the operator asks for it, `OPEN` (or waiting for its opening), or why not:
+    /// `exists` says whether its id is taken, `guards` who guards each concert it names now.
+    /// A concert may leave the `default` room, never another room. Its line is the store's to
+    /// number ([`Room::on_line`]).
+    pub fn create(
+        new: &NewRoom,
+        exists: bool,
+        guards: &[(ConcertId, ConcertGuard)],
+        now: OffsetDateTime,
+    ) -> Result<Self, CreateRoomRefused> {
+        let mut concerts = new.concerts.clone();
+        concerts.sort_unstable();
+        concerts.dedup();
+        if concerts.is_empty() {
+            return Err(ParseError::new("concertIds", "must name at least one concert").into());
+        }
+        if new.shuffle_at_open && new.opens_at.is_none() {
+            return Err(ParseError::new("shuffleAtOpen", "needs opensAt").into());
+        }
+        let waiting_idle = new
+            .waiting_idle_seconds
+            .map(|seconds| {
+                parse_waiting_idle_seconds(seconds).map(|seconds| WaitingIdle {
+                    after: Duration::seconds(i64::from(seconds)),
+                    since: now,
+                })
+            })
+            .transpose()?;
+        let room = Self {
+            id: new.id.clone(),
+            line: LineNo::DEFAULT,
+            concerts,
+            max_active: parse_max_active(new.max_active)?,
+            state: RoomState::Open,
+            admit_per_minute: new
+                .admit_per_minute
+                .map(parse_admit_per_minute)
+                .transpose()?,
+            waiting_idle,
+            opening: new.opens_at.map(|at| Opening {
+                at,
+                shuffle: new.shuffle_at_open,
+                done: false,
+            }),
+        };
+        if exists || room.id.is_default() {
+            return Err(CreateRoomRefused::Exists);
+        }
+        for concert in &room.concerts {
+            let guard = guards
+                .iter()
+                .find(|(guarded, _)| guarded == concert)
+                .map_or(&ConcertGuard::Missing, |(_, guard)| guard);
+            match guard {
+                ConcertGuard::Missing => return Err(CreateRoomRefused::ConcertNotFound(*concert)),
+                ConcertGuard::Room(other) => {
+                    return Err(CreateRoomRefused::ConcertInAnotherRoom(
+                        *concert,
+                        other.clone(),
+                    ));
+                }
+                ConcertGuard::DefaultRoom => {}
+            }
+        }
+        Ok(room)
+    }
+
+    /// The room on `line`, as the store numbered it.
+    #[must_use]
+    pub fn on_line(mut self, line: LineNo) -> Self {
+        self.line = line;
+        self
+    }
+
+    /// The room guarding `concerts`, as a store holds them.
+    #[must_use]
+    pub fn guarding(mut self, mut concerts: Vec<ConcertId>) -> Self {
+        concerts.sort_unstable();
+        concerts.dedup();
+        self.concerts = concerts;
+        self
+    }
+
+    /// The room with its scheduled opening, as a store holds it.
+    #[must_use]
+    pub fn with_opening(mut self, opening: Option<Opening>) -> Self {
+        self.opening = opening;
+        self
+    }
+
+    pub fn line(&self) -> LineNo {
+        self.line
+    }
+
+    /// The concerts the room names (none for `default`, which guards the others).
+    pub fn concerts(&self) -> &[ConcertId] {
+        &self.concerts
+    }
+
+    pub fn opening(&self) -> Option<Opening> {
+        self.opening
     }
 
     /// The room with its rule for waiting users who stop watching, as a store holds it.
@@ -195,11 +353,11 @@ impl Room {
             None => self.waiting_idle,
         };
         Ok(Self {
-            id: self.id.clone(),
             max_active,
             state: change.state.unwrap_or(self.state),
             admit_per_minute,
             waiting_idle,
+            ..self.clone()
         })
     }
 
@@ -242,6 +400,40 @@ impl Room {
     /// Whether a newcomer may take a token.
     pub fn accepts_newcomers(&self) -> bool {
         self.state != RoomState::Closed
+    }
+}
+
+/// Which room's line guards each concert: the room that names it, else the `default` room's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomGuards {
+    by_concert: HashMap<ConcertId, LineNo>,
+}
+
+impl RoomGuards {
+    pub fn of<'a>(rooms: impl IntoIterator<Item = &'a Room>) -> Self {
+        let by_concert = rooms
+            .into_iter()
+            .flat_map(|room| room.concerts.iter().map(|concert| (*concert, room.line)))
+            .collect();
+        Self { by_concert }
+    }
+
+    /// The line whose active tokens may act on `concert`.
+    pub fn line_of(&self, concert: ConcertId) -> LineNo {
+        self.by_concert
+            .get(&concert)
+            .copied()
+            .unwrap_or(LineNo::DEFAULT)
+    }
+
+    /// Whether an active `ticket` may act on `concert` (its dates, seats, holds, payments): only
+    /// in the room it waited for.
+    pub fn admit(&self, ticket: TicketNo, concert: ConcertId) -> Result<(), AccessRefused> {
+        if ticket.line() == self.line_of(concert) {
+            Ok(())
+        } else {
+            Err(AccessRefused::WrongRoom)
+        }
     }
 }
 
@@ -347,6 +539,117 @@ mod tests {
 
     fn room() -> Room {
         Room::new(RoomId::default_room(), 500, RoomState::Open).expect("a room")
+    }
+
+    fn concert(id: i64) -> ConcertId {
+        ConcertId::new(id).expect("a concert id")
+    }
+
+    fn gala(concerts: &[i64]) -> NewRoom {
+        NewRoom {
+            id: RoomId::parse("spring-gala").expect("an id"),
+            concerts: concerts.iter().copied().map(concert).collect(),
+            max_active: 500,
+            admit_per_minute: None,
+            opens_at: None,
+            shuffle_at_open: false,
+            waiting_idle_seconds: None,
+        }
+    }
+
+    #[test]
+    fn a_room_takes_its_concerts_from_the_default_room_only() {
+        let guards = [
+            (concert(3), ConcertGuard::DefaultRoom),
+            (concert(4), ConcertGuard::DefaultRoom),
+        ];
+        let created = Room::create(&gala(&[4, 3, 4]), false, &guards, NOW).expect("created");
+        assert_eq!(created.concerts(), &[concert(3), concert(4)]);
+        assert_eq!(created.state(), RoomState::Open);
+        assert_eq!(
+            Room::create(&gala(&[3]), true, &guards, NOW),
+            Err(CreateRoomRefused::Exists)
+        );
+        let mut default = gala(&[3]);
+        default.id = RoomId::default_room();
+        assert_eq!(
+            Room::create(&default, false, &guards, NOW),
+            Err(CreateRoomRefused::Exists)
+        );
+        assert_eq!(
+            Room::create(&gala(&[3, 9]), false, &guards, NOW),
+            Err(CreateRoomRefused::ConcertNotFound(concert(9)))
+        );
+        let other = RoomId::parse("winter").expect("an id");
+        let taken = [(concert(3), ConcertGuard::Room(other.clone()))];
+        assert_eq!(
+            Room::create(&gala(&[3]), false, &taken, NOW),
+            Err(CreateRoomRefused::ConcertInAnotherRoom(concert(3), other))
+        );
+    }
+
+    #[test]
+    fn a_new_room_is_checked_before_anything_else() {
+        let guards = [(concert(3), ConcertGuard::DefaultRoom)];
+        let cases: [(&str, fn(&mut NewRoom)); 5] = [
+            ("concertIds", |room| room.concerts.clear()),
+            ("maxActive", |room| room.max_active = 0),
+            ("admitPerMinute", |room| room.admit_per_minute = Some(0)),
+            ("waitingIdleSeconds", |room| {
+                room.waiting_idle_seconds = Some(1);
+            }),
+            ("shuffleAtOpen", |room| room.shuffle_at_open = true),
+        ];
+        for (field, spoil) in cases {
+            let mut new = gala(&[3]);
+            spoil(&mut new);
+            match Room::create(&new, true, &guards, NOW) {
+                Err(CreateRoomRefused::Invalid(refused)) => assert_eq!(refused.field, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mut scheduled = gala(&[3]);
+        scheduled.opens_at = Some(NOW + Duration::minutes(10));
+        scheduled.shuffle_at_open = true;
+        scheduled.waiting_idle_seconds = Some(60);
+        let room = Room::create(&scheduled, false, &guards, NOW).expect("created");
+        assert_eq!(
+            room.opening(),
+            Some(Opening {
+                at: NOW + Duration::minutes(10),
+                shuffle: true,
+                done: false
+            })
+        );
+        assert_eq!(room.waiting_idle().map(|idle| idle.since), Some(NOW));
+    }
+
+    #[test]
+    fn a_concert_is_guarded_by_the_room_naming_it_else_by_the_default_room() {
+        let line = LineNo::new(3).expect("a line");
+        let gala = Room::create(
+            &gala(&[3]),
+            false,
+            &[(concert(3), ConcertGuard::DefaultRoom)],
+            NOW,
+        )
+        .expect("created")
+        .on_line(line);
+        let guards = RoomGuards::of([&room(), &gala]);
+        assert_eq!(guards.line_of(concert(3)), line);
+        assert_eq!(guards.line_of(concert(4)), LineNo::DEFAULT);
+        let gala_ticket = TicketNo::new(line.start().get() + 1).expect("a ticket");
+        let default_ticket = TicketNo::new(1).expect("a ticket");
+        assert_eq!(guards.admit(gala_ticket, concert(3)), Ok(()));
+        assert_eq!(guards.admit(default_ticket, concert(4)), Ok(()));
+        assert_eq!(
+            guards.admit(default_ticket, concert(3)),
+            Err(AccessRefused::WrongRoom)
+        );
+        assert_eq!(
+            guards.admit(gala_ticket, concert(4)),
+            Err(AccessRefused::WrongRoom)
+        );
     }
 
     #[test]
