@@ -1,11 +1,13 @@
-//! Use case: one admission step. Every instance runs it on a short timer and right after a
-//! payment; the repository holds the line still while the domain decides, so one step runs at a
-//! time and none passes a ticket drawn before it.
+//! Use case: one admission step in every room's line. Every instance runs it on a short timer
+//! and right after a payment; the repository holds a line still while the domain decides, so one
+//! step of a line runs at a time and none passes a ticket drawn before it.
 
 use std::sync::Arc;
 
 use concert_domain::queue::{admit_oldest, end_overdue};
-use concert_domain::{Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId};
+use concert_domain::{
+    Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId, RoomState,
+};
 use time::OffsetDateTime;
 
 use crate::ports::{
@@ -13,28 +15,50 @@ use crate::ports::{
     Written,
 };
 use crate::queue_metrics;
-use crate::queue_view::QueueView;
+use crate::room_lines::RoomLines;
 
 pub struct AdmitNextInLine {
     queue: Arc<dyn QueueRepository>,
     rooms: Arc<dyn RoomRepository>,
-    view: QueueView,
+    lines: RoomLines,
     clock: Arc<dyn Clock>,
     policy: QueuePolicy,
+}
+
+/// What one round of steps did, room by room (`None`: the room's step found a ticket changed
+/// and wrote nothing). Closed rooms whose lines are empty are left out: nothing can happen there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdmissionRound {
+    pub steps: Vec<(RoomId, Option<AdmissionReport>)>,
+}
+
+impl AdmissionRound {
+    /// The report of `room`'s step, if it ran and wrote.
+    pub fn of(&self, room: &RoomId) -> Option<AdmissionReport> {
+        self.steps
+            .iter()
+            .find(|(stepped, _)| stepped == room)
+            .and_then(|(_, report)| *report)
+    }
+
+    /// The report of the `default` room's step, if it wrote.
+    pub fn default_room(&self) -> Option<AdmissionReport> {
+        self.of(&RoomId::default_room())
+    }
 }
 
 /// The domain's admission rules at one instant, as the repository asks for them.
 struct RulesAt {
     policy: QueuePolicy,
     now: OffsetDateTime,
-    /// The room as stored now (none: the deployment's policy, unpaced).
-    room: Option<Room>,
+    /// The room as stored now.
+    room: Room,
 }
 
 impl RulesAt {
     /// Whether the room admits at all now (not paused).
     fn admits(&self) -> bool {
-        self.room.as_ref().is_none_or(Room::admits)
+        self.room.admits()
     }
 }
 
@@ -57,14 +81,11 @@ impl AdmissionRules for RulesAt {
     }
 
     fn is_paced(&self) -> bool {
-        self.room.as_ref().is_some_and(Room::is_paced)
+        self.room.is_paced()
     }
 
     fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace) {
-        match &self.room {
-            Some(room) => room.paced(free, last_minute, pace, self.now),
-            None => (free, pace),
-        }
+        self.room.paced(free, last_minute, pace, self.now)
     }
 }
 
@@ -72,50 +93,95 @@ impl AdmitNextInLine {
     pub fn new(
         queue: Arc<dyn QueueRepository>,
         rooms: Arc<dyn RoomRepository>,
-        view: QueueView,
+        lines: impl Into<RoomLines>,
         clock: Arc<dyn Clock>,
         policy: QueuePolicy,
     ) -> Self {
         Self {
             queue,
             rooms,
-            view,
+            lines: lines.into(),
             clock,
             policy,
         }
     }
 
-    /// Ends the active tickets past a deadline and admits waiting ones into the free places.
-    /// `None` when a ticket changed under the step (nothing was written; the next step will
-    /// decide again).
-    pub async fn run_once(&self) -> Result<Option<AdmissionReport>, RepositoryError> {
-        // The room's settings as stored now: an operator's change reaches every instance by
-        // its next step.
-        let room = self
+    /// Reads every room's settings as stored now (so an operator's change or a new room
+    /// reaches every instance by its next step), then steps each room's line: ends the active
+    /// tickets past a deadline and admits waiting ones into the free places. A room whose step
+    /// fails does not hold up the others; the first failure is returned after all ran.
+    pub async fn run_once(&self) -> Result<AdmissionRound, RepositoryError> {
+        let mut rooms: Vec<Room> = self
             .rooms
-            .find(&RoomId::default_room())
+            .list()
             .await?
-            .map(|room| room.value);
-        let policy = room
-            .as_ref()
-            .map_or(self.policy, |room| room.admission_policy(&self.policy));
-        if let Some(room) = &room {
-            self.view.note_room(room.clone());
+            .into_iter()
+            .map(|room| room.value)
+            .collect();
+        // Until the store holds the `default` room (the server creates it at start), its line
+        // runs under the deployment's settings.
+        if !rooms.iter().any(|room| room.id().is_default()) {
+            let default = Room::new(
+                RoomId::default_room(),
+                self.policy.max_active,
+                RoomState::Open,
+            )
+            .map_err(|error| RepositoryError::Unexpected(Box::new(error)))?;
+            rooms.insert(0, default);
         }
+        self.lines.note_rooms(&rooms);
+        let mut round = AdmissionRound::default();
+        let mut failure = None;
+        for room in rooms {
+            if !self.needs_step(&room) {
+                continue;
+            }
+            let id = room.id().clone();
+            match self.step(room).await {
+                Ok(report) => round.steps.push((id, report)),
+                Err(error) => {
+                    tracing::warn!(room = %id, error = %error, "admission step failed");
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(round), Err)
+    }
+
+    /// A closed room whose line is empty (as this instance last saw it) has nothing to step.
+    fn needs_step(&self, room: &Room) -> bool {
+        if room.state() != RoomState::Closed || room.id().is_default() {
+            return true;
+        }
+        let line = self.lines.of_line(room.line()).snapshot();
+        line.waiting > 0 || line.active > 0
+    }
+
+    /// One step of `room`'s line; `None` when a ticket changed under it (nothing was written;
+    /// the next step decides again).
+    async fn step(&self, room: Room) -> Result<Option<AdmissionReport>, RepositoryError> {
+        let line = room.line();
+        let policy = room.admission_policy(&self.policy);
         let now = self.clock.now();
         let rules = RulesAt { policy, now, room };
-        let Written::Done(report) = self.queue.admit(now, &rules).await? else {
-            tracing::debug!("admission step found a ticket changed; nothing written");
+        let Written::Done(report) = self.queue.admit(line, now, &rules).await? else {
+            tracing::debug!(line = line.get(), "admission step found a ticket changed");
             return Ok(None);
         };
-        queue_metrics::admitted(report.admitted);
-        queue_metrics::tickets_ended(EndReason::Idle, report.idle + report.passed_over);
+        queue_metrics::admitted(rules.room.id(), report.admitted);
         queue_metrics::tickets_ended(
+            rules.room.id(),
+            EndReason::Idle,
+            report.idle + report.passed_over,
+        );
+        queue_metrics::tickets_ended(
+            rules.room.id(),
             EndReason::ActiveTimeOver,
             report.expired.saturating_sub(report.idle),
         );
         if report.admitted > 0 || report.expired > 0 || report.passed_over > 0 {
             tracing::debug!(
+                room = %rules.room.id(),
                 admitted = report.admitted,
                 expired = report.expired,
                 passed_over = report.passed_over,
@@ -162,29 +228,31 @@ mod tests {
         let mut queue = MockQueueRepository::new();
         queue
             .expect_admit()
-            .withf(move |now, _| *now == at)
+            .withf(move |_, now, _| *now == at)
             .times(1)
-            .returning(move |_, rules| {
+            .returning(move |_, _, rules| {
                 *kept.lock().expect("lock") = Some(ask(rules));
                 Ok(Written::Done(report()))
             });
         (queue, answered)
     }
 
-    /// The use case over `queue`, with `room` stored (none: the deployment's policy).
+    /// The use case over `queue`, with `room` stored as the only room (none: the `default`
+    /// room under the deployment's policy).
     fn stepper(
         queue: MockQueueRepository,
         clock: Arc<dyn Clock>,
         room: Option<Room>,
     ) -> AdmitNextInLine {
-        let mut rooms = MockRoomRepository::new();
-        rooms.expect_find().returning(move |_| {
-            Ok(room
-                .clone()
-                .map(|room| Versioned::new(room, Version::new(1))))
+        let room = room.unwrap_or_else(|| {
+            Room::new(RoomId::default_room(), policy().max_active, RoomState::Open).expect("a room")
         });
-        let view = QueueView::new(Arc::new(MockQueueRepository::new()), policy());
-        AdmitNextInLine::new(Arc::new(queue), Arc::new(rooms), view, clock, policy())
+        let mut rooms = MockRoomRepository::new();
+        rooms
+            .expect_list()
+            .returning(move || Ok(vec![Versioned::new(room.clone(), Version::new(1))]));
+        let lines = RoomLines::new(Arc::new(MockQueueRepository::new()), policy());
+        AdmitNextInLine::new(Arc::new(queue), Arc::new(rooms), lines, clock, policy())
     }
 
     /// Runs one step at `at` with the test policy and returns what `ask` got from the rules.
@@ -197,7 +265,7 @@ mod tests {
             .run_once()
             .await
             .expect("admitted");
-        assert_eq!(done, Some(report()));
+        assert_eq!(done.default_room(), Some(report()));
         let answer = answered.lock().expect("lock").take();
         answer.expect("the repository asked the rules")
     }
@@ -207,16 +275,16 @@ mod tests {
         let mut queue = MockQueueRepository::new();
         queue
             .expect_admit()
-            .withf(|now, _| *now == NOW)
+            .withf(|_, now, _| *now == NOW)
             .times(1)
-            .returning(|_, _| Ok(Written::Done(report())));
+            .returning(|_, _, _| Ok(Written::Done(report())));
 
         let done = stepper(queue, clock(), None)
             .run_once()
             .await
             .expect("admitted");
 
-        assert_eq!(done, Some(report()));
+        assert_eq!(done.default_room(), Some(report()));
     }
 
     #[tokio::test]
@@ -225,14 +293,15 @@ mod tests {
         queue
             .expect_admit()
             .times(1)
-            .returning(|_, _| Ok(Written::Stale));
+            .returning(|_, _, _| Ok(Written::Stale));
 
         let done = stepper(queue, clock(), None)
             .run_once()
             .await
             .expect("not an error");
 
-        assert_eq!(done, None);
+        assert_eq!(done.default_room(), None);
+        assert_eq!(done.steps.len(), 1, "the step ran");
     }
 
     #[tokio::test]
@@ -241,7 +310,7 @@ mod tests {
         queue
             .expect_admit()
             .times(1)
-            .returning(|_, _| Err(RepositoryError::Unavailable("down".into())));
+            .returning(|_, _, _| Err(RepositoryError::Unavailable("down".into())));
 
         let failed = stepper(queue, clock(), None).run_once().await;
 
@@ -344,7 +413,7 @@ mod tests {
         let step = stepper(queue, clock_at(NOW), Some(room.clone()));
         step.run_once().await.expect("admitted");
         assert_eq!(
-            step.view.room(),
+            step.lines.default_line().room(),
             Some(room),
             "the instance follows the room"
         );

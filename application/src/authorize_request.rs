@@ -1,7 +1,7 @@
 //! Use case: turn a bearer token into the active user it admits, or refuse it.
 
 use concert_domain::queue::AccessRefused;
-use concert_domain::{TicketNo, UserId};
+use concert_domain::{ConcertId, TicketNo, UserId};
 
 use crate::ports::{RepositoryError, TokenClaims};
 use crate::queue_access::QueueAccess;
@@ -24,6 +24,9 @@ pub enum AuthorizeError {
     /// Still waiting in line (`403 QUEUE_NOT_ACTIVE`).
     #[error("the queue token is not active yet")]
     QueueNotActive,
+    /// Active, but in the room of other concerts (`403 TOKEN_WRONG_ROOM`).
+    #[error("the queue token admits to another room's concerts")]
+    WrongRoom,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -54,17 +57,13 @@ impl AuthorizeRequest {
     /// Checks that the ticket of verified claims is active now, and records the activity.
     #[tracing::instrument(name = "authorize", skip_all, fields(ticket = claims.ticket.get()))]
     pub async fn authorize(&self, claims: &TokenClaims) -> Result<ActiveUser, AuthorizeError> {
-        // A ticket the serving counter has not reached is waiting, unless it ended while waiting:
-        // no database read needed.
-        if self
-            .access
-            .view
-            .ended_while_waiting(claims.ticket)
-            .is_some()
-        {
+        // A ticket the serving counter of its line has not reached is waiting, unless it ended
+        // while waiting: no database read needed.
+        let view = self.access.lines.of_ticket(claims.ticket);
+        if view.ended_while_waiting(claims.ticket).is_some() {
             return Err(AuthorizeError::TokenExpired);
         }
-        if !self.access.view.serving().has_served(claims.ticket) {
+        if !view.serving().has_served(claims.ticket) {
             return Err(AuthorizeError::QueueNotActive);
         }
         let now = self.access.clock.now();
@@ -77,15 +76,33 @@ impl AuthorizeRequest {
             .ok_or(AuthorizeError::TokenInvalid)?;
         ticket
             .authorize(now, &self.access.policy)
-            .map_err(|refused| match refused {
-                AccessRefused::Expired => AuthorizeError::TokenExpired,
-                AccessRefused::Waiting => AuthorizeError::QueueNotActive,
-            })?;
+            .map_err(AuthorizeError::from)?;
         self.access.record_activity(&ticket, now).await?;
         Ok(ActiveUser {
             user: ticket.user(),
             ticket: ticket.ticket(),
         })
+    }
+
+    /// Checks that an active user's room guards `concert` (by the rooms as this instance last
+    /// read them): a token admits only to its own room's concerts.
+    pub fn admit_to(&self, active: &ActiveUser, concert: ConcertId) -> Result<(), AuthorizeError> {
+        Ok(self.access.lines.admit(active.ticket, concert)?)
+    }
+
+    /// The id of the room whose line `ticket` waits in.
+    pub fn room_of(&self, ticket: TicketNo) -> concert_domain::RoomId {
+        self.access.lines.room_of(ticket)
+    }
+}
+
+impl From<AccessRefused> for AuthorizeError {
+    fn from(refused: AccessRefused) -> Self {
+        match refused {
+            AccessRefused::Expired => Self::TokenExpired,
+            AccessRefused::Waiting => Self::QueueNotActive,
+            AccessRefused::WrongRoom => Self::WrongRoom,
+        }
     }
 }
 

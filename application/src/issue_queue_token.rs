@@ -5,14 +5,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concert_domain::queue::{Join, join};
-use concert_domain::{EndReason, QueueTicket, TicketStatus, UserId};
+use concert_domain::{EndReason, QueueTicket, RoomId, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
 use crate::ports::{
-    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, TicketEnd, TokenClaims, Written,
+    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, RoomRepository, TicketEnd,
+    TokenClaims, Written,
 };
 use crate::queue_access::QueueAccess;
 use crate::queue_metrics;
+use crate::queue_view::QueueView;
 use crate::read_queue_status::QueueStatusView;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,6 +30,9 @@ pub enum IssueQueueTokenError {
     /// The room is closed to newcomers (`409 ROOM_CLOSED`); a live token is still handed back.
     #[error("the waiting room is closed")]
     RoomClosed,
+    /// No room has the id asked for (`404 ROOM_NOT_FOUND`).
+    #[error("no waiting room has this id")]
+    RoomNotFound,
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -38,28 +43,41 @@ const PASSTHROUGH_WAIT: Duration = Duration::from_secs(1);
 
 pub struct IssueQueueToken {
     access: QueueAccess,
+    rooms: Arc<dyn RoomRepository>,
     admission: Arc<dyn AdmissionTrigger>,
 }
 
 impl IssueQueueToken {
-    pub fn new(access: QueueAccess, admission: Arc<dyn AdmissionTrigger>) -> Self {
-        Self { access, admission }
+    pub fn new(
+        access: QueueAccess,
+        rooms: Arc<dyn RoomRepository>,
+        admission: Arc<dyn AdmissionTrigger>,
+    ) -> Self {
+        Self {
+            access,
+            rooms,
+            admission,
+        }
     }
 
-    /// Loads the user's live ticket, lets the domain decide (keep it, or end an overdue one and
-    /// join the back of the line), and draws a number over the version of the user's place.
-    #[tracing::instrument(name = "issue_queue_token", skip_all, fields(user = %user))]
-    pub async fn execute(&self, user: UserId) -> Result<IssuedToken, IssueQueueTokenError> {
+    /// Loads the user's live ticket in the room's line, lets the domain decide (keep it, or end
+    /// an overdue one and join the back of the line), and draws a number over the version of the
+    /// user's place.
+    #[tracing::instrument(name = "issue_queue_token", skip_all, fields(user = %user, room = %room))]
+    pub async fn execute(
+        &self,
+        user: UserId,
+        room: &RoomId,
+    ) -> Result<IssuedToken, IssueQueueTokenError> {
         let access = &self.access;
+        let view = self.line_of(room).await?;
+        let line = view.line();
         let now = access.clock.now();
         // Most joins at an on-sale are first joins, so the first attempt presumes the user has
         // no place yet and skips the load: the write's compare-and-set over the absent place
         // checks exactly that presumption, and a user who has a place costs one refused write
         // before the load.
-        let closed = access
-            .view
-            .room()
-            .is_some_and(|room| !room.accepts_newcomers());
+        let closed = view.room().is_some_and(|room| !room.accepts_newcomers());
         let mut first_attempt = true;
         let (ticket, created) = until_written(|| {
             // In a closed room only a live ticket is handed out, so the load comes first.
@@ -68,7 +86,7 @@ impl IssueQueueToken {
                 let live = if presume_first_join {
                     LiveTicket::FIRST_JOIN
                 } else {
-                    access.queue.load_live(user).await?
+                    access.queue.load_live(user, line).await?
                 };
                 match join(live.ticket.as_ref(), now, &access.policy) {
                     Join::Keep(ticket) => Ok(Step::Done((ticket, false))),
@@ -84,11 +102,12 @@ impl IssueQueueToken {
                             };
                             // Ended meanwhile by another step is as good as ended here.
                             if access.queue.end(&end, now).await? == Written::Done(()) {
-                                queue_metrics::tickets_ended(end.reason, 1);
+                                queue_metrics::tickets_ended(room, end.reason, 1);
                             }
                         }
                         let write = JoinWrite {
                             user,
+                            line,
                             version: live.version,
                             now,
                         };
@@ -102,7 +121,7 @@ impl IssueQueueToken {
         })
         .await?;
         let ticket = if created {
-            self.pass_through(ticket).await?
+            self.pass_through(ticket, &view).await?
         } else {
             ticket
         };
@@ -114,8 +133,23 @@ impl IssueQueueToken {
         Ok(IssuedToken {
             token,
             created,
-            status: QueueStatusView::of_ticket(&ticket, now, &access.policy, &access.view),
+            status: QueueStatusView::of_ticket(&ticket, now, &access.policy, &view),
         })
+    }
+
+    /// The view of the room's line; a room this instance has not read yet (created a moment
+    /// ago on another instance) is read from the store.
+    async fn line_of(&self, room: &RoomId) -> Result<QueueView, IssueQueueTokenError> {
+        if let Some(view) = self.access.lines.of_room(room) {
+            return Ok(view);
+        }
+        let found = self
+            .rooms
+            .find(room)
+            .await?
+            .ok_or(IssueQueueTokenError::RoomNotFound)?;
+        self.access.lines.note_room(&found.value);
+        Ok(self.access.lines.of_line(found.value.line()))
     }
 }
 
@@ -124,8 +158,11 @@ impl IssueQueueToken {
     /// the join asks for an admission step and reads its ticket again once one has run. The step
     /// decides as always (ticket order, never beyond the maximum), so many newcomers on several
     /// instances at once can never be admitted past it.
-    async fn pass_through(&self, ticket: QueueTicket) -> Result<QueueTicket, RepositoryError> {
-        let view = &self.access.view;
+    async fn pass_through(
+        &self,
+        ticket: QueueTicket,
+        view: &QueueView,
+    ) -> Result<QueueTicket, RepositoryError> {
         let line = view.snapshot();
         let room_admits = view.room().is_none_or(|room| room.admits());
         if !room_admits || !view.policy().admits_on_arrival(line.waiting, line.active) {
@@ -142,7 +179,7 @@ impl IssueQueueToken {
 #[cfg(test)]
 mod tests {
     use concert_domain::queue::ServingCounter;
-    use concert_domain::{Room, RoomId, RoomState};
+    use concert_domain::{LineNo, Room, RoomState};
     use mockall::Sequence;
     use mockall::predicate::eq;
     use time::Duration;
@@ -150,7 +187,8 @@ mod tests {
     use super::*;
     use crate::idempotency::MAX_ATTEMPTS;
     use crate::ports::{
-        MockAdmissionTrigger, MockQueueRepository, MockTokenSigner, QueueSnapshot, Version, Written,
+        MockAdmissionTrigger, MockQueueRepository, MockRoomRepository, MockTokenSigner,
+        QueueSnapshot, Version, Written,
     };
     use crate::queue_view::QueueView;
     use crate::test_support::{
@@ -200,9 +238,9 @@ mod tests {
         let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
-            .with(eq(user()))
+            .with(eq(user()), eq(LineNo::DEFAULT))
             .times(1)
-            .returning(move |_| Ok(live(found.clone(), PLACE_VERSION)));
+            .returning(move |_, _| Ok(live(found.clone(), PLACE_VERSION)));
         queue
     }
 
@@ -210,6 +248,7 @@ mod tests {
     fn join_over(version: Version) -> JoinWrite {
         JoinWrite {
             user: user(),
+            line: LineNo::DEFAULT,
             version,
             now: NOW,
         }
@@ -229,7 +268,7 @@ mod tests {
     async fn issue_drawn(queue: MockQueueRepository, drawn: &QueueTicket) -> IssuedToken {
         issuer(queue, signer_expecting(claims_of(drawn), 1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued")
     }
@@ -245,6 +284,7 @@ mod tests {
                 view_serving(10).await,
                 policy(),
             ),
+            Arc::new(MockRoomRepository::new()),
             Arc::new(MockAdmissionTrigger::new()),
         )
     }
@@ -257,7 +297,7 @@ mod tests {
         admission: MockAdmissionTrigger,
     ) -> IssueQueueToken {
         let mut line = MockQueueRepository::new();
-        line.expect_snapshot().returning(move || {
+        line.expect_snapshot().returning(move |_| {
             Ok(QueueSnapshot {
                 serving: ServingCounter::new(13),
                 admitted_total: 13,
@@ -278,6 +318,7 @@ mod tests {
                 view,
                 policy(),
             ),
+            Arc::new(MockRoomRepository::new()),
             Arc::new(admission),
         )
     }
@@ -303,7 +344,7 @@ mod tests {
 
         let issued = issuer_over_line(queue, 0, 0, admitting_soon(1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -319,11 +360,11 @@ mod tests {
         queue
             .expect_load_live()
             .times(1)
-            .returning(|_| Ok(live(None, PLACE_VERSION)));
+            .returning(|_, _| Ok(live(None, PLACE_VERSION)));
         queue.expect_save_join().never();
         let issuer = issuer(queue, MockTokenSigner::new()).await;
-        issuer.access.view.note_room(closed.clone());
-        let refused = issuer.execute(user()).await;
+        issuer.access.lines.default_line().note_room(closed.clone());
+        let refused = issuer.execute(user(), &RoomId::default_room()).await;
         assert!(matches!(refused, Err(IssueQueueTokenError::RoomClosed)));
 
         let waiting = waiting_ticket(14);
@@ -331,11 +372,14 @@ mod tests {
         queue
             .expect_load_live()
             .times(1)
-            .returning(move |_| Ok(live(Some(waiting.clone()), PLACE_VERSION)));
+            .returning(move |_, _| Ok(live(Some(waiting.clone()), PLACE_VERSION)));
         queue.expect_save_join().never();
         let issuer = issuer_over_line(queue, 3, 2, admitting_soon(0)).await;
-        issuer.access.view.note_room(closed);
-        let issued = issuer.execute(user()).await.expect("handed back");
+        issuer.access.lines.default_line().note_room(closed);
+        let issued = issuer
+            .execute(user(), &RoomId::default_room())
+            .await
+            .expect("handed back");
         assert!(!issued.created);
         assert_eq!(issued.status.status, TicketStatus::Waiting);
     }
@@ -353,7 +397,7 @@ mod tests {
 
         let issued = issuer_over_line(queue, 0, 0, admitting_soon(1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -370,7 +414,7 @@ mod tests {
 
             let issued = issuer_over_line(queue, waiting, active, admitting_soon(0))
                 .await
-                .execute(user())
+                .execute(user(), &RoomId::default_room())
                 .await
                 .expect("issued");
 
@@ -421,7 +465,7 @@ mod tests {
 
         let issued = issuer(queue, signer_expecting(claims_of(&ticket), 1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -437,14 +481,20 @@ mod tests {
         let stored = ticket.clone();
         queue
             .expect_load_live()
-            .with(eq(user()))
+            .with(eq(user()), eq(LineNo::DEFAULT))
             .times(2)
-            .returning(move |_| Ok(live(Some(stored.clone()), PLACE_VERSION)));
+            .returning(move |_, _| Ok(live(Some(stored.clone()), PLACE_VERSION)));
         queue.expect_end().never();
         let use_case = issuer(queue, signer_expecting(claims_of(&ticket), 2)).await;
 
-        let first = use_case.execute(user()).await.expect("first");
-        let again = use_case.execute(user()).await.expect("again");
+        let first = use_case
+            .execute(user(), &RoomId::default_room())
+            .await
+            .expect("first");
+        let again = use_case
+            .execute(user(), &RoomId::default_room())
+            .await
+            .expect("again");
 
         assert!(!first.created);
         assert!(!again.created);
@@ -486,7 +536,7 @@ mod tests {
 
         let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -533,9 +583,9 @@ mod tests {
         let mut queue = refusing_first_joins(1);
         queue
             .expect_load_live()
-            .with(eq(user()))
+            .with(eq(user()), eq(LineNo::DEFAULT))
             .times(2)
-            .returning(move |_| Ok(loads.next().expect("two loads")));
+            .returning(move |_, _| Ok(loads.next().expect("two loads")));
         queue
             .expect_save_join()
             .with(eq(join_over(PLACE_VERSION)))
@@ -545,7 +595,7 @@ mod tests {
 
         let issued = issuer(queue, signer_expecting(claims_of(&theirs), 1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -561,7 +611,7 @@ mod tests {
         queue
             .expect_load_live()
             .times(2)
-            .returning(move |_| Ok(live(None, versions.next().expect("two loads"))));
+            .returning(move |_, _| Ok(live(None, versions.next().expect("two loads"))));
         let mut order = Sequence::new();
         queue
             .expect_save_join()
@@ -579,7 +629,7 @@ mod tests {
 
         let issued = issuer(queue, signer_expecting(claims_of(&drawn), 1))
             .await
-            .execute(user())
+            .execute(user(), &RoomId::default_room())
             .await
             .expect("issued");
 
@@ -595,7 +645,7 @@ mod tests {
         queue
             .expect_load_live()
             .times(attempts - 1)
-            .returning(|_| Ok(live(None, PLACE_VERSION)));
+            .returning(|_, _| Ok(live(None, PLACE_VERSION)));
         queue
             .expect_save_join()
             .with(eq(join_over(PLACE_VERSION)))
@@ -605,7 +655,10 @@ mod tests {
         let mut signer = MockTokenSigner::new();
         signer.expect_sign().never();
 
-        let refused = issuer(queue, signer).await.execute(user()).await;
+        let refused = issuer(queue, signer)
+            .await
+            .execute(user(), &RoomId::default_room())
+            .await;
 
         assert!(matches!(
             refused,
@@ -621,12 +674,15 @@ mod tests {
         queue
             .expect_load_live()
             .times(1)
-            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+            .returning(|_, _| Err(RepositoryError::Unavailable("down".into())));
         queue.expect_end().never();
         let mut signer = MockTokenSigner::new();
         signer.expect_sign().never();
 
-        let refused = issuer(queue, signer).await.execute(user()).await;
+        let refused = issuer(queue, signer)
+            .await
+            .execute(user(), &RoomId::default_room())
+            .await;
 
         assert!(matches!(
             refused,

@@ -152,13 +152,31 @@ mod tests {
         let mut queue = finding(Some(waiting_ticket(30)));
         ending(&mut queue, TicketStatus::Waiting, vec![Written::Done(())]);
         let use_case = leave_queue(queue, no_admission()).await;
-        assert_eq!(use_case.access.view.position_of(ticket_no(31)), Some(11));
+        assert_eq!(
+            use_case
+                .access
+                .lines
+                .default_line()
+                .position_of(ticket_no(31)),
+            Some(11)
+        );
 
         use_case.execute(TOKEN).await.expect("left");
 
-        let ended = use_case.access.view.ended_while_waiting(ticket_no(30));
+        let ended = use_case
+            .access
+            .lines
+            .default_line()
+            .ended_while_waiting(ticket_no(30));
         assert_eq!(ended.and_then(|ended| ended.reason), Some(EndReason::Left));
-        assert_eq!(use_case.access.view.position_of(ticket_no(31)), Some(10));
+        assert_eq!(
+            use_case
+                .access
+                .lines
+                .default_line()
+                .position_of(ticket_no(31)),
+            Some(10)
+        );
     }
 
     #[tokio::test]

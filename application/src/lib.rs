@@ -10,6 +10,7 @@ pub mod ports;
 pub mod queue_access;
 mod queue_metrics;
 pub mod queue_view;
+pub mod room_lines;
 
 pub mod admin_access;
 pub mod admit_next_in_line;

@@ -1,16 +1,52 @@
-//! Use cases: an operator reads a waiting room's settings with its live figures, and changes its
-//! settings. A change is written over the version read, and every instance follows it by its
-//! next admission step.
+//! Use cases: an operator creates a waiting room for some concerts, reads rooms' settings with
+//! their live figures, and changes a room's settings. Every write goes over the state read, and
+//! every instance follows it by its next admission step.
 
 use std::sync::Arc;
 
 use concert_domain::queue::{estimated_wait_seconds, retry_after_seconds};
-use concert_domain::{ParseError, Room, RoomChange, RoomId};
+use concert_domain::{ConcertId, CreateRoomRefused, NewRoom, ParseError, Room, RoomChange, RoomId};
+use time::OffsetDateTime;
 
 use crate::admin_access::{AdminAccess, AdminRefused};
 use crate::idempotency::{Step, until_written};
 use crate::ports::{Clock, RepositoryError, RoomRepository, Versioned};
 use crate::queue_view::QueueView;
+use crate::room_lines::RoomLines;
+
+/// A room as an operator asks for it, before it is parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomRequest {
+    pub room_id: String,
+    pub concert_ids: Vec<i64>,
+    pub max_active: i64,
+    pub admit_per_minute: Option<i64>,
+    pub opens_at: Option<OffsetDateTime>,
+    pub shuffle_at_open: bool,
+    pub waiting_idle_seconds: Option<i64>,
+}
+
+impl RoomRequest {
+    fn parse(&self) -> Result<NewRoom, ParseError> {
+        Ok(NewRoom {
+            id: RoomId::parse(&self.room_id)?,
+            concerts: self
+                .concert_ids
+                .iter()
+                .map(|id| {
+                    ConcertId::new(*id).map_err(|_| {
+                        ParseError::new("concertIds", "must hold positive concert ids")
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            max_active: self.max_active,
+            admit_per_minute: self.admit_per_minute,
+            opens_at: self.opens_at,
+            shuffle_at_open: self.shuffle_at_open,
+            waiting_idle_seconds: self.waiting_idle_seconds,
+        })
+    }
+}
 
 /// A room as an operator sees it: its settings and how its line stands (this instance's view,
 /// at most an admission interval old).
@@ -36,13 +72,22 @@ pub enum RoomAdminError {
     /// No such room (`404 ROOM_NOT_FOUND`).
     #[error("no room {0}")]
     RoomNotFound(RoomId),
+    /// A room with this id exists (`409 ROOM_EXISTS`).
+    #[error("room {0} exists")]
+    RoomExists(RoomId),
+    /// A concert the new room names does not exist (`404 CONCERT_NOT_FOUND`).
+    #[error("concert {0} does not exist")]
+    ConcertNotFound(ConcertId),
+    /// A concert the new room names is guarded by another room (`409 CONCERT_IN_ANOTHER_ROOM`).
+    #[error("concert {0} is guarded by room {1}")]
+    ConcertInAnotherRoom(ConcertId, RoomId),
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
 
 pub struct ManageRooms {
     rooms: Arc<dyn RoomRepository>,
-    view: QueueView,
+    lines: RoomLines,
     admin: Arc<AdminAccess>,
     clock: Arc<dyn Clock>,
 }
@@ -50,26 +95,58 @@ pub struct ManageRooms {
 impl ManageRooms {
     pub fn new(
         rooms: Arc<dyn RoomRepository>,
-        view: QueueView,
+        lines: impl Into<RoomLines>,
         admin: Arc<AdminAccess>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
             rooms,
-            view,
+            lines: lines.into(),
             admin,
             clock,
         }
     }
 
-    /// Every room, by id.
+    /// Creates a room for the concerts it names, with an empty line of its own, as the domain
+    /// allows it over the rooms and concerts read.
+    #[tracing::instrument(name = "create_room", skip_all, fields(room = request.room_id))]
+    pub async fn create(
+        &self,
+        presented_key: Option<&str>,
+        request: &RoomRequest,
+    ) -> Result<RoomReport, RoomAdminError> {
+        self.admin.check(presented_key)?;
+        let new = request.parse()?;
+        let created = until_written(|| async {
+            let exists = self.rooms.find(&new.id).await?.is_some();
+            let guards = self.rooms.guards_of(&new.concerts).await?;
+            let room = Room::create(&new, exists, &guards, self.clock.now())
+                .map_err(|refused| refused_creation(refused, &new.id))?;
+            let written = self.rooms.create(&room).await?;
+            Ok::<_, RoomAdminError>(Step::from(written))
+        })
+        .await?;
+        tracing::info!(
+            line = created.line().get(),
+            concerts = ?created.concerts(),
+            max_active = created.max_active(),
+            "room created"
+        );
+        self.lines.note_room(&created);
+        Ok(self.report(created))
+    }
+
+    /// Every room, `default` first, then in the order they were created.
     pub async fn list(
         &self,
         presented_key: Option<&str>,
     ) -> Result<Vec<RoomReport>, RoomAdminError> {
         self.admin.check(presented_key)?;
-        let room = self.load(&RoomId::default_room()).await?;
-        Ok(vec![self.report(room.value)])
+        let rooms = self.rooms.list().await?;
+        Ok(rooms
+            .into_iter()
+            .map(|room| self.report(room.value))
+            .collect())
     }
 
     pub async fn read(
@@ -92,15 +169,17 @@ impl ManageRooms {
     ) -> Result<RoomReport, RoomAdminError> {
         self.admin.check(presented_key)?;
         let id = RoomId::parse(room)?;
-        // The longest Retry-After anyone still waiting may have been told: positions are at
-        // most the line as it stood a minute ago.
-        let line = self.view.snapshot().waiting + self.view.admitted_last_minute();
-        let change = RoomChange {
-            waiting_idle_grace: time::Duration::seconds(retry_after_seconds(line).into()),
-            ..change.clone()
-        };
+        let change = &change.clone();
         let changed = until_written(|| async {
             let stored = self.load(&id).await?;
+            // The longest Retry-After anyone still waiting may have been told: positions are at
+            // most the line as it stood a minute ago.
+            let view = self.lines.of_line(stored.value.line());
+            let line = view.snapshot().waiting + view.admitted_last_minute();
+            let change = RoomChange {
+                waiting_idle_grace: time::Duration::seconds(retry_after_seconds(line).into()),
+                ..change.clone()
+            };
             let changed = stored.value.changed(&change, self.clock.now())?;
             let write = Versioned::new(changed.clone(), stored.version);
             let written = self.rooms.save(&write).await?;
@@ -112,15 +191,11 @@ impl ManageRooms {
             state = changed.state().as_str(),
             "room changed"
         );
-        self.view.note_room(changed.clone());
+        self.lines.note_room(&changed);
         Ok(self.report(changed))
     }
 
-    /// One room runs today: `default`, which guards every concert.
     async fn load(&self, id: &RoomId) -> Result<Versioned<Room>, RoomAdminError> {
-        if !id.is_default() {
-            return Err(RoomAdminError::RoomNotFound(id.clone()));
-        }
         self.rooms
             .find(id)
             .await?
@@ -128,17 +203,30 @@ impl ManageRooms {
     }
 
     fn report(&self, room: Room) -> RoomReport {
-        let line = self.view.snapshot();
-        let rate = self.view.admissions_per_second();
+        let view: QueueView = self.lines.of_line(room.line());
+        let line = view.snapshot();
+        let rate = view.admissions_per_second();
         RoomReport {
             waiting: line.waiting,
             active: line.active,
             issued: line.issued,
-            admitted_last_minute: self.view.admitted_last_minute(),
+            admitted_last_minute: view.admitted_last_minute(),
             estimated_wait_seconds_at_back: room
                 .admits()
                 .then(|| estimated_wait_seconds(line.waiting + 1, rate)),
             room,
+        }
+    }
+}
+
+/// The error of a creation the domain refused.
+fn refused_creation(refused: CreateRoomRefused, id: &RoomId) -> RoomAdminError {
+    match refused {
+        CreateRoomRefused::Invalid(invalid) => RoomAdminError::Invalid(invalid),
+        CreateRoomRefused::Exists => RoomAdminError::RoomExists(id.clone()),
+        CreateRoomRefused::ConcertNotFound(concert) => RoomAdminError::ConcertNotFound(concert),
+        CreateRoomRefused::ConcertInAnotherRoom(concert, room) => {
+            RoomAdminError::ConcertInAnotherRoom(concert, room)
         }
     }
 }
@@ -217,7 +305,7 @@ mod tests {
         assert_eq!(report.room, default_room(400, RoomState::Paused));
         assert_eq!(report.estimated_wait_seconds_at_back, None, "paused");
         assert_eq!(
-            manage.view.room(),
+            manage.lines.default_line().room(),
             Some(default_room(400, RoomState::Paused))
         );
     }
@@ -243,9 +331,15 @@ mod tests {
     #[tokio::test]
     async fn reads_show_the_settings_with_the_line_and_refuse_unknown_rooms_and_keys() {
         let mut rooms = MockRoomRepository::new();
-        rooms
-            .expect_find()
-            .returning(|_| Ok(stored(default_room(500, RoomState::Open), 1)));
+        rooms.expect_find().returning(|id| {
+            Ok(stored(default_room(500, RoomState::Open), 1).filter(|_| id.is_default()))
+        });
+        rooms.expect_list().returning(|| {
+            Ok(vec![Versioned::new(
+                default_room(500, RoomState::Open),
+                Version::new(1),
+            )])
+        });
         let manage = manage(rooms).await;
 
         let report = manage.read(Some(KEY), "default").await.expect("read");

@@ -86,7 +86,8 @@ impl From<AuthorizeError> for PayReservationError {
             AuthorizeError::Repository(error) => Self::Repository(error),
             refused @ (AuthorizeError::TokenInvalid
             | AuthorizeError::TokenExpired
-            | AuthorizeError::QueueNotActive) => Self::Unauthorized(refused),
+            | AuthorizeError::QueueNotActive
+            | AuthorizeError::WrongRoom) => Self::Unauthorized(refused),
         }
     }
 }
@@ -150,6 +151,9 @@ impl PayReservation {
                     .load(id, user)
                     .await?
                     .ok_or(PayReservationError::NotFound(id))?;
+                // Only the room guarding the seat's concert admits to paying for it.
+                let concert = state.booking.reservation.value.seat().concert_id;
+                self.authorize.admit_to(&caller, concert)?;
                 let mut reservation = state.booking.reservation.value;
                 let mut seat = state.booking.seat.value;
                 let mut wallet = state.wallet.value;
@@ -169,7 +173,11 @@ impl PayReservation {
                 };
                 let written = self.payments.save(&write).await?;
                 if matches!(written, Written::Done(_)) {
-                    queue_metrics::tickets_ended(EndReason::Paid, 1);
+                    queue_metrics::tickets_ended(
+                        &self.authorize.room_of(caller.ticket),
+                        EndReason::Paid,
+                        1,
+                    );
                 }
                 Ok(Step::from(written))
             })

@@ -14,10 +14,10 @@ use concert_domain::LedgerEntryId;
 use concert_domain::queue::ServingCounter;
 use concert_domain::wallet::LedgerEntry;
 use concert_domain::{
-    Admission, Balance, BalanceChange, Concert, ConcertDate, ConcertId, EndReason, HoldGranted,
-    IdempotencyKey, IdempotencyScope, NewConcert, Overdue, Pace, PaymentId, Price, QueueTicket,
-    Reservation, ReservationId, Room, RoomId, Seat, SeatNo, SeatRef, TicketNo, TicketStatus,
-    UserHolds, UserId, Wallet,
+    Admission, Balance, BalanceChange, Concert, ConcertDate, ConcertGuard, ConcertId, EndReason,
+    HoldGranted, IdempotencyKey, IdempotencyScope, LineNo, NewConcert, Overdue, Pace, PaymentId,
+    Price, QueueTicket, Reservation, ReservationId, Room, RoomId, Seat, SeatNo, SeatRef, TicketNo,
+    TicketStatus, UserHolds, UserId, Wallet,
 };
 use time::{Date, OffsetDateTime};
 
@@ -419,10 +419,11 @@ impl LiveTicket {
     };
 }
 
-/// A new place at the back of the line for `user`, over the version of their place read.
+/// A new place at the back of a room's line for `user`, over the version of their place read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct JoinWrite {
     pub user: UserId,
+    pub line: LineNo,
     pub version: Version,
     pub now: OffsetDateTime,
 }
@@ -477,7 +478,7 @@ pub struct WaitingPoll {
     pub at: OffsetDateTime,
 }
 
-/// The state of the whole line, cheap to read.
+/// The state of one room's line, cheap to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct QueueSnapshot {
     pub serving: ServingCounter,
@@ -489,14 +490,16 @@ pub struct QueueSnapshot {
     pub issued: u64,
 }
 
-/// The waiting line.
+/// The rooms' waiting lines. Each line is numbered on its own ([`LineNo`]); a method that takes
+/// a ticket finds its line from the number.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait QueueRepository: Send + Sync {
-    /// The user's live ticket, if any, and the version of their place in the line.
-    async fn load_live(&self, user: UserId) -> Result<LiveTicket, RepositoryError>;
+    /// The user's live ticket in `line`, if any, and the version of their place in it.
+    async fn load_live(&self, user: UserId, line: LineNo) -> Result<LiveTicket, RepositoryError>;
 
-    /// Draws the next ticket number for the user, if their place is still at the version read;
+    /// Draws the next ticket number of the line for the user, if their place is still at the
+    /// version read;
     /// otherwise `Stale` and no number is drawn (so positions have no gaps). A number is drawn
     /// only while no admission step runs, so a step never passes a ticket drawn before it.
     async fn save_join(&self, write: &JoinWrite) -> Result<Written<QueueTicket>, RepositoryError>;
@@ -519,8 +522,8 @@ pub trait QueueRepository: Send + Sync {
     /// were written.
     async fn record_waiting_polls(&self, polls: &[WaitingPoll]) -> Result<u64, RepositoryError>;
 
-    /// One admission step, one at a time across instances and never while a number is being
-    /// drawn: reads the active tickets, lets `rules` end the overdue ones, reads the oldest
+    /// One admission step of `line`, one at a time across instances and never while a number of
+    /// the line is being drawn: reads the active tickets, lets `rules` end the overdue ones, reads the oldest
     /// waiting tickets for the free places, lets `rules` admit them, and writes all of it with
     /// the serving counter in one transaction. `Stale` (nothing written) when a ticket changed
     /// between the reads and the writes (a payment ended it, a request was recorded).
@@ -529,19 +532,23 @@ pub trait QueueRepository: Send + Sync {
     #[allow(unused_parens)]
     async fn admit(
         &self,
+        line: LineNo,
         now: OffsetDateTime,
         rules: &(dyn AdmissionRules + 'static),
     ) -> Result<Written<AdmissionReport>, RepositoryError>;
 
-    async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError>;
+    async fn snapshot(&self, line: LineNo) -> Result<QueueSnapshot, RepositoryError>;
 
-    /// The tickets that ended at `since` or later, by whatever ended them (for the event streams
-    /// of watching clients).
-    async fn ended_since(&self, since: OffsetDateTime)
-    -> Result<Vec<EndedTicket>, RepositoryError>;
+    /// The tickets of `line` that ended at `since` or later, by whatever ended them (for the
+    /// event streams of watching clients).
+    async fn ended_since(
+        &self,
+        line: LineNo,
+        since: OffsetDateTime,
+    ) -> Result<Vec<EndedTicket>, RepositoryError>;
 
-    /// The tickets above `serving` that ended while waiting, in ticket order: the places the
-    /// admission step has not passed yet that no longer count.
+    /// The tickets of the serving counter's line above it that ended while waiting, in ticket
+    /// order: the places the admission step has not passed yet that no longer count.
     async fn ended_waiting(
         &self,
         serving: ServingCounter,
@@ -554,6 +561,21 @@ pub trait QueueRepository: Send + Sync {
 pub trait RoomRepository: Send + Sync {
     /// The room with the version of its row; `None` when no room has this id.
     async fn find(&self, room: &RoomId) -> Result<Option<Versioned<Room>>, RepositoryError>;
+
+    /// Every room, with its concerts, in line order (`default` first).
+    async fn list(&self) -> Result<Vec<Versioned<Room>>, RepositoryError>;
+
+    /// Who guards each of `concerts` now (a concert missing from the catalog is
+    /// [`ConcertGuard::Missing`]).
+    async fn guards_of(
+        &self,
+        concerts: &[ConcertId],
+    ) -> Result<Vec<(ConcertId, ConcertGuard)>, RepositoryError>;
+
+    /// Creates a room the domain accepted, with its concerts and an empty line numbered for it,
+    /// in one atomic step; returns the room on its line. `Stale` (nothing written) when its id
+    /// or one of its concerts was taken since the decision read them.
+    async fn create(&self, room: &Room) -> Result<Written<Room>, RepositoryError>;
 
     /// Writes the room over the version read (`Stale`, nothing written, when it moved).
     async fn save(&self, room: &Versioned<Room>) -> Result<Written<()>, RepositoryError>;

@@ -1,5 +1,5 @@
-//! What the queue's use cases share: the token signer, the line in the database, this instance's
-//! view of it, the clock and the queue policy.
+//! What the queue's use cases share: the token signer, the lines in the database, this
+//! instance's rooms and views of their lines, the clock and the queue policy.
 
 use std::sync::Arc;
 
@@ -11,7 +11,7 @@ use crate::ports::{
     TicketEnd, TokenSigner,
 };
 use crate::queue_metrics;
-use crate::queue_view::QueueView;
+use crate::room_lines::RoomLines;
 use crate::waiting_polls::WaitingPolls;
 
 #[derive(Clone)]
@@ -19,7 +19,7 @@ pub struct QueueAccess {
     pub signer: Arc<dyn TokenSigner>,
     pub queue: Arc<dyn QueueRepository>,
     pub clock: Arc<dyn Clock>,
-    pub view: QueueView,
+    pub lines: RoomLines,
     pub policy: QueuePolicy,
     /// Waiting polls to write down for the room's waiting rule.
     pub polls: WaitingPolls,
@@ -30,7 +30,7 @@ impl QueueAccess {
         signer: Arc<dyn TokenSigner>,
         queue: Arc<dyn QueueRepository>,
         clock: Arc<dyn Clock>,
-        view: QueueView,
+        lines: impl Into<RoomLines>,
         policy: QueuePolicy,
     ) -> Self {
         Self {
@@ -38,7 +38,7 @@ impl QueueAccess {
             signer,
             queue,
             clock,
-            view,
+            lines: lines.into(),
             policy,
         }
     }
@@ -47,12 +47,14 @@ impl QueueAccess {
     /// one stops counting in this instance's view at once (the others' views follow at their
     /// next refresh), an active one's slot goes to the next in line at a step soon.
     pub(crate) fn freed(&self, end: &TicketEnd, admission: &dyn AdmissionTrigger) {
-        queue_metrics::tickets_ended(end.reason, 1);
+        queue_metrics::tickets_ended(&self.lines.room_of(end.ticket), end.reason, 1);
         if end.read_as == TicketStatus::Waiting {
-            self.view.note_ended_while_waiting(EndedWaiting {
-                ticket: end.ticket,
-                reason: Some(end.reason),
-            });
+            self.lines
+                .of_ticket(end.ticket)
+                .note_ended_while_waiting(EndedWaiting {
+                    ticket: end.ticket,
+                    reason: Some(end.reason),
+                });
         } else {
             admission.request_admission();
         }

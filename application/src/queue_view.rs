@@ -1,4 +1,4 @@
-//! This instance's view of the line: the serving counter, the tickets ahead of it that ended while
+//! This instance's view of one room's line: the serving counter, the tickets ahead of it that ended while
 //! waiting, and the admission rate, refreshed from the database a few times a second so that a
 //! waiting user's poll needs no database round trip.
 //! docs/API.md §1.2 allows the view to lag the database by up to one second.
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use concert_domain::queue::{ServingCounter, position_in_line};
-use concert_domain::{QueuePolicy, Room, TicketNo};
+use concert_domain::{LineNo, QueuePolicy, Room, TicketNo};
 use time::{Duration, OffsetDateTime};
 
 use crate::ports::{EndedTicket, EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
@@ -65,6 +65,7 @@ struct ViewState {
 #[derive(Clone)]
 pub struct QueueView {
     queue: Arc<dyn QueueRepository>,
+    line: LineNo,
     policy: QueuePolicy,
     state: Arc<RwLock<ViewState>>,
     /// Clients watching their tokens on this instance: while there are any, each refresh also
@@ -92,13 +93,40 @@ impl std::fmt::Debug for QueueView {
 }
 
 impl QueueView {
+    /// The view of the `default` room's line.
     pub fn new(queue: Arc<dyn QueueRepository>, policy: QueuePolicy) -> Self {
+        Self::of_line(queue, policy, LineNo::DEFAULT)
+    }
+
+    /// The view of `line`, empty until its first refresh (nobody served yet).
+    pub fn of_line(queue: Arc<dyn QueueRepository>, policy: QueuePolicy, line: LineNo) -> Self {
+        let state = ViewState {
+            snapshot: QueueSnapshot {
+                serving: line.start(),
+                ..QueueSnapshot::default()
+            },
+            ..ViewState::default()
+        };
         Self {
             queue,
+            line,
             policy,
-            state: Arc::default(),
+            state: Arc::new(RwLock::new(state)),
             watchers: Arc::default(),
         }
+    }
+
+    pub fn line(&self) -> LineNo {
+        self.line
+    }
+
+    pub(crate) fn queue(&self) -> Arc<dyn QueueRepository> {
+        self.queue.clone()
+    }
+
+    /// The deployment's policy, before any room's settings.
+    pub(crate) fn deployment_policy(&self) -> QueuePolicy {
+        self.policy
     }
 
     /// Counts a watching client in until the returned guard is dropped.
@@ -116,12 +144,12 @@ impl QueueView {
     /// Reads the line's state from the database. The serving counter never moves back, so a
     /// client that keeps to this instance never sees its position grow.
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
-        let fresh = self.queue.snapshot().await?;
+        let fresh = self.queue.snapshot(self.line).await?;
         let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
         let ends = if self.watchers.load(Ordering::Relaxed) > 0 {
             let read_at = self.state().ends_read_at;
             let since = read_at.map_or(now - RECENT_ENDS, |at| at - ENDS_OVERLAP);
-            Some(self.queue.ended_since(since).await?)
+            Some(self.queue.ended_since(self.line, since).await?)
         } else {
             None
         };
@@ -334,7 +362,7 @@ mod tests {
         queue
             .expect_snapshot()
             .times(2)
-            .returning(move || Ok(reads.next().expect("two reads")));
+            .returning(move |_| Ok(reads.next().expect("two reads")));
         queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), QueuePolicy::default());
         let now = datetime!(2026-12-01 12:00 UTC);
@@ -351,7 +379,7 @@ mod tests {
         let mut reads = vec![snapshot(0, 100), snapshot(50, 150)].into_iter();
         queue
             .expect_snapshot()
-            .returning(move || Ok(reads.next().expect("two reads")));
+            .returning(move |_| Ok(reads.next().expect("two reads")));
         let policy = QueuePolicy::default();
         queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), policy);
@@ -372,7 +400,7 @@ mod tests {
         let mut reads = vec![snapshot(0, 100), snapshot(1, 101)].into_iter();
         queue
             .expect_snapshot()
-            .returning(move || Ok(reads.next().expect("two reads")));
+            .returning(move |_| Ok(reads.next().expect("two reads")));
         let policy = QueuePolicy::default();
         queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let view = QueueView::new(Arc::new(queue), policy);
@@ -405,7 +433,7 @@ mod tests {
             .collect();
         queue
             .expect_snapshot()
-            .returning(move || Ok(snapshots.pop_front().expect("a reading")));
+            .returning(move |_| Ok(snapshots.pop_front().expect("a reading")));
         queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         let policy = QueuePolicy {
             max_active,

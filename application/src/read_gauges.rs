@@ -2,43 +2,61 @@
 
 use std::sync::Arc;
 
-use crate::ports::{Clock, RepositoryError, ReservationRepository};
-use crate::queue_view::QueueView;
+use concert_domain::RoomId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+use crate::ports::{Clock, RepositoryError, ReservationRepository};
+use crate::room_lines::RoomLines;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeploymentGauges {
-    pub waiting_tokens: u64,
-    pub active_tokens: u64,
+    /// Each room's line, as this instance last read it.
+    pub rooms: Vec<RoomGauges>,
     pub live_holds: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomGauges {
+    pub room: RoomId,
+    pub waiting_tokens: u64,
+    pub active_tokens: u64,
+}
+
 pub struct ReadGauges {
-    view: QueueView,
+    lines: RoomLines,
     reservations: Arc<dyn ReservationRepository>,
     clock: Arc<dyn Clock>,
 }
 
 impl ReadGauges {
     pub fn new(
-        view: QueueView,
+        lines: impl Into<RoomLines>,
         reservations: Arc<dyn ReservationRepository>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
-            view,
+            lines: lines.into(),
             reservations,
             clock,
         }
     }
 
     pub async fn execute(&self) -> Result<DeploymentGauges, RepositoryError> {
-        let queue = self.view.snapshot();
         let live_holds = self.reservations.count_live_holds(self.clock.now()).await?;
-        Ok(DeploymentGauges {
-            waiting_tokens: queue.waiting,
-            active_tokens: queue.active,
-            live_holds,
-        })
+        let rooms = self
+            .lines
+            .views()
+            .into_iter()
+            .filter_map(|view| {
+                let room = view.room()?;
+                let line = view.snapshot();
+                Some(RoomGauges {
+                    room: room.id().clone(),
+                    waiting_tokens: line.waiting,
+                    active_tokens: line.active,
+                })
+            })
+            .collect();
+        Ok(DeploymentGauges { rooms, live_holds })
     }
 }
 
@@ -59,6 +77,10 @@ mod tests {
             .times(1)
             .returning(|_| Ok(7));
         let view = view_serving(10).await;
+        view.note_room(
+            concert_domain::Room::new(RoomId::default_room(), 5, concert_domain::RoomState::Open)
+                .expect("a room"),
+        );
         let line = view.snapshot();
 
         let gauges = ReadGauges::new(view, Arc::new(reservations), clock())
@@ -69,8 +91,11 @@ mod tests {
         assert_eq!(
             gauges,
             DeploymentGauges {
-                waiting_tokens: line.waiting,
-                active_tokens: line.active,
+                rooms: vec![RoomGauges {
+                    room: RoomId::default_room(),
+                    waiting_tokens: line.waiting,
+                    active_tokens: line.active,
+                }],
                 live_holds: 7,
             }
         );

@@ -109,12 +109,13 @@ impl ReadQueueStatus {
         &self,
         claims: &TokenClaims,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
-        if let Some(ended) = self.access.view.ended_while_waiting(claims.ticket) {
+        let view = self.access.lines.of_ticket(claims.ticket);
+        if let Some(ended) = view.ended_while_waiting(claims.ticket) {
             return Ok(QueueStatusView::expired(ended.reason));
         }
-        if let Some(position) = self.access.view.position_of(claims.ticket) {
-            self.note_waiting_poll(claims);
-            return Ok(QueueStatusView::waiting(position, &self.access.view));
+        if let Some(position) = view.position_of(claims.ticket) {
+            self.note_waiting_poll(claims, &view);
+            return Ok(QueueStatusView::waiting(position, &view));
         }
         let now = self.access.clock.now();
         // A ticket stored for another user than the token names is not this token's ticket.
@@ -129,20 +130,20 @@ impl ReadQueueStatus {
         };
         match ticket.status_at(now, &self.access.policy) {
             TicketStatus::Active => self.access.record_activity(&ticket, now).await?,
-            TicketStatus::Waiting => self.note_waiting_poll(claims),
+            TicketStatus::Waiting => self.note_waiting_poll(claims, &view),
             TicketStatus::Expired => {}
         }
         Ok(QueueStatusView::of_ticket(
             &ticket,
             now,
             &self.access.policy,
-            &self.access.view,
+            &view,
         ))
     }
 
     /// A waiting user who polls keeps their place under the room's waiting rule.
-    fn note_waiting_poll(&self, claims: &TokenClaims) {
-        let policy = self.access.view.policy();
+    fn note_waiting_poll(&self, claims: &TokenClaims, view: &QueueView) {
+        let policy = view.policy();
         if policy.waiting_idle.is_some() {
             self.access
                 .polls
@@ -245,7 +246,7 @@ mod tests {
     async fn position_never_grows_across_refreshes_even_when_a_read_lags() {
         let mut lines = MockQueueRepository::new();
         let mut counters = vec![10, 6, 12].into_iter();
-        lines.expect_snapshot().times(3).returning(move || {
+        lines.expect_snapshot().times(3).returning(move |_| {
             Ok(QueueSnapshot {
                 serving: ServingCounter::new(counters.next().expect("three reads")),
                 ..QueueSnapshot::default()
@@ -275,7 +276,7 @@ mod tests {
     #[tokio::test]
     async fn tickets_that_left_are_answered_expired_and_stop_counting_from_the_view_alone() {
         let mut lines = MockQueueRepository::new();
-        lines.expect_snapshot().returning(|| {
+        lines.expect_snapshot().returning(|_| {
             Ok(QueueSnapshot {
                 serving: ServingCounter::new(10),
                 ..QueueSnapshot::default()

@@ -9,11 +9,12 @@ use concert_domain::{EndReason, RoomId, UserId};
 use crate::admin_access::AdminAccess;
 use crate::idempotency::{Step, until_written};
 use crate::manage_rooms::RoomAdminError;
-use crate::ports::{AdmissionTrigger, TicketEnd};
+use crate::ports::{AdmissionTrigger, RoomRepository, TicketEnd};
 use crate::queue_access::QueueAccess;
 
 pub struct RevokeQueueToken {
     access: QueueAccess,
+    rooms: Arc<dyn RoomRepository>,
     admin: Arc<AdminAccess>,
     admission: Arc<dyn AdmissionTrigger>,
 }
@@ -21,11 +22,13 @@ pub struct RevokeQueueToken {
 impl RevokeQueueToken {
     pub fn new(
         access: QueueAccess,
+        rooms: Arc<dyn RoomRepository>,
         admin: Arc<AdminAccess>,
         admission: Arc<dyn AdmissionTrigger>,
     ) -> Self {
         Self {
             access,
+            rooms,
             admin,
             admission,
         }
@@ -42,15 +45,18 @@ impl RevokeQueueToken {
     ) -> Result<(), RoomAdminError> {
         self.admin.check(presented_key)?;
         let room = RoomId::parse(room)?;
-        // One room runs today: `default`, which guards every concert.
-        if !room.is_default() {
-            return Err(RoomAdminError::RoomNotFound(room));
-        }
+        let line = self
+            .rooms
+            .find(&room)
+            .await?
+            .ok_or(RoomAdminError::RoomNotFound(room))?
+            .value
+            .line();
         let user = UserId::parse(user)?;
         let access = &self.access;
         let now = access.clock.now();
         let revoked = until_written(|| async {
-            let live = access.queue.load_live(user).await?;
+            let live = access.queue.load_live(user, line).await?;
             let Some(ticket) = live.ticket else {
                 return Ok(Step::Done(None));
             };
@@ -78,7 +84,7 @@ impl RevokeQueueToken {
 
 #[cfg(test)]
 mod tests {
-    use concert_domain::TicketStatus;
+    use concert_domain::{LineNo, TicketStatus};
     use mockall::predicate::eq;
     use time::Duration;
 
@@ -86,7 +92,8 @@ mod tests {
     use crate::admin_access::{AdminKey, AdminRefused};
     use crate::ports::{LiveTicket, MockAdmissionTrigger, MockQueueRepository, Version, Written};
     use crate::test_support::{
-        NOW, active_ticket, clock, queue_access, ticket_no, user, waiting_ticket,
+        NOW, active_ticket, clock, queue_access, storing_default_room, ticket_no, user,
+        waiting_ticket,
     };
 
     const KEY: &str = "operators-admin-key";
@@ -97,6 +104,7 @@ mod tests {
     ) -> RevokeQueueToken {
         RevokeQueueToken::new(
             queue_access(queue, 20).await,
+            Arc::new(storing_default_room()),
             Arc::new(AdminAccess::new(
                 AdminKey::new(Some(KEY.to_owned())),
                 clock(),
@@ -109,8 +117,8 @@ mod tests {
         let mut queue = MockQueueRepository::new();
         queue
             .expect_load_live()
-            .with(eq(user()))
-            .returning(move |_| {
+            .with(eq(user()), eq(LineNo::DEFAULT))
+            .returning(move |_, _| {
                 Ok(LiveTicket {
                     ticket: ticket.clone(),
                     version: Version::new(1),
@@ -145,7 +153,11 @@ mod tests {
             .await
             .expect("revoked");
 
-        let ended = use_case.access.view.ended_while_waiting(ticket_no(30));
+        let ended = use_case
+            .access
+            .lines
+            .default_line()
+            .ended_while_waiting(ticket_no(30));
         assert_eq!(ended.and_then(|e| e.reason), Some(EndReason::Revoked));
     }
 

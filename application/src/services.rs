@@ -27,7 +27,6 @@ use crate::ports::{
 };
 use crate::purge_expired_records::PurgeExpiredRecords;
 use crate::queue_access::QueueAccess;
-use crate::queue_view::QueueView;
 use crate::read_balance::ReadBalance;
 use crate::read_gauges::ReadGauges;
 use crate::read_point_history::ReadPointHistory;
@@ -35,6 +34,7 @@ use crate::read_queue_status::ReadQueueStatus;
 use crate::read_reservation::ReadReservation;
 use crate::read_seat_map::ReadSeatMap;
 use crate::revoke_queue_token::RevokeQueueToken;
+use crate::room_lines::RoomLines;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
 use crate::waiting_polls::WaitingPolls;
 use crate::watch_queue_status::WatchQueueStatus;
@@ -70,7 +70,7 @@ pub struct Settings {
 
 /// One instance of every use case, sharing one [`QueueView`].
 pub struct Services {
-    pub view: QueueView,
+    pub lines: RoomLines,
     /// Waiting polls this instance answered, to be written down by a job.
     pub waiting_polls: WaitingPolls,
     /// Who may call the administration endpoints (shared by every admin use case).
@@ -117,14 +117,18 @@ impl Services {
             rooms,
         } = ports;
         let policy = settings.queue;
-        let view = QueueView::new(queue.clone(), policy);
-        let access = QueueAccess::new(signer, queue.clone(), clock.clone(), view.clone(), policy);
+        let lines = RoomLines::new(queue.clone(), policy);
+        let access = QueueAccess::new(signer, queue.clone(), clock.clone(), lines.clone(), policy);
         let waiting_polls = access.polls.clone();
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         let admin = Arc::new(AdminAccess::new(settings.admin_key, clock.clone()));
         Self {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
-            issue_queue_token: Arc::new(IssueQueueToken::new(access.clone(), admission.clone())),
+            issue_queue_token: Arc::new(IssueQueueToken::new(
+                access.clone(),
+                rooms.clone(),
+                admission.clone(),
+            )),
             read_queue_status: Arc::new(ReadQueueStatus::new(access.clone())),
             watch_queue_status: Arc::new(WatchQueueStatus::new(
                 access.clone(),
@@ -133,12 +137,13 @@ impl Services {
             leave_queue: Arc::new(LeaveQueue::new(access.clone(), admission.clone())),
             manage_rooms: Arc::new(ManageRooms::new(
                 rooms.clone(),
-                view.clone(),
+                lines.clone(),
                 admin.clone(),
                 clock.clone(),
             )),
             revoke_queue_token: Arc::new(RevokeQueueToken::new(
                 access,
+                rooms.clone(),
                 admin.clone(),
                 admission.clone(),
             )),
@@ -182,7 +187,7 @@ impl Services {
             admit_next_in_line: Arc::new(AdmitNextInLine::new(
                 queue,
                 rooms.clone(),
-                view.clone(),
+                lines.clone(),
                 clock.clone(),
                 policy,
             )),
@@ -195,8 +200,8 @@ impl Services {
                 reservations.clone(),
                 clock.clone(),
             )),
-            read_gauges: Arc::new(ReadGauges::new(view.clone(), reservations, clock)),
-            view,
+            read_gauges: Arc::new(ReadGauges::new(lines.clone(), reservations, clock)),
+            lines,
             waiting_polls,
             admin,
         }
@@ -219,7 +224,7 @@ mod tests {
     #[tokio::test]
     async fn every_queue_use_case_answers_from_the_one_shared_view() {
         let mut queue = MockQueueRepository::new();
-        queue.expect_snapshot().times(1).returning(|| {
+        queue.expect_snapshot().times(1).returning(|_| {
             Ok(QueueSnapshot {
                 serving: ServingCounter::new(5),
                 ..QueueSnapshot::default()
@@ -253,7 +258,12 @@ mod tests {
                 most_status_watches: 10,
             },
         );
-        services.view.refresh(NOW).await.expect("refresh");
+        services
+            .lines
+            .default_line()
+            .refresh(NOW)
+            .await
+            .expect("refresh");
         let status = services
             .read_queue_status
             .execute("token")

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
     ConcertDate, ConcertId, Price, QueuePolicy, QueueTicket, Reservation, ReservationId,
-    ReservationStatus, Seat, SeatClaim, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserId,
+    ReservationStatus, Room, RoomId, RoomState, Seat, SeatClaim, SeatCount, SeatNo, SeatRef,
+    TicketNo, TicketStatus, UserId,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -16,8 +17,8 @@ use crate::authorize_request::ActiveUser;
 use mockall::predicate::eq;
 
 use crate::ports::{
-    ActivityWrite, Booking, MockClock, MockQueueRepository, MockTokenSigner, QueueSnapshot,
-    TokenClaims, Version, Versioned, Written,
+    ActivityWrite, Booking, MockClock, MockQueueRepository, MockRoomRepository, MockTokenSigner,
+    QueueSnapshot, TokenClaims, Version, Versioned, Written,
 };
 use crate::queue_access::QueueAccess;
 use crate::queue_view::QueueView;
@@ -93,7 +94,7 @@ pub(crate) async fn queue_access(queue: MockQueueRepository, serving: i64) -> Qu
 /// use case's repository fake sees only the calls the use case itself makes.
 pub(crate) async fn view_serving(serving: i64) -> QueueView {
     let mut queue = MockQueueRepository::new();
-    queue.expect_snapshot().times(1).returning(move || {
+    queue.expect_snapshot().times(1).returning(move |_| {
         Ok(QueueSnapshot {
             serving: ServingCounter::new(serving),
             admitted_total: u64::try_from(serving).unwrap_or(0),
@@ -311,4 +312,19 @@ pub(crate) fn queue_holding_answering(
         .times(writes)
         .returning(move |_| Ok(answer.clone()));
     queue
+}
+
+/// A room store holding only the `default` room, under the test policy.
+pub(crate) fn storing_default_room() -> MockRoomRepository {
+    let mut rooms = MockRoomRepository::new();
+    rooms.expect_find().returning(|id| {
+        Ok(id.is_default().then(|| {
+            Versioned::new(
+                Room::new(RoomId::default_room(), policy().max_active, RoomState::Open)
+                    .expect("a room"),
+                Version::new(1),
+            )
+        }))
+    });
+    rooms
 }

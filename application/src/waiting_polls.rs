@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use concert_domain::{QueuePolicy, TicketNo};
+use concert_domain::{LineNo, QueuePolicy, TicketNo};
 use time::OffsetDateTime;
 
 use crate::ports::{QueueRepository, RepositoryError, WaitingPoll};
@@ -102,25 +102,26 @@ impl WaitingPolls {
     }
 
     /// Writes every poll noted since the last call in one batch; returns how many tickets the
-    /// store moved. Polls that could not be written are kept for the next call.
+    /// store moved. Polls that could not be written are kept for the next call. `policy_of`
+    /// gives the policy each line runs under now.
     pub async fn write_pending(
         &self,
         now: OffsetDateTime,
-        policy: &QueuePolicy,
+        policy_of: impl Fn(LineNo) -> QueuePolicy,
     ) -> Result<u64, RepositoryError> {
         let batch: Vec<WaitingPoll> = {
             let mut polls = self.polls.lock().unwrap_or_else(PoisonError::into_inner);
             // Only writes within the last half resolution still hold a poll back (none once the
             // rule is lifted).
-            polls
-                .written
-                .retain(|_, at| !policy.needs_waiting_poll_write(Some(*at), now));
-            if policy.waiting_idle.is_none() {
-                polls.written.clear();
-            } else {
-                let watched: Vec<TicketNo> = polls.watched.keys().copied().collect();
-                for ticket in watched {
-                    polls.note(ticket, now, policy);
+            polls.written.retain(|ticket, at| {
+                let policy = policy_of(ticket.line());
+                policy.waiting_idle.is_some() && !policy.needs_waiting_poll_write(Some(*at), now)
+            });
+            let watched: Vec<TicketNo> = polls.watched.keys().copied().collect();
+            for ticket in watched {
+                let policy = policy_of(ticket.line());
+                if policy.waiting_idle.is_some() {
+                    polls.note(ticket, now, &policy);
                 }
             }
             polls
@@ -210,13 +211,22 @@ mod tests {
         polls.note(ticket_no(1), NOW, &rule);
         polls.note(ticket_no(2), NOW, &rule);
         polls.note(ticket_no(1), later, &rule);
-        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 2);
+        assert_eq!(
+            polls.write_pending(later, |_| rule).await.expect("written"),
+            2
+        );
 
         polls.note(ticket_no(2), NOW + Duration::seconds(2), &rule);
         assert_eq!(polls.pending(), 0, "written 2 s ago: not yet again");
-        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 0);
+        assert_eq!(
+            polls.write_pending(later, |_| rule).await.expect("written"),
+            0
+        );
         polls.note(ticket_no(1), soon, &rule);
-        assert_eq!(polls.write_pending(soon, &rule).await.expect("written"), 1);
+        assert_eq!(
+            polls.write_pending(soon, |_| rule).await.expect("written"),
+            1
+        );
     }
 
     #[tokio::test]
@@ -227,7 +237,10 @@ mod tests {
         polls.note(ticket_no(1), NOW, &policy());
         assert_eq!(polls.pending(), 0);
         assert_eq!(
-            polls.write_pending(NOW, &policy()).await.expect("nothing"),
+            polls
+                .write_pending(NOW, |_| policy())
+                .await
+                .expect("nothing"),
             0
         );
     }
@@ -244,9 +257,12 @@ mod tests {
         let polls = WaitingPolls::new(Arc::new(queue));
         let rule = with_rule();
         polls.note(ticket_no(7), NOW, &rule);
-        assert!(polls.write_pending(NOW, &rule).await.is_err());
+        assert!(polls.write_pending(NOW, |_| rule).await.is_err());
         assert_eq!(polls.pending(), 1);
-        assert_eq!(polls.write_pending(NOW, &rule).await.expect("written"), 1);
+        assert_eq!(
+            polls.write_pending(NOW, |_| rule).await.expect("written"),
+            1
+        );
         assert_eq!(polls.pending(), 0);
     }
 
@@ -268,11 +284,17 @@ mod tests {
         let rule = with_rule();
         let first = polls.present(ticket_no(5));
         let second = polls.present(ticket_no(5));
-        assert_eq!(polls.write_pending(NOW, &rule).await.expect("written"), 1);
+        assert_eq!(
+            polls.write_pending(NOW, |_| rule).await.expect("written"),
+            1
+        );
         drop(first);
-        assert_eq!(polls.write_pending(later, &rule).await.expect("written"), 1);
+        assert_eq!(
+            polls.write_pending(later, |_| rule).await.expect("written"),
+            1
+        );
         drop(second);
         let gone = later + Duration::seconds(10);
-        assert_eq!(polls.write_pending(gone, &rule).await.expect("none"), 0);
+        assert_eq!(polls.write_pending(gone, |_| rule).await.expect("none"), 0);
     }
 }

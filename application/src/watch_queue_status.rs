@@ -90,7 +90,7 @@ impl WatchQueueStatus {
             claims,
             admitted: None,
             last: None,
-            _watching: self.access.view.watch(),
+            _watching: self.access.lines.of_ticket(claims.ticket).watch(),
             _present: self.access.polls.present(claims.ticket),
             _slot: slot,
         })
@@ -125,8 +125,8 @@ impl WatchQueueStatus {
         &self,
         watch: &mut StatusWatch,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
-        let view = &self.access.view;
         let ticket = watch.claims.ticket;
+        let view = &self.access.lines.of_ticket(ticket);
         if let Some(ended) = view.ended_while_waiting(ticket) {
             return Ok(QueueStatusView::expired(ended.reason));
         }
@@ -189,7 +189,7 @@ mod tests {
     ) -> (WatchQueueStatus, QueueView) {
         let mut line = MockQueueRepository::new();
         let mut counters = vec![serving, serving_after].into_iter();
-        line.expect_snapshot().returning(move || {
+        line.expect_snapshot().returning(move |_| {
             Ok(QueueSnapshot {
                 serving: ServingCounter::new(counters.next().unwrap_or(serving_after)),
                 ..QueueSnapshot::default()
@@ -198,7 +198,7 @@ mod tests {
         line.expect_ended_waiting().returning(|_| Ok(Vec::new()));
         // Read only while watched: nothing the first time, then `ends`.
         let mut reads = 0;
-        line.expect_ended_since().returning(move |_| {
+        line.expect_ended_since().returning(move |_, _| {
             reads += 1;
             Ok(if reads == 1 { Vec::new() } else { ends.clone() })
         });

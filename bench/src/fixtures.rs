@@ -204,7 +204,7 @@ pub async fn block_the_line(db: &tokio_postgres::Client) -> anyhow::Result<()> {
                      now() + interval '1 day') \
              RETURNING ticket) \
          UPDATE queue_state SET serving = (SELECT ticket FROM head), admitted_total = 1, \
-                                issued_total = 1, issued_hwm = (SELECT ticket FROM head) WHERE id = 1",
+                                issued_total = 1, issued_hwm = (SELECT ticket FROM head) WHERE line = 0",
     )
     .await
     .context("blocking the line")

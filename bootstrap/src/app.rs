@@ -166,18 +166,19 @@ impl Application {
             },
             settings,
         );
-        if let Some(room) = rooms
-            .find(&RoomId::default_room())
+        let stored_rooms: Vec<_> = rooms
+            .list()
             .await
-            .context("reading the default waiting room")?
-        {
-            services.view.note_room(room.value);
+            .context("reading the waiting rooms")?
+            .into_iter()
+            .map(|room| room.value)
+            .collect();
+        services.lines.note_rooms(&stored_rooms);
+        for view in services.lines.views() {
+            view.refresh(clock.now())
+                .await
+                .context("reading the queue state")?;
         }
-        services
-            .view
-            .refresh(clock.now())
-            .await
-            .context("reading the queue state")?;
 
         if config.demo_data {
             let seeding_key = format!("demo-{}", std::process::id());
@@ -209,7 +210,7 @@ impl Application {
             sweep: services.sweep_lapsed_holds.clone(),
             purge: services.purge_expired_records.clone(),
             gauges: services.read_gauges.clone(),
-            view: services.view.clone(),
+            lines: services.lines.clone(),
             waiting_polls: services.waiting_polls.clone(),
             view_refreshed,
             clock,

@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use concert_application::admit_next_in_line::AdmitNextInLine;
 use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
 use concert_application::purge_expired_records::{PurgeExpiredRecords, PurgeReport};
-use concert_application::queue_view::QueueView;
 use concert_application::read_gauges::ReadGauges;
+use concert_application::room_lines::RoomLines;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
 use concert_application::waiting_polls::WaitingPolls;
 use concert_identity::JwtIdentity;
@@ -90,7 +90,7 @@ pub struct BackgroundJobs {
     pub(crate) sweep: Arc<SweepLapsedHolds>,
     pub(crate) purge: Arc<PurgeExpiredRecords>,
     pub(crate) gauges: Arc<ReadGauges>,
-    pub(crate) view: QueueView,
+    pub(crate) lines: RoomLines,
     pub(crate) waiting_polls: WaitingPolls,
     /// Moved when a refresh of the view changed what streams tell: wakes the event streams.
     pub(crate) view_refreshed: watch::Sender<u64>,
@@ -104,23 +104,32 @@ pub struct BackgroundJobs {
 }
 
 impl BackgroundJobs {
-    /// One admission step followed by a refresh of this instance's view of the line.
+    /// One admission step in every room followed by a refresh of this instance's views of the
+    /// lines.
     pub async fn admit_once(&self) -> Result<(), RepositoryError> {
         self.admit.run_once().await?;
         self.refresh_view().await
     }
 
-    /// Refreshes this instance's view of the line, then wakes the event streams if what they
-    /// tell may have changed.
+    /// Refreshes this instance's view of every line, then wakes the event streams if what they
+    /// tell may have changed. A line that fails to refresh does not hold up the others.
     async fn refresh_view(&self) -> Result<(), RepositoryError> {
-        self.view.refresh(self.clock.now()).await?;
-        // Against the last generation sent, so a change this instance noted between refreshes
-        // (a user who left here) wakes the streams too; a line standing still wakes nobody.
-        let now = self.view.generation();
-        if now != *self.view_refreshed.borrow() {
-            self.view_refreshed.send_replace(now);
+        let now = self.clock.now();
+        let mut failure = None;
+        let mut generation = 0_u64;
+        for view in self.lines.views() {
+            if let Err(error) = view.refresh(now).await {
+                failure.get_or_insert(error);
+            }
+            generation = generation.wrapping_add(view.generation());
         }
-        Ok(())
+        // Against the last generation sent (the sum over the lines, which only grow), so a
+        // change this instance noted between refreshes (a user who left here) wakes the streams
+        // too; lines standing still wake nobody.
+        if generation != *self.view_refreshed.borrow() {
+            self.view_refreshed.send_replace(generation);
+        }
+        failure.map_or(Ok(()), Err)
     }
 
     /// One sweep of lapsed holds; returns how many were marked expired.
@@ -133,10 +142,12 @@ impl BackgroundJobs {
         let gauges = self.gauges.execute().await?;
         #[allow(clippy::cast_precision_loss)]
         {
-            let room = concert_domain::RoomId::DEFAULT;
-            metrics::gauge!("queue_waiting_tokens", "room" => room)
-                .set(gauges.waiting_tokens as f64);
-            metrics::gauge!("queue_active_tokens", "room" => room).set(gauges.active_tokens as f64);
+            for room in gauges.rooms {
+                let id = room.room.as_str().to_owned();
+                metrics::gauge!("queue_waiting_tokens", "room" => id.clone())
+                    .set(room.waiting_tokens as f64);
+                metrics::gauge!("queue_active_tokens", "room" => id).set(room.active_tokens as f64);
+            }
             metrics::gauge!("seat_holds_live").set(gauges.live_holds as f64);
         }
         self.metrics.run_upkeep();
@@ -192,15 +203,16 @@ impl BackgroundJobs {
             })
         };
         let polls = {
-            let (polls, view, clock) = (
+            let (polls, lines, clock) = (
                 self.waiting_polls.clone(),
-                self.view.clone(),
+                self.lines.clone(),
                 self.clock.clone(),
             );
             every(WAITING_POLLS_INTERVAL, stop.clone(), move || {
-                let (polls, view, clock) = (polls.clone(), view.clone(), clock.clone());
+                let (polls, lines, clock) = (polls.clone(), lines.clone(), clock.clone());
                 async move {
-                    if let Err(error) = polls.write_pending(clock.now(), &view.policy()).await {
+                    let policy_of = |line| lines.of_line(line).policy();
+                    if let Err(error) = polls.write_pending(clock.now(), policy_of).await {
                         tracing::warn!(error = %error, "writing waiting polls failed");
                     }
                 }

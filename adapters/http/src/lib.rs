@@ -109,7 +109,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(payments::pay_reservation))
         .routes(routes!(admin::create_concert))
         .routes(routes!(admin::revoke_queue_token))
-        .routes(routes!(admin::list_rooms))
+        .routes(routes!(admin::create_room, admin::list_rooms))
         .routes(routes!(admin::read_room, admin::update_room))
         .routes(routes!(operations::live))
         .routes(routes!(operations::ready))

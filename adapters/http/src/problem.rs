@@ -45,6 +45,7 @@ pub enum ErrorCode {
     TokenInvalid,
     TokenExpired,
     QueueNotActive,
+    TokenWrongRoom,
     ConcertNotFound,
     RoomNotFound,
     DateNotFound,
@@ -57,6 +58,8 @@ pub enum ErrorCode {
     BalanceLimitExceeded,
     IdempotencyKeyReused,
     RoomClosed,
+    RoomExists,
+    ConcertInAnotherRoom,
     AdminKeyInvalid,
     IdentityInvalid,
     IdentityMismatch,
@@ -74,11 +77,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [Self; 29] = [
+    pub const ALL: [Self; 32] = [
         Self::ValidationFailed,
         Self::TokenInvalid,
         Self::TokenExpired,
         Self::QueueNotActive,
+        Self::TokenWrongRoom,
         Self::ConcertNotFound,
         Self::RoomNotFound,
         Self::DateNotFound,
@@ -91,6 +95,8 @@ impl ErrorCode {
         Self::BalanceLimitExceeded,
         Self::IdempotencyKeyReused,
         Self::RoomClosed,
+        Self::RoomExists,
+        Self::ConcertInAnotherRoom,
         Self::AdminKeyInvalid,
         Self::IdentityInvalid,
         Self::IdentityMismatch,
@@ -112,6 +118,7 @@ impl ErrorCode {
             Self::TokenInvalid => "TOKEN_INVALID",
             Self::TokenExpired => "TOKEN_EXPIRED",
             Self::QueueNotActive => "QUEUE_NOT_ACTIVE",
+            Self::TokenWrongRoom => "TOKEN_WRONG_ROOM",
             Self::ConcertNotFound => "CONCERT_NOT_FOUND",
             Self::RoomNotFound => "ROOM_NOT_FOUND",
             Self::DateNotFound => "DATE_NOT_FOUND",
@@ -124,6 +131,8 @@ impl ErrorCode {
             Self::BalanceLimitExceeded => "BALANCE_LIMIT_EXCEEDED",
             Self::IdempotencyKeyReused => "IDEMPOTENCY_KEY_REUSED",
             Self::RoomClosed => "ROOM_CLOSED",
+            Self::RoomExists => "ROOM_EXISTS",
+            Self::ConcertInAnotherRoom => "CONCERT_IN_ANOTHER_ROOM",
             Self::AdminKeyInvalid => "ADMIN_KEY_INVALID",
             Self::IdentityInvalid => "IDENTITY_INVALID",
             Self::IdentityMismatch => "IDENTITY_MISMATCH",
@@ -147,7 +156,9 @@ impl ErrorCode {
             | Self::TokenExpired
             | Self::AdminKeyInvalid
             | Self::IdentityInvalid => StatusCode::UNAUTHORIZED,
-            Self::QueueNotActive | Self::IdentityMismatch => StatusCode::FORBIDDEN,
+            Self::QueueNotActive | Self::TokenWrongRoom | Self::IdentityMismatch => {
+                StatusCode::FORBIDDEN
+            }
             Self::ConcertNotFound
             | Self::RoomNotFound
             | Self::DateNotFound
@@ -160,7 +171,9 @@ impl ErrorCode {
             | Self::InsufficientBalance
             | Self::BalanceLimitExceeded
             | Self::IdempotencyKeyReused
-            | Self::RoomClosed => StatusCode::CONFLICT,
+            | Self::RoomClosed
+            | Self::RoomExists
+            | Self::ConcertInAnotherRoom => StatusCode::CONFLICT,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -180,6 +193,7 @@ impl ErrorCode {
             Self::TokenInvalid => "The queue token is not valid",
             Self::TokenExpired => "The queue token has expired",
             Self::QueueNotActive => "The queue token is not active yet",
+            Self::TokenWrongRoom => "The queue token is for another waiting room",
             Self::ConcertNotFound => "Concert not found",
             Self::RoomNotFound => "Waiting room not found",
             Self::DateNotFound => "Concert date not found",
@@ -192,6 +206,8 @@ impl ErrorCode {
             Self::BalanceLimitExceeded => "The balance would exceed its maximum",
             Self::IdempotencyKeyReused => "The idempotency key was used with another request",
             Self::RoomClosed => "The waiting room is closed",
+            Self::RoomExists => "A waiting room with this id exists",
+            Self::ConcertInAnotherRoom => "The concert is guarded by another waiting room",
             Self::AdminKeyInvalid => "The admin key is missing or wrong",
             Self::IdentityInvalid => "The identity token is missing or not valid",
             Self::IdentityMismatch => "The request names another user than the caller",
@@ -444,6 +460,10 @@ impl From<AuthorizeError> for Problem {
                 ErrorCode::QueueNotActive,
                 "the queue token is still waiting in line",
             ),
+            AuthorizeError::WrongRoom => Self::new(
+                ErrorCode::TokenWrongRoom,
+                "this concert is sold through another waiting room; join that room's line",
+            ),
             AuthorizeError::Repository(error) => error.into(),
         }
     }
@@ -455,6 +475,10 @@ impl From<IssueQueueTokenError> for Problem {
             IssueQueueTokenError::RoomClosed => Self::new(
                 ErrorCode::RoomClosed,
                 "the waiting room is closed to newcomers",
+            ),
+            IssueQueueTokenError::RoomNotFound => Self::new(
+                ErrorCode::RoomNotFound,
+                "there is no waiting room with this roomId",
             ),
             IssueQueueTokenError::Repository(error) => error.into(),
         }
@@ -676,6 +700,17 @@ impl From<RoomAdminError> for Problem {
             RoomAdminError::Admin(refused) => refused.into(),
             RoomAdminError::Invalid(error) => error.into(),
             RoomAdminError::RoomNotFound(room) => room_not_found(&room),
+            RoomAdminError::RoomExists(room) => {
+                Self::new(ErrorCode::RoomExists, format!("room {room} exists"))
+            }
+            RoomAdminError::ConcertNotFound(concert) => Self::new(
+                ErrorCode::ConcertNotFound,
+                format!("there is no concert {concert}"),
+            ),
+            RoomAdminError::ConcertInAnotherRoom(concert, room) => Self::new(
+                ErrorCode::ConcertInAnotherRoom,
+                format!("concert {concert} is guarded by room {room}"),
+            ),
             RoomAdminError::Repository(error) => error.into(),
         }
     }

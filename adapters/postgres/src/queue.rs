@@ -20,7 +20,9 @@ use concert_application::ports::{
     Written,
 };
 use concert_domain::queue::ServingCounter;
-use concert_domain::{Admission, EndReason, Pace, QueueTicket, TicketNo, TicketStatus, UserId};
+use concert_domain::{
+    Admission, EndReason, LineNo, Pace, QueueTicket, TicketNo, TicketStatus, UserId,
+};
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
@@ -99,28 +101,42 @@ fn tickets(rows: Vec<TicketRow>) -> Result<Vec<QueueTicket>, RepositoryError> {
         .collect()
 }
 
+/// The user's live ticket in one line; the statuses are the statement's constants and the line
+/// is `ticket >> 40`, so the plan uses the partial index of live tickets per user and line.
 static LOAD_LIVE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {TICKET_COLUMNS}, \
-                COALESCE((SELECT m.version FROM queue_members m WHERE m.user_id = $1), 0) \
-                  AS member_version \
+                COALESCE((SELECT m.version FROM queue_members m \
+                          WHERE m.user_id = $1 AND m.line = $2), 0) AS member_version \
          FROM (SELECT 1) AS one \
-         LEFT JOIN queue_tickets t ON t.user_id = $1 AND t.status = ANY($2)"
+         LEFT JOIN queue_tickets t ON t.user_id = $1 AND (t.ticket >> 40) = $2 \
+                                  AND t.status IN ('{WAITING}', '{ACTIVE}')"
     )
 });
+
+/// The sequence a line draws its numbers from (created with the room's line).
+pub(crate) fn line_sequence(line: LineNo) -> String {
+    format!("queue_line_{line}_seq")
+}
+
+/// A line's ticket numbers: above its start, below its end.
+fn line_range(line: LineNo) -> (i64, i64) {
+    (line.start().get(), line.end())
+}
 
 /// A join: the user's place moves from the version read (an upsert: a first join inserts it),
 /// then the queue lock is taken in shared mode, then the number is drawn: only if the place
 /// moved, and only under the lock.
 const SAVE_JOIN: &str = "WITH member AS ( \
-         INSERT INTO queue_members AS m (user_id, version) VALUES ($1, $2 + 1) \
-         ON CONFLICT (user_id) DO UPDATE SET version = m.version + 1 WHERE m.version = $2 \
+         INSERT INTO queue_members AS m (user_id, line, version) VALUES ($1, $6, $2 + 1) \
+         ON CONFLICT (user_id, line) DO UPDATE SET version = m.version + 1 \
+         WHERE m.version = $2 \
          RETURNING 1 \
      ), gate AS ( \
-         SELECT pg_advisory_xact_lock_shared($3, 0) FROM member \
+         SELECT pg_advisory_xact_lock_shared($3, $6) FROM member \
      ), drawn AS ( \
          INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
-         SELECT nextval('queue_tickets_ticket_seq'), $1, $4, $5 FROM gate \
+         SELECT nextval($7::text::regclass), $1, $4, $5 FROM gate \
          RETURNING ticket, user_id, status, issued_at, active_until, last_seen, end_reason \
      ) \
      SELECT drawn.ticket, drawn.user_id, drawn.status, drawn.issued_at, drawn.active_until, \
@@ -135,7 +151,7 @@ const END_TICKET: &str = "WITH ended AS ( \
          RETURNING admitted_at \
      ), tallied AS ( \
          UPDATE queue_state SET ended_waiting_total = ended_waiting_total + 1 \
-         WHERE id = 1 AND EXISTS (SELECT 1 FROM ended WHERE admitted_at IS NULL) \
+         WHERE line = ($1 >> 40) AND EXISTS (SELECT 1 FROM ended WHERE admitted_at IS NULL) \
      ) \
      SELECT 1 FROM ended";
 
@@ -167,7 +183,7 @@ static FIND: LazyLock<String> =
 
 #[async_trait]
 impl QueueRepository for PgQueueRepository {
-    async fn load_live(&self, user: UserId) -> Result<LiveTicket, RepositoryError> {
+    async fn load_live(&self, user: UserId, line: LineNo) -> Result<LiveTicket, RepositoryError> {
         #[derive(QueryableByName)]
         struct Row {
             #[diesel(embed)]
@@ -180,7 +196,7 @@ impl QueueRepository for PgQueueRepository {
                 let mut conn = self.pool.get().await?;
                 let row: Row = diesel::sql_query(LOAD_LIVE.as_str())
                     .bind::<SqlUuid, _>(user.get())
-                    .bind::<Array<Text>, _>(vec![WAITING, ACTIVE])
+                    .bind::<Integer, _>(line_key(line))
                     .cached()
                     .get_result(&mut conn)
                     .await
@@ -212,6 +228,8 @@ impl QueueRepository for PgQueueRepository {
                     .bind::<Integer, _>(locks::QUEUE)
                     .bind::<Text, _>(WAITING)
                     .bind::<Timestamptz, _>(write.now)
+                    .bind::<Integer, _>(line_key(write.line))
+                    .bind::<Text, _>(line_sequence(write.line))
                     .cached()
                     .get_result(&mut conn)
                     .await
@@ -324,6 +342,7 @@ impl QueueRepository for PgQueueRepository {
 
     async fn admit(
         &self,
+        line: LineNo,
         now: OffsetDateTime,
         rules: &(dyn AdmissionRules + 'static),
     ) -> Result<Written<AdmissionReport>, RepositoryError> {
@@ -332,7 +351,7 @@ impl QueueRepository for PgQueueRepository {
                 let mut conn = self.pool.get().await?;
                 let result = conn
                     .transaction::<_, StepAbort, _>(async |conn| {
-                        admit_in_transaction(conn, now, rules).await
+                        admit_in_transaction(conn, line, now, rules).await
                     })
                     .await;
                 match result {
@@ -344,7 +363,7 @@ impl QueueRepository for PgQueueRepository {
             .await
     }
 
-    async fn snapshot(&self) -> Result<QueueSnapshot, RepositoryError> {
+    async fn snapshot(&self, line: LineNo) -> Result<QueueSnapshot, RepositoryError> {
         #[derive(QueryableByName)]
         struct Snapshot {
             #[diesel(sql_type = BigInt)]
@@ -361,25 +380,15 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
-                // O(1) in the length of the line: the tickets up to `issued_hwm` were counted by
-                // the last admission step; only the few issued since are counted here. Waiting
-                // tickets leave the line by admission or by ending while waiting, so waiting =
-                // issued − admitted − ended while waiting.
-                let row: Snapshot = diesel::sql_query(
-                    "SELECT s.serving, s.admitted_total, \
-                            s.issued_total - s.admitted_total - s.ended_waiting_total \
-                              + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
-                              AS waiting, \
-                            (SELECT count(*) FROM queue_tickets t WHERE t.status = 'ACTIVE') AS active, \
-                            s.issued_total \
-                              + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
-                              AS issued \
-                     FROM queue_state s WHERE s.id = 1",
-                )
-                .cached()
-                .get_result(&mut conn)
-                .await
-                .map_err(from_diesel)?;
+                let (start, end) = line_range(line);
+                let row: Snapshot = diesel::sql_query(SNAPSHOT.as_str())
+                    .bind::<Integer, _>(line_key(line))
+                    .bind::<BigInt, _>(start)
+                    .bind::<BigInt, _>(end)
+                    .cached()
+                    .get_result(&mut conn)
+                    .await
+                    .map_err(from_diesel)?;
                 Ok(QueueSnapshot {
                     serving: ServingCounter::new(row.serving),
                     admitted_total: u64::try_from(row.admitted_total).map_err(corrupt)?,
@@ -393,13 +402,17 @@ impl QueueRepository for PgQueueRepository {
 
     async fn ended_since(
         &self,
+        line: LineNo,
         since: OffsetDateTime,
     ) -> Result<Vec<EndedTicket>, RepositoryError> {
+        let (start, end) = line_range(line);
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
                 let rows: Vec<EndedRow> = diesel::sql_query(ENDED_SINCE.as_str())
                     .bind::<Timestamptz, _>(since)
+                    .bind::<BigInt, _>(start)
+                    .bind::<BigInt, _>(end)
                     .cached()
                     .load(&mut conn)
                     .await
@@ -418,6 +431,7 @@ impl QueueRepository for PgQueueRepository {
                 let mut conn = self.pool.get().await?;
                 let rows: Vec<EndedRow> = diesel::sql_query(ENDED_WAITING.as_str())
                     .bind::<BigInt, _>(serving.get())
+                    .bind::<BigInt, _>(serving.line().end())
                     .cached()
                     .load(&mut conn)
                     .await
@@ -462,7 +476,8 @@ impl EndedRow {
 static ENDED_WAITING: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT ticket, end_reason, ended_at FROM queue_tickets \
-         WHERE status = '{EXPIRED}' AND admitted_at IS NULL AND ticket > $1 ORDER BY ticket"
+         WHERE status = '{EXPIRED}' AND admitted_at IS NULL AND ticket > $1 AND ticket < $2 \
+         ORDER BY ticket"
     )
 });
 
@@ -470,22 +485,49 @@ static ENDED_WAITING: LazyLock<String> = LazyLock::new(|| {
 static ENDED_SINCE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT ticket, end_reason, ended_at FROM queue_tickets \
-         WHERE status = '{EXPIRED}' AND ended_at >= $1"
+         WHERE status = '{EXPIRED}' AND ended_at >= $1 AND ticket > $2 AND ticket < $3"
     )
 });
 
-/// The tickets in one status, in ticket order (the admission step's active tickets).
-static ACTIVE_TICKETS: LazyLock<String> = LazyLock::new(|| {
-    format!("SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 ORDER BY t.ticket")
+/// A line's counters, its waiting count (O(1) in the length of the line: the tickets up to
+/// `issued_hwm` were counted by the last admission step; only the few issued since are counted
+/// here; waiting tickets leave by admission or by ending while waiting, so waiting = issued −
+/// admitted − ended while waiting) and its active count. `$2`, `$3`: the line's range.
+static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT s.serving, s.admitted_total, \
+                s.issued_total - s.admitted_total - s.ended_waiting_total + fresh.count AS waiting, \
+                (SELECT count(*) FROM queue_tickets t \
+                 WHERE t.status = '{ACTIVE}' AND t.ticket > $2 AND t.ticket < $3) AS active, \
+                s.issued_total + fresh.count AS issued \
+         FROM queue_state s, LATERAL ( \
+             SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm AND t.ticket < $3 \
+         ) AS fresh \
+         WHERE s.line = $1"
+    )
 });
 
-/// The oldest tickets in one status, at most `$2` (the admission step's head of the line).
+/// The tickets of a line in one status, in ticket order (the admission step's active tickets).
+static ACTIVE_TICKETS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {TICKET_COLUMNS} FROM queue_tickets t \
+         WHERE t.status = $1 AND t.ticket > $2 AND t.ticket < $3 ORDER BY t.ticket"
+    )
+});
+
+/// The oldest tickets of a line in one status, at most `$2` (the admission step's head of the
+/// line).
 static OLDEST_WAITING: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.status = $1 \
-         ORDER BY t.ticket LIMIT $2"
+        "SELECT {TICKET_COLUMNS} FROM queue_tickets t \
+         WHERE t.status = $1 AND t.ticket > $3 AND t.ticket < $4 ORDER BY t.ticket LIMIT $2"
     )
 });
+
+/// A line's key in the tables that have one row per line (and in its advisory lock).
+pub(crate) fn line_key(line: LineNo) -> i32 {
+    i32::try_from(line.get()).unwrap_or(i32::MAX)
+}
 
 /// The line's counters as an admission step reads them. Only steps write these columns, and
 /// they run one at a time under the exclusive queue lock, so no row lock is needed to read them.
@@ -496,7 +538,10 @@ struct Counters {
     pace: Pace,
 }
 
-async fn read_counters(conn: &mut AsyncPgConnection) -> Result<Counters, DieselError> {
+async fn read_counters(
+    conn: &mut AsyncPgConnection,
+    line: LineNo,
+) -> Result<Counters, DieselError> {
     let (serving, issued_hwm, issued_total, credit_millis, at): (
         i64,
         i64,
@@ -504,7 +549,7 @@ async fn read_counters(conn: &mut AsyncPgConnection) -> Result<Counters, DieselE
         i64,
         Option<OffsetDateTime>,
     ) = queue_state::table
-        .find(1)
+        .find(line_key(line))
         .select((
             queue_state::serving,
             queue_state::issued_hwm,
@@ -525,8 +570,10 @@ async fn read_counters(conn: &mut AsyncPgConnection) -> Result<Counters, DieselE
 /// The admissions of the 60 seconds before `now` (the partial index on `admitted_at`).
 async fn count_last_minute(
     conn: &mut AsyncPgConnection,
+    line: LineNo,
     now: OffsetDateTime,
 ) -> Result<u32, DieselError> {
+    let (start, end) = line_range(line);
     #[derive(QueryableByName)]
     struct Count {
         #[diesel(sql_type = BigInt)]
@@ -534,9 +581,12 @@ async fn count_last_minute(
     }
     let counted: Count = diesel::sql_query(
         "SELECT count(*) AS count FROM queue_tickets \
-         WHERE admitted_at IS NOT NULL AND admitted_at > $1 - interval '60 seconds'",
+         WHERE admitted_at IS NOT NULL AND admitted_at > $1 - interval '60 seconds' \
+           AND ticket > $2 AND ticket < $3",
     )
     .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(start)
+    .bind::<BigInt, _>(end)
     .cached()
     .get_result(conn)
     .await?;
@@ -586,6 +636,7 @@ async fn write_ends(
 /// One admission step under the exclusive queue lock (see the module docs).
 async fn admit_in_transaction(
     conn: &mut AsyncPgConnection,
+    line: LineNo,
     now: OffsetDateTime,
     rules: &dyn AdmissionRules,
 ) -> Result<AdmissionReport, StepAbort> {
@@ -598,27 +649,32 @@ async fn admit_in_transaction(
     }
     let corrupt_row =
         |error: RepositoryError| StepAbort::Db(DieselError::DeserializationError(Box::new(error)));
-    // Exclusive: waits for every join in flight to commit, and keeps other steps out.
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, 0)")
+    let (start, end) = line_range(line);
+    // Exclusive: waits for every join in flight to the line to commit, and keeps other steps of
+    // the line out.
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
         .bind::<Integer, _>(locks::QUEUE)
+        .bind::<Integer, _>(line_key(line))
         .cached()
         .execute(conn)
         .await?;
     // 1. The active tickets; the domain ends the overdue ones and counts the free places.
     let active: Vec<TicketRow> = diesel::sql_query(ACTIVE_TICKETS.as_str())
         .bind::<Text, _>(ACTIVE)
+        .bind::<BigInt, _>(start)
+        .bind::<BigInt, _>(end)
         .cached()
         .load(conn)
         .await?;
     let active = tickets(active).map_err(corrupt_row)?;
     let overdue = rules.end_overdue(&active);
-    let counters = read_counters(conn).await?;
+    let counters = read_counters(conn, line).await?;
     // 2. A paced room: the domain says how many of the free places may be filled now, from the
     //    admissions of the last minute and the stored pace.
     let (free, pace) = if overdue.free > 0 && rules.is_paced() {
         let (allowed, refilled) = rules.paced(
             overdue.free,
-            count_last_minute(conn, now).await?,
+            count_last_minute(conn, line, now).await?,
             counters.pace,
         );
         (allowed, Some(refilled))
@@ -636,6 +692,8 @@ async fn admit_in_transaction(
         let waiting: Vec<TicketRow> = diesel::sql_query(OLDEST_WAITING.as_str())
             .bind::<Text, _>(WAITING)
             .bind::<BigInt, _>(i64::from(rules.waiting_candidates(free)))
+            .bind::<BigInt, _>(start)
+            .bind::<BigInt, _>(end)
             .cached()
             .load(conn)
             .await?;
@@ -680,9 +738,11 @@ async fn admit_in_transaction(
     //    flight), and a paced room's credit, spent.
     let hwm = counters.issued_hwm;
     let issued: Issued = diesel::sql_query(
-        "SELECT count(*) AS count, max(ticket) AS max FROM queue_tickets WHERE ticket > $1",
+        "SELECT count(*) AS count, max(ticket) AS max FROM queue_tickets \
+         WHERE ticket > $1 AND ticket < $2",
     )
     .bind::<BigInt, _>(hwm)
+    .bind::<BigInt, _>(end)
     .cached()
     .get_result(conn)
     .await?;
@@ -692,7 +752,7 @@ async fn admit_in_transaction(
     let pace = pace.map_or(counters.pace, |pace| {
         pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX))
     });
-    diesel::update(queue_state::table.find(1))
+    diesel::update(queue_state::table.find(line_key(line)))
         .set((
             queue_state::serving.eq(serving.get()),
             queue_state::admitted_total.eq(queue_state::admitted_total + admitted_count),

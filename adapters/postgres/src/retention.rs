@@ -61,7 +61,7 @@ static PURGE_TICKETS: LazyLock<String> = LazyLock::new(|| {
         "DELETE FROM queue_tickets WHERE ticket IN ( \
              SELECT ticket FROM queue_tickets WHERE status = '{expired}' AND ended_at < $1 \
                AND (admitted_at IS NOT NULL \
-                    OR ticket <= (SELECT serving FROM queue_state WHERE id = 1)) \
+                    OR ticket <= (SELECT serving FROM queue_state WHERE line = (ticket >> 40))) \
              ORDER BY ended_at LIMIT $2 FOR UPDATE SKIP LOCKED)"
     )
 });

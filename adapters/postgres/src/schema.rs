@@ -113,8 +113,8 @@ diesel::table! {
 }
 
 diesel::table! {
-    queue_state (id) {
-        id -> Integer,
+    queue_state (line) {
+        line -> Integer,
         serving -> BigInt,
         admitted_total -> BigInt,
         issued_total -> BigInt,

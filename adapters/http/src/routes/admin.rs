@@ -4,15 +4,15 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use concert_application::create_concert::{CreateConcertCommand, NewDateCommand};
-use concert_application::manage_rooms::RoomReport;
+use concert_application::manage_rooms::{RoomReport, RoomRequest};
 use concert_domain::{RoomChange, RoomState};
 use serde::{Deserialize, Serialize};
-use time::Date;
+use time::{Date, OffsetDateTime};
 use utoipa::ToSchema;
 
 use crate::AppState;
 use crate::extract::{AdminBearer, ValidJson};
-use crate::format::calendar_date;
+use crate::format::{calendar_date, utc};
 use crate::problem::{Problem, ProblemBody, admin_key_invalid};
 
 /// The body of an administration request, once the key is judged first: a caller without the
@@ -127,8 +127,7 @@ pub struct RevocationRequest {
 /// **Extension.** Revokes a user's live token in a waiting room: it ends at once (`reason`
 /// `REVOKED`), its next call gets `401 TOKEN_EXPIRED`, and its place or active slot is freed.
 ///
-/// `204` also when the user had no live token. One room runs today: `default`, which guards
-/// every concert.
+/// `204` also when the user had no live token.
 #[utoipa::path(
     post,
     path = "/v1/admin/rooms/{roomId}/revocations",
@@ -202,6 +201,10 @@ impl From<RoomStateBody> for RoomState {
 pub struct RoomResponse {
     #[schema(example = "default")]
     pub room_id: String,
+    /// The concerts the room guards; empty for `default`, which guards every concert no other
+    /// room names.
+    #[schema(example = json!([3]))]
+    pub concert_ids: Vec<i64>,
     /// Tokens active at once, at most.
     #[schema(minimum = 1, example = 500)]
     pub max_active: u32,
@@ -212,6 +215,13 @@ pub struct RoomResponse {
     /// A `WAITING` token whose holder has not polled its status for this long is passed over
     /// (ended, reason `IDLE`) when its turn comes; `null`: waiting users keep their place.
     pub waiting_idle_seconds: Option<i64>,
+    /// When the room opens: until then newcomers gather in a pre-queue; `null`: open from its
+    /// creation.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub opens_at: Option<OffsetDateTime>,
+    /// Whether the pre-queue is put in a random order at the opening (else arrival order).
+    pub shuffle_at_open: bool,
     /// `WAITING` tokens.
     pub waiting: u64,
     /// `ACTIVE` tokens.
@@ -226,8 +236,17 @@ pub struct RoomResponse {
 
 impl From<RoomReport> for RoomResponse {
     fn from(report: RoomReport) -> Self {
+        let opening = report.room.opening();
         Self {
             room_id: report.room.id().to_string(),
+            concert_ids: report
+                .room
+                .concerts()
+                .iter()
+                .map(|concert| concert.get())
+                .collect(),
+            opens_at: opening.map(|opening| utc(opening.at)),
+            shuffle_at_open: opening.is_some_and(|opening| opening.shuffle),
             max_active: report.room.max_active(),
             state: report.room.state().into(),
             admit_per_minute: report.room.admit_per_minute(),
@@ -247,6 +266,39 @@ impl From<RoomReport> for RoomResponse {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RoomsResponse {
     pub rooms: Vec<RoomResponse>,
+}
+
+/// A new waiting room for some concerts.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateRoomRequest {
+    /// 1 to 64 characters of `a-z`, `0-9` and `-`.
+    #[schema(example = "spring-gala")]
+    pub room_id: String,
+    /// The concerts it guards (at least one); each must be guarded by `default` until now.
+    #[schema(example = json!([3]))]
+    pub concert_ids: Vec<i64>,
+    /// 1 to 1,000,000 tokens active at once.
+    #[schema(minimum = 1, maximum = 1_000_000, example = 500)]
+    pub max_active: i64,
+    /// 1 to 1,000,000 admissions in any 60 seconds, spread evenly; `null`: as fast as places
+    /// free up.
+    #[serde(default)]
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub admit_per_minute: Option<i64>,
+    /// When the room opens (RFC 3339). Newcomers before it wait in a pre-queue and get their
+    /// places all at once at the opening, ahead of everyone after; `null`: open at once.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[schema(value_type = Option<String>, format = DateTime, example = "2026-12-24T10:00:00Z")]
+    pub opens_at: Option<OffsetDateTime>,
+    /// Gives the pre-queue a uniformly random order at the opening (needs `opensAt`).
+    #[serde(default)]
+    pub shuffle_at_open: bool,
+    /// 5 to 86,400: a waiting token not polled for this long is passed over when its turn
+    /// comes; `null`: waiting users keep their place.
+    #[serde(default)]
+    #[schema(minimum = 5, maximum = 86_400)]
+    pub waiting_idle_seconds: Option<i64>,
 }
 
 /// A change to a room: each member given is set, the others stay.
@@ -276,8 +328,54 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Option::<i64>::deserialize(deserializer).map(Some)
 }
 
-/// **Extension.** The waiting rooms with their live figures. One room runs today: `default`,
-/// which guards every concert.
+/// **Extension.** Creates a waiting room for some concerts, with a line of its own: their
+/// dates, seats, holds and payments then take an `ACTIVE` token of this room
+/// (`POST /v1/queue/tokens` with its `roomId`); a token of another room gets
+/// `403 TOKEN_WRONG_ROOM`. Every instance follows within its admission interval.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/rooms",
+    tag = "admin",
+    security(("adminKey" = [])),
+    request_body = CreateRoomRequest,
+    responses(
+        (status = 201, description = "The room, open or waiting for its opening", body = RoomResponse),
+        (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 401, description = "ADMIN_KEY_INVALID", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "CONCERT_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "ROOM_EXISTS; CONCERT_IN_ANOTHER_ROOM: a concert is guarded by a room other than `default`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 429, description = "RATE_LIMITED: too many wrong admin keys on this instance in the last minute; see Retry-After", body = ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds until keys are checked again"))),
+        (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "UNSUPPORTED_MEDIA_TYPE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create_room(
+    State(state): State<AppState>,
+    AdminBearer(key): AdminBearer,
+    body: Result<ValidJson<CreateRoomRequest>, Problem>,
+) -> Result<(StatusCode, Json<RoomResponse>), Problem> {
+    let request = admin_body(&state, &key, body)?;
+    let request = RoomRequest {
+        room_id: request.room_id,
+        concert_ids: request.concert_ids,
+        max_active: request.max_active,
+        admit_per_minute: request.admit_per_minute,
+        opens_at: request.opens_at,
+        shuffle_at_open: request.shuffle_at_open,
+        waiting_idle_seconds: request.waiting_idle_seconds,
+    };
+    let report = state
+        .services()
+        .manage_rooms
+        .create(Some(&key), &request)
+        .await?;
+    Ok((StatusCode::CREATED, Json(report.into())))
+}
+
+/// **Extension.** The waiting rooms with their live figures: `default` first, then in the order
+/// they were created.
 #[utoipa::path(
     get,
     path = "/v1/admin/rooms",

@@ -198,16 +198,17 @@ pub async fn list_concerts(
         (status = 200, description = "The bookable dates", body = ConcertDatesResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE; TOKEN_WRONG_ROOM: the concert is another waiting room's", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_available_dates(
     State(state): State<AppState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     ValidPath(Param(concert)): ValidPath<Param<ConcertId>>,
 ) -> Result<Json<ConcertDatesResponse>, Problem> {
+    state.services().authorize.admit_to(&caller, concert)?;
     let dates = state
         .services()
         .list_available_dates
@@ -233,17 +234,18 @@ pub async fn list_available_dates(
         (status = 200, description = "The available seats", body = SeatListResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE; TOKEN_WRONG_ROOM: the concert is another waiting room's", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND, DATE_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn list_available_seats(
     State(state): State<AppState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     ValidPath(path): ValidPath<(Param<ConcertId>, Param<Date>)>,
 ) -> Result<Json<SeatListResponse>, Problem> {
     let (Param(concert), Param(date)) = path;
+    state.services().authorize.admit_to(&caller, concert)?;
     let seats = state
         .services()
         .list_available_seats
@@ -267,17 +269,18 @@ pub async fn list_available_seats(
         (status = 200, description = "Every seat with its state", body = SeatMapResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE; TOKEN_WRONG_ROOM: the concert is another waiting room's", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND, DATE_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )
 )]
 pub async fn read_seat_map(
     State(state): State<AppState>,
-    Caller(_caller): Caller,
+    Caller(caller): Caller,
     ValidPath(path): ValidPath<(Param<ConcertId>, Param<Date>)>,
 ) -> Result<Json<SeatMapResponse>, Problem> {
     let (Param(concert), Param(date)) = path;
+    state.services().authorize.admit_to(&caller, concert)?;
     let map = state
         .services()
         .read_seat_map

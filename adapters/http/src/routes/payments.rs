@@ -70,7 +70,7 @@ impl From<PaymentReceipt> for PaymentResponse {
         (status = 201, description = "Paid", body = PaymentResponse),
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE; TOKEN_WRONG_ROOM: the reservation is for another waiting room's concert", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "INSUFFICIENT_BALANCE, RESERVATION_EXPIRED, RESERVATION_NOT_HELD, IDEMPOTENCY_KEY_REUSED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),

@@ -10,7 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use concert_application::issue_queue_token::IssuedToken;
 use concert_application::read_queue_status::QueueStatusView;
-use concert_domain::{EndReason, TicketStatus, UserId};
+use concert_domain::{EndReason, RoomId, TicketStatus, UserId};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -78,6 +78,10 @@ pub struct IssueTokenRequest {
     /// in `jwt` mode optional, and when given it must be the identity token's `sub`.
     #[schema(format = Uuid, example = "3f1c9a52-4c1e-4d8e-9b1a-2f6c1d3e4a5b")]
     pub user_id: Option<String>,
+    /// The waiting room whose line to join; without it, `default` (the room of every concert
+    /// no other room names).
+    #[schema(example = "spring-gala")]
+    pub room_id: Option<String>,
 }
 
 /// A token's place in line. `position` and `estimatedWaitSeconds` are set only while
@@ -148,6 +152,8 @@ impl From<IssuedToken> for TokenResponse {
         (status = 400, description = "VALIDATION_FAILED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "IDENTITY_INVALID (jwt identity mode)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 403, description = "IDENTITY_MISMATCH (jwt identity mode: `userId` is not the verified user)", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 404, description = "ROOM_NOT_FOUND: no room has this `roomId`", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "ROOM_CLOSED: the room takes no newcomers (a user who already holds a live token gets it back)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 429, description = "RATE_LIMITED: too many joins from this address or by this user (only with JOIN_RATE_LIMIT_* set); see Retry-After", body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds until a join may succeed"))),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
@@ -166,6 +172,10 @@ pub async fn issue_queue_token(
         .check_address(address)
         .map_err(|wait| rate_limited("joins from this address", wait))?;
     let named = body.user_id.as_deref().map(UserId::parse).transpose()?;
+    let room = body
+        .room_id
+        .as_deref()
+        .map_or_else(|| Ok(RoomId::default_room()), RoomId::parse)?;
     let user = state
         .services()
         .identify_caller
@@ -174,7 +184,11 @@ pub async fn issue_queue_token(
         .join_limits
         .check_user(user)
         .map_err(|wait| rate_limited("joins by this user", wait))?;
-    let issued = state.services().issue_queue_token.execute(user).await?;
+    let issued = state
+        .services()
+        .issue_queue_token
+        .execute(user, &room)
+        .await?;
     let status = if issued.created {
         StatusCode::CREATED
     } else {

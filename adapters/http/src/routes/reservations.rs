@@ -98,7 +98,7 @@ impl From<Reservation> for ReservationResponse {
         (status = 201, description = "The seat is held", body = ReservationResponse),
         (status = 400, description = "VALIDATION_FAILED (e.g. seat number out of range)", body = ProblemBody, content_type = "application/problem+json"),
         (status = 401, description = "TOKEN_INVALID, TOKEN_EXPIRED", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 403, description = "QUEUE_NOT_ACTIVE", body = ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "QUEUE_NOT_ACTIVE; TOKEN_WRONG_ROOM: the concert is another waiting room's", body = ProblemBody, content_type = "application/problem+json"),
         (status = 404, description = "CONCERT_NOT_FOUND, DATE_NOT_FOUND", body = ProblemBody, content_type = "application/problem+json"),
         (status = 409, description = "SEAT_UNAVAILABLE, HOLD_LIMIT_REACHED", body = ProblemBody, content_type = "application/problem+json"),
         (status = 413, description = "PAYLOAD_TOO_LARGE", body = ProblemBody, content_type = "application/problem+json"),
@@ -111,8 +111,10 @@ pub async fn hold_seat(
     Caller(caller): Caller,
     ValidJson(body): ValidJson<HoldSeatRequest>,
 ) -> Result<(StatusCode, Json<ReservationResponse>), Problem> {
+    let concert = ConcertId::new(body.concert_id)?;
+    state.services().authorize.admit_to(&caller, concert)?;
     let command = HoldSeatCommand {
-        concert: ConcertId::new(body.concert_id)?,
+        concert,
         date: body.date,
         seat_no: body.seat_no,
     };

@@ -199,7 +199,7 @@ fn ticket(n: i64, owner: Uuid, status: TicketStatus) -> QueueTicket {
 
 fn queue() -> MockQueueRepository {
     let mut queue = MockQueueRepository::new();
-    queue.expect_load_live().returning(|who| {
+    queue.expect_load_live().returning(|who, _| {
         Ok(LiveTicket {
             ticket: (who.get() == USER_A).then(|| ticket(100, USER_A, TicketStatus::Waiting)),
             version: Version::new(1),
@@ -232,8 +232,8 @@ fn queue() -> MockQueueRepository {
         .returning(|_| Ok(Written::Done(())));
     queue
         .expect_admit()
-        .returning(|_, _| Ok(Written::Done(AdmissionReport::default())));
-    queue.expect_snapshot().returning(|| {
+        .returning(|_, _, _| Ok(Written::Done(AdmissionReport::default())));
+    queue.expect_snapshot().returning(|_| {
         Ok(QueueSnapshot {
             serving: ServingCounter::new(SERVING),
             admitted_total: 10,
@@ -541,6 +541,10 @@ fn rooms() -> MockRoomRepository {
         let room = read.lock().expect("rooms").clone();
         Ok((room.value.id() == id).then_some(room))
     });
+    let listed = Arc::clone(&stored);
+    rooms
+        .expect_list()
+        .returning(move || Ok(vec![listed.lock().expect("rooms").clone()]));
     rooms.expect_save().returning(move |write| {
         let mut room = stored.lock().expect("rooms");
         if room.version != write.version {
@@ -600,7 +604,12 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             most_status_watches: 1,
         },
     );
-    services.view.refresh(NOW).await.expect("queue view");
+    services
+        .lines
+        .default_line()
+        .refresh(NOW)
+        .await
+        .expect("queue view");
     // No refreshes here: their sender is gone, so an event stream ends after its first event.
     let (_, refreshed) = tokio::sync::watch::channel(0);
     let (_, draining) = tokio::sync::watch::channel(false);

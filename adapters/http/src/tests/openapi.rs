@@ -10,6 +10,7 @@ const CONTRACT: &[(&str, &str)] = &[
     ("get", "/v1/queue/events"),
     ("delete", "/v1/queue/tokens/current"),
     ("post", "/v1/admin/rooms/{roomId}/revocations"),
+    ("post", "/v1/admin/rooms"),
     ("get", "/v1/admin/rooms"),
     ("get", "/v1/admin/rooms/{roomId}"),
     ("patch", "/v1/admin/rooms/{roomId}"),

@@ -56,6 +56,7 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         (AuthorizeError::TokenInvalid.into(), "TOKEN_INVALID"),
         (AuthorizeError::TokenExpired.into(), "TOKEN_EXPIRED"),
         (AuthorizeError::QueueNotActive.into(), "QUEUE_NOT_ACTIVE"),
+        (AuthorizeError::WrongRoom.into(), "TOKEN_WRONG_ROOM"),
         (
             AuthorizeError::Repository(unavailable()).into(),
             "SERVICE_UNAVAILABLE",
@@ -66,6 +67,26 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         ),
         (ReadQueueStatusError::TokenInvalid.into(), "TOKEN_INVALID"),
         (IssueQueueTokenError::RoomClosed.into(), "ROOM_CLOSED"),
+        (IssueQueueTokenError::RoomNotFound.into(), "ROOM_NOT_FOUND"),
+        (
+            RoomAdminError::RoomExists(
+                concert_domain::RoomId::parse("spring-gala").expect("a room id"),
+            )
+            .into(),
+            "ROOM_EXISTS",
+        ),
+        (
+            RoomAdminError::ConcertNotFound(concert()).into(),
+            "CONCERT_NOT_FOUND",
+        ),
+        (
+            RoomAdminError::ConcertInAnotherRoom(
+                concert(),
+                concert_domain::RoomId::parse("spring-gala").expect("a room id"),
+            )
+            .into(),
+            "CONCERT_IN_ANOTHER_ROOM",
+        ),
         (LeaveQueueError::TokenInvalid.into(), "TOKEN_INVALID"),
         (LeaveQueueError::TokenExpired.into(), "TOKEN_EXPIRED"),
         (
@@ -261,7 +282,7 @@ async fn every_use_case_error_maps_to_its_code_and_status() {
         let expected_status = match code {
             "VALIDATION_FAILED" => 400,
             "TOKEN_INVALID" | "TOKEN_EXPIRED" | "ADMIN_KEY_INVALID" | "IDENTITY_INVALID" => 401,
-            "QUEUE_NOT_ACTIVE" | "IDENTITY_MISMATCH" => 403,
+            "QUEUE_NOT_ACTIVE" | "TOKEN_WRONG_ROOM" | "IDENTITY_MISMATCH" => 403,
             "RATE_LIMITED" => 429,
             "CONCERT_NOT_FOUND" | "ROOM_NOT_FOUND" | "DATE_NOT_FOUND" | "RESERVATION_NOT_FOUND" => {
                 404
@@ -325,6 +346,7 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("TOKEN_INVALID", 401),
         ("TOKEN_EXPIRED", 401),
         ("QUEUE_NOT_ACTIVE", 403),
+        ("TOKEN_WRONG_ROOM", 403),
         ("CONCERT_NOT_FOUND", 404),
         ("ROOM_NOT_FOUND", 404),
         ("DATE_NOT_FOUND", 404),
@@ -337,6 +359,8 @@ fn every_code_of_the_contract_exists_once_with_its_serialised_name() {
         ("BALANCE_LIMIT_EXCEEDED", 409),
         ("IDEMPOTENCY_KEY_REUSED", 409),
         ("ROOM_CLOSED", 409),
+        ("ROOM_EXISTS", 409),
+        ("CONCERT_IN_ANOTHER_ROOM", 409),
         ("ADMIN_KEY_INVALID", 401),
         ("IDENTITY_INVALID", 401),
         ("IDENTITY_MISMATCH", 403),

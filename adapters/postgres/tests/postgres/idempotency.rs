@@ -163,7 +163,12 @@ async fn a_payment_retried_with_its_key_after_its_ticket_ended_gets_the_first_re
     let ticket = active_ticket(&ctx, buyer).await;
     let reservation = hold(&ctx, buyer, id, 4, NOW).await;
     let services = ctx.services(0, fixed(NOW), HoldLimit::DEFAULT);
-    services.view.refresh(NOW).await.expect("refresh");
+    services
+        .lines
+        .default_line()
+        .refresh(NOW)
+        .await
+        .expect("refresh");
     let command = PayReservationCommand {
         claims: claims(buyer, ticket),
         reservation: reservation.id(),
@@ -207,7 +212,12 @@ async fn a_refused_request_stores_no_key_so_the_retry_is_processed_anew() {
     let ticket = active_ticket(&ctx, buyer).await;
     let reservation = hold(&ctx, buyer, id, 2, NOW).await;
     let services = ctx.services(0, fixed(NOW), HoldLimit::DEFAULT);
-    services.view.refresh(NOW).await.expect("refresh");
+    services
+        .lines
+        .default_line()
+        .refresh(NOW)
+        .await
+        .expect("refresh");
     let command = PayReservationCommand {
         claims: claims(buyer, ticket),
         reservation: reservation.id(),

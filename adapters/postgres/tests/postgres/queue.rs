@@ -15,8 +15,8 @@ use concert_application::ports::{
 };
 use concert_domain::queue::{Join, ServingCounter, admit_oldest, end_overdue, join as join_line};
 use concert_domain::{
-    Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomChange, RoomId,
-    RoomState, TicketNo, TicketStatus, UserId, WaitingIdle,
+    Admission, EndReason, LineNo, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomChange,
+    RoomId, RoomState, TicketNo, TicketStatus, UserId, WaitingIdle,
 };
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
@@ -37,8 +37,7 @@ pub(crate) fn policy(max_active: u32) -> QueuePolicy {
 
 /// The sequence's state (`last_value * 2 + is_called`): reading it draws nothing, and any number
 /// drawn changes it.
-const SEQUENCE_SQL: &str =
-    "SELECT last_value * 2 + is_called::int AS count FROM queue_tickets_ticket_seq";
+const SEQUENCE_SQL: &str = "SELECT last_value * 2 + is_called::int AS count FROM queue_line_0_seq";
 
 fn member_version_sql(who: UserId) -> String {
     format!("SELECT coalesce(max(version), 0) AS count FROM queue_members WHERE user_id = '{who}'")
@@ -72,8 +71,12 @@ async fn stored(queue: &PgQueueRepository, ticket: TicketNo) -> QueueTicket {
 
 /// A join through the port: load, then draw over the version read; panics unless it is drawn.
 async fn join(queue: &PgQueueRepository, who: UserId, now: OffsetDateTime) -> QueueTicket {
-    let live = queue.load_live(who).await.expect("load_live");
+    let live = queue
+        .load_live(who, LineNo::DEFAULT)
+        .await
+        .expect("load_live");
     let write = JoinWrite {
+        line: LineNo::DEFAULT,
         user: who,
         version: live.version,
         now,
@@ -220,7 +223,7 @@ async fn admit_in_room(
     now: OffsetDateTime,
 ) -> AdmissionReport {
     match queue
-        .admit(now, &DomainRules { policy, now, room })
+        .admit(LineNo::DEFAULT, now, &DomainRules { policy, now, room })
         .await
         .expect("admit")
     {
@@ -286,12 +289,18 @@ async fn load_live_returns_the_live_ticket_and_the_version_of_the_users_place() 
     let queue = ctx.queue();
     let someone = user();
 
-    let fresh = queue.load_live(someone).await.expect("load");
+    let fresh = queue
+        .load_live(someone, LineNo::DEFAULT)
+        .await
+        .expect("load");
     assert_eq!((fresh.ticket, fresh.version), (None, Version::ABSENT));
 
     let first = join(&queue, someone, NOW).await;
     join(&queue, user(), NOW).await; // another user's place is not this one's
-    let waiting = queue.load_live(someone).await.expect("load");
+    let waiting = queue
+        .load_live(someone, LineNo::DEFAULT)
+        .await
+        .expect("load");
     assert_eq!(waiting.ticket, Some(first.clone()));
     assert_eq!(waiting.version, Version::new(1));
 
@@ -302,10 +311,16 @@ async fn load_live_returns_the_live_ticket_and_the_version_of_the_users_place() 
     };
     rules.admit = vec![admitted(&first, NOW + Duration::minutes(10), NOW)];
     assert!(matches!(
-        queue.admit(NOW, &rules).await.expect("admit"),
+        queue
+            .admit(LineNo::DEFAULT, NOW, &rules)
+            .await
+            .expect("admit"),
         Written::Done(_)
     ));
-    let active = queue.load_live(someone).await.expect("load");
+    let active = queue
+        .load_live(someone, LineNo::DEFAULT)
+        .await
+        .expect("load");
     assert_eq!(
         active.ticket.as_ref().map(QueueTicket::stored_status),
         Some(TicketStatus::Active)
@@ -319,11 +334,17 @@ async fn load_live_returns_the_live_ticket_and_the_version_of_the_users_place() 
         reason: EndReason::Left,
     };
     assert_eq!(queue.end(&end, NOW).await.expect("end"), Written::Done(()));
-    let ended = queue.load_live(someone).await.expect("load");
+    let ended = queue
+        .load_live(someone, LineNo::DEFAULT)
+        .await
+        .expect("load");
     assert_eq!((ended.ticket, ended.version), (None, Version::new(1)));
 
     let again = join(&queue, someone, NOW + Duration::minutes(1)).await;
-    let rejoined = queue.load_live(someone).await.expect("load");
+    let rejoined = queue
+        .load_live(someone, LineNo::DEFAULT)
+        .await
+        .expect("load");
     assert_eq!(rejoined.ticket, Some(again));
     assert_eq!(rejoined.version, Version::new(2));
     ctx.finish().await;
@@ -352,7 +373,7 @@ async fn a_join_over_the_version_read_draws_the_next_number_and_moves_the_place(
             .expect("find"),
         None
     );
-    let snapshot = queue.snapshot().await.expect("snapshot");
+    let snapshot = queue.snapshot(LineNo::DEFAULT).await.expect("snapshot");
     assert_eq!(counts(snapshot), (0, 0, 2, 0));
     ctx.finish().await;
 }
@@ -363,6 +384,7 @@ async fn a_join_over_an_old_version_is_stale_draws_no_number_and_writes_nothing(
     let queue = ctx.queue();
     let someone = user();
     let over_absent = JoinWrite {
+        line: LineNo::DEFAULT,
         user: someone,
         version: Version::ABSENT,
         now: NOW,
@@ -456,7 +478,10 @@ async fn end_only_ends_a_ticket_still_in_the_status_read() {
         NOW,
     )];
     assert!(matches!(
-        queue.admit(NOW, &rules).await.expect("admit"),
+        queue
+            .admit(LineNo::DEFAULT, NOW, &rules)
+            .await
+            .expect("admit"),
         Written::Done(_)
     ));
     let later = NOW + Duration::minutes(1);
@@ -519,7 +544,10 @@ async fn activity_is_written_only_over_the_last_seen_read_and_only_on_an_active_
     };
     rules.admit = vec![admitted(&busy, NOW + Duration::minutes(10), NOW)];
     assert!(matches!(
-        queue.admit(NOW, &rules).await.expect("admit"),
+        queue
+            .admit(LineNo::DEFAULT, NOW, &rules)
+            .await
+            .expect("admit"),
         Written::Done(_)
     ));
     let busy = busy.ticket();
@@ -588,7 +616,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
     }
     let no = |i: usize| line[i].ticket();
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (0, 0, 5, 0)
     );
 
@@ -603,7 +631,10 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         ],
         ..Scripted::default()
     };
-    let report = queue.admit(NOW, &rules).await.expect("admit");
+    let report = queue
+        .admit(LineNo::DEFAULT, NOW, &rules)
+        .await
+        .expect("admit");
     assert_eq!(
         report,
         Written::Done(AdmissionReport {
@@ -641,7 +672,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         assert_eq!(&stored(&queue, ticket.ticket()).await, ticket, "untouched");
     }
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (no(1).get(), 2, 3, 2)
     );
 
@@ -654,7 +685,10 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         admit: vec![admitted(&line[3], until, later)],
         ..Scripted::default()
     };
-    let report = queue.admit(later, &rules).await.expect("admit");
+    let report = queue
+        .admit(LineNo::DEFAULT, later, &rules)
+        .await
+        .expect("admit");
     assert_eq!(
         report,
         Written::Done(AdmissionReport {
@@ -687,7 +721,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
     assert_eq!(ticket_status(&ctx, no(2)).await, "WAITING");
     assert_eq!(ticket_status(&ctx, no(3)).await, "ACTIVE");
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (no(3).get(), 3, 2, 1)
     );
 
@@ -697,7 +731,10 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
         admit: vec![admitted(&line[2], until, later)],
         ..Scripted::default()
     };
-    let report = queue.admit(later, &rules).await.expect("admit");
+    let report = queue
+        .admit(LineNo::DEFAULT, later, &rules)
+        .await
+        .expect("admit");
     assert_eq!(
         report,
         Written::Done(AdmissionReport {
@@ -710,14 +747,17 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
     );
     assert_eq!(rules.seen().active, vec![no(3).get()]);
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (no(3).get(), 4, 1, 2)
     );
 
     // Step 4: no free place: the waiting tickets are not even read, nothing but the counters'
     // tallies move; a join after it counts as waiting at once.
     let rules = Scripted::default();
-    let report = queue.admit(later, &rules).await.expect("admit");
+    let report = queue
+        .admit(LineNo::DEFAULT, later, &rules)
+        .await
+        .expect("admit");
     assert_eq!(
         report,
         Written::Done(AdmissionReport {
@@ -731,7 +771,7 @@ async fn an_admission_step_writes_exactly_what_its_rules_decided_and_moves_servi
     assert_eq!(rules.seen().waiting, None);
     join(&queue, user(), later).await;
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (no(3).get(), 4, 2, 2)
     );
     assert_eq!(
@@ -799,7 +839,7 @@ async fn the_domains_rules_end_tickets_at_their_active_or_idle_deadline_and_fill
         Some(EndReason::ActiveTimeOver)
     );
     assert_eq!(
-        counts(queue.snapshot().await.expect("snapshot")),
+        counts(queue.snapshot(LineNo::DEFAULT).await.expect("snapshot")),
         (waiting.get(), 3, 0, 1)
     );
     ctx.finish().await;
@@ -835,7 +875,10 @@ async fn an_admission_over_a_ticket_no_longer_waiting_is_stale_and_writes_nothin
         ..Scripted::default()
     };
     assert_eq!(
-        queue.admit(later, &rules).await.expect("admit"),
+        queue
+            .admit(LineNo::DEFAULT, later, &rules)
+            .await
+            .expect("admit"),
         Written::Stale
     );
     assert_eq!(queue_rows(&ctx.pool).await, before, "nothing written");
@@ -848,7 +891,10 @@ async fn an_admission_over_a_ticket_no_longer_waiting_is_stale_and_writes_nothin
         ..Scripted::default()
     };
     assert_eq!(
-        queue.admit(later, &rules).await.expect("admit"),
+        queue
+            .admit(LineNo::DEFAULT, later, &rules)
+            .await
+            .expect("admit"),
         Written::Stale
     );
     assert_eq!(queue_rows(&ctx.pool).await, before, "nothing written");
@@ -883,7 +929,12 @@ async fn stale_when_meanwhile<R>(
         }),
     };
     // On a worker thread, as a request handler would run it.
-    let step = tokio::spawn(async move { queue.admit(now, &rules).await.expect("admit") });
+    let step = tokio::spawn(async move {
+        queue
+            .admit(LineNo::DEFAULT, now, &rules)
+            .await
+            .expect("admit")
+    });
     assert_eq!(step.await.expect("step"), Written::Stale);
     let expected = after_action
         .lock()
@@ -1005,7 +1056,7 @@ async fn an_admission_step_is_stale_when_a_ticket_ended_between_its_read_and_its
         "ACTIVE",
         "its end undone"
     );
-    let snapshot = queue.snapshot().await.expect("snapshot");
+    let snapshot = queue.snapshot(LineNo::DEFAULT).await.expect("snapshot");
     assert_eq!(
         (
             snapshot.serving.get(),
@@ -1063,6 +1114,7 @@ async fn an_admission_step_waits_for_a_drawn_number_to_commit_and_never_passes_i
         let queue = queue.clone();
         tokio::spawn(async move {
             let write = JoinWrite {
+                line: LineNo::DEFAULT,
                 user: slow,
                 version: Version::ABSENT,
                 now: NOW,
@@ -1153,7 +1205,10 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
         match random.below(11) {
             0..=3 => {
                 let who = *random.pick(&users).expect("users");
-                let live = queue.load_live(who).await.expect("load_live");
+                let live = queue
+                    .load_live(who, LineNo::DEFAULT)
+                    .await
+                    .expect("load_live");
                 if let Join::Draw { ends } = join_line(live.ticket.as_ref(), now, &policy) {
                     if let Some(overdue) = ends {
                         let end = TicketEnd {
@@ -1164,6 +1219,7 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
                         queue.end(&end, now).await.expect("end");
                     }
                     let write = JoinWrite {
+                        line: LineNo::DEFAULT,
                         user: who,
                         version: live.version,
                         now,
@@ -1216,7 +1272,7 @@ async fn the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories(
             _ => now += Duration::seconds(i64::try_from(random.below(90)).unwrap_or(0)),
         }
 
-        let snapshot = queue.snapshot().await.expect("snapshot");
+        let snapshot = queue.snapshot(LineNo::DEFAULT).await.expect("snapshot");
         let tickets = all_tickets(&ctx, &queue).await;
         let stored = |status| {
             u64::try_from(
@@ -1380,7 +1436,7 @@ async fn a_step_passes_over_idle_waiters_counts_them_out_of_the_line_and_admits_
     );
     assert_eq!(ticket_status(&ctx, watching).await, "ACTIVE");
     assert_eq!(ticket_status(&ctx, behind).await, "WAITING");
-    let snapshot = queue.snapshot().await.expect("snapshot");
+    let snapshot = queue.snapshot(LineNo::DEFAULT).await.expect("snapshot");
     assert_eq!(
         counts(snapshot),
         (watching.get(), 1, 1, 1),

@@ -15,8 +15,8 @@ use concert_application::ports::{
     Clock, InvalidToken, QueueRepository, TicketEnd, TokenClaims, TokenSigner, Written,
 };
 use concert_application::queue_access::QueueAccess;
-use concert_application::queue_view::QueueView;
-use concert_domain::{EndReason, QueuePolicy, TicketNo, TicketStatus, UserId};
+use concert_application::room_lines::RoomLines;
+use concert_domain::{EndReason, QueuePolicy, RoomId, TicketNo, TicketStatus, UserId};
 use concert_postgres::{PgPool, PgQueueRepository};
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -45,31 +45,30 @@ struct Instance {
     issue: IssueQueueToken,
     admit: AdmitNextInLine,
     authorize: AuthorizeRequest,
-    view: QueueView,
+    lines: RoomLines,
     clock: Arc<dyn Clock>,
 }
 
 fn instance(pool: &PgPool, clock: Arc<dyn Clock>, policy: QueuePolicy) -> Arc<Instance> {
     let queue: Arc<dyn QueueRepository> = Arc::new(PgQueueRepository::new(pool.clone()));
-    let view = QueueView::new(Arc::clone(&queue), policy);
+    let lines = RoomLines::new(Arc::clone(&queue), policy);
     let access = QueueAccess::new(
         Arc::new(NumberSigner),
         Arc::clone(&queue),
         Arc::clone(&clock),
-        view.clone(),
+        lines.clone(),
         policy,
     );
+    let rooms = Arc::new(concert_postgres::PgRoomRepository::new(pool.clone()));
     Arc::new(Instance {
-        issue: IssueQueueToken::new(access.clone(), Arc::new(crate::support::NoAdmission)),
-        admit: AdmitNextInLine::new(
-            queue,
-            Arc::new(concert_postgres::PgRoomRepository::new(pool.clone())),
-            view.clone(),
-            Arc::clone(&clock),
-            policy,
+        issue: IssueQueueToken::new(
+            access.clone(),
+            rooms.clone(),
+            Arc::new(crate::support::NoAdmission),
         ),
+        admit: AdmitNextInLine::new(queue, rooms, lines.clone(), Arc::clone(&clock), policy),
         authorize: AuthorizeRequest::new(access),
-        view,
+        lines,
         clock,
     })
 }
@@ -101,7 +100,12 @@ fn policy(max_active: u32) -> QueuePolicy {
 async fn twenty_requests_of(apps: &[Arc<Instance>; 2], someone: UserId) -> i64 {
     let answers = race(20, |i| {
         let app = Arc::clone(&apps[i % 2]);
-        async move { app.issue.execute(someone).await.expect("issue") }
+        async move {
+            app.issue
+                .execute(someone, &RoomId::default_room())
+                .await
+                .expect("issue")
+        }
     })
     .await;
     assert_eq!(
@@ -146,6 +150,7 @@ async fn concurrent_token_requests_of_one_user_make_one_ticket_and_no_gap() {
         .run_once()
         .await
         .expect("admit")
+        .default_room()
         .expect("step");
     assert_eq!(report.admitted, 5);
     let late = two_instances(
@@ -167,7 +172,11 @@ async fn concurrent_token_requests_of_one_user_make_one_ticket_and_no_gap() {
     );
 
     // The losers drew no number: the next new user's ticket is exactly the next one.
-    let next = apps[1].issue.execute(user()).await.expect("issue");
+    let next = apps[1]
+        .issue
+        .execute(user(), &RoomId::default_room())
+        .await
+        .expect("issue");
     assert!(next.created);
     assert_eq!(ticket_of(&next), 7, "the losers consumed no ticket number");
     assert_eq!(
@@ -200,7 +209,12 @@ async fn two_hundred_users_joining_at_once_get_the_numbers_one_to_two_hundred() 
 
     let answers = race(200, |i| {
         let app = Arc::clone(&apps[i % 2]);
-        async move { app.issue.execute(user()).await.expect("issue") }
+        async move {
+            app.issue
+                .execute(user(), &RoomId::default_room())
+                .await
+                .expect("issue")
+        }
     })
     .await;
 
@@ -222,7 +236,12 @@ async fn two_hundred_users_joining_at_once_get_the_numbers_one_to_two_hundred() 
             .await,
         200
     );
-    let snapshot = apps[0].view.refresh(NOW).await.expect("snapshot");
+    let snapshot = apps[0]
+        .lines
+        .default_line()
+        .refresh(NOW)
+        .await
+        .expect("snapshot");
     assert_eq!(
         (snapshot.waiting, snapshot.active, snapshot.admitted_total),
         (200, 0, 0)
@@ -270,7 +289,7 @@ async fn line(pool: &PgPool) -> Line {
                 s.issued_total - s.admitted_total \
                   + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
                   AS counted_waiting \
-         FROM queue_state s WHERE s.id = 1",
+         FROM queue_state s WHERE s.line = 0",
     )
     .get_result(&mut conn)
     .await
@@ -330,7 +349,11 @@ async fn admission_steps_on_two_instances_while_users_join_keep_the_limit_and_th
             if i < USERS {
                 // Users arrive over about 0.8 s.
                 tokio::time::sleep(StdDuration::from_millis(20 * (i as u64 / 2))).await;
-                let issued = app.issue.execute(user()).await.expect("issue");
+                let issued = app
+                    .issue
+                    .execute(user(), &RoomId::default_room())
+                    .await
+                    .expect("issue");
                 assert!(issued.created);
                 return (0, 0);
             }
@@ -338,7 +361,7 @@ async fn admission_steps_on_two_instances_while_users_join_keep_the_limit_and_th
             let deadline = Instant::now() + StdDuration::from_secs(30);
             while admitted.load(Ordering::SeqCst) < USERS as u64 {
                 assert!(Instant::now() < deadline, "the line stopped moving");
-                match app.admit.run_once().await.expect("admit") {
+                match app.admit.run_once().await.expect("admit").default_room() {
                     Some(report) => {
                         admitted.fetch_add(report.admitted, Ordering::SeqCst);
                         expired.fetch_add(report.expired, Ordering::SeqCst);
@@ -378,7 +401,8 @@ async fn admission_steps_on_two_instances_while_users_join_keep_the_limit_and_th
         "each end reported once"
     );
     let snapshot = apps[1]
-        .view
+        .lines
+        .default_line()
         .refresh(apps[1].clock.now())
         .await
         .expect("snapshot");
@@ -415,11 +439,28 @@ async fn a_request_at_the_idle_deadline_and_the_step_ending_the_ticket_never_bot
     let mut stale_steps = 0;
     for round in 0..30_u64 {
         let someone = user();
-        let ticket = ticket_of(&setup.issue.execute(someone).await.expect("issue"));
+        let ticket = ticket_of(
+            &setup
+                .issue
+                .execute(someone, &RoomId::default_room())
+                .await
+                .expect("issue"),
+        );
         let ticket = TicketNo::new(ticket).expect("ticket");
-        let report = setup.admit.run_once().await.expect("admit").expect("step");
+        let report = setup
+            .admit
+            .run_once()
+            .await
+            .expect("admit")
+            .default_room()
+            .expect("step");
         assert_eq!(report.admitted, 1);
-        apps[0].view.refresh(NOW).await.expect("refresh");
+        apps[0]
+            .lines
+            .default_line()
+            .refresh(NOW)
+            .await
+            .expect("refresh");
         let claims = TokenClaims {
             user: someone,
             ticket,
@@ -433,7 +474,7 @@ async fn a_request_at_the_idle_deadline_and_the_step_ending_the_ticket_never_bot
                 tokio::time::sleep(StdDuration::from_micros(500 * (round % 6))).await;
                 request.authorize.authorize(&claims).await
             }),
-            tokio::spawn(async move { step.admit.run_once().await.expect("admit") }),
+            tokio::spawn(async move { step.admit.run_once().await.expect("admit").default_room() }),
         );
         let (authorized, stepped) = (authorized.expect("request"), stepped.expect("step"));
         let stored = queue.find(ticket).await.expect("find").expect("ticket");

@@ -35,7 +35,11 @@ fn two_instances(ctx: &Ctx, limit: HoldLimit) -> [Arc<Services>; 2] {
 /// Lets both instances see the tickets admitted so far.
 async fn refresh(apps: &[Arc<Services>; 2]) {
     for app in apps {
-        app.view.refresh(NOW).await.expect("refresh");
+        app.lines
+            .default_line()
+            .refresh(NOW)
+            .await
+            .expect("refresh");
     }
 }
 

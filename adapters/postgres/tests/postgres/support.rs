@@ -420,7 +420,7 @@ pub async fn active_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
                                         issued_total = issued_total + 1, \
                                         admitted_total = admitted_total + 1, \
                                         issued_hwm = greatest(issued_hwm, t.ticket) \
-                 FROM t WHERE id = 1 \
+                 FROM t WHERE line = 0 \
              ) \
              SELECT ticket AS count FROM t"
         ))
