@@ -4,15 +4,15 @@
 
 use std::sync::Arc;
 
-use concert_domain::queue::{admit_oldest, end_overdue};
+use concert_domain::queue::{admit_oldest, end_overdue, opening_order};
 use concert_domain::{
     Admission, EndReason, Overdue, Pace, QueuePolicy, QueueTicket, Room, RoomId, RoomState,
 };
 use time::OffsetDateTime;
 
 use crate::ports::{
-    AdmissionReport, AdmissionRules, Clock, QueueRepository, RepositoryError, RoomRepository,
-    Written,
+    AdmissionReport, AdmissionRules, Clock, OpeningRules, PreQueueEntry, QueueRepository,
+    RepositoryError, RoomRepository, SecureRandom, Written,
 };
 use crate::queue_metrics;
 use crate::room_lines::RoomLines;
@@ -23,6 +23,23 @@ pub struct AdmitNextInLine {
     lines: RoomLines,
     clock: Arc<dyn Clock>,
     policy: QueuePolicy,
+    random: Arc<dyn SecureRandom>,
+}
+
+/// The domain's rule for the order of a room's pre-queue at its opening.
+struct OpeningAt {
+    shuffle: bool,
+    random: Arc<dyn SecureRandom>,
+}
+
+impl OpeningRules for OpeningAt {
+    fn order(&self, arrivals: Vec<PreQueueEntry>) -> Vec<PreQueueEntry> {
+        let mut below = |n: usize| {
+            let drawn = self.random.below(u64::try_from(n).unwrap_or(u64::MAX));
+            usize::try_from(drawn).unwrap_or(0)
+        };
+        opening_order(arrivals, self.shuffle, &mut below)
+    }
 }
 
 /// What one round of steps did, room by room (`None`: the room's step found a ticket changed
@@ -96,6 +113,7 @@ impl AdmitNextInLine {
         lines: impl Into<RoomLines>,
         clock: Arc<dyn Clock>,
         policy: QueuePolicy,
+        random: Arc<dyn SecureRandom>,
     ) -> Self {
         Self {
             queue,
@@ -103,6 +121,7 @@ impl AdmitNextInLine {
             lines: lines.into(),
             clock,
             policy,
+            random,
         }
     }
 
@@ -137,6 +156,14 @@ impl AdmitNextInLine {
                 continue;
             }
             let id = room.id().clone();
+            let room = match self.open_if_due(room).await {
+                Ok(room) => room,
+                Err(error) => {
+                    tracing::warn!(room = %id, error = %error, "room opening failed");
+                    failure.get_or_insert(error);
+                    continue;
+                }
+            };
             match self.step(room).await {
                 Ok(report) => round.steps.push((id, report)),
                 Err(error) => {
@@ -155,6 +182,30 @@ impl AdmitNextInLine {
         }
         let line = self.lines.of_line(room.line()).snapshot();
         line.waiting > 0 || line.active > 0
+    }
+
+    /// At its opening time, gives the room's pre-queue its places (once across instances) and
+    /// returns the room as opened; otherwise the room as it is.
+    async fn open_if_due(&self, room: Room) -> Result<Room, RepositoryError> {
+        let now = self.clock.now();
+        if !room.opens_at(now) {
+            return Ok(room);
+        }
+        let rules = OpeningAt {
+            shuffle: room.opening().is_some_and(|opening| opening.shuffle),
+            random: Arc::clone(&self.random),
+        };
+        match self.queue.open_line(room.line(), now, &rules).await? {
+            Written::Done(placed) => {
+                tracing::info!(room = %room.id(), placed, shuffled = rules.shuffle, "room opened");
+            }
+            // Opened by another instance (or an entry left meanwhile: the next step opens it).
+            Written::Stale => {}
+        }
+        let stored = self.rooms.find(room.id()).await?.map(|room| room.value);
+        let room = stored.unwrap_or(room);
+        self.lines.note_room(&room);
+        Ok(room)
     }
 
     /// One step of `room`'s line; `None` when a ticket changed under it (nothing was written;
@@ -252,7 +303,14 @@ mod tests {
             .expect_list()
             .returning(move || Ok(vec![Versioned::new(room.clone(), Version::new(1))]));
         let lines = RoomLines::new(Arc::new(MockQueueRepository::new()), policy());
-        AdmitNextInLine::new(Arc::new(queue), Arc::new(rooms), lines, clock, policy())
+        AdmitNextInLine::new(
+            Arc::new(queue),
+            Arc::new(rooms),
+            lines,
+            clock,
+            policy(),
+            Arc::new(crate::ports::MockSecureRandom::new()),
+        )
     }
 
     /// Runs one step at `at` with the test policy and returns what `ask` got from the rules.

@@ -5,6 +5,7 @@ use concert_domain::{ConcertId, TicketNo, UserId};
 
 use crate::ports::{RepositoryError, TokenClaims};
 use crate::queue_access::QueueAccess;
+use crate::queue_view::Placement;
 
 /// A user whose queue token is active: the only kind of caller the protected use cases serve.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,17 +61,22 @@ impl AuthorizeRequest {
         // A ticket the serving counter of its line has not reached is waiting, unless it ended
         // while waiting: no database read needed.
         let view = self.access.lines.of_ticket(claims.ticket);
-        if view.ended_while_waiting(claims.ticket).is_some() {
+        let number = match view.placement(claims.ticket) {
+            Placement::Line(number) => number,
+            Placement::PreQueue => return Err(AuthorizeError::QueueNotActive),
+            Placement::Ended(_) => return Err(AuthorizeError::TokenExpired),
+        };
+        if view.ended_while_waiting(number).is_some() {
             return Err(AuthorizeError::TokenExpired);
         }
-        if !view.serving().has_served(claims.ticket) {
+        if !view.serving().has_served(number) {
             return Err(AuthorizeError::QueueNotActive);
         }
         let now = self.access.clock.now();
         let ticket = self
             .access
             .queue
-            .find(claims.ticket)
+            .find(number)
             .await?
             .filter(|ticket| ticket.user() == claims.user)
             .ok_or(AuthorizeError::TokenInvalid)?;

@@ -9,8 +9,8 @@ use concert_domain::{EndReason, QueueTicket, RoomId, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
 use crate::ports::{
-    AdmissionTrigger, JoinWrite, LiveTicket, RepositoryError, RoomRepository, TicketEnd,
-    TokenClaims, Written,
+    AdmissionTrigger, JoinWrite, LiveTicket, PreQueueEntry, PreQueueJoin, PreQueueJoined,
+    RepositoryError, RoomRepository, TicketEnd, TokenClaims, Written,
 };
 use crate::queue_access::QueueAccess;
 use crate::queue_metrics;
@@ -78,6 +78,11 @@ impl IssueQueueToken {
         // checks exactly that presumption, and a user who has a place costs one refused write
         // before the load.
         let closed = view.room().is_some_and(|room| !room.accepts_newcomers());
+        if view.room().is_some_and(|room| room.gathers_pre_queue())
+            && let Some(issued) = self.join_pre_queue(user, &view, closed, now).await?
+        {
+            return Ok(issued);
+        }
         let mut first_attempt = true;
         let (ticket, created) = until_written(|| {
             // In a closed room only a live ticket is handed out, so the load comes first.
@@ -135,6 +140,53 @@ impl IssueQueueToken {
             created,
             status: QueueStatusView::of_ticket(&ticket, now, &access.policy, &view),
         })
+    }
+
+    /// Before the room's opening: the user's entry in its pre-queue (a new one, or the one they
+    /// hold). `None` when the room opened meanwhile: the user joins its line instead.
+    async fn join_pre_queue(
+        &self,
+        user: UserId,
+        view: &QueueView,
+        closed: bool,
+        now: time::OffsetDateTime,
+    ) -> Result<Option<IssuedToken>, IssueQueueTokenError> {
+        let access = &self.access;
+        let line = view.line();
+        let joined = until_written(|| async {
+            if closed {
+                // A closed room hands back only what a user holds.
+                let held = access.queue.load_pre_queue(user, line).await?;
+                return match held {
+                    Some(entry) => Ok(Step::Done(Some((entry, false)))),
+                    None => Err(IssueQueueTokenError::RoomClosed),
+                };
+            }
+            let write = PreQueueJoin { user, line, now };
+            match access.queue.save_pre_queue_join(&write).await? {
+                PreQueueJoined::Done(entry) => Ok(Step::Done(Some((entry, true)))),
+                PreQueueJoined::Opened => Ok(Step::Done(None)),
+                PreQueueJoined::Stale => {
+                    Ok(match access.queue.load_pre_queue(user, line).await? {
+                        Some(entry) => Step::Done(Some((entry, false))),
+                        // Placed by the opening since: the next attempt finds the room open.
+                        None => Step::Stale,
+                    })
+                }
+            }
+        })
+        .await?;
+        Ok(
+            joined.map(|(entry, created): (PreQueueEntry, bool)| IssuedToken {
+                token: access.signer.sign(&TokenClaims {
+                    user,
+                    ticket: entry.entry,
+                    issued_at: entry.issued_at,
+                }),
+                created,
+                status: QueueStatusView::pre_queue(view.room().as_ref(), now),
+            }),
+        )
     }
 
     /// The view of the room's line; a room this instance has not read yet (created a moment
@@ -304,6 +356,7 @@ mod tests {
                 waiting,
                 active,
                 issued: 13 + waiting,
+                pre_queued: 0,
             })
         });
         line.expect_ended_waiting().returning(|_| Ok(Vec::new()));

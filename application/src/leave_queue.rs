@@ -7,8 +7,9 @@ use concert_domain::queue::leave;
 use concert_domain::{EndReason, Leave};
 
 use crate::idempotency::{Step, until_written};
-use crate::ports::{AdmissionTrigger, RepositoryError, TicketEnd};
+use crate::ports::{AdmissionTrigger, PreQueueEnd, RepositoryError, TicketEnd};
 use crate::queue_access::QueueAccess;
+use crate::queue_view::Placement;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaveQueueError {
@@ -33,7 +34,8 @@ impl LeaveQueue {
         Self { access, admission }
     }
 
-    /// Ends the token's ticket, `LEFT`. Leaving twice is the same as leaving once.
+    /// Ends the token's ticket (or its entry in a room's pre-queue), `LEFT`. Leaving twice is the
+    /// same as leaving once.
     #[tracing::instrument(name = "leave_queue", skip_all)]
     pub async fn execute(&self, token: &str) -> Result<(), LeaveQueueError> {
         let access = &self.access;
@@ -43,9 +45,31 @@ impl LeaveQueue {
             .map_err(|_| LeaveQueueError::TokenInvalid)?;
         let now = access.clock.now();
         let freed = until_written(|| async {
+            let view = access.lines.of_ticket(claims.ticket);
+            let number = match view.placement(claims.ticket) {
+                Placement::Line(number) => number,
+                Placement::Ended(reason) => return left_before(reason),
+                Placement::PreQueue => {
+                    match access
+                        .queue
+                        .end_pre_queue(claims.ticket, claims.user, EndReason::Left, now)
+                        .await?
+                    {
+                        PreQueueEnd::Ended => {
+                            view.note_pre_queue_end(claims.ticket, EndReason::Left);
+                            tracing::info!("a user left the pre-queue");
+                            return Ok(Step::Done(None));
+                        }
+                        PreQueueEnd::Placed(number) => number,
+                        PreQueueEnd::AlreadyEnded(reason) => return left_before(reason),
+                        PreQueueEnd::Missing => return Err(LeaveQueueError::TokenInvalid),
+                        PreQueueEnd::Stale => return Ok(Step::Stale),
+                    }
+                }
+            };
             let ticket = access
                 .queue
-                .find(claims.ticket)
+                .find(number)
                 .await?
                 .filter(|ticket| ticket.user() == claims.user)
                 .ok_or(LeaveQueueError::TokenInvalid)?;
@@ -73,6 +97,15 @@ impl LeaveQueue {
             );
         }
         Ok(())
+    }
+}
+
+/// A leave of an entry that ended before: done if it was a leave, else the token has expired.
+fn left_before<T>(reason: Option<EndReason>) -> Result<Step<Option<T>>, LeaveQueueError> {
+    if reason == Some(EndReason::Left) {
+        Ok(Step::Done(None))
+    } else {
+        Err(LeaveQueueError::TokenExpired)
     }
 }
 

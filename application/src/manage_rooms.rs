@@ -56,6 +56,8 @@ pub struct RoomReport {
     pub waiting: u64,
     pub active: u64,
     pub issued: u64,
+    /// Tokens waiting for the room's opening.
+    pub pre_queued: u64,
     pub admitted_last_minute: u64,
     /// What a newcomer joining now would be told (`None` when the line does not move at all).
     pub estimated_wait_seconds_at_back: Option<u64>,
@@ -210,6 +212,7 @@ impl ManageRooms {
             waiting: line.waiting,
             active: line.active,
             issued: line.issued,
+            pre_queued: line.pre_queued,
             admitted_last_minute: view.admitted_last_minute(),
             estimated_wait_seconds_at_back: room
                 .admits()

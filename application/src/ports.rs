@@ -55,6 +55,14 @@ pub struct TokenClaims {
 #[error("the queue token is not valid")]
 pub struct InvalidToken;
 
+/// Uniform random numbers from a source nobody can predict (the operating system's), for
+/// decisions a user must not be able to game: the order of a pre-queue at a room's opening.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait SecureRandom: Send + Sync {
+    /// A uniform number in `0..n` (`n > 0`).
+    fn below(&self, n: u64) -> u64;
+}
+
 /// Signs and verifies queue tokens with a key every instance of a deployment shares.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 pub trait TokenSigner: Send + Sync {
@@ -457,6 +465,63 @@ pub trait AdmissionRules: Send + Sync {
     fn paced(&self, free: u32, last_minute: u32, pace: Pace) -> (u32, Pace);
 }
 
+/// A user waiting for a room's opening: their entry (the number their token carries) and when
+/// they came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreQueueEntry {
+    pub entry: TicketNo,
+    pub user: UserId,
+    pub issued_at: OffsetDateTime,
+}
+
+/// A new entry in a room's pre-queue for `user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreQueueJoin {
+    pub user: UserId,
+    pub line: LineNo,
+    pub now: OffsetDateTime,
+}
+
+/// The answer of a pre-queue join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreQueueJoined {
+    /// A new entry.
+    Done(PreQueueEntry),
+    /// The user already has a live entry: load it.
+    Stale,
+    /// The room opened meanwhile: join its line.
+    Opened,
+}
+
+/// The answer of ending a pre-queue entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreQueueEnd {
+    /// Ended now.
+    Ended,
+    /// The room opened first: the entry has this place (end the ticket instead).
+    Placed(TicketNo),
+    /// It had ended before, for this reason.
+    AlreadyEnded(Option<EndReason>),
+    /// No entry of this user has this number.
+    Missing,
+    /// An opening was placing it meanwhile: ask again.
+    Stale,
+}
+
+/// What became of a pre-queue entry: its place once the room opened, or why it ended before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PreQueueOutcome {
+    pub entry: TicketNo,
+    pub place: Option<TicketNo>,
+    pub ended: Option<EndReason>,
+}
+
+/// The rule of a room's opening, run by the adapter while it holds the line still.
+pub trait OpeningRules: Send + Sync {
+    /// The order in which the live entries (given in arrival order) get their places.
+    fn order(&self, arrivals: Vec<PreQueueEntry>) -> Vec<PreQueueEntry>;
+}
+
 /// What one admission step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AdmissionReport {
@@ -488,6 +553,8 @@ pub struct QueueSnapshot {
     pub active: u64,
     /// Tickets issued since the queue began.
     pub issued: u64,
+    /// Entries waiting for the room's opening.
+    pub pre_queued: u64,
 }
 
 /// The rooms' waiting lines. Each line is numbered on its own ([`LineNo`]); a method that takes
@@ -546,6 +613,47 @@ pub trait QueueRepository: Send + Sync {
         line: LineNo,
         since: OffsetDateTime,
     ) -> Result<Vec<EndedTicket>, RepositoryError>;
+
+    /// The user's live entry in `line`'s pre-queue, if any.
+    async fn load_pre_queue(
+        &self,
+        user: UserId,
+        line: LineNo,
+    ) -> Result<Option<PreQueueEntry>, RepositoryError>;
+
+    /// Adds the user to the line's pre-queue, only while the room has not opened (a join that
+    /// meets the opening waits for it, then gets [`PreQueueJoined::Opened`]).
+    async fn save_pre_queue_join(
+        &self,
+        write: &PreQueueJoin,
+    ) -> Result<PreQueueJoined, RepositoryError>;
+
+    /// Ends `user`'s pre-queue entry if it has no place yet and has not ended.
+    async fn end_pre_queue(
+        &self,
+        entry: TicketNo,
+        user: UserId,
+        reason: EndReason,
+        now: OffsetDateTime,
+    ) -> Result<PreQueueEnd, RepositoryError>;
+
+    /// The room's opening, once across instances: marks the room opened, lets `rules` order the
+    /// live entries and gives them the line's first places in that order (waiting, seen `now`),
+    /// in one transaction under the line's lock. Returns how many were placed; `Stale` when the
+    /// room had opened already.
+    #[allow(unused_parens)]
+    async fn open_line(
+        &self,
+        line: LineNo,
+        now: OffsetDateTime,
+        rules: &(dyn OpeningRules + 'static),
+    ) -> Result<Written<u64>, RepositoryError>;
+
+    /// The entries of `line`'s pre-queue that were placed or ended.
+    async fn pre_queue_outcomes(
+        &self,
+        line: LineNo,
+    ) -> Result<Vec<PreQueueOutcome>, RepositoryError>;
 
     /// The tickets of the serving counter's line above it that ended while waiting, in ticket
     /// order: the places the admission step has not passed yet that no longer count.

@@ -8,10 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 
 use concert_domain::queue::{ServingCounter, position_in_line};
-use concert_domain::{LineNo, QueuePolicy, Room, TicketNo};
+use concert_domain::{EndReason, LineNo, QueuePolicy, Room, TicketNo};
 use time::{Duration, OffsetDateTime};
 
-use crate::ports::{EndedTicket, EndedWaiting, QueueRepository, QueueSnapshot, RepositoryError};
+use crate::ports::{
+    EndedTicket, EndedWaiting, PreQueueOutcome, QueueRepository, QueueSnapshot, RepositoryError,
+};
 
 /// How far back admissions are counted to estimate the rate at which the line moves.
 const RATE_WINDOW: Duration = Duration::seconds(60);
@@ -56,9 +58,24 @@ struct ViewState {
     /// and when they were last looked for.
     recently_ended: HashMap<TicketNo, EndedTicket>,
     ends_read_at: Option<OffsetDateTime>,
+    /// What became of the room's pre-queue entries (placed at the opening, or ended before),
+    /// and whether every entry's outcome is known (read once after the opening).
+    pre_queue: HashMap<TicketNo, PreQueueOutcome>,
+    pre_queue_settled: bool,
     /// Moves whenever something a watcher is told may have changed: the serving counter, the
-    /// tickets that ended while waiting, or the ends seen.
+    /// tickets that ended while waiting, the ends seen, or the pre-queue's outcomes.
     generation: u64,
+}
+
+/// Where a token's number stands in its room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// A place in the line (the token's own number, or the place its pre-queue entry got).
+    Line(TicketNo),
+    /// Waiting for the room's opening.
+    PreQueue,
+    /// A pre-queue entry that ended before the opening.
+    Ended(Option<EndReason>),
 }
 
 /// Shared by the use cases that answer queue questions; cheap to clone.
@@ -146,6 +163,22 @@ impl QueueView {
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
         let fresh = self.queue.snapshot(self.line).await?;
         let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
+        // While the room gathers its pre-queue, the entries that ended (few); once it opened,
+        // every entry's place, once.
+        let pre_queue = {
+            let state = self.state();
+            let gathering = state.room.as_ref().is_some_and(Room::gathers_pre_queue);
+            let opened = state
+                .room
+                .as_ref()
+                .is_some_and(|room| room.opening().is_some_and(|opening| opening.done));
+            gathering || (opened && !state.pre_queue_settled)
+        };
+        let outcomes = if pre_queue {
+            Some(self.queue.pre_queue_outcomes(self.line).await?)
+        } else {
+            None
+        };
         let ends = if self.watchers.load(Ordering::Relaxed) > 0 {
             let read_at = self.state().ends_read_at;
             let since = read_at.map_or(now - RECENT_ENDS, |at| at - ENDS_OVERLAP);
@@ -154,6 +187,21 @@ impl QueueView {
             None
         };
         let mut state = self.state_mut();
+        if let Some(outcomes) = outcomes {
+            let settled = state
+                .room
+                .as_ref()
+                .is_some_and(|room| !room.gathers_pre_queue());
+            for outcome in outcomes {
+                if state.pre_queue.insert(outcome.entry, outcome) != Some(outcome) {
+                    state.generation += 1;
+                }
+            }
+            if settled && !state.pre_queue_settled {
+                state.pre_queue_settled = true;
+                state.generation += 1;
+            }
+        }
         match ends {
             Some(ends) => {
                 for ended in ends {
@@ -256,6 +304,36 @@ impl QueueView {
         }
     }
 
+    /// Where a token's number stands: pre-queue entries are looked up in what became of them.
+    pub fn placement(&self, ticket: TicketNo) -> Placement {
+        if !ticket.is_pre_queue_entry() {
+            return Placement::Line(ticket);
+        }
+        let state = self.state();
+        match state.pre_queue.get(&ticket) {
+            Some(PreQueueOutcome {
+                place: Some(place), ..
+            }) => Placement::Line(*place),
+            Some(outcome) => Placement::Ended(outcome.ended),
+            // Not placed nor ended: still waiting for the opening (or for this view to read it).
+            None => Placement::PreQueue,
+        }
+    }
+
+    /// Records at once a pre-queue entry this instance ended.
+    pub fn note_pre_queue_end(&self, entry: TicketNo, reason: EndReason) {
+        let mut state = self.state_mut();
+        state.pre_queue.insert(
+            entry,
+            PreQueueOutcome {
+                entry,
+                place: None,
+                ended: Some(reason),
+            },
+        );
+        state.generation += 1;
+    }
+
     /// Records the room's settings as an admission step read them from the store.
     pub fn note_room(&self, room: Room) {
         let mut state = self.state_mut();
@@ -352,6 +430,7 @@ mod tests {
             waiting: 10,
             active: 2,
             issued: admitted_total + 10,
+            pre_queued: 0,
         }
     }
 
@@ -429,6 +508,7 @@ mod tests {
                 waiting,
                 active,
                 issued: admitted_total + waiting,
+                pre_queued: 0,
             })
             .collect();
         queue

@@ -2,12 +2,12 @@
 //! every waiting user polls it, so a waiting ticket is answered from the [`QueueView`] alone.
 
 use concert_domain::queue::estimated_wait_seconds;
-use concert_domain::{EndReason, QueuePolicy, QueueTicket, TicketStatus};
+use concert_domain::{EndReason, QueuePolicy, QueueTicket, Room, TicketNo, TicketStatus};
 use time::OffsetDateTime;
 
 use crate::ports::{RepositoryError, TokenClaims};
 use crate::queue_access::QueueAccess;
-use crate::queue_view::QueueView;
+use crate::queue_view::{Placement, QueueView};
 
 /// What a client is told about its place in line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,10 @@ pub struct QueueStatusView {
     pub retry_after_seconds: Option<u32>,
     /// Why the ticket ended; only once expired (none for tickets ended before reasons were kept).
     pub reason: Option<EndReason>,
+    /// Whether the token waits for its room's opening (its status is waiting, with no position
+    /// yet), and when that is (when this instance knows).
+    pub pre_queue: bool,
+    pub opens_at: Option<OffsetDateTime>,
 }
 
 impl QueueStatusView {
@@ -36,6 +40,8 @@ impl QueueStatusView {
             active_until: None,
             retry_after_seconds: Some(view.policy().retry_after_seconds(position)),
             reason: None,
+            pre_queue: false,
+            opens_at: None,
         }
     }
 
@@ -47,6 +53,8 @@ impl QueueStatusView {
             active_until,
             retry_after_seconds: None,
             reason: None,
+            pre_queue: false,
+            opens_at: None,
         }
     }
 
@@ -58,6 +66,25 @@ impl QueueStatusView {
             active_until: None,
             retry_after_seconds: None,
             reason,
+            pre_queue: false,
+            opens_at: None,
+        }
+    }
+
+    /// A token in the pre-queue of `room` (no position until the opening). Before the view has
+    /// read its room, it asks the client back in a second.
+    pub(crate) fn pre_queue(room: Option<&Room>, now: OffsetDateTime) -> Self {
+        Self {
+            status: TicketStatus::Waiting,
+            position: None,
+            estimated_wait_seconds: None,
+            active_until: None,
+            retry_after_seconds: Some(
+                room.map_or(1, |room| room.pre_queue_retry_after_seconds(now)),
+            ),
+            reason: None,
+            pre_queue: true,
+            opens_at: room.and_then(Room::opening).map(|opening| opening.at),
         }
     }
 
@@ -110,19 +137,26 @@ impl ReadQueueStatus {
         claims: &TokenClaims,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
         let view = self.access.lines.of_ticket(claims.ticket);
-        if let Some(ended) = view.ended_while_waiting(claims.ticket) {
+        let now = self.access.clock.now();
+        let number = match view.placement(claims.ticket) {
+            Placement::Line(number) => number,
+            Placement::PreQueue => {
+                return Ok(QueueStatusView::pre_queue(view.room().as_ref(), now));
+            }
+            Placement::Ended(reason) => return Ok(QueueStatusView::expired(reason)),
+        };
+        if let Some(ended) = view.ended_while_waiting(number) {
             return Ok(QueueStatusView::expired(ended.reason));
         }
-        if let Some(position) = view.position_of(claims.ticket) {
-            self.note_waiting_poll(claims, &view);
+        if let Some(position) = view.position_of(number) {
+            self.note_waiting_poll(number, &view);
             return Ok(QueueStatusView::waiting(position, &view));
         }
-        let now = self.access.clock.now();
         // A ticket stored for another user than the token names is not this token's ticket.
         let Some(ticket) = self
             .access
             .queue
-            .find(claims.ticket)
+            .find(number)
             .await?
             .filter(|ticket| ticket.user() == claims.user)
         else {
@@ -130,7 +164,7 @@ impl ReadQueueStatus {
         };
         match ticket.status_at(now, &self.access.policy) {
             TicketStatus::Active => self.access.record_activity(&ticket, now).await?,
-            TicketStatus::Waiting => self.note_waiting_poll(claims, &view),
+            TicketStatus::Waiting => self.note_waiting_poll(number, &view),
             TicketStatus::Expired => {}
         }
         Ok(QueueStatusView::of_ticket(
@@ -142,12 +176,12 @@ impl ReadQueueStatus {
     }
 
     /// A waiting user who polls keeps their place under the room's waiting rule.
-    fn note_waiting_poll(&self, claims: &TokenClaims, view: &QueueView) {
+    fn note_waiting_poll(&self, ticket: TicketNo, view: &QueueView) {
         let policy = view.policy();
         if policy.waiting_idle.is_some() {
             self.access
                 .polls
-                .note(claims.ticket, self.access.clock.now(), &policy);
+                .note(ticket, self.access.clock.now(), &policy);
         }
     }
 }

@@ -9,7 +9,7 @@ use concert_domain::{EndReason, RoomId, UserId};
 use crate::admin_access::AdminAccess;
 use crate::idempotency::{Step, until_written};
 use crate::manage_rooms::RoomAdminError;
-use crate::ports::{AdmissionTrigger, RoomRepository, TicketEnd};
+use crate::ports::{AdmissionTrigger, PreQueueEnd, RoomRepository, TicketEnd};
 use crate::queue_access::QueueAccess;
 
 pub struct RevokeQueueToken {
@@ -55,6 +55,22 @@ impl RevokeQueueToken {
         let user = UserId::parse(user)?;
         let access = &self.access;
         let now = access.clock.now();
+        // An entry in the room's pre-queue ends there; an entry the opening placed meanwhile is
+        // a ticket of the line, revoked below.
+        if let Some(entry) = access.queue.load_pre_queue(user, line).await? {
+            let ended = access
+                .queue
+                .end_pre_queue(entry.entry, user, EndReason::Revoked, now)
+                .await?;
+            if ended == PreQueueEnd::Ended {
+                access
+                    .lines
+                    .of_line(line)
+                    .note_pre_queue_end(entry.entry, EndReason::Revoked);
+                tracing::info!(entry = entry.entry.get(), "pre-queue entry revoked");
+                return Ok(());
+            }
+        }
         let revoked = until_written(|| async {
             let live = access.queue.load_live(user, line).await?;
             let Some(ticket) = live.ticket else {
@@ -115,6 +131,10 @@ mod tests {
 
     fn holding(ticket: Option<concert_domain::QueueTicket>) -> MockQueueRepository {
         let mut queue = MockQueueRepository::new();
+        queue
+            .expect_load_pre_queue()
+            .with(eq(user()), eq(LineNo::DEFAULT))
+            .returning(|_, _| Ok(None));
         queue
             .expect_load_live()
             .with(eq(user()), eq(LineNo::DEFAULT))

@@ -22,8 +22,8 @@ use crate::manage_rooms::ManageRooms;
 use crate::pay_reservation::{PayReservation, PayReservationPorts};
 use crate::ports::{
     AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
-    QueueRepository, ReservationRepository, RetentionRepository, RoomRepository, TokenSigner,
-    WalletRepository,
+    QueueRepository, ReservationRepository, RetentionRepository, RoomRepository, SecureRandom,
+    TokenSigner, WalletRepository,
 };
 use crate::purge_expired_records::PurgeExpiredRecords;
 use crate::queue_access::QueueAccess;
@@ -52,6 +52,7 @@ pub struct Ports {
     pub admission: Arc<dyn AdmissionTrigger>,
     pub retention: Arc<dyn RetentionRepository>,
     pub rooms: Arc<dyn RoomRepository>,
+    pub random: Arc<dyn SecureRandom>,
 }
 
 /// The business settings of docs/API.md section 8.
@@ -115,6 +116,7 @@ impl Services {
             admission,
             retention,
             rooms,
+            random,
         } = ports;
         let policy = settings.queue;
         let lines = RoomLines::new(queue.clone(), policy);
@@ -190,6 +192,7 @@ impl Services {
                 lines.clone(),
                 clock.clone(),
                 policy,
+                random,
             )),
             purge_expired_records: Arc::new(PurgeExpiredRecords::new(
                 retention,
@@ -247,6 +250,7 @@ mod tests {
                 admission: Arc::new(MockAdmissionTrigger::new()),
                 retention: Arc::new(MockRetentionRepository::new()),
                 rooms: Arc::new(MockRoomRepository::new()),
+                random: Arc::new(crate::ports::MockSecureRandom::new()),
             },
             Settings {
                 queue: QueuePolicy::default(),

@@ -101,6 +101,7 @@ pub(crate) async fn view_serving(serving: i64) -> QueueView {
             waiting: 3,
             active: 2,
             issued: u64::try_from(serving).unwrap_or(0) + 3,
+            pre_queued: 0,
         })
     });
     queue

@@ -6,11 +6,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use concert_domain::{EndReason, QueueTicket, TicketStatus};
+use concert_domain::{EndReason, QueueTicket, TicketNo, TicketStatus};
 
 use crate::ports::TokenClaims;
 use crate::queue_access::QueueAccess;
-use crate::queue_view::Watching;
+use crate::queue_view::{Placement, Watching};
 use crate::read_queue_status::{QueueStatusView, ReadQueueStatusError};
 use crate::waiting_polls::Present;
 
@@ -32,7 +32,10 @@ pub struct StatusWatch {
     admitted: Option<QueueTicket>,
     last: Option<QueueStatusView>,
     _watching: Watching,
-    _present: Present,
+    /// Counts the watcher as present on the number it waits with: its token's, or the place
+    /// its pre-queue entry got at the opening.
+    present: Present,
+    present_on: TicketNo,
     _slot: Slot,
 }
 
@@ -91,7 +94,8 @@ impl WatchQueueStatus {
             admitted: None,
             last: None,
             _watching: self.access.lines.of_ticket(claims.ticket).watch(),
-            _present: self.access.polls.present(claims.ticket),
+            present: self.access.polls.present(claims.ticket),
+            present_on: claims.ticket,
             _slot: slot,
         })
     }
@@ -125,8 +129,19 @@ impl WatchQueueStatus {
         &self,
         watch: &mut StatusWatch,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
-        let ticket = watch.claims.ticket;
-        let view = &self.access.lines.of_ticket(ticket);
+        let view = &self.access.lines.of_ticket(watch.claims.ticket);
+        let ticket = match view.placement(watch.claims.ticket) {
+            Placement::Line(number) => number,
+            Placement::PreQueue => {
+                let now = self.access.clock.now();
+                return Ok(QueueStatusView::pre_queue(view.room().as_ref(), now));
+            }
+            Placement::Ended(reason) => return Ok(QueueStatusView::expired(reason)),
+        };
+        if watch.present_on != ticket {
+            watch.present = self.access.polls.present(ticket);
+            watch.present_on = ticket;
+        }
         if let Some(ended) = view.ended_while_waiting(ticket) {
             return Ok(QueueStatusView::expired(ended.reason));
         }

@@ -163,6 +163,7 @@ impl Application {
                 admission: Arc::new(admission.clone()),
                 retention: Arc::new(PgRetentionRepository::new(pool.clone())),
                 rooms: rooms.clone(),
+                random: Arc::new(concert_clock::SystemRandom),
             },
             settings,
         );

@@ -244,6 +244,12 @@ impl LineNo {
         (self.0 as i64 + 1) << Self::SPAN_BITS
     }
 
+    /// Where the line's pre-queue entries are numbered from: the upper half of its range, so an
+    /// entry's number names its line and can never be a place.
+    pub const fn pre_queue_start(self) -> i64 {
+        self.start().0 + (1 << (Self::SPAN_BITS - 1))
+    }
+
     /// The line a ticket number (or a serving counter) belongs to.
     const fn of(number: i64) -> Self {
         // Numbers are positive and below 2⁶³, so the shifted value fits in 23 bits.
@@ -263,6 +269,30 @@ impl TicketNo {
     pub const fn line(self) -> LineNo {
         LineNo::of(self.get())
     }
+
+    /// Whether this number is a pre-queue entry (a token taken before its room opened), not a
+    /// place in the line.
+    pub const fn is_pre_queue_entry(self) -> bool {
+        self.get() > self.line().pre_queue_start()
+    }
+}
+
+/// The order in which a room's pre-queue gets its places at the opening, from the entries in
+/// arrival order: that order, or with `shuffle` a uniformly random one (Fisher–Yates), each
+/// draw `below(n)` a uniform number in `0..n` from a secure source, so nobody can predict or
+/// game it.
+pub fn opening_order<T>(
+    mut arrivals: Vec<T>,
+    shuffle: bool,
+    below: &mut dyn FnMut(usize) -> usize,
+) -> Vec<T> {
+    if shuffle {
+        for last in (1..arrivals.len()).rev() {
+            let drawn = below(last + 1).min(last);
+            arrivals.swap(last, drawn);
+        }
+    }
+    arrivals
 }
 
 /// The highest ticket number admitted so far in one line; the line's start before its first
@@ -686,6 +716,57 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+
+    #[test]
+    fn pre_queue_entries_are_numbered_apart_from_places_in_their_lines() {
+        let gala = LineNo::new(2).expect("a line");
+        let entry = TicketNo::new(gala.pre_queue_start() + 1).expect("an entry");
+        assert!(entry.is_pre_queue_entry());
+        assert_eq!(entry.line(), gala);
+        let place = TicketNo::new(gala.start().get() + 1).expect("a place");
+        assert!(!place.is_pre_queue_entry());
+        assert!(!TicketNo::new(1).expect("a place").is_pre_queue_entry());
+        assert!(gala.start().position_of(entry).is_some_and(|p| p > 1 << 38));
+    }
+
+    #[test]
+    fn the_opening_keeps_arrival_order_unless_shuffled() {
+        let arrivals: Vec<u32> = (1..=6).collect();
+        let mut never = |_: usize| -> usize { panic!("no draw without shuffle") };
+        assert_eq!(opening_order(arrivals.clone(), false, &mut never), arrivals);
+        // Always drawing 0 moves each last element to the front in turn.
+        let mut zero = |_: usize| 0;
+        assert_eq!(
+            opening_order(arrivals.clone(), true, &mut zero),
+            vec![2, 3, 4, 5, 6, 1]
+        );
+        let mut draws = Vec::new();
+        let mut record = |n: usize| {
+            draws.push(n);
+            n - 1
+        };
+        assert_eq!(opening_order(arrivals.clone(), true, &mut record), arrivals);
+        assert_eq!(
+            draws,
+            vec![6, 5, 4, 3, 2],
+            "one draw per place but the first"
+        );
+    }
+
+    #[test]
+    fn every_order_of_three_is_equally_likely_from_uniform_draws() {
+        // Every combination of draws (3 choices, then 2) gives a distinct order: six orders,
+        // each from exactly one of the six equally likely draw sequences.
+        let mut orders = std::collections::HashSet::new();
+        for first in 0..3 {
+            for second in 0..2 {
+                let mut script = vec![second, first];
+                let mut below = |_: usize| script.pop().expect("a draw");
+                orders.insert(opening_order(vec!['a', 'b', 'c'], true, &mut below));
+            }
+        }
+        assert_eq!(orders.len(), 6);
+    }
 
     #[test]
     fn each_line_numbers_its_own_tickets_and_serves_only_them() {

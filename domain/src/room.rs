@@ -279,6 +279,35 @@ impl Room {
         self.opening
     }
 
+    /// Whether newcomers join the pre-queue: the room has an opening that has not happened.
+    pub fn gathers_pre_queue(&self) -> bool {
+        self.opening.is_some_and(|opening| !opening.done)
+    }
+
+    /// Whether the pre-queue is due its places at `now`.
+    pub fn opens_at(&self, now: OffsetDateTime) -> bool {
+        self.opening
+            .is_some_and(|opening| !opening.done && now >= opening.at)
+    }
+
+    /// The room once its pre-queue got its places.
+    #[must_use]
+    pub fn opened(mut self) -> Self {
+        if let Some(opening) = &mut self.opening {
+            opening.done = true;
+        }
+        self
+    }
+
+    /// When a client in the pre-queue should ask again: the seconds until the opening, 1 to 30.
+    pub fn pre_queue_retry_after_seconds(&self, now: OffsetDateTime) -> u32 {
+        let until = self
+            .opening
+            .map_or(Duration::ZERO, |opening| opening.at - now);
+        let seconds = until.whole_seconds().clamp(1, 30);
+        u32::try_from(seconds).unwrap_or(30)
+    }
+
     /// The room with its rule for waiting users who stop watching, as a store holds it.
     pub fn with_waiting_idle(
         mut self,
@@ -591,7 +620,8 @@ mod tests {
     #[test]
     fn a_new_room_is_checked_before_anything_else() {
         let guards = [(concert(3), ConcertGuard::DefaultRoom)];
-        let cases: [(&str, fn(&mut NewRoom)); 5] = [
+        type Spoil = fn(&mut NewRoom);
+        let cases: [(&str, Spoil); 5] = [
             ("concertIds", |room| room.concerts.clear()),
             ("maxActive", |room| room.max_active = 0),
             ("admitPerMinute", |room| room.admit_per_minute = Some(0)),
@@ -622,6 +652,39 @@ mod tests {
             })
         );
         assert_eq!(room.waiting_idle().map(|idle| idle.since), Some(NOW));
+    }
+
+    #[test]
+    fn a_scheduled_room_gathers_a_pre_queue_until_its_opening_is_done() {
+        let mut scheduled = gala(&[3]);
+        scheduled.opens_at = Some(NOW + Duration::seconds(95));
+        let room = Room::create(
+            &scheduled,
+            false,
+            &[(concert(3), ConcertGuard::DefaultRoom)],
+            NOW,
+        )
+        .expect("created");
+        assert!(room.gathers_pre_queue());
+        assert!(!room.opens_at(NOW));
+        assert_eq!(room.pre_queue_retry_after_seconds(NOW), 30);
+        let close = NOW + Duration::seconds(90);
+        assert_eq!(room.pre_queue_retry_after_seconds(close), 5);
+        let due = NOW + Duration::seconds(95);
+        assert!(room.opens_at(due));
+        assert_eq!(room.pre_queue_retry_after_seconds(due), 1);
+        let opened = room.opened();
+        assert!(!opened.gathers_pre_queue() && !opened.opens_at(due));
+        assert!(
+            !Room::create(
+                &gala(&[3]),
+                false,
+                &[(concert(3), ConcertGuard::DefaultRoom)],
+                NOW
+            )
+            .expect("created")
+            .gathers_pre_queue()
+        );
     }
 
     #[test]

@@ -402,3 +402,23 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Whatever the draws, the opening gives every pre-queue entry exactly one place.
+    #[test]
+    fn the_opening_order_is_a_permutation_of_the_arrivals(
+        arrivals in 0_usize..300,
+        draws in prop::collection::vec(any::<usize>(), 300),
+        shuffle in any::<bool>(),
+    ) {
+        let entries: Vec<usize> = (0..arrivals).collect();
+        let mut next = draws.into_iter();
+        let mut below = |n: usize| next.next().unwrap_or(0) % n;
+        let mut order = concert_domain::queue::opening_order(entries.clone(), shuffle, &mut below);
+        if !shuffle {
+            prop_assert_eq!(&order, &entries);
+        }
+        order.sort_unstable();
+        prop_assert_eq!(order, entries);
+    }
+}

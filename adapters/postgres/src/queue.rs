@@ -16,8 +16,9 @@ use std::sync::LazyLock;
 use async_trait::async_trait;
 use concert_application::ports::{
     ActivityWrite, AdmissionReport, AdmissionRules, EndedTicket, EndedWaiting, JoinWrite,
-    LiveTicket, QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version, WaitingPoll,
-    Written,
+    LiveTicket, OpeningRules, PreQueueEnd, PreQueueEntry, PreQueueJoin, PreQueueJoined,
+    PreQueueOutcome, QueueRepository, QueueSnapshot, RepositoryError, TicketEnd, Version,
+    WaitingPoll, Written,
 };
 use concert_domain::queue::ServingCounter;
 use concert_domain::{
@@ -25,7 +26,9 @@ use concert_domain::{
 };
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
-use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Bool, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -376,6 +379,8 @@ impl QueueRepository for PgQueueRepository {
             active: i64,
             #[diesel(sql_type = BigInt)]
             issued: i64,
+            #[diesel(sql_type = BigInt)]
+            pre_queued: i64,
         }
         self.pool
             .run(async {
@@ -395,6 +400,7 @@ impl QueueRepository for PgQueueRepository {
                     waiting: u64::try_from(row.waiting).map_err(corrupt)?,
                     active: u64::try_from(row.active).map_err(corrupt)?,
                     issued: u64::try_from(row.issued).map_err(corrupt)?,
+                    pre_queued: u64::try_from(row.pre_queued).map_err(corrupt)?,
                 })
             })
             .await
@@ -418,6 +424,203 @@ impl QueueRepository for PgQueueRepository {
                     .await
                     .map_err(from_diesel)?;
                 rows.into_iter().map(EndedRow::into_ended).collect()
+            })
+            .await
+    }
+
+    async fn load_pre_queue(
+        &self,
+        user: UserId,
+        line: LineNo,
+    ) -> Result<Option<PreQueueEntry>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let row: Option<EntryRow> = diesel::sql_query(
+                    "SELECT entry, user_id, issued_at FROM pre_queue \
+                     WHERE line = $1 AND user_id = $2 AND ticket IS NULL AND ended_at IS NULL",
+                )
+                .bind::<Integer, _>(line_key(line))
+                .bind::<SqlUuid, _>(user.get())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+                row.map(EntryRow::into_entry).transpose()
+            })
+            .await
+    }
+
+    async fn save_pre_queue_join(
+        &self,
+        write: &PreQueueJoin,
+    ) -> Result<PreQueueJoined, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct Joined {
+            #[diesel(sql_type = Bool)]
+            gathering: bool,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            entry: Option<i64>,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            issued_at: Option<OffsetDateTime>,
+        }
+        let write = *write;
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                // FOR SHARE waits for an opening in flight, then reads the room as it left it:
+                // a join never adds an entry the opening did not see.
+                let joined: Joined = diesel::sql_query(
+                    "WITH room AS ( \
+                         SELECT line FROM rooms WHERE line = $2 AND NOT opened FOR SHARE \
+                     ), joined AS ( \
+                         INSERT INTO pre_queue (entry, line, user_id, issued_at) \
+                         SELECT $4 + nextval('pre_queue_entries_seq'), $2, $1, $3 FROM room \
+                         ON CONFLICT (line, user_id) WHERE ended_at IS NULL DO NOTHING \
+                         RETURNING entry, issued_at \
+                     ) \
+                     SELECT EXISTS (SELECT 1 FROM room) AS gathering, joined.entry, \
+                            joined.issued_at \
+                     FROM (SELECT 1) AS one LEFT JOIN joined ON true",
+                )
+                .bind::<SqlUuid, _>(write.user.get())
+                .bind::<Integer, _>(line_key(write.line))
+                .bind::<Timestamptz, _>(write.now)
+                .bind::<BigInt, _>(write.line.pre_queue_start())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                Ok(match (joined.gathering, joined.entry, joined.issued_at) {
+                    (false, ..) => PreQueueJoined::Opened,
+                    (true, Some(entry), Some(issued_at)) => PreQueueJoined::Done(PreQueueEntry {
+                        entry: TicketNo::new(entry).map_err(corrupt)?,
+                        user: write.user,
+                        issued_at,
+                    }),
+                    (true, ..) => PreQueueJoined::Stale,
+                })
+            })
+            .await
+    }
+
+    async fn end_pre_queue(
+        &self,
+        entry: TicketNo,
+        user: UserId,
+        reason: EndReason,
+        now: OffsetDateTime,
+    ) -> Result<PreQueueEnd, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct EndRow {
+            #[diesel(sql_type = Bool)]
+            ended: bool,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            ticket: Option<i64>,
+            #[diesel(sql_type = Nullable<Text>)]
+            end_reason: Option<String>,
+            #[diesel(sql_type = Bool)]
+            was_ended: bool,
+        }
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                // The outer read sees the entry as it was before the statement: placed or ended
+                // before, or neither (then an opening placed it while the update waited).
+                let row: Option<EndRow> = diesel::sql_query(
+                    "WITH ended AS ( \
+                         UPDATE pre_queue SET ended_at = $3, end_reason = $4 \
+                         WHERE entry = $1 AND user_id = $2 AND ticket IS NULL \
+                           AND ended_at IS NULL \
+                         RETURNING 1 \
+                     ) \
+                     SELECT EXISTS (SELECT 1 FROM ended) AS ended, p.ticket, p.end_reason, \
+                            p.ended_at IS NOT NULL AS was_ended \
+                     FROM pre_queue p WHERE p.entry = $1 AND p.user_id = $2",
+                )
+                .bind::<BigInt, _>(entry.get())
+                .bind::<SqlUuid, _>(user.get())
+                .bind::<Timestamptz, _>(now)
+                .bind::<Text, _>(reason.as_str())
+                .cached()
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+                let Some(row) = row else {
+                    return Ok(PreQueueEnd::Missing);
+                };
+                Ok(if row.ended {
+                    PreQueueEnd::Ended
+                } else if let Some(ticket) = row.ticket {
+                    PreQueueEnd::Placed(TicketNo::new(ticket).map_err(corrupt)?)
+                } else if row.was_ended {
+                    PreQueueEnd::AlreadyEnded(parse_end_reason(row.end_reason.as_deref())?)
+                } else {
+                    PreQueueEnd::Stale
+                })
+            })
+            .await
+    }
+
+    async fn open_line(
+        &self,
+        line: LineNo,
+        now: OffsetDateTime,
+        rules: &(dyn OpeningRules + 'static),
+    ) -> Result<Written<u64>, RepositoryError> {
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let result = conn
+                    .transaction::<_, StepAbort, _>(async |conn| {
+                        open_in_transaction(conn, line, now, rules).await
+                    })
+                    .await;
+                match result {
+                    Ok(placed) => Ok(Written::Done(placed)),
+                    Err(StepAbort::Stale) => Ok(Written::Stale),
+                    Err(StepAbort::Db(error)) => Err(from_diesel(error)),
+                }
+            })
+            .await
+    }
+
+    async fn pre_queue_outcomes(
+        &self,
+        line: LineNo,
+    ) -> Result<Vec<PreQueueOutcome>, RepositoryError> {
+        #[derive(QueryableByName)]
+        struct OutcomeRow {
+            #[diesel(sql_type = BigInt)]
+            entry: i64,
+            #[diesel(sql_type = Nullable<BigInt>)]
+            ticket: Option<i64>,
+            #[diesel(sql_type = Nullable<Text>)]
+            end_reason: Option<String>,
+        }
+        self.pool
+            .run(async {
+                let mut conn = self.pool.get().await?;
+                let rows: Vec<OutcomeRow> = diesel::sql_query(
+                    "SELECT entry, ticket, end_reason FROM pre_queue \
+                     WHERE line = $1 AND (ticket IS NOT NULL OR ended_at IS NOT NULL)",
+                )
+                .bind::<Integer, _>(line_key(line))
+                .cached()
+                .load(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+                rows.into_iter()
+                    .map(|row| {
+                        Ok(PreQueueOutcome {
+                            entry: TicketNo::new(row.entry).map_err(corrupt)?,
+                            place: row.ticket.map(TicketNo::new).transpose().map_err(corrupt)?,
+                            ended: parse_end_reason(row.end_reason.as_deref())?,
+                        })
+                    })
+                    .collect()
             })
             .await
     }
@@ -448,6 +651,126 @@ impl QueueRepository for PgQueueRepository {
             })
             .await
     }
+}
+
+/// A pre-queue entry as selected.
+#[derive(QueryableByName)]
+struct EntryRow {
+    #[diesel(sql_type = BigInt)]
+    entry: i64,
+    #[diesel(sql_type = SqlUuid)]
+    user_id: Uuid,
+    #[diesel(sql_type = Timestamptz)]
+    issued_at: OffsetDateTime,
+}
+
+impl EntryRow {
+    fn into_entry(self) -> Result<PreQueueEntry, RepositoryError> {
+        Ok(PreQueueEntry {
+            entry: TicketNo::new(self.entry).map_err(corrupt)?,
+            user: UserId::from_uuid(self.user_id),
+            issued_at: self.issued_at,
+        })
+    }
+}
+
+/// A room's opening under the exclusive lock of its line (see [`QueueRepository::open_line`]).
+/// Marking the room opened first waits for every pre-queue join in flight (they hold the room's
+/// row FOR SHARE) and turns away the later ones, so the entries read next are all there will be.
+async fn open_in_transaction(
+    conn: &mut AsyncPgConnection,
+    line: LineNo,
+    now: OffsetDateTime,
+    rules: &dyn OpeningRules,
+) -> Result<u64, StepAbort> {
+    #[derive(QueryableByName)]
+    struct Sequence {
+        #[diesel(sql_type = BigInt)]
+        last_value: i64,
+        #[diesel(sql_type = Bool)]
+        is_called: bool,
+    }
+    let corrupt_row =
+        |error: RepositoryError| StepAbort::Db(DieselError::DeserializationError(Box::new(error)));
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind::<Integer, _>(locks::QUEUE)
+        .bind::<Integer, _>(line_key(line))
+        .cached()
+        .execute(conn)
+        .await?;
+    let marked = diesel::sql_query(
+        "UPDATE rooms SET opened = true, version = version + 1, updated_at = now() \
+         WHERE line = $1 AND NOT opened",
+    )
+    .bind::<Integer, _>(line_key(line))
+    .cached()
+    .execute(conn)
+    .await?;
+    if marked != 1 {
+        return Err(StepAbort::Stale);
+    }
+    let arrivals: Vec<EntryRow> = diesel::sql_query(
+        "SELECT entry, user_id, issued_at FROM pre_queue \
+         WHERE line = $1 AND ticket IS NULL AND ended_at IS NULL ORDER BY entry",
+    )
+    .bind::<Integer, _>(line_key(line))
+    .cached()
+    .load(conn)
+    .await?;
+    let arrivals = arrivals
+        .into_iter()
+        .map(EntryRow::into_entry)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt_row)?;
+    let order: Vec<i64> = rules
+        .order(arrivals)
+        .iter()
+        .map(|entry| entry.entry.get())
+        .collect();
+    if order.is_empty() {
+        return Ok(0);
+    }
+    // Nothing else draws from the line's sequence before it opened: its next number is the
+    // line's first place.
+    let sequence: Sequence = diesel::sql_query(format!(
+        "SELECT last_value, is_called FROM {}",
+        line_sequence(line)
+    ))
+    .get_result(conn)
+    .await?;
+    let first = sequence.last_value + i64::from(sequence.is_called);
+    let placed = diesel::sql_query(format!(
+        "WITH placed AS ( \
+             SELECT p.entry, p.user_id, p.issued_at, $2 + o.n - 1 AS ticket \
+             FROM unnest($1::bigint[]) WITH ORDINALITY AS o(entry, n) \
+             JOIN pre_queue p ON p.entry = o.entry \
+         ), tickets AS ( \
+             INSERT INTO queue_tickets (ticket, user_id, status, issued_at, last_seen) \
+             SELECT ticket, user_id, '{WAITING}', issued_at, $3 FROM placed \
+         ), members AS ( \
+             INSERT INTO queue_members AS m (user_id, line, version) \
+             SELECT user_id, $4, 1 FROM placed \
+             ON CONFLICT (user_id, line) DO UPDATE SET version = m.version + 1 \
+         ) \
+         UPDATE pre_queue q SET ticket = placed.ticket FROM placed \
+         WHERE q.entry = placed.entry AND q.ticket IS NULL AND q.ended_at IS NULL"
+    ))
+    .bind::<Array<BigInt>, _>(&order)
+    .bind::<BigInt, _>(first)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Integer, _>(line_key(line))
+    .execute(conn)
+    .await?;
+    if placed != order.len() {
+        // An entry ended meanwhile: decide again at the next step.
+        return Err(StepAbort::Stale);
+    }
+    let count = i64::try_from(order.len()).unwrap_or(i64::MAX);
+    diesel::sql_query(format!("SELECT setval('{}', $1)", line_sequence(line)))
+        .bind::<BigInt, _>(first + count - 1)
+        .execute(conn)
+        .await?;
+    Ok(u64::try_from(count).unwrap_or(u64::MAX))
 }
 
 /// An ended ticket as [`ENDED_SINCE`] and [`ENDED_WAITING`] select it.
@@ -499,7 +822,9 @@ static SNAPSHOT: LazyLock<String> = LazyLock::new(|| {
                 s.issued_total - s.admitted_total - s.ended_waiting_total + fresh.count AS waiting, \
                 (SELECT count(*) FROM queue_tickets t \
                  WHERE t.status = '{ACTIVE}' AND t.ticket > $2 AND t.ticket < $3) AS active, \
-                s.issued_total + fresh.count AS issued \
+                s.issued_total + fresh.count AS issued, \
+                (SELECT count(*) FROM pre_queue q \
+                 WHERE q.line = $1 AND q.ticket IS NULL AND q.ended_at IS NULL) AS pre_queued \
          FROM queue_state s, LATERAL ( \
              SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm AND t.ticket < $3 \
          ) AS fresh \

@@ -174,16 +174,6 @@ pub enum RoomStateBody {
     Closed,
 }
 
-impl From<RoomState> for RoomStateBody {
-    fn from(state: RoomState) -> Self {
-        match state {
-            RoomState::Open => Self::Open,
-            RoomState::Paused => Self::Paused,
-            RoomState::Closed => Self::Closed,
-        }
-    }
-}
-
 impl From<RoomStateBody> for RoomState {
     fn from(state: RoomStateBody) -> Self {
         match state {
@@ -192,6 +182,17 @@ impl From<RoomStateBody> for RoomState {
             RoomStateBody::Closed => Self::Closed,
         }
     }
+}
+
+/// Where a waiting room stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RoomStateShown {
+    /// Before `opensAt`: newcomers gather in the pre-queue.
+    PreQueue,
+    Open,
+    Paused,
+    Closed,
 }
 
 /// A waiting room's settings and how its line stands now (this instance's view, at most an
@@ -208,7 +209,8 @@ pub struct RoomResponse {
     /// Tokens active at once, at most.
     #[schema(minimum = 1, example = 500)]
     pub max_active: u32,
-    pub state: RoomStateBody,
+    /// `PRE_QUEUE` until the opening of an `OPEN` room with `opensAt`.
+    pub state: RoomStateShown,
     /// At most this many admissions in any 60 seconds, spread evenly; `null`: as fast as places
     /// free up.
     pub admit_per_minute: Option<u32>,
@@ -222,6 +224,8 @@ pub struct RoomResponse {
     pub opens_at: Option<OffsetDateTime>,
     /// Whether the pre-queue is put in a random order at the opening (else arrival order).
     pub shuffle_at_open: bool,
+    /// Tokens waiting for the opening (`PRE_QUEUE`).
+    pub pre_queued: u64,
     /// `WAITING` tokens.
     pub waiting: u64,
     /// `ACTIVE` tokens.
@@ -248,7 +252,13 @@ impl From<RoomReport> for RoomResponse {
             opens_at: opening.map(|opening| utc(opening.at)),
             shuffle_at_open: opening.is_some_and(|opening| opening.shuffle),
             max_active: report.room.max_active(),
-            state: report.room.state().into(),
+            state: match report.room.state() {
+                RoomState::Open if report.room.gathers_pre_queue() => RoomStateShown::PreQueue,
+                RoomState::Open => RoomStateShown::Open,
+                RoomState::Paused => RoomStateShown::Paused,
+                RoomState::Closed => RoomStateShown::Closed,
+            },
+            pre_queued: report.pre_queued,
             admit_per_minute: report.room.admit_per_minute(),
             waiting_idle_seconds: report
                 .room

@@ -25,6 +25,9 @@ use crate::problem::{Problem, ProblemBody, rate_limited};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum QueueStatus {
+    /// **Extension.** Waiting for the room's opening (`opensAt`); no position yet. At the
+    /// opening every such token gets a place, ahead of everyone who comes later.
+    PreQueue,
     /// In line; `position` is 1 for the first in line.
     Waiting,
     /// May use the protected endpoints until `activeUntil`.
@@ -101,12 +104,24 @@ pub struct QueueStatusResponse {
     /// before reasons were recorded).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<ExpiryReason>,
+    /// **Extension.** While `PRE_QUEUE`: when the room opens.
+    #[serde(
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub opens_at: Option<OffsetDateTime>,
 }
 
 impl From<QueueStatusView> for QueueStatusResponse {
     fn from(view: QueueStatusView) -> Self {
         Self {
-            status: view.status.into(),
+            status: if view.pre_queue {
+                QueueStatus::PreQueue
+            } else {
+                view.status.into()
+            },
+            opens_at: view.opens_at.map(utc),
             position: view.position,
             estimated_wait_seconds: view.estimated_wait_seconds,
             active_until: view.active_until.map(utc),
@@ -209,7 +224,7 @@ pub async fn issue_queue_token(
     security(("queueToken" = [])),
     responses(
         (status = 200, description = "The token's status", body = QueueStatusResponse,
-            headers(("Retry-After" = u32, description = "While WAITING: seconds until the next poll (1 to 30)"))),
+            headers(("Retry-After" = u32, description = "While WAITING: seconds until the next poll (1 to 30); while PRE_QUEUE: the seconds until the opening (1 to 30)"))),
         (status = 401, description = "TOKEN_INVALID", body = ProblemBody, content_type = "application/problem+json"),
         (status = 503, description = "SERVICE_UNAVAILABLE", body = ProblemBody, content_type = "application/problem+json"),
     )

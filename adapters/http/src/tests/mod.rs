@@ -240,6 +240,7 @@ fn queue() -> MockQueueRepository {
             waiting: 5,
             active: 2,
             issued: 15,
+            pre_queued: 0,
         })
     });
     queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
@@ -590,6 +591,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             admission: Arc::new(admission),
             retention: Arc::new(MockRetentionRepository::new()),
             rooms: Arc::new(rooms()),
+            random: Arc::new(concert_application::ports::MockSecureRandom::new()),
         },
         Settings {
             queue: policy,

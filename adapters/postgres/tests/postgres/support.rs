@@ -527,6 +527,7 @@ pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Se
             admission: Arc::new(NoAdmission),
             retention: Arc::new(concert_postgres::PgRetentionRepository::new(pool.clone())),
             rooms: Arc::new(concert_postgres::PgRoomRepository::new(pool.clone())),
+            random: Arc::new(concert_clock::SystemRandom),
         },
         Settings {
             queue: QueuePolicy::default(),

@@ -1,0 +1,2 @@
+DROP TABLE pre_queue;
+DROP SEQUENCE pre_queue_entries_seq;
