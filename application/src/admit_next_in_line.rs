@@ -533,4 +533,154 @@ mod tests {
             vec![(4, Some(EndReason::Idle)), (5, Some(EndReason::Idle))]
         );
     }
+
+    /// A room on line 5 guarding concert 3, opening at `opens_at` with `shuffle`.
+    fn gala(opens_at: OffsetDateTime, shuffle: bool) -> Room {
+        Room::new(
+            RoomId::parse("spring-gala").expect("an id"),
+            2,
+            RoomState::Open,
+        )
+        .expect("a room")
+        .on_line(concert_domain::LineNo::new(5).expect("a line"))
+        .with_opening(Some(concert_domain::Opening {
+            at: opens_at,
+            shuffle,
+            done: false,
+        }))
+    }
+
+    fn entries(n: i64) -> Vec<PreQueueEntry> {
+        let line = concert_domain::LineNo::new(5).expect("a line");
+        (1..=n)
+            .map(|k| PreQueueEntry {
+                entry: concert_domain::TicketNo::new(line.pre_queue_start() + k).expect("an entry"),
+                user: crate::test_support::user(),
+                issued_at: NOW,
+            })
+            .collect()
+    }
+
+    /// A round over the default room and `room`, whose store answers `find` with the room as
+    /// opened; the queue steps every line and opens `room`'s with `open`.
+    fn round_over(
+        room: Room,
+        at: OffsetDateTime,
+        queue: MockQueueRepository,
+        random: crate::ports::MockSecureRandom,
+    ) -> AdmitNextInLine {
+        let default = Room::new(RoomId::default_room(), 2, RoomState::Open).expect("a room");
+        let listed = vec![
+            Versioned::new(default, Version::new(1)),
+            Versioned::new(room.clone(), Version::new(1)),
+        ];
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_list().returning(move || Ok(listed.clone()));
+        let opened = room.opened();
+        rooms
+            .expect_find()
+            .returning(move |_| Ok(Some(Versioned::new(opened.clone(), Version::new(2)))));
+        AdmitNextInLine::new(
+            Arc::new(queue),
+            Arc::new(rooms),
+            RoomLines::new(Arc::new(MockQueueRepository::new()), policy()),
+            clock_at(at),
+            policy(),
+            Arc::new(random),
+        )
+    }
+
+    #[tokio::test]
+    async fn at_its_opening_time_a_room_orders_its_pre_queue_with_secure_draws_then_steps() {
+        let at = NOW + Duration::seconds(30);
+        let room = gala(at, true);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let kept = Arc::clone(&order);
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_open_line()
+            .withf(move |line, now, _| line.get() == 5 && *now == at)
+            .times(1)
+            .returning(move |_, _, rules| {
+                let ordered = rules.order(entries(4));
+                *kept.lock().expect("lock") = ordered.iter().map(|e| e.entry).collect();
+                Ok(Written::Done(4))
+            });
+        queue
+            .expect_admit()
+            .times(2)
+            .returning(|_, _, _| Ok(Written::Done(AdmissionReport::default())));
+        let mut random = crate::ports::MockSecureRandom::new();
+        // Always the first of what is left: the last entry comes first, and so on.
+        random.expect_below().times(3).returning(|_| 0);
+
+        let round = round_over(room, at, queue, random)
+            .run_once()
+            .await
+            .expect("a round");
+
+        let numbers: Vec<i64> = order
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|t| t.get())
+            .collect();
+        let first = entries(1)[0].entry.get();
+        assert_eq!(numbers, vec![first + 1, first + 2, first + 3, first]);
+        assert_eq!(round.steps.len(), 2, "both rooms stepped");
+    }
+
+    #[tokio::test]
+    async fn before_its_opening_time_a_room_is_not_opened_and_a_closed_empty_room_not_stepped() {
+        let at = NOW;
+        let mut queue = MockQueueRepository::new();
+        queue.expect_open_line().never();
+        queue
+            .expect_admit()
+            .withf(|line, _, _| line.get() == 5)
+            .times(1)
+            .returning(|_, _, _| Ok(Written::Done(AdmissionReport::default())));
+        queue
+            .expect_admit()
+            .withf(|line, _, _| line.get() == 0)
+            .times(2)
+            .returning(|_, _, _| Ok(Written::Done(AdmissionReport::default())));
+        let mut random = crate::ports::MockSecureRandom::new();
+        random.expect_below().never();
+        let early = round_over(gala(at + Duration::seconds(1), true), at, queue, random);
+        early.run_once().await.expect("a round");
+
+        let closed = Room::new(
+            RoomId::parse("spring-gala").expect("an id"),
+            2,
+            RoomState::Closed,
+        )
+        .expect("a room")
+        .on_line(concert_domain::LineNo::new(5).expect("a line"));
+        let skipping = AdmitNextInLine {
+            rooms: Arc::new({
+                let mut rooms = MockRoomRepository::new();
+                let listed = vec![
+                    Versioned::new(
+                        Room::new(RoomId::default_room(), 2, RoomState::Open).expect("a room"),
+                        Version::new(1),
+                    ),
+                    Versioned::new(closed, Version::new(1)),
+                ];
+                rooms.expect_list().returning(move || Ok(listed.clone()));
+                rooms
+            }),
+            ..early
+        };
+        let round = skipping.run_once().await.expect("a round");
+        assert_eq!(
+            round
+                .steps
+                .iter()
+                .map(|(id, _)| id.as_str())
+                .collect::<Vec<_>>(),
+            vec!["default"],
+            "a closed room with an empty line has nothing to step"
+        );
+    }
 }

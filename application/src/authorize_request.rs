@@ -143,6 +143,75 @@ mod tests {
         .await
     }
 
+    /// A room on line 2 guarding concert 3.
+    fn gala() -> concert_domain::Room {
+        concert_domain::Room::new(
+            concert_domain::RoomId::parse("spring-gala").expect("an id"),
+            5,
+            concert_domain::RoomState::Open,
+        )
+        .expect("a room")
+        .on_line(concert_domain::LineNo::new(2).expect("a line"))
+        .guarding(vec![concert(3)])
+    }
+
+    fn concert(id: i64) -> ConcertId {
+        ConcertId::new(id).expect("a concert")
+    }
+
+    #[tokio::test]
+    async fn an_active_token_admits_only_to_the_concerts_of_its_own_room() {
+        let use_case = AuthorizeRequest::new(QueueAccess::new(
+            Arc::new(MockTokenSigner::new()),
+            Arc::new(MockQueueRepository::new()),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        ));
+        use_case.access.lines.note_rooms(&[gala()]);
+        let default_caller = active_user(14);
+        let gala_caller = ActiveUser {
+            user: user(),
+            ticket: TicketNo::new(gala().line().start().get() + 1).expect("a ticket"),
+        };
+
+        assert!(use_case.admit_to(&default_caller, concert(4)).is_ok());
+        assert!(use_case.admit_to(&gala_caller, concert(3)).is_ok());
+        assert!(matches!(
+            use_case.admit_to(&default_caller, concert(3)),
+            Err(AuthorizeError::WrongRoom)
+        ));
+        assert!(matches!(
+            use_case.admit_to(&gala_caller, concert(4)),
+            Err(AuthorizeError::WrongRoom)
+        ));
+        assert_eq!(use_case.room_of(gala_caller.ticket).as_str(), "spring-gala");
+    }
+
+    #[tokio::test]
+    async fn a_pre_queue_token_is_not_active_and_nothing_is_read() {
+        let entry = TicketNo::new(gala().line().pre_queue_start() + 9).expect("an entry");
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        let use_case = AuthorizeRequest::new(QueueAccess::new(
+            Arc::new(signer_reading(TokenClaims {
+                user: user(),
+                ticket: entry,
+                issued_at: NOW,
+            })),
+            Arc::new(queue),
+            clock(),
+            view_serving(20).await,
+            policy(),
+        ));
+        use_case.access.lines.note_rooms(&[gala()]);
+
+        assert!(matches!(
+            use_case.execute("token").await,
+            Err(AuthorizeError::QueueNotActive)
+        ));
+    }
+
     #[tokio::test]
     async fn token_with_a_bad_signature_is_invalid_and_nothing_is_read() {
         let mut signer = MockTokenSigner::new();

@@ -240,7 +240,7 @@ mod tests {
     use crate::idempotency::MAX_ATTEMPTS;
     use crate::ports::{
         MockAdmissionTrigger, MockQueueRepository, MockRoomRepository, MockTokenSigner,
-        QueueSnapshot, Version, Written,
+        QueueSnapshot, Version, Versioned, Written,
     };
     use crate::queue_view::QueueView;
     use crate::test_support::{
@@ -404,6 +404,191 @@ mod tests {
         assert!(issued.created);
         assert_eq!(issued.status.status, TicketStatus::Active);
         assert!(issued.status.active_until.is_some());
+    }
+
+    /// A room on line 3 guarding concert 3, opening at `opens_at` (none: open).
+    fn gala(opens_at: Option<time::OffsetDateTime>) -> Room {
+        Room::create(
+            &concert_domain::NewRoom {
+                id: gala_id(),
+                concerts: vec![concert_domain::ConcertId::new(3).expect("a concert")],
+                max_active: 5,
+                admit_per_minute: None,
+                opens_at,
+                shuffle_at_open: false,
+                waiting_idle_seconds: None,
+            },
+            false,
+            &[(
+                concert_domain::ConcertId::new(3).expect("a concert"),
+                concert_domain::ConcertGuard::DefaultRoom,
+            )],
+            NOW,
+        )
+        .expect("a room")
+        .on_line(gala_line())
+    }
+
+    fn gala_id() -> RoomId {
+        RoomId::parse("spring-gala").expect("an id")
+    }
+
+    fn gala_line() -> LineNo {
+        LineNo::new(3).expect("a line")
+    }
+
+    fn entry(n: i64) -> crate::ports::PreQueueEntry {
+        crate::ports::PreQueueEntry {
+            entry: concert_domain::TicketNo::new(gala_line().pre_queue_start() + n)
+                .expect("an entry"),
+            user: user(),
+            issued_at: NOW - Duration::seconds(5),
+        }
+    }
+
+    /// An issuer that knows only the default room; `rooms` is the store behind it. A join into
+    /// an empty line asks for a step (which admits nobody here).
+    async fn issuer_with_rooms(
+        queue: MockQueueRepository,
+        signer: MockTokenSigner,
+        rooms: MockRoomRepository,
+    ) -> IssueQueueToken {
+        let mut admission = MockAdmissionTrigger::new();
+        admission.expect_admit_soon().returning(|_| ());
+        IssueQueueToken::new(
+            QueueAccess::new(
+                Arc::new(signer),
+                Arc::new(queue),
+                clock(),
+                view_serving(10).await,
+                policy(),
+            ),
+            Arc::new(rooms),
+            Arc::new(admission),
+        )
+    }
+
+    /// The store finds `ticket` as drawn, still waiting (no step admitted it).
+    fn finding_waiting(queue: &mut MockQueueRepository, ticket: &QueueTicket) {
+        let stored = ticket.clone();
+        queue
+            .expect_find()
+            .returning(move |_| Ok(Some(stored.clone())));
+    }
+
+    #[tokio::test]
+    async fn a_room_unknown_here_is_read_from_the_store_and_an_unknown_one_is_not_found() {
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_find().returning(|id| {
+            Ok((id == &gala_id()).then(|| Versioned::new(gala(None), Version::new(1))))
+        });
+        let drawn = QueueTicket::waiting(
+            concert_domain::TicketNo::new(gala_line().start().get() + 1).expect("a ticket"),
+            user(),
+            NOW,
+        );
+        let mut queue = MockQueueRepository::new();
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .withf(|write| write.line == gala_line() && write.version == Version::ABSENT)
+            .times(1)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+        finding_waiting(&mut queue, &drawn);
+        let issuer = issuer_with_rooms(queue, signer_expecting(claims_of(&drawn), 1), rooms).await;
+
+        let issued = issuer.execute(user(), &gala_id()).await.expect("issued");
+        assert!(issued.created);
+        assert_eq!(issued.status.position, Some(1), "the first of its own line");
+        assert!(
+            issuer.access.lines.of_room(&gala_id()).is_some(),
+            "known here now"
+        );
+
+        let nowhere = RoomId::parse("nowhere").expect("an id");
+        assert!(matches!(
+            issuer.execute(user(), &nowhere).await,
+            Err(IssueQueueTokenError::RoomNotFound)
+        ));
+    }
+
+    #[tokio::test]
+    async fn before_the_opening_a_newcomer_gets_an_entry_of_the_pre_queue_and_keeps_it() {
+        let opens_at = NOW + Duration::seconds(12);
+        let mut queue = MockQueueRepository::new();
+        let mut answers = vec![
+            crate::ports::PreQueueJoined::Done(entry(7)),
+            crate::ports::PreQueueJoined::Stale,
+        ]
+        .into_iter();
+        queue
+            .expect_save_pre_queue_join()
+            .withf(|write| write.line == gala_line() && write.user == user())
+            .times(2)
+            .returning(move |_| Ok(answers.next().expect("two joins")));
+        queue
+            .expect_load_pre_queue()
+            .with(eq(user()), eq(gala_line()))
+            .times(1)
+            .returning(|_, _| Ok(Some(entry(7))));
+        queue.expect_save_join().never();
+        let claims = TokenClaims {
+            user: user(),
+            ticket: entry(7).entry,
+            issued_at: entry(7).issued_at,
+        };
+        let issuer = issuer_with_rooms(
+            queue,
+            signer_expecting(claims, 2),
+            MockRoomRepository::new(),
+        )
+        .await;
+        issuer.access.lines.note_room(&gala(Some(opens_at)));
+
+        let first = issuer.execute(user(), &gala_id()).await.expect("first");
+        let again = issuer.execute(user(), &gala_id()).await.expect("again");
+
+        assert!(first.created && !again.created);
+        assert_eq!(first.token, again.token);
+        assert!(first.status.pre_queue);
+        assert_eq!(first.status.position, None);
+        assert_eq!(first.status.opens_at, Some(opens_at));
+        assert_eq!(first.status.retry_after_seconds, Some(12));
+    }
+
+    #[tokio::test]
+    async fn a_newcomer_who_meets_the_opening_joins_the_line_instead() {
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_save_pre_queue_join()
+            .times(1)
+            .returning(|_| Ok(crate::ports::PreQueueJoined::Opened));
+        let drawn = QueueTicket::waiting(
+            concert_domain::TicketNo::new(gala_line().start().get() + 41).expect("a ticket"),
+            user(),
+            NOW,
+        );
+        let stored = drawn.clone();
+        queue
+            .expect_save_join()
+            .withf(|write| write.line == gala_line())
+            .times(1)
+            .returning(move |_| Ok(Written::Done(stored.clone())));
+        finding_waiting(&mut queue, &drawn);
+        let issuer = issuer_with_rooms(
+            queue,
+            signer_expecting(claims_of(&drawn), 1),
+            MockRoomRepository::new(),
+        )
+        .await;
+        issuer
+            .access
+            .lines
+            .note_room(&gala(Some(NOW - Duration::seconds(1))));
+
+        let issued = issuer.execute(user(), &gala_id()).await.expect("issued");
+
+        assert!(issued.created && !issued.status.pre_queue);
     }
 
     #[tokio::test]

@@ -289,4 +289,79 @@ mod tests {
             .await;
         assert!(matches!(refused, Err(LeaveQueueError::TokenInvalid)));
     }
+
+    #[tokio::test]
+    async fn a_pre_queue_token_leaves_its_entry_once_and_one_placed_meanwhile_leaves_its_place() {
+        use crate::ports::PreQueueEnd;
+
+        let line = concert_domain::LineNo::new(2).expect("a line");
+        let entry = ticket_no(line.pre_queue_start() + 4);
+        let place = ticket_no(line.start().get() + 1);
+        let mut signer = MockTokenSigner::new();
+        signer.expect_verify().returning(move |_| {
+            Ok(crate::ports::TokenClaims {
+                user: crate::test_support::user(),
+                ticket: entry,
+                issued_at: NOW,
+            })
+        });
+        let mut queue = MockQueueRepository::new();
+        let mut answers = vec![
+            PreQueueEnd::Ended,
+            PreQueueEnd::AlreadyEnded(Some(EndReason::Left)),
+            PreQueueEnd::Placed(place),
+        ]
+        .into_iter();
+        queue
+            .expect_end_pre_queue()
+            .withf(move |ended, _, reason, _| *ended == entry && *reason == EndReason::Left)
+            .times(3)
+            .returning(move |_, _, _, _| Ok(answers.next().expect("three leaves")));
+        let placed = QueueTicket::waiting(place, crate::test_support::user(), NOW);
+        queue
+            .expect_find()
+            .with(eq(place))
+            .returning(move |_| Ok(Some(placed.clone())));
+        queue
+            .expect_end()
+            .withf(move |end, _| end.ticket == place && end.reason == EndReason::Left)
+            .times(1)
+            .returning(|_, _| Ok(Written::Done(())));
+        let use_case = LeaveQueue::new(
+            QueueAccess::new(
+                Arc::new(signer),
+                Arc::new(queue),
+                clock(),
+                view_serving(20).await,
+                policy(),
+            ),
+            Arc::new(MockAdmissionTrigger::new()),
+        );
+
+        use_case.execute(TOKEN).await.expect("left the pre-queue");
+        assert_eq!(
+            use_case.access.lines.of_line(line).placement(entry),
+            crate::queue_view::Placement::Ended(Some(EndReason::Left)),
+            "this instance knows at once"
+        );
+        // Another instance, whose view has not read the end yet, asks the store again.
+        let fresh = LeaveQueue::new(
+            QueueAccess::new(
+                use_case.access.signer.clone(),
+                use_case.access.queue.clone(),
+                clock(),
+                view_serving(20).await,
+                policy(),
+            ),
+            Arc::new(MockAdmissionTrigger::new()),
+        );
+        fresh
+            .execute(TOKEN)
+            .await
+            .expect("leaving twice is leaving once");
+        fresh
+            .execute(TOKEN)
+            .await
+            .expect("a placed entry leaves its place");
+    }
 }

@@ -266,6 +266,117 @@ mod tests {
         )
     }
 
+    fn gala_request(concerts: Vec<i64>) -> RoomRequest {
+        RoomRequest {
+            room_id: "spring-gala".to_owned(),
+            concert_ids: concerts,
+            max_active: 50,
+            admit_per_minute: None,
+            opens_at: None,
+            shuffle_at_open: false,
+            waiting_idle_seconds: None,
+        }
+    }
+
+    fn gala_id() -> RoomId {
+        RoomId::parse("spring-gala").expect("an id")
+    }
+
+    fn concert(id: i64) -> ConcertId {
+        ConcertId::new(id).expect("a concert")
+    }
+
+    #[tokio::test]
+    async fn a_room_is_created_over_the_guards_read_and_decided_again_when_a_concert_was_taken() {
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_find().returning(|_| Ok(None));
+        let mut guards = vec![
+            vec![(concert(3), concert_domain::ConcertGuard::DefaultRoom)],
+            vec![(
+                concert(3),
+                concert_domain::ConcertGuard::Room(RoomId::parse("winter").expect("an id")),
+            )],
+        ]
+        .into_iter();
+        rooms
+            .expect_guards_of()
+            .with(eq(vec![concert(3)]))
+            .times(2)
+            .returning(move |_| Ok(guards.next().expect("two reads")));
+        // The first write finds the concert taken meanwhile; the second decision refuses.
+        rooms
+            .expect_create()
+            .withf(|room| room.id() == &gala_id() && room.concerts() == [concert(3)])
+            .times(1)
+            .returning(|_| Ok(Written::Stale));
+        let manage = manage(rooms).await;
+
+        let refused = manage
+            .create(Some(KEY), &gala_request(vec![3]))
+            .await
+            .expect_err("taken");
+
+        assert!(
+            matches!(&refused, RoomAdminError::ConcertInAnotherRoom(c, room)
+                if *c == concert(3) && room.as_str() == "winter"),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_created_room_is_known_to_this_instance_at_once_with_its_line() {
+        let line = concert_domain::LineNo::new(4).expect("a line");
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_find().returning(|_| Ok(None));
+        rooms.expect_guards_of().returning(|_| {
+            Ok(vec![(
+                concert(3),
+                concert_domain::ConcertGuard::DefaultRoom,
+            )])
+        });
+        rooms
+            .expect_create()
+            .times(1)
+            .returning(move |room| Ok(Written::Done(room.clone().on_line(line))));
+        let manage = manage(rooms).await;
+
+        let report = manage
+            .create(Some(KEY), &gala_request(vec![3]))
+            .await
+            .expect("created");
+
+        assert_eq!(report.room.line(), line);
+        assert_eq!(report.room.state(), RoomState::Open);
+        let view = manage.lines.of_room(&gala_id()).expect("known here");
+        assert_eq!(view.line(), line);
+        let ticket = concert_domain::TicketNo::new(line.start().get() + 1).expect("a ticket");
+        assert_eq!(manage.lines.admit(ticket, concert(3)), Ok(()));
+        assert!(manage.lines.admit(ticket, concert(4)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_creation_is_checked_key_first_then_parsed_before_any_read() {
+        let mut rooms = MockRoomRepository::new();
+        rooms.expect_find().never();
+        rooms.expect_create().never();
+        let manage = manage(rooms).await;
+        assert!(matches!(
+            manage.create(Some("wrong"), &gala_request(vec![3])).await,
+            Err(RoomAdminError::Admin(AdminRefused::KeyInvalid))
+        ));
+        let mut bad = gala_request(vec![0]);
+        assert!(matches!(
+            manage.create(Some(KEY), &bad).await,
+            Err(RoomAdminError::Invalid(invalid)) if invalid.field == "concertIds"
+        ));
+        bad = gala_request(vec![3]);
+        bad.room_id = "Spring Gala".to_owned();
+        assert!(matches!(
+            manage.create(Some(KEY), &bad).await,
+            Err(RoomAdminError::Invalid(invalid)) if invalid.field == "roomId"
+        ));
+    }
+
     #[tokio::test]
     async fn a_change_is_written_over_the_version_read_and_this_instance_follows_at_once() {
         let mut rooms = MockRoomRepository::new();

@@ -228,6 +228,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_pre_queue_token_is_answered_from_the_view_then_by_the_place_it_got_at_the_opening() {
+        use concert_domain::{LineNo, Opening, Room, RoomId, RoomState};
+
+        let line = LineNo::new(2).expect("a line");
+        let entry = TicketNo::new(line.pre_queue_start() + 8).expect("an entry");
+        let place = TicketNo::new(line.start().get() + 3).expect("a place");
+        let opens_at = NOW + Duration::seconds(20);
+        let gathering = Room::new(RoomId::parse("gala").expect("an id"), 1, RoomState::Open)
+            .expect("a room")
+            .on_line(line)
+            .with_opening(Some(Opening {
+                at: opens_at,
+                shuffle: true,
+                done: false,
+            }));
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        queue.expect_snapshot().returning(move |_| {
+            Ok(QueueSnapshot {
+                serving: line.start(),
+                ..QueueSnapshot::default()
+            })
+        });
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        queue.expect_pre_queue_outcomes().returning(move |_| {
+            Ok(vec![crate::ports::PreQueueOutcome {
+                entry,
+                place: Some(place),
+                ended: None,
+            }])
+        });
+        let queue: Arc<dyn crate::ports::QueueRepository> = Arc::new(queue);
+        let access = QueueAccess::new(
+            Arc::new(signer_reading(TokenClaims {
+                user: crate::test_support::user(),
+                ticket: entry,
+                issued_at: NOW,
+            })),
+            Arc::clone(&queue),
+            clock(),
+            QueueView::new(queue, policy()),
+            policy(),
+        );
+        access.lines.note_room(&gathering);
+        let use_case = ReadQueueStatus::new(access);
+
+        let before = use_case.execute("token").await.expect("status");
+        assert!(before.pre_queue);
+        assert_eq!(before.opens_at, Some(opens_at));
+        assert_eq!(before.retry_after_seconds, Some(20));
+
+        let view = use_case.access.lines.of_line(line);
+        view.note_room(gathering.opened());
+        view.refresh(NOW).await.expect("refresh");
+        let after = use_case.execute("token").await.expect("status");
+        assert!(!after.pre_queue);
+        assert_eq!(after.position, Some(3), "the place it got, from the view");
+    }
+
+    #[tokio::test]
     async fn waiting_ticket_is_answered_from_the_view_without_a_repository_read() {
         let status = read(untouched_queue(), 10, claims(14)).await;
 
