@@ -1,5 +1,5 @@
 -- Rooms of their own: each room has a line, numbered here once; its tickets are numbered from
--- line << 40 (docs/DATABASE.md §6), so a token's ticket names its room. The `default` room keeps
+-- line << 40 (docs/DATABASE.md §5.12), so a token's ticket names its room. The `default` room keeps
 -- line 0 and every ticket issued before rooms existed.
 ALTER TABLE rooms ADD COLUMN line integer UNIQUE CHECK (line BETWEEN 0 AND 4194303);
 UPDATE rooms SET line = 0 WHERE room_id = 'default';

@@ -1,5 +1,5 @@
 -- A room's pre-queue: who took a token before the room's opening (opensAt). An entry's number
--- is in the upper half of its line's range (docs/DATABASE.md §6), so the token names its room
+-- is in the upper half of its line's range (docs/DATABASE.md §5.12), so the token names its room
 -- and never a place. At the opening, one step gives every live entry its place (`ticket`), in
 -- the order the domain decided, and marks the room `opened`; tokens keep their entry number and
 -- every instance maps it to the place.
