@@ -10,6 +10,8 @@ const TEXT = {
     ahead: (n) => n === 0 ? "You are next." : n === 1 ? "1 person ahead of you." : `${n} people ahead of you.`,
     eta: (s) => `Estimated wait: ${duration(s, "en")}.`,
     moved: (p) => `You are now number ${p} in line.`,
+    preQueue: (t) => `The sale opens at ${t}. Everyone here then gets a place, in a fair order; it does not matter when you joined before then.`,
+    preQueueSoon: "The sale opens in a moment.",
     keepOpen: "Keep this page open: it moves by itself.", leave: "Leave the line",
     shopTitle: "It is your turn", activeUntil: (t) => `Your turn lasts until ${t}.`,
     admitted: "It is your turn: choose a seat.", pickConcert: "Choose a concert:",
@@ -27,6 +29,7 @@ const TEXT = {
       INSUFFICIENT_BALANCE: "Not enough points: add some, then pay again.",
       TOKEN_EXPIRED: "Your turn has ended.", TOKEN_INVALID: "Your place in line was not recognised.",
       QUEUE_NOT_ACTIVE: "It is not your turn yet.", ROOM_CLOSED: "The line is closed.",
+      ROOM_NOT_FOUND: "This sale does not exist.", TOKEN_WRONG_ROOM: "This concert is sold in another line.",
       RATE_LIMITED: "Too many tries: wait a moment.", SERVICE_UNAVAILABLE: "The service is busy: trying again shortly.",
       VALIDATION_FAILED: "That input was not accepted.", BALANCE_LIMIT_EXCEEDED: "That would take your points over the limit.",
       RESERVATION_EXPIRED: "Your hold has lapsed. Choose the seat again.",
@@ -44,6 +47,8 @@ const TEXT = {
     ahead: (n) => n === 0 ? "다음 차례입니다." : `앞에 ${n}명이 있습니다.`,
     eta: (s) => `예상 대기 시간: ${duration(s, "ko")}`,
     moved: (p) => `현재 대기 순번은 ${p}번입니다.`,
+    preQueue: (t) => `${t}에 판매가 시작됩니다. 그때 이곳의 모든 분께 공정한 순서로 순번이 주어지며, 그 전에 언제 들어왔는지는 상관없습니다.`,
+    preQueueSoon: "곧 판매가 시작됩니다.",
     keepOpen: "이 페이지를 열어 두세요. 순서가 자동으로 갱신됩니다.", leave: "줄에서 나가기",
     shopTitle: "차례가 되었습니다", activeUntil: (t) => `${t}까지 예매할 수 있습니다.`,
     admitted: "차례가 되었습니다. 좌석을 선택하세요.", pickConcert: "공연을 선택하세요:",
@@ -61,6 +66,7 @@ const TEXT = {
       INSUFFICIENT_BALANCE: "포인트가 부족합니다. 충전한 뒤 다시 결제하세요.",
       TOKEN_EXPIRED: "차례가 끝났습니다.", TOKEN_INVALID: "대기 정보를 확인할 수 없습니다.",
       QUEUE_NOT_ACTIVE: "아직 차례가 아닙니다.", ROOM_CLOSED: "대기열이 닫혔습니다.",
+      ROOM_NOT_FOUND: "존재하지 않는 판매입니다.", TOKEN_WRONG_ROOM: "이 공연은 다른 대기열에서 판매됩니다.",
       RATE_LIMITED: "시도가 너무 많습니다. 잠시 후 다시 시도하세요.", SERVICE_UNAVAILABLE: "서비스가 혼잡합니다. 곧 다시 시도합니다.",
       VALIDATION_FAILED: "입력 값을 확인하세요.", BALANCE_LIMIT_EXCEEDED: "보유 가능한 포인트 한도를 넘습니다.",
       RESERVATION_EXPIRED: "좌석 선점이 만료되었습니다. 다시 선택하세요.",
@@ -183,7 +189,10 @@ async function api(method, path, { body, token, key } = {}) {
 async function join() {
   clearProblem();
   try {
-    const answer = await api("POST", "/v1/queue/tokens", { body: { userId: state.userId } });
+    // A sale with a waiting room of its own is linked as `/?room=<roomId>`.
+    const roomId = new URLSearchParams(location.search).get("room");
+    const body = roomId ? { userId: state.userId, roomId } : { userId: state.userId };
+    const answer = await api("POST", "/v1/queue/tokens", { body });
     state.token = answer.token;
     localStorage.setItem("concert.token", state.token);
     state.firstPosition = null;
@@ -271,7 +280,15 @@ async function poll(token) {
 function render(status) {
   const before = state.status;
   state.status = status;
-  if (status.status === "WAITING") {
+  if (status.status === "PRE_QUEUE") {
+    show("waiting");
+    $("position").textContent = "–";
+    const opens = status.opensAt ? new Date(status.opensAt) : null;
+    $("ahead").textContent = opens ? t("preQueue", opens.toLocaleTimeString(state.language)) : t("preQueueSoon");
+    $("eta").textContent = "";
+    $("progress").value = 0;
+    if (!before || before.status !== "PRE_QUEUE") announce($("ahead").textContent);
+  } else if (status.status === "WAITING") {
     show("waiting");
     if (state.firstPosition === null || status.position > state.firstPosition) state.firstPosition = status.position;
     $("position").textContent = status.position;
