@@ -59,7 +59,8 @@ pub struct RoomReport {
     /// Tokens waiting for the room's opening.
     pub pre_queued: u64,
     pub admitted_last_minute: u64,
-    /// What a newcomer joining now would be told (`None` when the line does not move at all).
+    /// What a newcomer joining now would be told (`None` when the line does not move at all, or
+    /// before the room's opening).
     pub estimated_wait_seconds_at_back: Option<u64>,
 }
 
@@ -214,8 +215,8 @@ impl ManageRooms {
             issued: line.issued,
             pre_queued: line.pre_queued,
             admitted_last_minute: view.admitted_last_minute(),
-            estimated_wait_seconds_at_back: room
-                .admits()
+            // Before the opening a newcomer is told no wait, only the opening time.
+            estimated_wait_seconds_at_back: (room.admits() && !room.gathers_pre_queue())
                 .then(|| estimated_wait_seconds(line.waiting + 1, rate)),
             room,
         }

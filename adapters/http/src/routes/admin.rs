@@ -234,7 +234,8 @@ pub struct RoomResponse {
     pub issued: u64,
     /// Tokens admitted in the last minute.
     pub admitted_last_minute: u64,
-    /// The wait a newcomer joining now would be told; `null` while the room is paused.
+    /// The wait a newcomer joining now would be told; `null` while the room is paused or
+    /// before its opening.
     pub estimated_wait_seconds_at_back: Option<u64>,
 }
 
