@@ -177,11 +177,7 @@ impl AdmitNextInLine {
 
     /// A closed room whose line is empty (as this instance last saw it) has nothing to step.
     fn needs_step(&self, room: &Room) -> bool {
-        if room.state() != RoomState::Closed || room.id().is_default() {
-            return true;
-        }
-        let line = self.lines.of_line(room.line()).snapshot();
-        line.waiting > 0 || line.active > 0
+        room.id().is_default() || !self.lines.of_line(room.line()).is_closed_and_empty()
     }
 
     /// At its opening time, gives the room's pre-queue its places (once across instances) and
@@ -657,7 +653,23 @@ mod tests {
         )
         .expect("a room")
         .on_line(concert_domain::LineNo::new(5).expect("a line"));
+        // This instance has read the closed room's line: empty.
+        let mut empty = MockQueueRepository::new();
+        empty.expect_snapshot().returning(|line| {
+            Ok(crate::ports::QueueSnapshot {
+                serving: line.start(),
+                ..crate::ports::QueueSnapshot::default()
+            })
+        });
+        empty.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        let lines = RoomLines::new(Arc::new(empty), policy());
+        lines
+            .of_line(concert_domain::LineNo::new(5).expect("a line"))
+            .refresh(at)
+            .await
+            .expect("read");
         let skipping = AdmitNextInLine {
+            lines,
             rooms: Arc::new({
                 let mut rooms = MockRoomRepository::new();
                 let listed = vec![

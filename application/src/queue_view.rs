@@ -62,6 +62,9 @@ struct ViewState {
     /// and whether every entry's outcome is known (read once after the opening).
     pre_queue: HashMap<TicketNo, PreQueueOutcome>,
     pre_queue_settled: bool,
+    /// Whether the line was read at least once (a view made for a room just learnt of knows
+    /// nothing yet).
+    read: bool,
     /// Moves whenever something a watcher is told may have changed: the serving counter, the
     /// tickets that ended while waiting, the ends seen, or the pre-queue's outcomes.
     generation: u64,
@@ -224,6 +227,7 @@ impl QueueView {
             state.generation += 1;
         }
         state.snapshot = QueueSnapshot { serving, ..fresh };
+        state.read = true;
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
         state.ended_waiting = ended_waiting;
         // Two jobs refresh the view; a reading that finishes after a later one is left out of
@@ -340,6 +344,22 @@ impl QueueView {
         state.room_policy = Some(room.admission_policy(&self.policy));
         state.room = Some(room);
         state.measure(&self.policy);
+    }
+
+    /// Whether the line can no longer change by itself: its room is closed (nobody joins) and
+    /// nobody waits, holds a place or is in its pre-queue. Reopening the room (an operator's
+    /// change, noted by the next step) makes it live again.
+    pub fn is_closed_and_empty(&self) -> bool {
+        let state = self.state();
+        let line = state.snapshot;
+        state.read
+            && state
+                .room
+                .as_ref()
+                .is_some_and(|room| room.state() == concert_domain::RoomState::Closed)
+            && line.waiting == 0
+            && line.active == 0
+            && line.pre_queued == 0
     }
 
     /// The room's settings as last read; `None` before the first admission step.
