@@ -41,7 +41,12 @@ impl RoomRequest {
                 .collect::<Result<_, _>>()?,
             max_active: self.max_active,
             admit_per_minute: self.admit_per_minute,
-            opens_at: self.opens_at,
+            // Kept to the microsecond, as stored, so every answer tells the same time.
+            opens_at: self
+                .opens_at
+                .map(|at| at.replace_nanosecond(at.nanosecond() / 1_000 * 1_000))
+                .transpose()
+                .map_err(|_| ParseError::new("opensAt", "is not a valid time"))?,
             shuffle_at_open: self.shuffle_at_open,
             waiting_idle_seconds: self.waiting_idle_seconds,
         })
@@ -353,6 +358,18 @@ mod tests {
         let ticket = concert_domain::TicketNo::new(line.start().get() + 1).expect("a ticket");
         assert_eq!(manage.lines.admit(ticket, concert(3)), Ok(()));
         assert!(manage.lines.admit(ticket, concert(4)).is_err());
+    }
+
+    #[test]
+    fn an_opening_time_is_kept_to_the_microsecond_as_the_store_keeps_it() {
+        let mut request = gala_request(vec![3]);
+        request.opens_at = Some(time::macros::datetime!(2026-12-24 10:00:00.123_456_789 UTC));
+        request.shuffle_at_open = true;
+        let parsed = request.parse().expect("parsed");
+        assert_eq!(
+            parsed.opens_at,
+            Some(time::macros::datetime!(2026-12-24 10:00:00.123_456 UTC))
+        );
     }
 
     #[tokio::test]
