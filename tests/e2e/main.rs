@@ -13,3 +13,4 @@ mod malformed;
 mod operations;
 mod passthrough;
 mod rooms;
+mod rooms_of_their_own;
