@@ -173,7 +173,8 @@ async fn create_in_transaction(
     .bind::<Text, _>(room.id().as_str())
     .execute(conn)
     .await?;
-    let (start, end) = (line.start().get(), line.end());
+    // Places fill the lower half of the line's range; the upper half numbers its pre-queue.
+    let (start, last_place) = (line.start().get(), line.pre_queue_start());
     diesel::sql_query("INSERT INTO queue_state (line, serving, issued_hwm) VALUES ($1, $2, $2)")
         .bind::<Integer, _>(line_key(line))
         .bind::<BigInt, _>(start)
@@ -184,7 +185,7 @@ async fn create_in_transaction(
         "CREATE SEQUENCE {} MINVALUE {} MAXVALUE {} START {}",
         line_sequence(line),
         start + 1,
-        end - 1,
+        last_place,
         start + 1
     ))
     .execute(conn)

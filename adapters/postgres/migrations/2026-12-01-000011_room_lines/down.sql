@@ -6,6 +6,7 @@ DELETE FROM queue_members WHERE line <> 0;
 ALTER TABLE queue_members DROP CONSTRAINT queue_members_pkey;
 ALTER TABLE queue_members DROP COLUMN line;
 ALTER TABLE queue_members ADD PRIMARY KEY (user_id);
+ALTER SEQUENCE queue_line_0_seq NO MAXVALUE;
 ALTER SEQUENCE queue_line_0_seq RENAME TO queue_tickets_ticket_seq;
 DELETE FROM queue_state WHERE line <> 0;
 ALTER TABLE queue_state DROP CONSTRAINT queue_state_line_range;

@@ -25,8 +25,10 @@ UPDATE queue_state SET id = 0;
 ALTER TABLE queue_state RENAME COLUMN id TO line;
 ALTER TABLE queue_state ADD CONSTRAINT queue_state_line_range CHECK (line BETWEEN 0 AND 4194303);
 
--- One sequence per line, named after it; line 0's is the one v1 drew from.
+-- One sequence per line, named after it; line 0's is the one v1 drew from. Places stay in the
+-- lower half of the line's range (up to 2^39); the upper half numbers pre-queue entries.
 ALTER SEQUENCE queue_tickets_ticket_seq RENAME TO queue_line_0_seq;
+ALTER SEQUENCE queue_line_0_seq MAXVALUE 549755813888;
 
 -- One live place per user per room.
 ALTER TABLE queue_members ADD COLUMN line integer NOT NULL DEFAULT 0;
