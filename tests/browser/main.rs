@@ -4,8 +4,9 @@
 //! through the pages; browser B, waiting behind A, is pushed its admission when A pays (it
 //! neither reloads nor polls), sees A's seat sold and books another one, and reads its receipt
 //! again in English. A third buyer's open seat map shows a seat a fourth holds meanwhile, and a
-//! page out of view (another tab) polls instead of holding a stream. A screenshot of each step is
-//! written under `target/browser-screenshots/`.
+//! page out of view (another tab) polls instead of holding a stream. A buyer linked to a room's
+//! sale before its opening is told when it opens and is let in at the opening with no click. A
+//! screenshot of each step is written under `target/browser-screenshots/`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -326,6 +327,70 @@ async fn two_buyers_wait_and_book_through_the_pages() -> anyhow::Result<()> {
 
     a.close().await?;
     b.close().await?;
+    drop(driver);
+    app.shutdown().await
+}
+
+/// A sale with a waiting room of its own, linked as `/?room=…`: before the opening the page
+/// tells when the sale opens and that the order will be fair, and at the opening it moves on by
+/// itself to the buyer's turn.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_buyer_in_a_pre_queue_is_told_the_opening_and_let_in_at_it() -> anyhow::Result<()> {
+    let app = TestApp::spawn_with(|_| {}).await?;
+    let admin = &app.client;
+    let concert = admin
+        .send(
+            admin
+                .raw(Method::POST, "/v1/admin/concerts")
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({
+                    "title": "Spring Gala",
+                    "dates": [{ "date": "2030-04-01", "price": 1000, "seatCount": 10 }],
+                })),
+        )
+        .await?;
+    ensure!(concert.status.is_success(), "{}", concert.text);
+    let concert_id = concert.body["concertId"].clone();
+    let opens_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    let room = admin
+        .send(
+            admin
+                .raw(Method::POST, "/v1/admin/rooms")
+                .bearer_auth(ADMIN_KEY)
+                .json(&json!({
+                    "roomId": "spring-gala",
+                    "concertIds": [concert_id],
+                    "maxActive": 5,
+                    "opensAt": opens_at.format(&time::format_description::well_known::Rfc3339)?,
+                    "shuffleAtOpen": true,
+                })),
+        )
+        .await?;
+    ensure!(room.status.as_u16() == 201, "{}", room.text);
+    let driver = Driver::start().await?;
+    let buyer = driver.browser("en").await?;
+
+    buyer.goto(&admin.url("/?room=spring-gala")).await?;
+    click(&buyer, "#join-button").await?;
+    visible(&buyer, "waiting").await?;
+    let told = text(&buyer, "#ahead").await?;
+    ensure!(
+        told.starts_with("The sale opens at") && told.contains("fair order"),
+        "the pre-queue page says {told:?}"
+    );
+    ensure!(text(&buyer, "#position").await? == "–", "no position yet");
+    screenshot(&buyer, "pre-queue-1-waiting-for-the-opening").await?;
+
+    // The opening comes within a second of opensAt; the page moves on with no click.
+    buyer
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#shop:not([hidden])"))
+        .await
+        .context("the page did not move on at the opening")?;
+    screenshot(&buyer, "pre-queue-2-admitted-at-the-opening").await?;
+
+    buyer.close().await?;
     drop(driver);
     app.shutdown().await
 }
