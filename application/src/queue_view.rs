@@ -168,16 +168,18 @@ impl QueueView {
         let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
         // While the room gathers its pre-queue, the entries that ended (few); once it opened,
         // every entry's place, once.
-        let pre_queue = {
+        // Whether the room was known opened *before* the read: only then is the read complete
+        // (the room may be noted opened while the read runs, from an opening it did not see).
+        let (gathering, opened_before_read) = {
             let state = self.state();
             let gathering = state.room.as_ref().is_some_and(Room::gathers_pre_queue);
             let opened = state
                 .room
                 .as_ref()
                 .is_some_and(|room| room.opening().is_some_and(|opening| opening.done));
-            gathering || (opened && !state.pre_queue_settled)
+            (gathering, opened && !state.pre_queue_settled)
         };
-        let outcomes = if pre_queue {
+        let outcomes = if gathering || opened_before_read {
             Some(self.queue.pre_queue_outcomes(self.line).await?)
         } else {
             None
@@ -191,16 +193,12 @@ impl QueueView {
         };
         let mut state = self.state_mut();
         if let Some(outcomes) = outcomes {
-            let settled = state
-                .room
-                .as_ref()
-                .is_some_and(|room| !room.gathers_pre_queue());
             for outcome in outcomes {
                 if state.pre_queue.insert(outcome.entry, outcome) != Some(outcome) {
                     state.generation += 1;
                 }
             }
-            if settled && !state.pre_queue_settled {
+            if opened_before_read && !state.pre_queue_settled {
                 state.pre_queue_settled = true;
                 state.generation += 1;
             }
@@ -634,5 +632,58 @@ mod tests {
             still, once,
             "a second reading of the same line changes nothing"
         );
+    }
+
+    #[tokio::test]
+    async fn an_opening_noted_while_the_pre_queue_is_read_is_read_again_after() {
+        use concert_domain::{Opening, RoomId, RoomState};
+
+        let line = LineNo::new(2).expect("a line");
+        let entry = TicketNo::new(line.pre_queue_start() + 1).expect("an entry");
+        let place = TicketNo::new(line.start().get() + 1).expect("a place");
+        let gathering = Room::new(RoomId::parse("gala").expect("an id"), 5, RoomState::Open)
+            .expect("a room")
+            .on_line(line)
+            .with_opening(Some(Opening {
+                at: datetime!(2026-12-01 12:00 UTC),
+                shuffle: false,
+                done: false,
+            }));
+        let handle: Arc<std::sync::Mutex<Option<QueueView>>> = Arc::default();
+        let mut queue = MockQueueRepository::new();
+        queue.expect_snapshot().returning(move |_| {
+            Ok(QueueSnapshot {
+                serving: line.start(),
+                ..QueueSnapshot::default()
+            })
+        });
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        let (noting, opened) = (Arc::clone(&handle), gathering.clone().opened());
+        let mut reads = 0;
+        queue.expect_pre_queue_outcomes().returning(move |_| {
+            reads += 1;
+            if reads == 1 {
+                // Read before the opening committed; meanwhile the step notes it opened.
+                let view = noting.lock().expect("lock").clone().expect("a view");
+                view.note_room(opened.clone());
+                return Ok(Vec::new());
+            }
+            Ok(vec![PreQueueOutcome {
+                entry,
+                place: Some(place),
+                ended: None,
+            }])
+        });
+        let view = QueueView::of_line(Arc::new(queue), QueuePolicy::default(), line);
+        *handle.lock().expect("lock") = Some(view.clone());
+        view.note_room(gathering);
+        let now = datetime!(2026-12-01 12:00 UTC);
+
+        view.refresh(now).await.expect("during the opening");
+        assert_eq!(view.placement(entry), Placement::PreQueue);
+        view.refresh(now + Duration::seconds(1))
+            .await
+            .expect("after it");
+        assert_eq!(view.placement(entry), Placement::Line(place));
     }
 }
