@@ -603,11 +603,14 @@ impl QueueRepository for PgQueueRepository {
         self.pool
             .run(async {
                 let mut conn = self.pool.get().await?;
+                // The line's entries are a range of the primary key.
                 let rows: Vec<OutcomeRow> = diesel::sql_query(
                     "SELECT entry, ticket, end_reason FROM pre_queue \
-                     WHERE line = $1 AND (ticket IS NOT NULL OR ended_at IS NOT NULL)",
+                     WHERE entry > $1 AND entry < $2 \
+                       AND (ticket IS NOT NULL OR ended_at IS NOT NULL)",
                 )
-                .bind::<Integer, _>(line_key(line))
+                .bind::<BigInt, _>(line.pre_queue_start())
+                .bind::<BigInt, _>(line.end())
                 .cached()
                 .load(&mut conn)
                 .await
@@ -709,9 +712,11 @@ async fn open_in_transaction(
     if marked != 1 {
         return Err(StepAbort::Stale);
     }
+    // Locked, in entry order: a leave or revocation racing the opening waits for it and then
+    // finds the entry placed (and ends the place), instead of making the opening start over.
     let arrivals: Vec<EntryRow> = diesel::sql_query(
         "SELECT entry, user_id, issued_at FROM pre_queue \
-         WHERE line = $1 AND ticket IS NULL AND ended_at IS NULL ORDER BY entry",
+         WHERE line = $1 AND ticket IS NULL AND ended_at IS NULL ORDER BY entry FOR UPDATE",
     )
     .bind::<Integer, _>(line_key(line))
     .cached()
