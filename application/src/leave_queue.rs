@@ -9,6 +9,7 @@ use concert_domain::{EndReason, Leave};
 use crate::idempotency::{Step, until_written};
 use crate::ports::{AdmissionTrigger, PreQueueEnd, RepositoryError, TicketEnd};
 use crate::queue_access::QueueAccess;
+use crate::queue_metrics;
 use crate::queue_view::Placement;
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +58,11 @@ impl LeaveQueue {
                     {
                         PreQueueEnd::Ended => {
                             view.note_pre_queue_end(claims.ticket, EndReason::Left);
+                            queue_metrics::tickets_ended(
+                                &access.lines.room_of(claims.ticket),
+                                EndReason::Left,
+                                1,
+                            );
                             tracing::info!("a user left the pre-queue");
                             return Ok(Step::Done(None));
                         }

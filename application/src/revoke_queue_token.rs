@@ -11,6 +11,7 @@ use crate::idempotency::{Step, until_written};
 use crate::manage_rooms::RoomAdminError;
 use crate::ports::{AdmissionTrigger, PreQueueEnd, RoomRepository, TicketEnd};
 use crate::queue_access::QueueAccess;
+use crate::queue_metrics;
 
 pub struct RevokeQueueToken {
     access: QueueAccess,
@@ -49,7 +50,7 @@ impl RevokeQueueToken {
             .rooms
             .find(&room)
             .await?
-            .ok_or(RoomAdminError::RoomNotFound(room))?
+            .ok_or_else(|| RoomAdminError::RoomNotFound(room.clone()))?
             .value
             .line();
         let user = UserId::parse(user)?;
@@ -67,6 +68,7 @@ impl RevokeQueueToken {
                     .lines
                     .of_line(line)
                     .note_pre_queue_end(entry.entry, EndReason::Revoked);
+                queue_metrics::tickets_ended(&room, EndReason::Revoked, 1);
                 tracing::info!(entry = entry.entry.get(), "pre-queue entry revoked");
                 return Ok(());
             }

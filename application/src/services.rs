@@ -69,7 +69,8 @@ pub struct Settings {
     pub most_status_watches: usize,
 }
 
-/// One instance of every use case, sharing one [`QueueView`].
+/// One instance of every use case, sharing this instance's rooms and their lines' views
+/// ([`RoomLines`]).
 pub struct Services {
     pub lines: RoomLines,
     /// Waiting polls this instance answered, to be written down by a job.

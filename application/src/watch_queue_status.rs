@@ -32,10 +32,9 @@ pub struct StatusWatch {
     admitted: Option<QueueTicket>,
     last: Option<QueueStatusView>,
     _watching: Watching,
-    /// Counts the watcher as present on the number it waits with: its token's, or the place
-    /// its pre-queue entry got at the opening.
-    present: Present,
-    present_on: TicketNo,
+    /// Counts the watcher as present on the place it waits in: its token's, or the place its
+    /// pre-queue entry got at the opening (none before: an entry has no place to keep).
+    present: Option<(TicketNo, Present)>,
     _slot: Slot,
 }
 
@@ -94,8 +93,8 @@ impl WatchQueueStatus {
             admitted: None,
             last: None,
             _watching: self.access.lines.of_ticket(claims.ticket).watch(),
-            present: self.access.polls.present(claims.ticket),
-            present_on: claims.ticket,
+            present: (!claims.ticket.is_pre_queue_entry())
+                .then(|| (claims.ticket, self.access.polls.present(claims.ticket))),
             _slot: slot,
         })
     }
@@ -138,9 +137,8 @@ impl WatchQueueStatus {
             }
             Placement::Ended(reason) => return Ok(QueueStatusView::expired(reason)),
         };
-        if watch.present_on != ticket {
-            watch.present = self.access.polls.present(ticket);
-            watch.present_on = ticket;
+        if watch.present.as_ref().is_none_or(|(on, _)| *on != ticket) {
+            watch.present = Some((ticket, self.access.polls.present(ticket)));
         }
         if let Some(ended) = view.ended_while_waiting(ticket) {
             return Ok(QueueStatusView::expired(ended.reason));

@@ -52,7 +52,7 @@ pub use reservation::{HoldLimit, Reservation, ReservationStatus, SeatRef, UserHo
 pub use retention::{Cutoffs, RetentionPolicy};
 pub use room::{
     ConcertGuard, CreateRoomRefused, NewRoom, Opening, Pace, Room, RoomChange, RoomGuards, RoomId,
-    RoomState,
+    RoomPhase, RoomState,
 };
 pub use seat::{Seat, SeatClaim, SeatHold, SeatState};
 pub use wallet::{BalanceChange, LedgerEntry, LedgerKind, Wallet, WalletLimits};

@@ -83,6 +83,16 @@ impl RoomState {
     }
 }
 
+/// Where a room stands, as an operator is shown it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RoomPhase {
+    /// An open room before its opening: newcomers gather in the pre-queue.
+    PreQueue,
+    Open,
+    Paused,
+    Closed,
+}
+
 /// The most tokens a room may have active at once.
 pub const MAX_ROOM_ACTIVE: u32 = 1_000_000;
 
@@ -277,6 +287,17 @@ impl Room {
 
     pub fn opening(&self) -> Option<Opening> {
         self.opening
+    }
+
+    /// Where the room stands: its state, `PreQueue` for an open room before its opening (an
+    /// operator's pause or close is shown as such).
+    pub fn phase(&self) -> RoomPhase {
+        match self.state {
+            RoomState::Open if self.gathers_pre_queue() => RoomPhase::PreQueue,
+            RoomState::Open => RoomPhase::Open,
+            RoomState::Paused => RoomPhase::Paused,
+            RoomState::Closed => RoomPhase::Closed,
+        }
     }
 
     /// Whether newcomers join the pre-queue: the room has an opening that has not happened.
@@ -673,8 +694,10 @@ mod tests {
         let due = NOW + Duration::seconds(95);
         assert!(room.opens_at(due));
         assert_eq!(room.pre_queue_retry_after_seconds(due), 1);
+        assert_eq!(room.phase(), RoomPhase::PreQueue);
         let opened = room.opened();
         assert!(!opened.gathers_pre_queue() && !opened.opens_at(due));
+        assert_eq!(opened.phase(), RoomPhase::Open);
         assert!(
             !Room::create(
                 &gala(&[3]),

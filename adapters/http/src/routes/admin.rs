@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use concert_application::create_concert::{CreateConcertCommand, NewDateCommand};
 use concert_application::manage_rooms::{RoomReport, RoomRequest};
-use concert_domain::{RoomChange, RoomState};
+use concert_domain::{RoomChange, RoomPhase, RoomState};
 use serde::{Deserialize, Serialize};
 use time::{Date, OffsetDateTime};
 use utoipa::ToSchema;
@@ -253,11 +253,11 @@ impl From<RoomReport> for RoomResponse {
             opens_at: opening.map(|opening| utc(opening.at)),
             shuffle_at_open: opening.is_some_and(|opening| opening.shuffle),
             max_active: report.room.max_active(),
-            state: match report.room.state() {
-                RoomState::Open if report.room.gathers_pre_queue() => RoomStateShown::PreQueue,
-                RoomState::Open => RoomStateShown::Open,
-                RoomState::Paused => RoomStateShown::Paused,
-                RoomState::Closed => RoomStateShown::Closed,
+            state: match report.room.phase() {
+                RoomPhase::PreQueue => RoomStateShown::PreQueue,
+                RoomPhase::Open => RoomStateShown::Open,
+                RoomPhase::Paused => RoomStateShown::Paused,
+                RoomPhase::Closed => RoomStateShown::Closed,
             },
             pre_queued: report.pre_queued,
             admit_per_minute: report.room.admit_per_minute(),

@@ -1,3 +1,11 @@
+-- The sequences of the lines created since (line 0's is v1's, renamed back below).
+DO $$
+DECLARE numbered record;
+BEGIN
+    FOR numbered IN SELECT line FROM rooms WHERE line <> 0 LOOP
+        EXECUTE format('DROP SEQUENCE IF EXISTS queue_line_%s_seq', numbered.line);
+    END LOOP;
+END $$;
 DROP INDEX queue_tickets_one_live_per_user;
 DELETE FROM queue_tickets WHERE ticket >= (1::bigint << 40);
 CREATE UNIQUE INDEX queue_tickets_one_live_per_user

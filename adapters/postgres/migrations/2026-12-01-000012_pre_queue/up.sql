@@ -3,7 +3,8 @@
 -- and never a place. At the opening, one step gives every live entry its place (`ticket`), in
 -- the order the domain decided, and marks the room `opened`; tokens keep their entry number and
 -- every instance maps it to the place.
-CREATE SEQUENCE pre_queue_entries_seq;
+-- Shared by every room's pre-queue; it stays below the half a line gives its entries.
+CREATE SEQUENCE pre_queue_entries_seq MAXVALUE 549755813887;
 
 CREATE TABLE pre_queue (
     entry      bigint      PRIMARY KEY,
