@@ -9,10 +9,11 @@ use time::{Date, Duration};
 
 use crate::authorize_request::ActiveUser;
 use crate::idempotency::{Step, until_written};
-use crate::list_available_seats::{FindDateError, find_bookable_date};
+use crate::list_available_seats::{FindDateError, admit_to, find_bookable_date};
 use crate::ports::{
     CatalogRepository, Clock, HoldWrite, RepositoryError, ReservationRepository, Versioned,
 };
+use crate::room_lines::RoomLines;
 
 /// `HOLD_TTL_SECONDS` and `MAX_HOLDS_PER_USER`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +45,9 @@ pub enum HoldSeatError {
     ConcertNotFound(ConcertId),
     #[error("concert {0} does not play on {1}")]
     DateNotFound(ConcertId, Date),
+    /// The caller's token is another room's (`403 TOKEN_WRONG_ROOM`).
+    #[error("concert {0} is another room's")]
+    WrongRoom(ConcertId),
     #[error(transparent)]
     InvalidSeat(ParseError),
     #[error("seat {seat_no} on {date} cannot be held: {denied}")]
@@ -61,6 +65,7 @@ impl From<FindDateError> for HoldSeatError {
         match error {
             FindDateError::ConcertNotFound(concert) => Self::ConcertNotFound(concert),
             FindDateError::DateNotFound(concert, date) => Self::DateNotFound(concert, date),
+            FindDateError::WrongRoom(concert) => Self::WrongRoom(concert),
             FindDateError::Repository(error) => Self::Repository(error),
         }
     }
@@ -71,6 +76,7 @@ pub struct HoldSeat {
     reservations: Arc<dyn ReservationRepository>,
     clock: Arc<dyn Clock>,
     settings: HoldSettings,
+    rooms: RoomLines,
 }
 
 impl HoldSeat {
@@ -79,12 +85,14 @@ impl HoldSeat {
         reservations: Arc<dyn ReservationRepository>,
         clock: Arc<dyn Clock>,
         settings: HoldSettings,
+        rooms: impl Into<RoomLines>,
     ) -> Self {
         Self {
             catalog,
             reservations,
             clock,
             settings,
+            rooms: rooms.into(),
         }
     }
 
@@ -96,6 +104,7 @@ impl HoldSeat {
         caller: ActiveUser,
         command: HoldSeatCommand,
     ) -> Result<Reservation, HoldSeatError> {
+        admit_to(&self.rooms, &caller, command.concert)?;
         let now = self.clock.now();
         let date =
             find_bookable_date(self.catalog.as_ref(), command.concert, command.date, now).await?;
@@ -162,7 +171,7 @@ mod tests {
     };
     use crate::test_support::{
         CONCERT_DAY, NOW, PRICE, SEAT_VERSION, active_user, clock, concert_date, concert_id,
-        free_seat, other_user, reservation_id, seat_ref, seat_with, user,
+        default_rooms, free_seat, other_user, reservation_id, seat_ref, seat_with, user,
     };
 
     const TTL: Duration = Duration::seconds(90);
@@ -203,6 +212,7 @@ mod tests {
             Arc::new(reservations),
             clock(),
             settings(),
+            default_rooms(),
         )
         .execute(active_user(14), command(seat))
         .await
@@ -522,5 +532,37 @@ mod tests {
         let refused = hold(catalog, untouched(), 7).await;
 
         assert!(matches!(refused, Err(HoldSeatError::DateNotFound(_, _))));
+    }
+
+    #[tokio::test]
+    async fn a_token_of_another_room_holds_nothing_and_nothing_is_read() {
+        let mut catalog = MockCatalogRepository::new();
+        catalog.expect_find_date().never();
+        let mut reservations = MockReservationRepository::new();
+        reservations.expect_load_hold().never();
+        let rooms = default_rooms();
+        rooms.note_rooms(&[concert_domain::Room::new(
+            concert_domain::RoomId::parse("gala").expect("an id"),
+            5,
+            concert_domain::RoomState::Open,
+        )
+        .expect("a room")
+        .on_line(concert_domain::LineNo::new(1).expect("a line"))
+        .guarding(vec![concert_id()])]);
+
+        let refused = HoldSeat::new(
+            Arc::new(catalog),
+            Arc::new(reservations),
+            clock(),
+            settings(),
+            rooms,
+        )
+        .execute(active_user(14), command(3))
+        .await;
+
+        assert!(
+            matches!(refused, Err(HoldSeatError::WrongRoom(concert)) if concert == concert_id()),
+            "{refused:?}"
+        );
     }
 }

@@ -4,12 +4,17 @@ use std::sync::Arc;
 
 use concert_domain::ConcertId;
 
+use crate::authorize_request::ActiveUser;
 use crate::ports::{CatalogRepository, Clock, DateAvailability, RepositoryError};
+use crate::room_lines::RoomLines;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListAvailableDatesError {
     #[error("concert {0} not found")]
     ConcertNotFound(ConcertId),
+    /// The caller's token is another room's (`403 TOKEN_WRONG_ROOM`).
+    #[error("concert {0} is another room's")]
+    WrongRoom(ConcertId),
     #[error(transparent)]
     Repository(#[from] RepositoryError),
 }
@@ -17,18 +22,31 @@ pub enum ListAvailableDatesError {
 pub struct ListAvailableDates {
     catalog: Arc<dyn CatalogRepository>,
     clock: Arc<dyn Clock>,
+    rooms: RoomLines,
 }
 
 impl ListAvailableDates {
-    pub fn new(catalog: Arc<dyn CatalogRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { catalog, clock }
+    pub fn new(
+        catalog: Arc<dyn CatalogRepository>,
+        clock: Arc<dyn Clock>,
+        rooms: impl Into<RoomLines>,
+    ) -> Self {
+        Self {
+            catalog,
+            clock,
+            rooms: rooms.into(),
+        }
     }
 
     #[tracing::instrument(name = "list_available_dates", skip_all, fields(concert = concert.get()))]
     pub async fn execute(
         &self,
+        caller: &ActiveUser,
         concert: ConcertId,
     ) -> Result<Vec<DateAvailability>, ListAvailableDatesError> {
+        self.rooms
+            .admit(caller.ticket, concert)
+            .map_err(|_| ListAvailableDatesError::WrongRoom(concert))?;
         let now = self.clock.now();
         self.catalog
             .available_dates(concert, now.date(), now)
@@ -43,7 +61,7 @@ mod tests {
 
     use super::*;
     use crate::ports::MockCatalogRepository;
-    use crate::test_support::{CONCERT_DAY, NOW, clock, concert_id};
+    use crate::test_support::{CONCERT_DAY, NOW, active_user, clock, concert_id, default_rooms};
 
     #[tokio::test]
     async fn dates_are_read_from_today_with_availability_at_now() {
@@ -59,8 +77,8 @@ mod tests {
             .times(1)
             .returning(move |_, _, _| Ok(Some(stored.clone())));
 
-        let listed = ListAvailableDates::new(Arc::new(catalog), clock())
-            .execute(concert_id())
+        let listed = ListAvailableDates::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id())
             .await
             .expect("listed");
 
@@ -75,8 +93,8 @@ mod tests {
             .times(1)
             .returning(|_, _, _| Ok(None));
 
-        let refused = ListAvailableDates::new(Arc::new(catalog), clock())
-            .execute(concert_id())
+        let refused = ListAvailableDates::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id())
             .await;
 
         assert!(matches!(
@@ -92,8 +110,8 @@ mod tests {
             .expect_available_dates()
             .returning(|_, _, _| Ok(Some(Vec::new())));
 
-        let listed = ListAvailableDates::new(Arc::new(catalog), clock())
-            .execute(concert_id())
+        let listed = ListAvailableDates::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id())
             .await
             .expect("listed");
 

@@ -5,7 +5,9 @@ use std::sync::Arc;
 use concert_domain::{ConcertDate, ConcertId};
 use time::{Date, OffsetDateTime};
 
+use crate::authorize_request::ActiveUser;
 use crate::ports::{AvailableSeat, CatalogRepository, Clock, DateLookup, RepositoryError};
+use crate::room_lines::RoomLines;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeatList {
@@ -19,8 +21,22 @@ pub enum FindDateError {
     ConcertNotFound(ConcertId),
     #[error("concert {0} does not play on {1}")]
     DateNotFound(ConcertId, Date),
+    /// The caller's token is another room's (`403 TOKEN_WRONG_ROOM`).
+    #[error("concert {0} is another room's")]
+    WrongRoom(ConcertId),
     #[error(transparent)]
     Repository(#[from] RepositoryError),
+}
+
+/// Checks that `caller`'s room guards `concert`: a token admits only to its room's concerts.
+pub(crate) fn admit_to(
+    rooms: &RoomLines,
+    caller: &ActiveUser,
+    concert: ConcertId,
+) -> Result<(), FindDateError> {
+    rooms
+        .admit(caller.ticket, concert)
+        .map_err(|_| FindDateError::WrongRoom(concert))
 }
 
 /// Looks up a date that can still be booked at `now`: a past date is as missing as one the
@@ -43,15 +59,30 @@ pub(crate) async fn find_bookable_date(
 pub struct ListAvailableSeats {
     catalog: Arc<dyn CatalogRepository>,
     clock: Arc<dyn Clock>,
+    rooms: RoomLines,
 }
 
 impl ListAvailableSeats {
-    pub fn new(catalog: Arc<dyn CatalogRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { catalog, clock }
+    pub fn new(
+        catalog: Arc<dyn CatalogRepository>,
+        clock: Arc<dyn Clock>,
+        rooms: impl Into<RoomLines>,
+    ) -> Self {
+        Self {
+            catalog,
+            clock,
+            rooms: rooms.into(),
+        }
     }
 
     #[tracing::instrument(name = "list_available_seats", skip_all, fields(concert = concert.get(), %date))]
-    pub async fn execute(&self, concert: ConcertId, date: Date) -> Result<SeatList, FindDateError> {
+    pub async fn execute(
+        &self,
+        caller: &ActiveUser,
+        concert: ConcertId,
+        date: Date,
+    ) -> Result<SeatList, FindDateError> {
+        admit_to(&self.rooms, caller, concert)?;
         let now = self.clock.now();
         let found = find_bookable_date(self.catalog.as_ref(), concert, date, now).await?;
         let seats = self.catalog.available_seats(concert, date, now).await?;
@@ -66,7 +97,9 @@ mod tests {
 
     use super::*;
     use crate::ports::MockCatalogRepository;
-    use crate::test_support::{CONCERT_DAY, NOW, clock, concert_date, concert_id, seat_no};
+    use crate::test_support::{
+        CONCERT_DAY, NOW, active_user, clock, concert_date, concert_id, default_rooms, seat_no,
+    };
 
     fn catalog_answering(lookup: DateLookup) -> MockCatalogRepository {
         let mut catalog = MockCatalogRepository::new();
@@ -86,8 +119,8 @@ mod tests {
     }
 
     async fn list(catalog: MockCatalogRepository, date: Date) -> Result<SeatList, FindDateError> {
-        ListAvailableSeats::new(Arc::new(catalog), clock())
-            .execute(concert_id(), date)
+        ListAvailableSeats::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id(), date)
             .await
     }
 

@@ -6,8 +6,10 @@ use std::sync::Arc;
 use concert_domain::{ConcertDate, ConcertId, Price, SeatNo, SeatState};
 use time::Date;
 
-use crate::list_available_seats::{FindDateError, find_bookable_date};
+use crate::authorize_request::ActiveUser;
+use crate::list_available_seats::{FindDateError, admit_to, find_bookable_date};
 use crate::ports::{CatalogRepository, Clock};
+use crate::room_lines::RoomLines;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MapSeat {
@@ -25,15 +27,30 @@ pub struct SeatMap {
 pub struct ReadSeatMap {
     catalog: Arc<dyn CatalogRepository>,
     clock: Arc<dyn Clock>,
+    rooms: RoomLines,
 }
 
 impl ReadSeatMap {
-    pub fn new(catalog: Arc<dyn CatalogRepository>, clock: Arc<dyn Clock>) -> Self {
-        Self { catalog, clock }
+    pub fn new(
+        catalog: Arc<dyn CatalogRepository>,
+        clock: Arc<dyn Clock>,
+        rooms: impl Into<RoomLines>,
+    ) -> Self {
+        Self {
+            catalog,
+            clock,
+            rooms: rooms.into(),
+        }
     }
 
     #[tracing::instrument(name = "read_seat_map", skip_all, fields(concert = concert.get(), %date))]
-    pub async fn execute(&self, concert: ConcertId, date: Date) -> Result<SeatMap, FindDateError> {
+    pub async fn execute(
+        &self,
+        caller: &ActiveUser,
+        concert: ConcertId,
+        date: Date,
+    ) -> Result<SeatMap, FindDateError> {
+        admit_to(&self.rooms, caller, concert)?;
         let now = self.clock.now();
         let found = find_bookable_date(self.catalog.as_ref(), concert, date, now).await?;
         let seats = self
@@ -59,8 +76,8 @@ mod tests {
     use super::*;
     use crate::ports::{DateLookup, MockCatalogRepository};
     use crate::test_support::{
-        CONCERT_DAY, clock, concert_date, concert_id, free_seat, held_reservation,
-        lapsed_reservation, seat_held_by, seat_sold_to,
+        CONCERT_DAY, active_user, clock, concert_date, concert_id, default_rooms, free_seat,
+        held_reservation, lapsed_reservation, seat_held_by, seat_sold_to,
     };
 
     #[tokio::test]
@@ -80,8 +97,8 @@ mod tests {
             .with(eq(concert_id()), eq(CONCERT_DAY))
             .times(1)
             .returning(move |_, _| Ok(seats.clone()));
-        let map = ReadSeatMap::new(Arc::new(catalog), clock())
-            .execute(concert_id(), CONCERT_DAY)
+        let map = ReadSeatMap::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id(), CONCERT_DAY)
             .await
             .expect("a map");
         let states: Vec<SeatState> = map.seats.iter().map(|seat| seat.state).collect();
@@ -103,8 +120,8 @@ mod tests {
             .expect_find_date()
             .returning(|_, _| Ok(DateLookup::DateNotFound));
         catalog.expect_seats_of().never();
-        let refused = ReadSeatMap::new(Arc::new(catalog), clock())
-            .execute(concert_id(), CONCERT_DAY)
+        let refused = ReadSeatMap::new(Arc::new(catalog), clock(), default_rooms())
+            .execute(&active_user(14), concert_id(), CONCERT_DAY)
             .await;
         assert!(matches!(refused, Err(FindDateError::DateNotFound(..))));
     }

@@ -152,14 +152,27 @@ impl Services {
             )),
             authorize: authorize.clone(),
             list_concerts: Arc::new(ListConcerts::new(catalog.clone(), clock.clone())),
-            list_available_dates: Arc::new(ListAvailableDates::new(catalog.clone(), clock.clone())),
-            list_available_seats: Arc::new(ListAvailableSeats::new(catalog.clone(), clock.clone())),
-            read_seat_map: Arc::new(ReadSeatMap::new(catalog.clone(), clock.clone())),
+            list_available_dates: Arc::new(ListAvailableDates::new(
+                catalog.clone(),
+                clock.clone(),
+                lines.clone(),
+            )),
+            list_available_seats: Arc::new(ListAvailableSeats::new(
+                catalog.clone(),
+                clock.clone(),
+                lines.clone(),
+            )),
+            read_seat_map: Arc::new(ReadSeatMap::new(
+                catalog.clone(),
+                clock.clone(),
+                lines.clone(),
+            )),
             hold_seat: Arc::new(HoldSeat::new(
                 catalog.clone(),
                 reservations.clone(),
                 clock.clone(),
                 settings.holds,
+                lines.clone(),
             )),
             read_reservation: Arc::new(ReadReservation::new(reservations.clone(), clock.clone())),
             cancel_reservation: Arc::new(CancelReservation::new(

@@ -329,3 +329,8 @@ pub(crate) fn storing_default_room() -> MockRoomRepository {
     });
     rooms
 }
+
+/// This instance's rooms when only `default` exists: it guards every concert.
+pub(crate) fn default_rooms() -> crate::room_lines::RoomLines {
+    crate::room_lines::RoomLines::new(Arc::new(MockQueueRepository::new()), policy())
+}

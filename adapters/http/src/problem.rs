@@ -530,6 +530,7 @@ impl From<ListAvailableDatesError> for Problem {
                 ErrorCode::ConcertNotFound,
                 format!("concert {concert} not found"),
             ),
+            ListAvailableDatesError::WrongRoom(_) => AuthorizeError::WrongRoom.into(),
             ListAvailableDatesError::Repository(error) => error.into(),
         }
     }
@@ -546,6 +547,7 @@ impl From<FindDateError> for Problem {
                 ErrorCode::DateNotFound,
                 format!("concert {concert} has no bookable date {date}"),
             ),
+            FindDateError::WrongRoom(_) => AuthorizeError::WrongRoom.into(),
             FindDateError::Repository(error) => error.into(),
         }
     }
@@ -562,6 +564,7 @@ impl From<HoldSeatError> for Problem {
                 ErrorCode::DateNotFound,
                 format!("concert {concert} has no bookable date {date}"),
             ),
+            HoldSeatError::WrongRoom(_) => AuthorizeError::WrongRoom.into(),
             HoldSeatError::InvalidSeat(error) => error.into(),
             HoldSeatError::Denied {
                 date,

@@ -208,11 +208,10 @@ pub async fn list_available_dates(
     Caller(caller): Caller,
     ValidPath(Param(concert)): ValidPath<Param<ConcertId>>,
 ) -> Result<Json<ConcertDatesResponse>, Problem> {
-    state.services().authorize.admit_to(&caller, concert)?;
     let dates = state
         .services()
         .list_available_dates
-        .execute(concert)
+        .execute(&caller, concert)
         .await?;
     Ok(Json(ConcertDatesResponse {
         concert_id: concert.get(),
@@ -245,11 +244,10 @@ pub async fn list_available_seats(
     ValidPath(path): ValidPath<(Param<ConcertId>, Param<Date>)>,
 ) -> Result<Json<SeatListResponse>, Problem> {
     let (Param(concert), Param(date)) = path;
-    state.services().authorize.admit_to(&caller, concert)?;
     let seats = state
         .services()
         .list_available_seats
-        .execute(concert, date)
+        .execute(&caller, concert, date)
         .await?;
     Ok(Json(seats.into()))
 }
@@ -280,11 +278,10 @@ pub async fn read_seat_map(
     ValidPath(path): ValidPath<(Param<ConcertId>, Param<Date>)>,
 ) -> Result<Json<SeatMapResponse>, Problem> {
     let (Param(concert), Param(date)) = path;
-    state.services().authorize.admit_to(&caller, concert)?;
     let map = state
         .services()
         .read_seat_map
-        .execute(concert, date)
+        .execute(&caller, concert, date)
         .await?;
     Ok(Json(map.into()))
 }

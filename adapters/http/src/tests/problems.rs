@@ -58,6 +58,18 @@ fn every_error() -> Vec<(Problem, &'static str)> {
         (AuthorizeError::QueueNotActive.into(), "QUEUE_NOT_ACTIVE"),
         (AuthorizeError::WrongRoom.into(), "TOKEN_WRONG_ROOM"),
         (
+            ListAvailableDatesError::WrongRoom(concert()).into(),
+            "TOKEN_WRONG_ROOM",
+        ),
+        (
+            FindDateError::WrongRoom(concert()).into(),
+            "TOKEN_WRONG_ROOM",
+        ),
+        (
+            HoldSeatError::WrongRoom(concert()).into(),
+            "TOKEN_WRONG_ROOM",
+        ),
+        (
             AuthorizeError::Repository(unavailable()).into(),
             "SERVICE_UNAVAILABLE",
         ),
