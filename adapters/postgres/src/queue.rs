@@ -180,6 +180,27 @@ impl From<DieselError> for StepAbort {
     }
 }
 
+/// The answer of a transaction that a stale read rolled back or that wrote.
+fn written<T>(result: Result<T, StepAbort>) -> Result<Written<T>, RepositoryError> {
+    match result {
+        Ok(done) => Ok(Written::Done(done)),
+        Err(StepAbort::Stale) => Ok(Written::Stale),
+        Err(StepAbort::Db(error)) => Err(from_diesel(error)),
+    }
+}
+
+/// Takes the line's queue lock exclusively for the transaction: waits for every join to the
+/// line in flight and keeps the line's other steps and openings out.
+async fn lock_line(conn: &mut AsyncPgConnection, line: LineNo) -> Result<(), DieselError> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind::<Integer, _>(locks::QUEUE)
+        .bind::<Integer, _>(line_key(line))
+        .cached()
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// The statement of [`QueueRepository::find`].
 static FIND: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {TICKET_COLUMNS} FROM queue_tickets t WHERE t.ticket = $1"));
@@ -357,11 +378,7 @@ impl QueueRepository for PgQueueRepository {
                         admit_in_transaction(conn, line, now, rules).await
                     })
                     .await;
-                match result {
-                    Ok(report) => Ok(Written::Done(report)),
-                    Err(StepAbort::Stale) => Ok(Written::Stale),
-                    Err(StepAbort::Db(error)) => Err(from_diesel(error)),
-                }
+                written(result)
             })
             .await
     }
@@ -578,11 +595,7 @@ impl QueueRepository for PgQueueRepository {
                         open_in_transaction(conn, line, now, rules).await
                     })
                     .await;
-                match result {
-                    Ok(placed) => Ok(Written::Done(placed)),
-                    Err(StepAbort::Stale) => Ok(Written::Stale),
-                    Err(StepAbort::Db(error)) => Err(from_diesel(error)),
-                }
+                written(result)
             })
             .await
     }
@@ -695,12 +708,7 @@ async fn open_in_transaction(
     }
     let corrupt_row =
         |error: RepositoryError| StepAbort::Db(DieselError::DeserializationError(Box::new(error)));
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind::<Integer, _>(locks::QUEUE)
-        .bind::<Integer, _>(line_key(line))
-        .cached()
-        .execute(conn)
-        .await?;
+    lock_line(conn, line).await?;
     let marked = diesel::sql_query(
         "UPDATE rooms SET opened = true, version = version + 1, updated_at = now() \
          WHERE line = $1 AND NOT opened",
@@ -980,14 +988,7 @@ async fn admit_in_transaction(
     let corrupt_row =
         |error: RepositoryError| StepAbort::Db(DieselError::DeserializationError(Box::new(error)));
     let (start, end) = line_range(line);
-    // Exclusive: waits for every join in flight to the line to commit, and keeps other steps of
-    // the line out.
-    diesel::sql_query("SELECT pg_advisory_xact_lock($1, $2)")
-        .bind::<Integer, _>(locks::QUEUE)
-        .bind::<Integer, _>(line_key(line))
-        .cached()
-        .execute(conn)
-        .await?;
+    lock_line(conn, line).await?;
     // 1. The active tickets; the domain ends the overdue ones and counts the free places.
     let active: Vec<TicketRow> = diesel::sql_query(ACTIVE_TICKETS.as_str())
         .bind::<Text, _>(ACTIVE)
