@@ -351,7 +351,12 @@ async fn a_buyer_in_a_pre_queue_is_told_the_opening_and_let_in_at_it() -> anyhow
         .await?;
     ensure!(concert.status.is_success(), "{}", concert.text);
     let concert_id = concert.body["concertId"].clone();
-    let opens_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(5);
+    // The browser first: on a busy machine starting it takes seconds, and the opening must come
+    // after the buyer has read the pre-queue page.
+    let driver = Driver::start().await?;
+    let buyer = driver.browser("en").await?;
+    buyer.goto(&admin.url("/")).await?;
+    let opens_at = time::OffsetDateTime::now_utc() + time::Duration::seconds(8);
     let room = admin
         .send(
             admin
@@ -367,13 +372,15 @@ async fn a_buyer_in_a_pre_queue_is_told_the_opening_and_let_in_at_it() -> anyhow
         )
         .await?;
     ensure!(room.status.as_u16() == 201, "{}", room.text);
-    let driver = Driver::start().await?;
-    let buyer = driver.browser("en").await?;
 
     buyer.goto(&admin.url("/?room=spring-gala")).await?;
     click(&buyer, "#join-button").await?;
     visible(&buyer, "waiting").await?;
     let told = text(&buyer, "#ahead").await?;
+    ensure!(
+        time::OffsetDateTime::now_utc() < opens_at,
+        "the room opened before the page was read (machine too slow for an 8 s margin)"
+    );
     ensure!(
         told.starts_with("The sale opens at") && told.contains("fair order"),
         "the pre-queue page says {told:?}"
