@@ -712,6 +712,14 @@ pub trait RetentionRepository: Send + Sync {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<u64, RepositoryError>;
+
+    /// Pre-queue entries of opened rooms whose story is over: ended before `before`, or placed
+    /// on a ticket that was itself purged; returns how many went.
+    async fn purge_pre_queue_entries(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError>;
 }
 
 /// Whether the database answers (for `/health/ready`).

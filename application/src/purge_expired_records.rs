@@ -1,5 +1,6 @@
-//! Use case: purge the records past their retention (idempotency keys, ended tickets), in
-//! batches so that no statement holds many row locks or runs long.
+//! Use case: purge the records past their retention (idempotency keys, ended tickets and the
+//! pre-queue entries whose story is over), in batches so that no statement holds many row locks
+//! or runs long.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub const MAX_BATCHES: u32 = 100;
 pub struct PurgeReport {
     pub idempotency_keys: u64,
     pub ended_tickets: u64,
+    pub pre_queue_entries: u64,
 }
 
 pub struct PurgeExpiredRecords {
@@ -48,9 +50,14 @@ impl PurgeExpiredRecords {
                 .await?;
         let ended_tickets =
             in_batches(|| records.purge_ended_tickets(cutoffs.ended_tickets, PURGE_BATCH)).await?;
+        // After the tickets: an entry goes once the ticket it was placed on has gone.
+        let pre_queue_entries =
+            in_batches(|| records.purge_pre_queue_entries(cutoffs.ended_tickets, PURGE_BATCH))
+                .await?;
         let report = PurgeReport {
             idempotency_keys,
             ended_tickets,
+            pre_queue_entries,
         };
         Ok(report)
     }
@@ -101,6 +108,11 @@ mod tests {
             .with(eq(NOW - Duration::days(1)), eq(PURGE_BATCH))
             .times(1)
             .returning(|_, _| Ok(0));
+        records
+            .expect_purge_pre_queue_entries()
+            .with(eq(NOW - Duration::days(1)), eq(PURGE_BATCH))
+            .times(1)
+            .returning(|_, _| Ok(4));
         let purge = PurgeExpiredRecords::new(Arc::new(records), clock(), policy());
 
         let report = purge.run_once().await.expect("purged");
@@ -110,6 +122,7 @@ mod tests {
             PurgeReport {
                 idempotency_keys: 2003,
                 ended_tickets: 0,
+                pre_queue_entries: 4,
             }
         );
     }
@@ -125,6 +138,9 @@ mod tests {
             .expect_purge_ended_tickets()
             .times(1)
             .returning(|_, _| Ok(5));
+        records
+            .expect_purge_pre_queue_entries()
+            .returning(|_, _| Ok(0));
         let purge = PurgeExpiredRecords::new(Arc::new(records), clock(), policy());
 
         let report = purge.run_once().await.expect("purged");

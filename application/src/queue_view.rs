@@ -317,6 +317,9 @@ impl QueueView {
                 place: Some(place), ..
             }) => Placement::Line(*place),
             Some(outcome) => Placement::Ended(outcome.ended),
+            // Every outcome of an opened room was read: an entry not among them was purged
+            // after its story ended.
+            None if state.pre_queue_settled => Placement::Ended(None),
             // Not placed nor ended: still waiting for the opening (or for this view to read it).
             None => Placement::PreQueue,
         }
@@ -685,5 +688,49 @@ mod tests {
             .await
             .expect("after it");
         assert_eq!(view.placement(entry), Placement::Line(place));
+    }
+
+    #[tokio::test]
+    async fn once_an_opened_rooms_outcomes_are_read_an_entry_not_among_them_has_ended() {
+        use concert_domain::{Opening, RoomId, RoomState};
+
+        let line = LineNo::new(2).expect("a line");
+        let entry = TicketNo::new(line.pre_queue_start() + 1).expect("an entry");
+        let mut queue = MockQueueRepository::new();
+        queue.expect_snapshot().returning(move |_| {
+            Ok(QueueSnapshot {
+                serving: line.start(),
+                ..QueueSnapshot::default()
+            })
+        });
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        // Purged since: its ticket's story was over.
+        queue
+            .expect_pre_queue_outcomes()
+            .times(1)
+            .returning(|_| Ok(Vec::new()));
+        let view = QueueView::of_line(Arc::new(queue), QueuePolicy::default(), line);
+        assert_eq!(
+            view.placement(entry),
+            Placement::PreQueue,
+            "nothing read yet"
+        );
+        view.note_room(
+            Room::new(RoomId::parse("gala").expect("an id"), 5, RoomState::Open)
+                .expect("a room")
+                .on_line(line)
+                .with_opening(Some(Opening {
+                    at: datetime!(2026-12-01 12:00 UTC),
+                    shuffle: false,
+                    done: true,
+                })),
+        );
+        let now = datetime!(2026-12-01 13:00 UTC);
+        view.refresh(now).await.expect("refresh");
+        view.refresh(now + Duration::seconds(1))
+            .await
+            .expect("read once only");
+
+        assert_eq!(view.placement(entry), Placement::Ended(None));
     }
 }

@@ -272,6 +272,7 @@ impl BackgroundJobs {
                         Ok(report) => tracing::info!(
                             idempotency_keys = report.idempotency_keys,
                             ended_tickets = report.ended_tickets,
+                            pre_queue_entries = report.pre_queue_entries,
                             "records past retention purged"
                         ),
                         Err(error) => tracing::warn!(error = %error, "purge failed"),

@@ -66,6 +66,16 @@ static PURGE_TICKETS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Only rooms that opened: until then every entry may still get a place. An entry that ended
+/// waits out the tickets' retention; a placed one goes once its ticket was purged (the view
+/// then answers its token as ended).
+const PURGE_PRE_QUEUE: &str = "DELETE FROM pre_queue WHERE entry IN ( \
+         SELECT p.entry FROM pre_queue p JOIN rooms r ON r.line = p.line AND r.opened \
+         WHERE (p.ended_at IS NOT NULL AND p.ended_at < $1) \
+            OR (p.ticket IS NOT NULL \
+                AND NOT EXISTS (SELECT 1 FROM queue_tickets t WHERE t.ticket = p.ticket)) \
+         LIMIT $2 FOR UPDATE OF p SKIP LOCKED)";
+
 #[async_trait]
 impl RetentionRepository for PgRetentionRepository {
     async fn purge_idempotency_keys(
@@ -82,5 +92,13 @@ impl RetentionRepository for PgRetentionRepository {
         limit: u32,
     ) -> Result<u64, RepositoryError> {
         self.delete(&PURGE_TICKETS, before, limit).await
+    }
+
+    async fn purge_pre_queue_entries(
+        &self,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError> {
+        self.delete(PURGE_PRE_QUEUE, before, limit).await
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration as StdDuration;
 
 use concert_application::ports::{
     AdmissionReport, AdmissionRules, JoinWrite, OpeningRules, PreQueueEnd, PreQueueEntry,
-    PreQueueJoin, PreQueueJoined, PreQueueOutcome, QueueRepository, QueueSnapshot, RoomRepository,
-    Version, Versioned, Written,
+    PreQueueJoin, PreQueueJoined, PreQueueOutcome, QueueRepository, QueueSnapshot,
+    RetentionRepository, RoomRepository, Version, Versioned, Written,
 };
 use concert_domain::queue::{admit_oldest, end_overdue};
 use concert_domain::{
@@ -1322,4 +1322,72 @@ async fn queue_outcomes(ctx: &Ctx, line: LineNo) -> HashMap<TicketNo, Option<Tic
             (outcome.entry, outcome.place)
         })
         .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over() {
+    let ctx = Ctx::new().await;
+    let rooms = PgRoomRepository::new(ctx.pool.clone());
+    let retention = concert_postgres::PgRetentionRepository::new(ctx.pool.clone());
+    let queue = ctx.queue();
+    default_room(&rooms).await;
+    let gala = create_room(&rooms, "gala", &[concert(&ctx, 10).await], Some(OPENING)).await;
+    let line = gala.line();
+    let (left, first, second) = (user(), user(), user());
+    let gone = entry_for(&queue, left, line, NOW).await;
+    let placed_first = entry_for(&queue, first, line, NOW).await;
+    entry_for(&queue, second, line, NOW).await;
+    assert_eq!(
+        queue
+            .end_pre_queue(gone.entry, left, EndReason::Left, NOW)
+            .await
+            .expect("end"),
+        PreQueueEnd::Ended
+    );
+    let purge = || retention.purge_pre_queue_entries(NOW + Duration::days(30), 100);
+
+    // Before the opening nothing goes, not even the entry that left.
+    assert_eq!(purge().await.expect("purge"), 0);
+    assert_eq!(
+        queue
+            .open_line(line, OPENING, &Reversed::default())
+            .await
+            .expect("open"),
+        Written::Done(2)
+    );
+    // Opened: the ended entry goes; the placed ones stay while their tickets are kept.
+    assert_eq!(
+        retention
+            .purge_pre_queue_entries(NOW - Duration::seconds(1), 100)
+            .await
+            .expect("purge"),
+        0,
+        "an end after the cutoff stays"
+    );
+    assert_eq!(purge().await.expect("purge"), 1);
+    assert_eq!(
+        ctx.count("SELECT count(*) AS count FROM pre_queue").await,
+        2
+    );
+    // A placed entry goes once its ticket was purged.
+    let outcomes = queue.pre_queue_outcomes(line).await.expect("outcomes");
+    let ticket = outcomes
+        .iter()
+        .find(|outcome| outcome.entry == placed_first.entry)
+        .and_then(|outcome| outcome.place)
+        .expect("a place");
+    ctx.execute(&format!(
+        "DELETE FROM queue_tickets WHERE ticket = {}",
+        ticket.get()
+    ))
+    .await;
+    assert_eq!(purge().await.expect("purge"), 1);
+    let left_over = queue.pre_queue_outcomes(line).await.expect("outcomes");
+    assert_eq!(left_over.len(), 1);
+    assert!(
+        left_over
+            .iter()
+            .all(|outcome| outcome.entry != placed_first.entry)
+    );
+    ctx.finish().await;
 }
