@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use concert_domain::queue::{Join, join};
-use concert_domain::{EndReason, QueueTicket, RoomId, TicketStatus, UserId};
+use concert_domain::{EndReason, QueueTicket, Room, RoomId, TicketStatus, UserId};
 
 use crate::idempotency::{Step, until_written};
 use crate::ports::{
@@ -73,16 +73,20 @@ impl IssueQueueToken {
         let view = self.line_of(room).await?;
         let line = view.line();
         let now = access.clock.now();
+        // The room's settings as this instance last read them, once for the whole join.
+        let settings = view.room();
+        let closed = settings
+            .as_ref()
+            .is_some_and(|room| !room.accepts_newcomers());
+        if let Some(room) = settings.as_ref().filter(|room| room.gathers_pre_queue())
+            && let Some(issued) = self.join_pre_queue(user, &view, room, closed, now).await?
+        {
+            return Ok(issued);
+        }
         // Most joins at an on-sale are first joins, so the first attempt presumes the user has
         // no place yet and skips the load: the write's compare-and-set over the absent place
         // checks exactly that presumption, and a user who has a place costs one refused write
         // before the load.
-        let closed = view.room().is_some_and(|room| !room.accepts_newcomers());
-        if view.room().is_some_and(|room| room.gathers_pre_queue())
-            && let Some(issued) = self.join_pre_queue(user, &view, closed, now).await?
-        {
-            return Ok(issued);
-        }
         let mut first_attempt = true;
         let (ticket, created) = until_written(|| {
             // In a closed room only a live ticket is handed out, so the load comes first.
@@ -126,7 +130,7 @@ impl IssueQueueToken {
         })
         .await?;
         let ticket = if created {
-            self.pass_through(ticket, &view).await?
+            self.pass_through(ticket, &view, settings.as_ref()).await?
         } else {
             ticket
         };
@@ -148,6 +152,7 @@ impl IssueQueueToken {
         &self,
         user: UserId,
         view: &QueueView,
+        room: &Room,
         closed: bool,
         now: time::OffsetDateTime,
     ) -> Result<Option<IssuedToken>, IssueQueueTokenError> {
@@ -184,7 +189,7 @@ impl IssueQueueToken {
                     issued_at: entry.issued_at,
                 }),
                 created,
-                status: QueueStatusView::pre_queue(view.room().as_ref(), now),
+                status: QueueStatusView::pre_queue(Some(room), now),
             }),
         )
     }
@@ -214,9 +219,10 @@ impl IssueQueueToken {
         &self,
         ticket: QueueTicket,
         view: &QueueView,
+        room: Option<&Room>,
     ) -> Result<QueueTicket, RepositoryError> {
         let line = view.snapshot();
-        let room_admits = view.room().is_none_or(|room| room.admits());
+        let room_admits = room.is_none_or(Room::admits);
         if !room_admits || !view.policy().admits_on_arrival(line.waiting, line.active) {
             return Ok(ticket);
         }
