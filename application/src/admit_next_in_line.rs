@@ -191,15 +191,18 @@ impl AdmitNextInLine {
             shuffle: room.opening().is_some_and(|opening| opening.shuffle),
             random: Arc::clone(&self.random),
         };
-        match self.queue.open_line(room.line(), now, &rules).await? {
+        let room = match self.queue.open_line(room.line(), now, &rules).await? {
             Written::Done(placed) => {
                 tracing::info!(room = %room.id(), placed, shuffled = rules.shuffle, "room opened");
+                room.opened()
             }
-            // Opened by another instance (or an entry left meanwhile: the next step opens it).
-            Written::Stale => {}
-        }
-        let stored = self.rooms.find(room.id()).await?.map(|room| room.value);
-        let room = stored.unwrap_or(room);
+            // Most likely opened by another instance; the store says whether it is.
+            Written::Stale => self
+                .rooms
+                .find(room.id())
+                .await?
+                .map_or(room, |stored| stored.value),
+        };
         self.lines.note_room(&room);
         Ok(room)
     }
