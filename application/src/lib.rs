@@ -26,6 +26,7 @@ pub mod leave_queue;
 pub mod list_available_dates;
 pub mod list_available_seats;
 pub mod list_concerts;
+mod locked;
 pub mod manage_rooms;
 pub mod pay_reservation;
 pub mod purge_expired_records;

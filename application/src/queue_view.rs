@@ -11,6 +11,7 @@ use concert_domain::queue::{ServingCounter, position_in_line};
 use concert_domain::{EndReason, LineNo, QueuePolicy, Room, TicketNo};
 use time::{Duration, OffsetDateTime};
 
+use crate::locked;
 use crate::ports::{
     EndedTicket, EndedWaiting, PreQueueOutcome, QueueRepository, QueueSnapshot, RepositoryError,
 };
@@ -260,15 +261,11 @@ impl QueueView {
     }
 
     fn state(&self) -> std::sync::RwLockReadGuard<'_, ViewState> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked::read(&self.state)
     }
 
     fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, ViewState> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked::write(&self.state)
     }
 
     pub fn serving(&self) -> ServingCounter {

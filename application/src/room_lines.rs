@@ -9,6 +9,7 @@ use std::sync::{Arc, RwLock};
 use concert_domain::queue::AccessRefused;
 use concert_domain::{ConcertId, LineNo, QueuePolicy, Room, RoomGuards, RoomId, TicketNo};
 
+use crate::locked;
 use crate::ports::QueueRepository;
 use crate::queue_view::QueueView;
 
@@ -58,15 +59,11 @@ impl RoomLines {
     }
 
     fn state(&self) -> std::sync::RwLockReadGuard<'_, LinesState> {
-        self.state
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked::read(&self.state)
     }
 
     fn state_mut(&self) -> std::sync::RwLockWriteGuard<'_, LinesState> {
-        self.state
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        locked::write(&self.state)
     }
 
     /// The `default` room's line.
