@@ -119,11 +119,9 @@ impl BackgroundJobs {
         let mut generation = 0_u64;
         for view in self.lines.views() {
             // A closed room's empty line cannot change until the room reopens.
-            if view.is_closed_and_empty() {
-                generation = generation.wrapping_add(view.generation());
-                continue;
-            }
-            if let Err(error) = view.refresh(now).await {
+            if !view.is_closed_and_empty()
+                && let Err(error) = view.refresh(now).await
+            {
                 failure.get_or_insert(error);
             }
             generation = generation.wrapping_add(view.generation());
