@@ -22,6 +22,7 @@ mod cached;
 mod catalog;
 mod clock;
 mod columns;
+mod committed;
 mod config;
 mod error;
 mod idempotency;

@@ -17,6 +17,7 @@ use crate::columns::{
     BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, WALLET_COLUMNS, WalletRow,
     claim_columns, ledger_kind, reservation_status, ticket_status,
 };
+use crate::committed::committed_row;
 use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::wallet::{LEDGER_ENTRY, WALLET_CAS, key_binds};
@@ -165,9 +166,9 @@ impl PaymentRepository for PgPaymentRepository {
                     .bind::<Nullable<Text>, _>(hash)
                     .bind::<Text, _>(write.ticket.reason.as_str())
                     .cached()
-                    .get_result::<Paid>(&mut conn)
+                    .load::<Paid>(&mut conn)
                     .await
-                    .optional();
+                    .map(committed_row);
                 let Written::Done(paid) = compare_and_set(paid)? else {
                     return Ok(Written::Stale);
                 };

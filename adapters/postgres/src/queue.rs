@@ -35,6 +35,7 @@ use uuid::Uuid;
 
 use crate::cached::CachedExt;
 use crate::columns::{parse_end_reason, parse_ticket_status, ticket_status, version};
+use crate::committed::committed_row;
 use crate::error::{corrupt, from_diesel};
 use crate::locks;
 use crate::pool::PgPool;
@@ -255,9 +256,9 @@ impl QueueRepository for PgQueueRepository {
                     .bind::<Integer, _>(line_key(write.line))
                     .bind::<Text, _>(line_sequence(write.line))
                     .cached()
-                    .get_result(&mut conn)
+                    .load(&mut conn)
                     .await
-                    .optional()
+                    .map(committed_row)
                     .map_err(from_diesel)?;
                 match row.map(TicketRow::into_domain).transpose()?.flatten() {
                     Some(ticket) => Ok(Written::Done(ticket)),
@@ -506,9 +507,11 @@ impl QueueRepository for PgQueueRepository {
                 .bind::<Timestamptz, _>(write.now)
                 .bind::<BigInt, _>(write.line.pre_queue_start())
                 .cached()
-                .get_result(&mut conn)
+                .load(&mut conn)
                 .await
-                .map_err(from_diesel)?;
+                .map(committed_row)
+                .map_err(from_diesel)?
+                .ok_or_else(|| corrupt("the pre-queue join returned no row"))?;
                 Ok(match (joined.gathering, joined.entry, joined.issued_at) {
                     (false, ..) => PreQueueJoined::Opened,
                     (true, Some(entry), Some(issued_at)) => PreQueueJoined::Done(PreQueueEntry {
@@ -561,9 +564,9 @@ impl QueueRepository for PgQueueRepository {
                 .bind::<Timestamptz, _>(now)
                 .bind::<Text, _>(reason.as_str())
                 .cached()
-                .get_result(&mut conn)
+                .load(&mut conn)
                 .await
-                .optional()
+                .map(committed_row)
                 .map_err(from_diesel)?;
                 let Some(row) = row else {
                     return Ok(PreQueueEnd::Missing);

@@ -23,6 +23,7 @@ use crate::columns::{
     BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, ReservationRow, SEAT_COLUMNS, SeatRow,
     WrittenRow, claim_columns, reservation_status, version,
 };
+use crate::committed::committed_row;
 use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 
@@ -208,9 +209,10 @@ impl ReservationRepository for PgReservationRepository {
                     .bind::<Nullable<BigInt>, _>(write.granted.replaced.map(ReservationId::get))
                     .bind::<Text, _>(EXPIRED)
                     .cached()
-                    .get_result::<WrittenRow>(&mut conn)
-                    .await;
-                compare_and_set(row.map(WrittenRow::wrote))
+                    .load::<WrittenRow>(&mut conn)
+                    .await
+                    .map(committed_row);
+                compare_and_set(row.map(|row| row.and_then(WrittenRow::wrote)))
             })
             .await
     }
@@ -299,9 +301,12 @@ impl ReservationRepository for PgReservationRepository {
                         .bind::<Nullable<SqlUuid>, _>(sold_to)
                         .bind::<Nullable<BigInt>, _>(sold_reservation)
                         .cached()
-                        .get_result::<WrittenRow>(&mut conn)
-                        .await;
-                    if let Written::Done(()) = compare_and_set(row.map(WrittenRow::wrote))? {
+                        .load::<WrittenRow>(&mut conn)
+                        .await
+                        .map(committed_row);
+                    if let Written::Done(()) =
+                        compare_and_set(row.map(|row| row.and_then(WrittenRow::wrote)))?
+                    {
                         count += 1;
                     }
                 }

@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 
 use crate::cached::CachedExt;
 use crate::columns::{WALLET_COLUMNS, WalletRow, WrittenRow, ledger_kind, parse_ledger_kind};
+use crate::committed::committed_row;
 use crate::error::{compare_and_set, corrupt, from_diesel};
 use crate::pool::PgPool;
 use crate::schema::ledger_entries;
@@ -110,9 +111,10 @@ impl WalletRepository for PgWalletRepository {
                     .bind::<Nullable<Text>, _>(key)
                     .bind::<Nullable<Text>, _>(hash)
                     .cached()
-                    .get_result::<WrittenRow>(&mut conn)
-                    .await;
-                compare_and_set(row.map(WrittenRow::wrote))
+                    .load::<WrittenRow>(&mut conn)
+                    .await
+                    .map(committed_row);
+                compare_and_set(row.map(|row| row.and_then(WrittenRow::wrote)))
             })
             .await
     }

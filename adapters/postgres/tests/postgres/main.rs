@@ -6,6 +6,7 @@ mod support;
 
 mod catalog;
 mod clock;
+mod commit_failures;
 mod idempotency;
 mod payments;
 mod queue;
