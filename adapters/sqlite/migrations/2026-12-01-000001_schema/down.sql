@@ -1,0 +1,17 @@
+DROP TABLE pre_queue;
+DROP TABLE queue_members;
+DROP TABLE queue_tickets;
+DROP TABLE queue_state;
+DROP TABLE room_concerts;
+DROP TABLE rooms;
+DROP TABLE deployment_keys;
+DROP TABLE idempotency_keys;
+DROP TABLE payments;
+DROP TABLE ledger_entries;
+DROP TABLE wallets;
+DROP TABLE user_holds;
+DROP TABLE reservations;
+DROP TABLE seats;
+DROP TABLE concert_dates;
+DROP TABLE concerts;
+DROP TABLE counters;

@@ -1,0 +1,4 @@
+//! Integration tests of the embedded store: a fresh in-memory database (or a file in a
+//! directory of its own) per test.
+
+mod store;
