@@ -15,11 +15,13 @@
 //! the versions the domain decided on and writes only if they are unchanged (the same
 //! compare-and-set as PostgreSQL's, docs/DATABASE.md §8), so no rule lives here either.
 
+mod catalog;
 mod columns;
 mod error;
 mod readiness;
 mod store;
 
+pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
 pub use readiness::SqliteReadinessProbe;
 pub use store::{Location, MIGRATIONS, SqliteStore};
