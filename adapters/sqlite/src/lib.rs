@@ -19,9 +19,11 @@ mod catalog;
 mod columns;
 mod error;
 mod readiness;
+mod rooms;
 mod store;
 
 pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
 pub use readiness::SqliteReadinessProbe;
+pub use rooms::SqliteRoomRepository;
 pub use store::{Location, MIGRATIONS, SqliteStore};

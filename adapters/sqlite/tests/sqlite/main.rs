@@ -3,3 +3,4 @@
 
 mod catalog;
 mod store;
+mod rooms;
