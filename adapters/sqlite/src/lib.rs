@@ -19,11 +19,13 @@ mod catalog;
 mod columns;
 mod error;
 mod readiness;
+mod retention;
 mod rooms;
 mod store;
 
 pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
 pub use readiness::SqliteReadinessProbe;
+pub use retention::SqliteRetentionRepository;
 pub use rooms::SqliteRoomRepository;
 pub use store::{Location, MIGRATIONS, SqliteStore};

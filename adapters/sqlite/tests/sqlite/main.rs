@@ -2,5 +2,6 @@
 //! directory of its own) per test.
 
 mod catalog;
-mod store;
+mod retention;
 mod rooms;
+mod store;
