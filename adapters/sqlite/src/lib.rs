@@ -18,6 +18,7 @@
 mod catalog;
 mod columns;
 mod error;
+mod keys;
 mod readiness;
 mod retention;
 mod rooms;
@@ -25,6 +26,7 @@ mod store;
 
 pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
+pub use keys::{QUEUE_TOKEN_KEY, deployment_key};
 pub use readiness::SqliteReadinessProbe;
 pub use retention::SqliteRetentionRepository;
 pub use rooms::SqliteRoomRepository;

@@ -2,6 +2,7 @@
 //! directory of its own) per test.
 
 mod catalog;
+mod keys;
 mod retention;
 mod rooms;
 mod store;
