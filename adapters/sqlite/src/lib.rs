@@ -15,11 +15,19 @@
 //! the versions the domain decided on and writes only if they are unchanged (the same
 //! compare-and-set as PostgreSQL's, docs/DATABASE.md §8), so no rule lives here either.
 
+mod catalog;
 mod columns;
 mod error;
+mod keys;
 mod readiness;
+mod retention;
+mod rooms;
 mod store;
 
+pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
+pub use keys::{QUEUE_TOKEN_KEY, deployment_key};
 pub use readiness::SqliteReadinessProbe;
+pub use retention::SqliteRetentionRepository;
+pub use rooms::SqliteRoomRepository;
 pub use store::{Location, MIGRATIONS, SqliteStore};

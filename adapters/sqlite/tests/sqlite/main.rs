@@ -1,4 +1,8 @@
 //! Integration tests of the embedded store: a fresh in-memory database (or a file in a
 //! directory of its own) per test.
 
+mod catalog;
+mod keys;
+mod retention;
+mod rooms;
 mod store;
