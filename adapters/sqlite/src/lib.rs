@@ -17,9 +17,19 @@
 
 mod columns;
 mod error;
+mod idempotency;
+mod payment;
 mod readiness;
+mod reservation;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod wallet;
 
 pub use error::OpenError;
+pub use idempotency::SqliteIdempotencyStore;
+pub use payment::SqlitePaymentRepository;
 pub use readiness::SqliteReadinessProbe;
+pub use reservation::SqliteReservationRepository;
 pub use store::{Location, MIGRATIONS, SqliteStore};
+pub use wallet::SqliteWalletRepository;

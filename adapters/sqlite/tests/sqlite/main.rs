@@ -2,3 +2,5 @@
 //! directory of its own) per test.
 
 mod store;
+mod booking_support;
+mod reservations;
