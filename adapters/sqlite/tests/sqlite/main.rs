@@ -4,3 +4,7 @@
 mod store;
 mod booking_support;
 mod reservations;
+mod idempotency;
+mod payments;
+mod races;
+mod wallet;
