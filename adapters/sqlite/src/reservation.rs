@@ -335,7 +335,10 @@ struct VersionRow {
     version: i64,
 }
 
-fn seat_version(conn: &mut SqliteConnection, seat: SeatRef) -> Result<Option<i64>, RepositoryError> {
+fn seat_version(
+    conn: &mut SqliteConnection,
+    seat: SeatRef,
+) -> Result<Option<i64>, RepositoryError> {
     let row: Option<VersionRow> = diesel::sql_query(
         "SELECT version FROM seats WHERE concert_id = ?1 AND date = ?2 AND seat_no = ?3",
     )

@@ -164,7 +164,10 @@ async fn insert_ticket(
 }
 
 /// The stored status of a ticket, by name.
-pub async fn ticket_status(store: &SqliteStore, ticket: TicketNo) -> Result<String, RepositoryError> {
+pub async fn ticket_status(
+    store: &SqliteStore,
+    ticket: TicketNo,
+) -> Result<String, RepositoryError> {
     store
         .read(move |conn| {
             let row: Dump =
@@ -205,7 +208,10 @@ pub async fn rows(store: &SqliteStore) -> Result<String, RepositoryError> {
 }
 
 /// [`rows`] without the tables named.
-pub async fn rows_except(store: &SqliteStore, left_out: &[&str]) -> Result<String, RepositoryError> {
+pub async fn rows_except(
+    store: &SqliteStore,
+    left_out: &[&str],
+) -> Result<String, RepositoryError> {
     let tables: Vec<&'static str> = WRITTEN_TABLES
         .iter()
         .copied()

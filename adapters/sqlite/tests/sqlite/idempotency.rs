@@ -146,10 +146,7 @@ async fn a_charge_retried_with_its_key_is_answered_from_the_first_and_charged_on
         .expect("charge");
     assert_eq!(first.get(), 1_500);
     charge(&ctx, someone, 1).await;
-    let retried = charge_points
-        .execute(command.clone())
-        .await
-        .expect("retry");
+    let retried = charge_points.execute(command.clone()).await.expect("retry");
     assert_eq!(retried, first, "the first answer");
     assert_eq!(
         ctx.wallets().balance(someone).await.expect("balance").get(),

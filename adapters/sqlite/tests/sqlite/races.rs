@@ -21,8 +21,8 @@ use concert_domain::{Balance, HoldDenied, HoldLimit, IdempotencyKey, Reservation
 use time::Duration;
 
 use crate::booking_support::{
-    Ctx, NOW, PRICE, PayRefusal, SkewedClock, active_ticket, caller, charge, concert, fixed,
-    hold, hold_seat, key, pay_reservation, race, user,
+    Ctx, NOW, PRICE, PayRefusal, SkewedClock, active_ticket, caller, charge, concert, fixed, hold,
+    hold_seat, key, pay_reservation, race, user,
 };
 
 /// A payment that lost to another one of the same payer: the reservation is no longer held, the
@@ -354,9 +354,7 @@ async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same
     let outcomes = race(20, |_| {
         let ctx = ctx.clone();
         let payment_key = Some(key("same-payment-key"));
-        async move {
-            pay_reservation(&ctx, someone, ticket, reservation, payment_key, NOW).await
-        }
+        async move { pay_reservation(&ctx, someone, ticket, reservation, payment_key, NOW).await }
     })
     .await;
     let receipts: Vec<PaymentReceipt> = outcomes

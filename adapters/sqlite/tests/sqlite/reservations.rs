@@ -2,7 +2,9 @@
 //! loads carry versions, a write over the versions read is `Done` and bumps them, a write over
 //! an older version is `Stale` and writes nothing.
 
-use concert_application::ports::{ReleaseWrite, ReservationRepository, Version, Versioned, Written};
+use concert_application::ports::{
+    ReleaseWrite, ReservationRepository, Version, Versioned, Written,
+};
 use concert_domain::booking;
 use concert_domain::{
     HoldLimit, Price, Reservation, ReservationId, ReservationStatus, Seat, SeatClaim, UserHolds,
@@ -577,7 +579,11 @@ async fn a_release_that_leaves_the_seat_alone_checks_only_the_reservation() {
             .stored_status(),
         ReservationStatus::Cancelled
     );
-    assert_eq!(ctx.count(&seat_version_sql(6)).await, 3, "the seat untouched");
+    assert_eq!(
+        ctx.count(&seat_version_sql(6)).await,
+        3,
+        "the seat untouched"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -201,7 +201,11 @@ async fn a_rolled_back_charge_draws_no_ledger_id() {
         .iter()
         .map(|e| e.id.get())
         .collect();
-    assert_eq!(ids, vec![3, 2, 1], "the counter moved back with the rollback");
+    assert_eq!(
+        ids,
+        vec![3, 2, 1],
+        "the counter moved back with the rollback"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
