@@ -63,3 +63,21 @@ pub(crate) fn is_unique_violation(error: &DieselError) -> bool {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+/// The answer of a compare-and-set write whose transaction failed on a unique key: another
+/// write took the key first (an idempotency key stored by a twin), the transaction was rolled
+/// back whole, and the write is `Stale`, as on PostgreSQL (docs/DATABASE.md §5.0).
+pub(crate) fn stale_on_unique_violation<T>(
+    written: Result<concert_application::ports::Written<T>, RepositoryError>,
+) -> Result<concert_application::ports::Written<T>, RepositoryError> {
+    match written {
+        Err(RepositoryError::Unexpected(error))
+            if error
+                .downcast_ref::<DieselError>()
+                .is_some_and(is_unique_violation) =>
+        {
+            Ok(concert_application::ports::Written::Stale)
+        }
+        other => other,
+    }
+}

@@ -18,16 +18,26 @@
 mod catalog;
 mod columns;
 mod error;
+mod idempotency;
 mod keys;
+mod payment;
 mod readiness;
+mod reservation;
 mod retention;
 mod rooms;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod wallet;
 
 pub use catalog::SqliteCatalogRepository;
 pub use error::OpenError;
+pub use idempotency::SqliteIdempotencyStore;
 pub use keys::{QUEUE_TOKEN_KEY, deployment_key};
+pub use payment::SqlitePaymentRepository;
 pub use readiness::SqliteReadinessProbe;
+pub use reservation::SqliteReservationRepository;
 pub use retention::SqliteRetentionRepository;
 pub use rooms::SqliteRoomRepository;
 pub use store::{Location, MIGRATIONS, SqliteStore};
+pub use wallet::SqliteWalletRepository;
