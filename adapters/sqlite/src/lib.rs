@@ -17,9 +17,13 @@
 
 mod columns;
 mod error;
+mod queue;
 mod readiness;
 mod store;
+#[cfg(feature = "test-support")]
+pub mod testing;
 
 pub use error::OpenError;
+pub use queue::SqliteQueueRepository;
 pub use readiness::SqliteReadinessProbe;
 pub use store::{Location, MIGRATIONS, SqliteStore};
