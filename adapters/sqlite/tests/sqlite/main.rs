@@ -2,4 +2,5 @@
 //! directory of its own) per test.
 
 mod queue;
+mod queue_races;
 mod store;
