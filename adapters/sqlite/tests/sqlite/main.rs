@@ -6,6 +6,8 @@ mod catalog;
 mod idempotency;
 mod keys;
 mod payments;
+mod queue;
+mod queue_races;
 mod races;
 mod reservations;
 mod retention;
