@@ -70,13 +70,11 @@ pub enum LogFormat {
 #[derive(Clone, Parser)]
 #[command(name = "concert-server", version, about)]
 pub struct Config {
-    /// PostgreSQL URL; the database is created and migrated at start-up when missing.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "postgres://postgres@127.0.0.1:5432/concert"
-    )]
-    pub database_url: String,
+    /// The store: `postgres://…` (any number of instances) or `sqlite://PATH` (the embedded
+    /// store, one instance); created and migrated at start-up when missing. Unset: the embedded
+    /// store `sqlite://concert.db` in the working directory.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
 
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
@@ -244,7 +242,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field(
                 "database_url",
-                &PgConfig::new(&self.database_url).redacted_url(),
+                &PgConfig::new(self.store_url()).redacted_url(),
             )
             .field("bind_addr", &self.bind_addr)
             .field("ops_bind_addr", &self.ops_bind_addr)
@@ -286,12 +284,21 @@ impl std::fmt::Debug for Config {
 }
 
 impl Config {
+    /// The store's URL: `DATABASE_URL`, else the embedded store in the working directory.
+    pub fn store_url(&self) -> &str {
+        self.database_url
+            .as_deref()
+            .unwrap_or(crate::store::DEFAULT_STORE_URL)
+    }
+
     /// Checks what the flags' types cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
-        if !self.database_url.starts_with("postgres://")
-            && !self.database_url.starts_with("postgresql://")
+        let url = self.store_url();
+        if !url.starts_with("postgres://")
+            && !url.starts_with("postgresql://")
+            && !concert_sqlite::Location::is_sqlite_url(url)
         {
-            return Err("DATABASE_URL must be a postgres:// URL".into());
+            return Err("DATABASE_URL must be a postgres:// or a sqlite:// URL".into());
         }
         if self.max_charge_amount > self.max_balance {
             return Err("MAX_CHARGE_AMOUNT must not exceed MAX_BALANCE".into());
@@ -364,7 +371,7 @@ impl Config {
             String::from_utf8(bytes).map_err(|_| format!("{} is not UTF-8 text", file.display()))
         };
         if let Some(file) = self.database_url_file.take() {
-            self.database_url = read(&file)?;
+            self.database_url = Some(read(&file)?);
         }
         if let Some(file) = self.token_secret_file.take() {
             self.token_secret = Some(read(&file)?.into());
@@ -442,6 +449,35 @@ mod tests {
         assert!(!config.demo_data);
         assert!(config.validate().is_ok());
         assert!(config.token_secret.is_none() && config.token_verify_secrets.is_empty());
+    }
+
+    #[test]
+    fn the_store_is_the_embedded_file_unless_database_url_names_another() {
+        // Parsed flags would read DATABASE_URL from the environment: set the field itself.
+        let unset = Config {
+            database_url: None,
+            ..Config::defaults()
+        };
+        assert_eq!(unset.store_url(), "sqlite://concert.db");
+        unset.validate().expect("the default store is valid");
+        for url in [
+            "postgres://postgres@127.0.0.1:5432/concert",
+            "postgresql://db/concert",
+            "sqlite:///var/lib/concert/concert.db",
+            "sqlite::memory:",
+        ] {
+            let config = Config {
+                database_url: Some(url.to_owned()),
+                ..Config::defaults()
+            };
+            assert_eq!(config.store_url(), url);
+            config.validate().expect(url);
+        }
+        let other = Config {
+            database_url: Some("mysql://db/concert".to_owned()),
+            ..Config::defaults()
+        };
+        assert!(other.validate().is_err());
     }
 
     #[test]
@@ -585,8 +621,8 @@ mod tests {
             Some("an-admin-key-from-a-file")
         );
         assert_eq!(
-            config.database_url,
-            "postgres://app:hunter2@db:5432/concert"
+            config.database_url.as_deref(),
+            Some("postgres://app:hunter2@db:5432/concert")
         );
         assert_eq!(
             exposed(&config.identity_jwt_secret).as_deref(),

@@ -95,7 +95,8 @@ pub struct BackgroundJobs {
     /// Moved when a refresh of the view changed what streams tell: wakes the event streams.
     pub(crate) view_refreshed: watch::Sender<u64>,
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) database_clock: PgClock,
+    /// The database's clock, calibrated periodically (PostgreSQL only).
+    pub(crate) database_clock: Option<PgClock>,
     pub(crate) admission: NotifyAdmission,
     pub(crate) metrics: PrometheusHandle,
     pub(crate) admission_interval: Duration,
@@ -245,21 +246,6 @@ impl BackgroundJobs {
                 }
             })
         };
-        let calibration = {
-            let clock = self.database_clock.clone();
-            every(CLOCK_CALIBRATION_INTERVAL, stop.clone(), move || {
-                let clock = clock.clone();
-                async move {
-                    match clock.calibrate().await {
-                        Ok(offset) => tracing::debug!(
-                            offset_ms = offset.whole_milliseconds(),
-                            "clock aligned on the database"
-                        ),
-                        Err(error) => tracing::warn!(error = %error, "clock calibration failed"),
-                    }
-                }
-            })
-        };
         let purge = {
             let purge = self.purge.clone();
             every(PURGE_INTERVAL, stop.clone(), move || {
@@ -285,7 +271,20 @@ impl BackgroundJobs {
                 std::future::ready(())
             }));
         }
-        jobs.push(calibration);
+        if let Some(clock) = self.database_clock.clone() {
+            jobs.push(every(CLOCK_CALIBRATION_INTERVAL, stop.clone(), move || {
+                let clock = clock.clone();
+                async move {
+                    match clock.calibrate().await {
+                        Ok(offset) => tracing::debug!(
+                            offset_ms = offset.whole_milliseconds(),
+                            "clock aligned on the database"
+                        ),
+                        Err(error) => tracing::warn!(error = %error, "clock calibration failed"),
+                    }
+                }
+            }));
+        }
         jobs
     }
 }

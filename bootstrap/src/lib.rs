@@ -9,6 +9,7 @@ pub mod identity;
 pub mod jobs;
 pub mod lingering;
 pub mod serve;
+pub mod store;
 pub mod telemetry;
 
 pub use app::Application;
