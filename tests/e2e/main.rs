@@ -1,6 +1,8 @@
-//! End-to-end tests: the real server, in process on a random port, over a fresh PostgreSQL
-//! database per test, driven over HTTP exactly as docs/API.md describes.
+//! End-to-end tests: the real server, in process on a random port, over a fresh store per test
+//! (a PostgreSQL database, or with `E2E_STORE=sqlite` an embedded SQLite file), driven over HTTP
+//! exactly as docs/API.md describes.
 
+mod embedded;
 mod errors;
 mod events;
 mod expiry;

@@ -14,22 +14,31 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-/// The first instance with its fresh database, and two more over that database.
+/// The first instance with its fresh database, and two more over that database. On the embedded
+/// store, which serves one instance, the three clients all talk to the first one.
 struct Cluster {
     app: TestApp,
-    others: [TestServer; 2],
+    others: Vec<TestServer>,
     instances: [Client; 3],
 }
 
 impl Cluster {
     async fn start() -> anyhow::Result<Self> {
         let app = TestApp::spawn().await?;
+        if !app.store.is_shared() {
+            let one = app.client.clone();
+            return Ok(Self {
+                instances: [one.clone(), one.clone(), one],
+                app,
+                others: Vec::new(),
+            });
+        }
         let (second, b) = app.another_instance(|_| {}).await?;
         let (third, c) = app.another_instance(|_| {}).await?;
         let instances = [app.client.clone(), b, c];
         Ok(Self {
             app,
-            others: [second, third],
+            others: vec![second, third],
             instances,
         })
     }

@@ -1,7 +1,13 @@
 //! Test support for the end-to-end tests: start the real server in process on a random port over a
-//! fresh database, and talk to it over HTTP like any client.
+//! fresh store, and talk to it over HTTP like any client.
+//!
+//! The store is a fresh PostgreSQL database, or with `E2E_STORE=sqlite` a fresh embedded SQLite
+//! file (the README's test command runs the end-to-end suite both ways). Tests that need several
+//! instances over one store call [`TestApp::skip_unless_postgres`] first: they run on
+//! PostgreSQL only.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -32,7 +38,7 @@ impl TestServer {
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
         let mut config = Config::defaults();
-        config.database_url = database_url.to_owned();
+        config.database_url = Some(database_url.to_owned());
         config.bind_addr = "127.0.0.1:0".parse()?;
         config.token_secret = Some(TOKEN_SECRET.into());
         config.admin_api_key = Some(ADMIN_KEY.into());
@@ -77,11 +83,62 @@ impl Drop for TestServer {
     }
 }
 
-/// One server over its own fresh database, and a client for it.
+/// The store under a test server.
+pub enum TestStore {
+    /// A fresh PostgreSQL database, dropped at the end.
+    Postgres(TestDatabase),
+    /// A fresh SQLite file in a directory of its own, removed at the end.
+    Sqlite { directory: PathBuf, url: String },
+}
+
+impl TestStore {
+    /// A fresh store of the kind `E2E_STORE` names (`postgres`, the default, or `sqlite`).
+    pub async fn create() -> anyhow::Result<Self> {
+        match std::env::var("E2E_STORE").as_deref() {
+            Ok("sqlite") => {
+                let directory = std::env::temp_dir().join(format!("concert-e2e-{}", Uuid::new_v4()));
+                std::fs::create_dir_all(&directory)?;
+                let url = format!("sqlite://{}", directory.join("concert.db").display());
+                Ok(Self::Sqlite { directory, url })
+            }
+            Ok("postgres") | Err(_) => Ok(Self::Postgres(TestDatabase::create().await?)),
+            Ok(other) => anyhow::bail!("E2E_STORE={other:?}: expected postgres or sqlite"),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Postgres(database) => database.url(),
+            Self::Sqlite { url, .. } => url,
+        }
+    }
+
+    /// Whether several instances may run over this store.
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
+    /// The PostgreSQL database, for a test that works on it directly.
+    pub fn postgres(&self) -> anyhow::Result<&TestDatabase> {
+        match self {
+            Self::Postgres(database) => Ok(database),
+            Self::Sqlite { .. } => anyhow::bail!("this test needs PostgreSQL"),
+        }
+    }
+
+    pub async fn remove(self) -> anyhow::Result<()> {
+        match self {
+            Self::Postgres(database) => Ok(database.drop_database().await?),
+            Self::Sqlite { directory, .. } => Ok(std::fs::remove_dir_all(directory)?),
+        }
+    }
+}
+
+/// One server over its own fresh store, and a client for it.
 pub struct TestApp {
     pub server: TestServer,
     pub client: Client,
-    pub database: TestDatabase,
+    pub store: TestStore,
 }
 
 impl TestApp {
@@ -90,14 +147,25 @@ impl TestApp {
     }
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
-        let database = TestDatabase::create().await?;
-        let server = TestServer::start(database.url(), adjust).await?;
+        let store = TestStore::create().await?;
+        let server = TestServer::start(store.url(), adjust).await?;
         let client = Client::new(server.addr);
         Ok(Self {
             server,
             client,
-            database,
+            store,
         })
+    }
+
+    /// True when the test must stop here because it needs PostgreSQL (`why`: several instances
+    /// over one store, or a session of its own on the database): it says so on stderr and the
+    /// caller returns.
+    pub fn skip_unless_postgres(&self, why: &str) -> bool {
+        if self.store.is_shared() {
+            return false;
+        }
+        eprintln!("skipped on the embedded store: {why}");
+        true
     }
 
     /// A second instance over the same database, as another process of the deployment would be.
@@ -105,14 +173,18 @@ impl TestApp {
         &self,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<(TestServer, Client)> {
-        let server = TestServer::start(self.database.url(), adjust).await?;
+        anyhow::ensure!(
+            self.store.is_shared(),
+            "several instances need PostgreSQL (E2E_STORE=postgres)"
+        );
+        let server = TestServer::start(self.store.url(), adjust).await?;
         let client = Client::new(server.addr);
         Ok((server, client))
     }
 
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.server.stop().await?;
-        self.database.drop_database().await?;
+        self.store.remove().await?;
         Ok(())
     }
 }
