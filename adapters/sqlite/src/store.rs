@@ -154,16 +154,22 @@ impl SqliteStore {
         F: FnOnce(&mut SqliteConnection) -> Result<T, RepositoryError> + Send + 'static,
         T: Send + 'static,
     {
-        self.blocking(move |conn| {
-            conn.immediate_transaction::<T, TransactionError, _>(|conn| {
-                write(conn).map_err(TransactionError::Repository)
-            })
-            .map_err(|error| match error {
-                TransactionError::Repository(error) => error,
-                TransactionError::Diesel(error) => from_diesel(error),
-            })
-        })
-        .await
+        self.blocking(move |conn| immediate(conn, write)).await
+    }
+
+    /// [`SqliteStore::write`] for a write that consults state it borrows (the caller's rules):
+    /// it runs on the calling thread. On a multi-threaded runtime `block_in_place` first hands
+    /// this worker's other tasks to another thread; on a current-thread runtime (tests) it simply
+    /// blocks, which the short transactions of the store allow.
+    pub(crate) fn write_here<T>(
+        &self,
+        write: impl FnOnce(&mut SqliteConnection) -> Result<T, RepositoryError>,
+    ) -> Result<T, RepositoryError> {
+        let run = || immediate(&mut self.inner.lock(), write);
+        match tokio::runtime::Handle::try_current().map(|handle| handle.runtime_flavor()) {
+            Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(run),
+            _ => run(),
+        }
     }
 
     async fn blocking<T, F>(&self, work: F) -> Result<T, RepositoryError>
@@ -186,6 +192,20 @@ impl Inner {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Runs `write` in one `BEGIN IMMEDIATE` transaction on `conn`.
+fn immediate<T>(
+    conn: &mut SqliteConnection,
+    write: impl FnOnce(&mut SqliteConnection) -> Result<T, RepositoryError>,
+) -> Result<T, RepositoryError> {
+    conn.immediate_transaction::<T, TransactionError, _>(|conn| {
+        write(conn).map_err(TransactionError::Repository)
+    })
+    .map_err(|error| match error {
+        TransactionError::Repository(error) => error,
+        TransactionError::Diesel(error) => from_diesel(error),
+    })
 }
 
 /// What ends a write transaction early.

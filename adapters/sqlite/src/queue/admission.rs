@@ -13,7 +13,6 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryResult, QueryableByName, RunQueryDsl, SqliteConnection};
 use time::OffsetDateTime;
 
-use super::rules::Asker;
 use super::{
     ACTIVE, EXPIRED, StepAbort, TICKET_COLUMNS, TicketRow, WAITING, line_key, line_range, tickets,
 };
@@ -112,7 +111,7 @@ pub(super) fn admit_in_transaction(
     conn: &mut SqliteConnection,
     line: LineNo,
     now: OffsetDateTime,
-    rules: &Asker<dyn AdmissionRules>,
+    rules: &dyn AdmissionRules,
 ) -> Result<AdmissionReport, StepAbort> {
     #[derive(QueryableByName)]
     struct Issued {
@@ -131,15 +130,14 @@ pub(super) fn admit_in_transaction(
     .bind::<BigInt, _>(end)
     .load(conn)?;
     let active = tickets(active)?;
-    let (overdue, is_paced): (Overdue, bool) =
-        rules.ask(move |rules| (rules.end_overdue(&active), rules.is_paced()))?;
+    let (overdue, is_paced): (Overdue, bool) = (rules.end_overdue(&active), rules.is_paced());
     let counters = read_counters(conn, line)?;
     // 2. A paced room: the domain says how many of the free places may be filled now, from the
     //    admissions of the last minute and the stored pace.
     let (free, pace) = if overdue.free > 0 && is_paced {
         let last_minute = count_last_minute(conn, line, now)?;
         let (free, stored) = (overdue.free, counters.pace);
-        let (allowed, refilled) = rules.ask(move |rules| rules.paced(free, last_minute, stored))?;
+        let (allowed, refilled) = rules.paced(free, last_minute, stored);
         (allowed, Some(refilled))
     } else {
         (overdue.free, None)
@@ -152,7 +150,7 @@ pub(super) fn admit_in_transaction(
     } = if free == 0 {
         Admission::default()
     } else {
-        let candidates = rules.ask(move |rules| rules.waiting_candidates(free))?;
+        let candidates = rules.waiting_candidates(free);
         let waiting: Vec<TicketRow> = diesel::sql_query(format!(
             "SELECT {TICKET_COLUMNS} FROM queue_tickets \
              WHERE status = '{WAITING}' AND ticket > ? AND ticket < ? ORDER BY ticket LIMIT ?"
@@ -162,7 +160,7 @@ pub(super) fn admit_in_transaction(
         .bind::<BigInt, _>(i64::from(candidates))
         .load(conn)?;
         let waiting = tickets(waiting)?;
-        rules.ask(move |rules| rules.admit_oldest(&waiting, free))?
+        rules.admit_oldest(&waiting, free)
     };
     // 4. The ends, over the activity read; 5. the passed over, over the poll read. With one
     //    writer nothing can have changed since the reads; the comparisons still refuse a

@@ -15,7 +15,6 @@
 
 mod admission;
 mod pre_queue;
-mod rules;
 
 use async_trait::async_trait;
 use concert_application::ports::{
@@ -426,14 +425,12 @@ impl QueueRepository for SqliteQueueRepository {
         now: OffsetDateTime,
         rules: &(dyn AdmissionRules + 'static),
     ) -> Result<Written<AdmissionReport>, RepositoryError> {
-        rules::consulting(rules, |asker| {
-            self.store.write(move |conn| {
-                in_savepoint(conn, |conn| {
-                    admission::admit_in_transaction(conn, line, now, &asker)
-                })
+        // The rules are borrowed: the step runs on this thread (see `SqliteStore::write_here`).
+        self.store.write_here(|conn| {
+            in_savepoint(conn, |conn| {
+                admission::admit_in_transaction(conn, line, now, rules)
             })
         })
-        .await
     }
 
     async fn snapshot(&self, line: LineNo) -> Result<QueueSnapshot, RepositoryError> {
@@ -552,14 +549,12 @@ impl QueueRepository for SqliteQueueRepository {
         now: OffsetDateTime,
         rules: &(dyn OpeningRules + 'static),
     ) -> Result<Written<u64>, RepositoryError> {
-        rules::consulting(rules, |asker| {
-            self.store.write(move |conn| {
-                in_savepoint(conn, |conn| {
-                    pre_queue::open_in_transaction(conn, line, now, &asker)
-                })
+        // The rules are borrowed: the opening runs on this thread (see `SqliteStore::write_here`).
+        self.store.write_here(|conn| {
+            in_savepoint(conn, |conn| {
+                pre_queue::open_in_transaction(conn, line, now, rules)
             })
         })
-        .await
     }
 
     async fn pre_queue_outcomes(

@@ -15,7 +15,6 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{OptionalExtension, QueryableByName, RunQueryDsl, SqliteConnection};
 use time::OffsetDateTime;
 
-use super::rules::Asker;
 use super::{
     PRE_QUEUE_COUNTER, StepAbort, WAITING, counter_value, draw, line_counter, line_key,
     parse_end_reason, place_number, set_counter,
@@ -170,7 +169,7 @@ pub(super) fn open_in_transaction(
     conn: &mut SqliteConnection,
     line: LineNo,
     now: OffsetDateTime,
-    rules: &Asker<dyn OpeningRules>,
+    rules: &dyn OpeningRules,
 ) -> Result<u64, StepAbort> {
     // `updated_at`: the opening's instant (PostgreSQL writes its transaction's `now()`).
     let marked = diesel::sql_query(
@@ -193,7 +192,7 @@ pub(super) fn open_in_transaction(
         .into_iter()
         .map(EntryRow::into_entry)
         .collect::<Result<Vec<_>, _>>()?;
-    let order: Vec<PreQueueEntry> = rules.ask(move |rules| rules.order(arrivals))?;
+    let order: Vec<PreQueueEntry> = rules.order(arrivals);
     if order.is_empty() {
         return Ok(0);
     }
