@@ -17,6 +17,7 @@ use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 
 use crate::columns::{instant_opt, micros, user_id};
+use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel};
 use crate::store::SqliteStore;
 
@@ -28,9 +29,6 @@ type KnownDates = Arc<RwLock<HashMap<(i64, Date), ConcertDate>>>;
 
 /// Dates remembered at most; past that the memory starts over (it only saves a read).
 const KNOWN_DATES_MAX: usize = 10_000;
-
-/// The `counters` row concert ids are drawn from (PostgreSQL's `concerts.id` sequence).
-const CONCERT_IDS: &str = "concerts";
 
 #[derive(Debug, Clone)]
 pub struct SqliteCatalogRepository {
@@ -149,27 +147,6 @@ impl SeatRow {
 }
 
 #[derive(QueryableByName)]
-struct Drawn {
-    #[diesel(sql_type = BigInt)]
-    value: i64,
-}
-
-/// Advances the `counters` row `name` (created at 1 when missing) and returns its new value,
-/// in the caller's transaction: a number is drawn only by a transaction that commits.
-pub(crate) fn draw(
-    conn: &mut diesel::SqliteConnection,
-    name: &str,
-) -> Result<i64, diesel::result::Error> {
-    diesel::sql_query(
-        "INSERT INTO counters (name, value) VALUES (?1, 1) \
-         ON CONFLICT (name) DO UPDATE SET value = value + 1 RETURNING value",
-    )
-    .bind::<Text, _>(name)
-    .get_result::<Drawn>(conn)
-    .map(|drawn| drawn.value)
-}
-
-#[derive(QueryableByName)]
 struct Exists {
     #[diesel(sql_type = Integer)]
     found: i32,
@@ -198,7 +175,7 @@ impl CatalogRepository for SqliteCatalogRepository {
         let id = self
             .store
             .write(move |conn| {
-                let id = draw(conn, CONCERT_IDS).map_err(from_diesel)?;
+                let id = next_id(conn, IdTable::Concerts).map_err(from_diesel)?;
                 diesel::sql_query(
                     "INSERT INTO concerts (id, title, created_at) VALUES (?1, ?2, ?3)",
                 )

@@ -17,6 +17,7 @@
 
 mod catalog;
 mod columns;
+mod counters;
 mod error;
 mod idempotency;
 mod keys;

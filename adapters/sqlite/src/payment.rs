@@ -10,10 +10,11 @@ use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::columns::{instant, micros, user_text};
+use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
 use crate::reservation::{
-    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, load_booking, next_id,
-    write_claim, write_status,
+    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, load_booking, write_claim,
+    write_status,
 };
 use crate::store::SqliteStore;
 use crate::wallet::{WALLET_COLUMNS, WalletRow, append_entry, store_key, wallet_cas};
@@ -28,9 +29,6 @@ impl SqlitePaymentRepository {
         Self { store }
     }
 }
-
-/// The `counters` row that numbers payments.
-const PAYMENT_COUNTER: &str = "payments";
 
 #[async_trait]
 impl PaymentRepository for SqlitePaymentRepository {
@@ -112,7 +110,7 @@ impl PaymentRepository for SqlitePaymentRepository {
                         "the booking moved inside its own write transaction".into(),
                     ));
                 }
-                let payment = next_id(conn, PAYMENT_COUNTER, "payments")?;
+                let payment = next_id(conn, IdTable::Payments).map_err(from_diesel)?;
                 let price = reservation.value.price();
                 diesel::sql_query(
                     "INSERT INTO payments (id, reservation_id, user_id, amount, ledger_entry_id, \

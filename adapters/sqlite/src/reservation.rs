@@ -20,6 +20,7 @@ use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use time::{Date, OffsetDateTime};
 
 use crate::columns::{instant, micros, user_id, user_text};
+use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
 use crate::store::SqliteStore;
 
@@ -36,39 +37,6 @@ impl SqliteReservationRepository {
 
 const HELD: &str = ReservationStatus::Held.as_str();
 const EXPIRED: &str = ReservationStatus::Expired.as_str();
-
-/// The `counters` row that numbers reservations.
-const RESERVATION_COUNTER: &str = "reservations";
-
-// ---- Ids drawn from `counters`. ----
-
-/// The next id of `table`, drawn from its `counters` row in the calling transaction. A missing
-/// row starts at the highest id stored, so a drawn id never collides with a row already there.
-pub(crate) fn next_id(
-    conn: &mut SqliteConnection,
-    counter: &str,
-    table: &str,
-) -> Result<i64, RepositoryError> {
-    #[derive(QueryableByName)]
-    struct Drawn {
-        #[diesel(sql_type = BigInt)]
-        value: i64,
-    }
-    // `WHERE true`: SQLite's grammar needs it between `INSERT ... SELECT` and `ON CONFLICT`.
-    diesel::sql_query(format!(
-        "INSERT INTO counters (name, value) SELECT ?1, coalesce(max(id), 0) FROM {table} \
-         WHERE true ON CONFLICT (name) DO NOTHING"
-    ))
-    .bind::<Text, _>(counter)
-    .execute(conn)
-    .map_err(from_diesel)?;
-    let drawn: Drawn =
-        diesel::sql_query("UPDATE counters SET value = value + 1 WHERE name = ?1 RETURNING value")
-            .bind::<Text, _>(counter)
-            .get_result(conn)
-            .map_err(from_diesel)?;
-    Ok(drawn.value)
-}
 
 // ---- Stored values. ----
 
@@ -436,7 +404,7 @@ impl ReservationRepository for SqliteReservationRepository {
                     .into_iter()
                     .map(|d| instant(d.expires_at))
                     .collect::<Result<Vec<_>, _>>()?;
-                let next = next_id(conn, RESERVATION_COUNTER, "reservations")?;
+                let next = next_id(conn, IdTable::Reservations).map_err(from_diesel)?;
                 Ok(Some(HoldState {
                     seat: row.into_domain()?,
                     holds: Versioned::new(UserHolds::new(deadlines), holds_version),

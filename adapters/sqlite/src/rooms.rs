@@ -13,8 +13,8 @@ use diesel::sql_types::{BigInt, Bool, Integer, Nullable, Text};
 use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl, SqliteConnection};
 use time::{Duration, OffsetDateTime};
 
-use crate::catalog::draw;
 use crate::columns::{instant, instant_opt, micros};
+use crate::counters;
 use crate::error::{corrupt, from_diesel};
 use crate::store::SqliteStore;
 
@@ -156,7 +156,7 @@ fn create_in_transaction(conn: &mut SqliteConnection, row: &NewRow) -> Result<Li
         #[diesel(sql_type = BigInt)]
         line: i64,
     }
-    let drawn = draw(conn, ROOM_LINES)?;
+    let drawn = counters::draw(conn, ROOM_LINES)?;
     let numbered: Option<Numbered> = diesel::sql_query(
         "INSERT INTO rooms (room_id, line, max_active, state, admit_per_minute, \
                             waiting_idle_seconds, waiting_idle_since, opens_at, shuffle_at_open, \

@@ -11,8 +11,8 @@ use diesel::{QueryableByName, RunQueryDsl};
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::columns::{micros, user_text};
+use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel};
-use crate::reservation::next_id;
 use crate::store::SqliteStore;
 
 /// How long the active ticket of [`active_ticket`] stays active.
@@ -53,7 +53,7 @@ pub async fn insert_concert(
     let dates = dates.to_vec();
     store
         .write(move |conn| {
-            let id = next_id(conn, "concerts", "concerts")?;
+            let id = next_id(conn, IdTable::Concerts).map_err(from_diesel)?;
             diesel::sql_query("INSERT INTO concerts (id, title, created_at) VALUES (?1, ?2, ?3)")
                 .bind::<BigInt, _>(id)
                 .bind::<Text, _>(&title)

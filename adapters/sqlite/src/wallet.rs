@@ -13,8 +13,9 @@ use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 
 use crate::columns::{instant, instant_opt, micros, user_text};
+use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
-use crate::reservation::{next_id, version};
+use crate::reservation::version;
 use crate::store::SqliteStore;
 
 #[derive(Debug, Clone)]
@@ -27,9 +28,6 @@ impl SqliteWalletRepository {
         Self { store }
     }
 }
-
-/// The `counters` row that numbers ledger entries.
-const LEDGER_COUNTER: &str = "ledger_entries";
 
 /// A wallet row (absent: `None` columns), as selected by [`WALLET_COLUMNS`].
 #[derive(Debug, QueryableByName)]
@@ -103,7 +101,7 @@ pub(crate) fn append_entry(
     user: &str,
     change: &BalanceChange,
 ) -> Result<i64, RepositoryError> {
-    let id = next_id(conn, LEDGER_COUNTER, "ledger_entries")?;
+    let id = next_id(conn, IdTable::LedgerEntries).map_err(from_diesel)?;
     diesel::sql_query(
         "INSERT INTO ledger_entries (id, user_id, kind, amount, balance_after, at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

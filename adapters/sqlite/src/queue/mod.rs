@@ -28,10 +28,11 @@ use concert_domain::{EndReason, LineNo, QueueTicket, TicketNo, TicketStatus, Use
 use diesel::SqliteConnection;
 use diesel::result::Error as DieselError;
 use diesel::sql_types::{BigInt, Nullable, Text};
-use diesel::{Connection, OptionalExtension, QueryResult, QueryableByName, RunQueryDsl};
+use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 use time::OffsetDateTime;
 
 use crate::columns::{instant, instant_opt, micros, user_id, user_text};
+use crate::counters;
 use crate::error::{corrupt, from_diesel};
 use crate::store::SqliteStore;
 
@@ -117,38 +118,6 @@ fn line_counter(line: LineNo) -> String {
 /// The `counters` row pre-queue entries are numbered from (PostgreSQL's
 /// `pre_queue_entries_seq`, shared by every line).
 const PRE_QUEUE_COUNTER: &str = "pre_queue_entries";
-
-/// A counter's value: 0 before its first draw (no row yet).
-fn counter_value(conn: &mut SqliteConnection, name: &str) -> QueryResult<i64> {
-    #[derive(QueryableByName)]
-    struct Value {
-        #[diesel(sql_type = BigInt)]
-        value: i64,
-    }
-    let value: Option<Value> = diesel::sql_query("SELECT value FROM counters WHERE name = ?")
-        .bind::<Text, _>(name)
-        .get_result(conn)
-        .optional()?;
-    Ok(value.map_or(0, |v| v.value))
-}
-
-/// Draws the counter's next value (1 first) in the calling transaction.
-fn draw(conn: &mut SqliteConnection, name: &str) -> QueryResult<i64> {
-    let next = counter_value(conn, name)? + 1;
-    set_counter(conn, name, next)
-}
-
-/// Sets the counter to `value` (creating its row when missing); returns `value`.
-fn set_counter(conn: &mut SqliteConnection, name: &str, value: i64) -> QueryResult<i64> {
-    diesel::sql_query(
-        "INSERT INTO counters (name, value) VALUES (?, ?) \
-         ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-    )
-    .bind::<Text, _>(name)
-    .bind::<BigInt, _>(value)
-    .execute(conn)?;
-    Ok(value)
-}
 
 /// The ticket number of place `place` (1 is the first) of `line`; an error past the lower half
 /// of the line's range, where PostgreSQL's sequence reaches its `MAXVALUE`.
@@ -295,7 +264,7 @@ impl QueueRepository for SqliteQueueRepository {
                 if moved != 1 {
                     return Ok(Written::Stale);
                 }
-                let place = draw(conn, &line_counter(write.line)).map_err(from_diesel)?;
+                let place = counters::draw(conn, &line_counter(write.line)).map_err(from_diesel)?;
                 let row: TicketRow = diesel::sql_query(format!(
                     "INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
                      VALUES (?, ?, '{WAITING}', ?) RETURNING {TICKET_COLUMNS}"

@@ -16,10 +16,10 @@ use diesel::{OptionalExtension, QueryableByName, RunQueryDsl, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::{
-    PRE_QUEUE_COUNTER, StepAbort, WAITING, counter_value, draw, line_counter, line_key,
-    parse_end_reason, place_number, set_counter,
+    PRE_QUEUE_COUNTER, StepAbort, WAITING, line_counter, line_key, parse_end_reason, place_number,
 };
 use crate::columns::{instant, micros, user_id, user_text};
+use crate::counters;
 use crate::error::{corrupt, from_diesel};
 
 /// A pre-queue entry as selected.
@@ -96,7 +96,7 @@ pub(super) fn join(
     if live.found != 0 {
         return Ok(PreQueueJoined::Stale);
     }
-    let drawn = draw(conn, PRE_QUEUE_COUNTER).map_err(from_diesel)?;
+    let drawn = counters::draw(conn, PRE_QUEUE_COUNTER).map_err(from_diesel)?;
     let row: EntryRow = diesel::sql_query(
         "INSERT INTO pre_queue (entry, line, user_id, issued_at) VALUES (?, ?, ?, ?) \
          RETURNING entry, user_id, issued_at",
@@ -199,7 +199,7 @@ pub(super) fn open_in_transaction(
     // Nothing else draws from the line's counter before it opened: its next value is the
     // line's first place.
     let counter = line_counter(line);
-    let drawn = counter_value(conn, &counter)?;
+    let drawn = counters::value(conn, &counter)?;
     let mut placed = 0_i64;
     for (n, chosen) in (1_i64..).zip(&order) {
         let ticket = place_number(line, drawn + n)?;
@@ -242,7 +242,7 @@ pub(super) fn open_in_transaction(
         // An entry not live as read: decide again at the next step (rolled back whole).
         return Err(StepAbort::Stale);
     }
-    set_counter(conn, &counter, drawn + count)?;
+    counters::set(conn, &counter, drawn + count)?;
     Ok(u64::try_from(count).unwrap_or(u64::MAX))
 }
 
