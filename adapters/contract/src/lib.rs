@@ -90,6 +90,7 @@ macro_rules! contract_tests {
                 a_payment_is_atomic_and_exact,
                 a_payment_ends_the_ticket_only_as_read,
                 a_payment_over_moved_state_writes_nothing,
+                a_payment_over_a_moved_reservation_writes_nothing,
                 racing_payments_of_one_reservation_pay_once,
                 payments_racing_charges_keep_the_balance_exact,
             ];

@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use concert_application::ports::{TicketEnd, Written};
+use concert_application::ports::{ReleaseWrite, TicketEnd, Versioned, Written};
+use concert_domain::booking;
 use concert_domain::reservation::PayRefused;
 use concert_domain::wallet::ledger_is_consistent;
 use concert_domain::{
@@ -194,6 +195,67 @@ pub async fn a_payment_over_moved_state_writes_nothing<S: Store>() {
         .await
         .expect("paid");
     assert_eq!(receipt.balance.get(), 300_001 - PRICE);
+    store.finish().await;
+}
+
+pub async fn a_payment_over_a_moved_reservation_writes_nothing<S: Store>() {
+    let store = S::fresh().await;
+    let gala = concert(&store, 1).await;
+    let who = user();
+    charge(&store, who, PRICE, NOW, None).await;
+    let held = hold(&store, who, seat_ref(gala, 1), NOW).await;
+    let ticket = active_ticket(&store, who, NOW).await;
+    let write = decide_payment(&store, held.id(), who, paid(ticket), NOW, None)
+        .await
+        .expect("payable");
+    // The user cancels the reservation meanwhile (the wallet does not move).
+    let reservations = store.reservations();
+    let booking = reservations
+        .load_booking(held.id())
+        .await
+        .expect("load")
+        .expect("booking");
+    let (mut reservation, mut seat) = (booking.reservation.value, booking.seat.value);
+    booking::cancel(&mut reservation, &mut seat, who, NOW).expect("cancelled");
+    let cancel = ReleaseWrite {
+        reservation: Versioned::new(reservation, booking.reservation.version),
+        seat: Some(Versioned::new(seat, booking.seat.version)),
+        now: NOW,
+    };
+    assert_eq!(
+        reservations.save_releases(&[cancel]).await.expect("cancel"),
+        1
+    );
+
+    assert_eq!(
+        store.payments().save(&write).await.expect("save"),
+        Written::Stale
+    );
+    let stored = reservations
+        .find(held.id())
+        .await
+        .expect("find")
+        .expect("kept");
+    assert_eq!(stored.stored_status(), ReservationStatus::Cancelled);
+    assert_eq!(
+        load_hold(&store, who, seat_ref(gala, 1))
+            .await
+            .seat
+            .value
+            .claim(),
+        SeatClaim::Available
+    );
+    assert_eq!(
+        store.wallets().balance(who).await.expect("balance").get(),
+        PRICE
+    );
+    let live = store
+        .queue()
+        .find(ticket)
+        .await
+        .expect("find")
+        .expect("kept");
+    assert_eq!(live.stored_status(), TicketStatus::Active);
     store.finish().await;
 }
 

@@ -187,48 +187,63 @@ pub async fn admission_admits_the_oldest_up_to_the_limit<S: Store>() {
 }
 
 pub async fn racing_admissions_never_exceed_the_limit<S: Store>() {
+    const LIMIT: usize = 3;
+    const ROUNDS: usize = 4;
     let store = shared::<S>().await;
-    for _ in 0..RACERS {
-        ticket(&*store, user(), NOW).await;
+    let mut line = Vec::new();
+    for _ in 0..LIMIT * ROUNDS {
+        line.push(ticket(&*store, user(), NOW).await.ticket());
     }
-    const LIMIT: u32 = 5;
-    // Half the tasks step the line, the other half join it meanwhile.
-    let reports = race(RACERS, |i| {
-        let store = Arc::clone(&store);
-        async move {
-            if i % 2 == 0 {
-                admit(&*store, policy(LIMIT), NOW)
-                    .await
-                    .map_or(0, |r| r.admitted)
-            } else {
-                ticket(&*store, user(), NOW).await;
-                0
+    // Each round, most tasks step the line at once while the others join it; then the
+    // admitted pay, freeing every place for the next round.
+    for round in 0..ROUNDS {
+        let outcomes = race(RACERS, |i| {
+            let store = Arc::clone(&store);
+            async move {
+                if i % 4 == 3 {
+                    ticket(&*store, user(), NOW).await;
+                    0
+                } else {
+                    let step = admit(&*store, policy(LIMIT as u32), NOW).await;
+                    step.map_or(0, |r| r.admitted)
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            outcomes.iter().sum::<u64>(),
+            LIMIT as u64,
+            "round {round}: {outcomes:?}"
+        );
+        let mut active = Vec::new();
+        for number in &line {
+            if status(&*store, *number).await == TicketStatus::Active {
+                active.push(*number);
             }
         }
-    })
-    .await;
-    assert_eq!(reports.iter().sum::<u64>(), u64::from(LIMIT), "{reports:?}");
-    let line = store
-        .queue()
-        .snapshot(LineNo::DEFAULT)
-        .await
-        .expect("snapshot");
-    assert_eq!(line.active, u64::from(LIMIT));
-    assert_eq!(
-        line.waiting,
-        RACERS as u64 + RACERS as u64 / 2 - u64::from(LIMIT)
-    );
-    for n in 1..=i64::from(LIMIT) {
+        let oldest = &line[round * LIMIT..(round + 1) * LIMIT];
         assert_eq!(
-            status(&*store, place(n)).await,
-            TicketStatus::Active,
-            "oldest first"
+            active, oldest,
+            "round {round}: the oldest, never more than the limit"
         );
+        let snapshot = store
+            .queue()
+            .snapshot(LineNo::DEFAULT)
+            .await
+            .expect("snapshot");
+        assert_eq!(snapshot.active, LIMIT as u64, "round {round}");
+        for number in active {
+            let paid = TicketEnd {
+                ticket: number,
+                read_as: TicketStatus::Active,
+                reason: EndReason::Paid,
+            };
+            assert_eq!(
+                store.queue().end(&paid, NOW).await.expect("end"),
+                Written::Done(())
+            );
+        }
     }
-    assert_eq!(
-        admit(&*store, policy(LIMIT), NOW).await.map(|r| r.admitted),
-        Some(0)
-    );
     finish(store).await;
 }
 
