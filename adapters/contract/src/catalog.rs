@@ -7,8 +7,8 @@ use time::Duration;
 
 use crate::Store;
 use crate::fixtures::{
-    DATE, HOLD_TTL, LATER_DATE, NOW, PRICE, TODAY, concert, hold, new_concert, paid, price,
-    seat_no, seat_ref, try_pay, user,
+    DATE, HOLD_TTL, LATER_DATE, NOW, PRICE, TODAY, active_ticket, charge, concert, hold,
+    new_concert, paid, price, seat_no, seat_ref, try_pay, user,
 };
 
 pub async fn a_fresh_store_is_ready_and_empty<S: Store>() {
@@ -102,8 +102,8 @@ pub async fn dates_and_seats_on_sale_leave_out_live_holds_and_sales<S: Store>() 
     let (holder, buyer) = (user(), user());
     hold(&store, holder, seat_ref(gala, 1), NOW).await;
     let sold = hold(&store, buyer, seat_ref(gala, 2), NOW).await;
-    crate::fixtures::charge(&store, buyer, PRICE, NOW, None).await;
-    let ticket = crate::fixtures::active_ticket(&store, buyer, NOW).await;
+    charge(&store, buyer, PRICE, NOW, None).await;
+    let ticket = active_ticket(&store, buyer, NOW).await;
     try_pay(&store, sold.id(), buyer, paid(ticket), NOW)
         .await
         .expect("paid");
