@@ -7,6 +7,7 @@ mod support;
 mod catalog;
 mod clock;
 mod commit_failures;
+mod contract;
 mod idempotency;
 mod payments;
 mod queue;

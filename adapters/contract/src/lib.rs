@@ -1,0 +1,143 @@
+//! The repository ports' contract, written once and run against every store.
+//!
+//! Each module holds the contract of one port: async functions that take a fresh store
+//! ([`Store::fresh`]), drive it only through the ports, let the domain make every decision (as
+//! the use cases do: load, decide, write over the versions read) and check what the use cases
+//! rely on. A store adapter runs the whole suite with one line in its tests:
+//!
+//! ```ignore
+//! concert_contract::contract_tests!(MyStore);
+//! ```
+//!
+//! which expands to one `#[tokio::test(flavor = "multi_thread")]` per contract function, named
+//! `<module>_<function>` (the caller's crate needs `tokio` with its macros).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use concert_application::ports::{
+    CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
+    ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
+};
+
+mod fixtures;
+
+pub mod catalog;
+pub mod idempotency;
+pub mod payments;
+pub mod queue;
+pub mod reservations;
+pub mod retention;
+pub mod rooms;
+pub mod wallets;
+
+#[doc(hidden)]
+pub use pastey as __pastey;
+
+/// How many tasks a race of the contract runs at once: a store must serve this many calls at
+/// the same time (a pool of at least this many connections).
+pub const RACERS: usize = 12;
+
+/// A store under the contract: one fresh, empty, migrated database per contract function, and
+/// every repository port over it.
+#[async_trait]
+pub trait Store: Send + Sync + Sized + 'static {
+    /// A new, empty, migrated store that nothing else uses.
+    async fn fresh() -> Self;
+
+    fn catalog(&self) -> Arc<dyn CatalogRepository>;
+    fn reservations(&self) -> Arc<dyn ReservationRepository>;
+    fn wallets(&self) -> Arc<dyn WalletRepository>;
+    fn payments(&self) -> Arc<dyn PaymentRepository>;
+    fn idempotency(&self) -> Arc<dyn IdempotencyStore>;
+    fn queue(&self) -> Arc<dyn QueueRepository>;
+    fn rooms(&self) -> Arc<dyn RoomRepository>;
+    fn retention(&self) -> Arc<dyn RetentionRepository>;
+    fn readiness(&self) -> Arc<dyn ReadinessProbe>;
+
+    /// Drops the store's database.
+    async fn finish(self);
+}
+
+/// One test per contract function, for `$store` (a type implementing [`Store`]).
+#[macro_export]
+macro_rules! contract_tests {
+    ($store:ty) => {
+        $crate::__contract_tests! {
+            $store;
+            catalog: [
+                a_fresh_store_is_ready_and_empty,
+                a_concert_reads_back_with_its_dates_and_seats,
+                dates_and_seats_on_sale_leave_out_live_holds_and_sales,
+            ];
+            reservations: [
+                a_seat_claim_is_won_once,
+                the_hold_limit_holds_under_a_race,
+                a_lapsed_hold_is_free_to_take,
+                a_hold_over_a_moved_seat_writes_nothing,
+                a_hold_over_moved_user_holds_writes_nothing,
+                a_booking_reads_back_as_written,
+                a_release_is_written_once_over_the_versions_read,
+                lapsed_lists_only_holds_past_their_deadline_oldest_first,
+            ];
+            wallets: [
+                a_wallet_never_seen_is_empty,
+                charges_add_up_with_one_ledger_entry_each,
+                racing_charges_of_one_wallet_all_count,
+                a_charge_over_a_moved_wallet_writes_nothing,
+            ];
+            payments: [
+                a_payment_is_atomic_and_exact,
+                a_payment_ends_the_ticket_only_as_read,
+                a_payment_over_moved_state_writes_nothing,
+                a_payment_over_a_moved_reservation_writes_nothing,
+                racing_payments_of_one_reservation_pay_once,
+                payments_racing_charges_keep_the_balance_exact,
+            ];
+            idempotency: [
+                a_charge_key_replays_the_stored_balance,
+                a_payment_key_replays_the_receipt,
+                a_key_is_stored_only_with_its_effect,
+                a_key_stored_by_a_twin_makes_the_write_stale,
+            ];
+            queue: [
+                tickets_are_fifo_without_gaps,
+                racing_joins_of_one_user_draw_one_ticket,
+                racing_joins_of_many_users_get_distinct_gap_free_places,
+                a_stale_join_draws_no_number,
+                admission_admits_the_oldest_up_to_the_limit,
+                racing_admissions_never_exceed_the_limit,
+                an_ended_ticket_frees_its_place_once,
+                overdue_tickets_end_at_the_next_step,
+                activity_is_written_over_the_last_seen_read,
+            ];
+            rooms: [
+                a_room_is_created_found_and_listed,
+                a_room_is_saved_only_over_the_version_read,
+                a_concert_cannot_be_in_two_rooms,
+                a_room_id_is_created_once,
+                create_if_absent_keeps_a_stored_room,
+                each_room_has_a_line_of_its_own,
+            ];
+            retention: [
+                keys_past_retention_go_in_batches_and_their_effects_stay,
+                only_tickets_ended_before_the_cutoff_go,
+            ];
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __contract_tests {
+    ($store:ty; $($module:ident: [$($name:ident),* $(,)?]);* $(;)?) => {
+        $crate::__pastey::paste! {
+            $($(
+                #[tokio::test(flavor = "multi_thread")]
+                async fn [<$module _ $name>]() {
+                    $crate::$module::$name::<$store>().await;
+                }
+            )*)*
+        }
+    };
+}
