@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use concert_application::ports::{
-    CatalogRepository, Clock, IdempotencyStore, PaymentRepository, QueueRepository,
-    ReadinessProbe, ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
+    CatalogRepository, Clock, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
+    ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
 use concert_clock::SystemClock;
 use concert_postgres::{
@@ -80,9 +80,12 @@ impl Store {
         candidate: &[u8],
     ) -> anyhow::Result<Vec<u8>> {
         match self {
-            Self::Postgres { url, .. } => Ok(concert_postgres::deployment_key(url, name, candidate)
-                .await?),
-            Self::Sqlite(store) => Ok(concert_sqlite::deployment_key(store, name, candidate).await?),
+            Self::Postgres { url, .. } => {
+                Ok(concert_postgres::deployment_key(url, name, candidate).await?)
+            }
+            Self::Sqlite(store) => {
+                Ok(concert_sqlite::deployment_key(store, name, candidate).await?)
+            }
         }
     }
 

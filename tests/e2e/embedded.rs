@@ -66,5 +66,8 @@ async fn a_second_instance_on_the_same_file_refuses_to_start() -> anyhow::Result
     let client = Client::new(first.addr);
     assert_eq!(client.balance(Uuid::new_v4()).await?, 0);
     first.stop().await?;
-    TestServer::start(&scratch.url(), |_| {}).await?.stop().await
+    TestServer::start(&scratch.url(), |_| {})
+        .await?
+        .stop()
+        .await
 }

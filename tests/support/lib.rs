@@ -96,7 +96,8 @@ impl TestStore {
     pub async fn create() -> anyhow::Result<Self> {
         match std::env::var("E2E_STORE").as_deref() {
             Ok("sqlite") => {
-                let directory = std::env::temp_dir().join(format!("concert-e2e-{}", Uuid::new_v4()));
+                let directory =
+                    std::env::temp_dir().join(format!("concert-e2e-{}", Uuid::new_v4()));
                 std::fs::create_dir_all(&directory)?;
                 let url = format!("sqlite://{}", directory.join("concert.db").display());
                 Ok(Self::Sqlite { directory, url })
