@@ -3,6 +3,7 @@
 
 mod booking_support;
 mod catalog;
+mod contract;
 mod idempotency;
 mod keys;
 mod payments;
