@@ -305,7 +305,8 @@ pub async fn ticket<S: Store>(store: &S, who: UserId, now: OffsetDateTime) -> Qu
     ticket
 }
 
-struct FixedClock(OffsetDateTime);
+/// A clock that always reads the same instant.
+pub struct FixedClock(pub OffsetDateTime);
 
 impl Clock for FixedClock {
     fn now(&self) -> OffsetDateTime {

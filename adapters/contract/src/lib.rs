@@ -19,6 +19,8 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
+use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
+use time::OffsetDateTime;
 
 mod fixtures;
 
@@ -57,6 +59,43 @@ pub trait Store: Send + Sync + Sized + 'static {
 
     /// Drops the store's database.
     async fn finish(self);
+
+    // ---- Hooks of the catalog, rooms and retention: what no port of theirs writes or shows.
+    // Each store answers them in its own terms (raw rows), never through the ports.
+
+    /// How many concert dates and seats the store holds, of every concert: `(dates, seats)`.
+    async fn catalog_counts(&self) -> (u64, u64);
+
+    /// Frees every seat (no hold, no sale) and forgets every reservation: a blank booking state
+    /// for the read models' randomized contract.
+    async fn clear_bookings(&self);
+
+    /// Stores `reservation` as it is (its status and deadline as given), created at `at`.
+    async fn insert_reservation(&self, reservation: &Reservation, at: OffsetDateTime);
+
+    /// Stores `claim` on `seat` as it is, whatever claimed the seat before.
+    async fn set_claim(&self, seat: SeatRef, claim: SeatClaim);
+
+    /// Every row a room's creation writes (rooms, the concerts they name, the lines' states and
+    /// whatever numbers the lines), as text: two equal dumps mean that nothing was written.
+    async fn room_rows(&self) -> String;
+
+    /// How many rooms, room-named concerts and lines the store holds. A store that keeps a line
+    /// in more than one place (a state row and a number source) checks that they agree.
+    async fn room_counts(&self) -> RoomCounts;
+
+    /// Moves `line`'s serving counter to `serving`, as admissions up to it would have: the only
+    /// way to serve up to a ticket that left while waiting (admissions serve admitted ones).
+    async fn set_serving(&self, line: LineNo, serving: TicketNo);
+}
+
+/// What [`Store::room_counts`] answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomCounts {
+    pub rooms: u64,
+    /// Concerts named by a room (the default room names none).
+    pub room_concerts: u64,
+    pub lines: u64,
 }
 
 /// One test per contract function, for `$store` (a type implementing [`Store`]).
@@ -68,7 +107,13 @@ macro_rules! contract_tests {
             catalog: [
                 a_fresh_store_is_ready_and_empty,
                 a_concert_reads_back_with_its_dates_and_seats,
-                dates_and_seats_on_sale_leave_out_live_holds_and_sales,
+                creating_a_concert_creates_every_seat_of_every_date,
+                concerts_are_listed_by_id_when_they_play_on_or_after_the_day,
+                available_dates_count_free_seats_and_tell_a_missing_concert,
+                find_date_tells_a_missing_concert_from_a_missing_date,
+                seat_list_leaves_out_sold_seats_and_live_holds_but_not_lapsed_ones,
+                concerts_created_at_once_each_get_their_own_id_and_all_their_seats,
+                read_models_agree_with_the_domain_on_random_states,
             ];
             reservations: [
                 a_seat_claim_is_won_once,
@@ -112,16 +157,21 @@ macro_rules! contract_tests {
                 activity_is_written_over_the_last_seen_read,
             ];
             rooms: [
-                a_room_is_created_found_and_listed,
+                a_room_is_created_once_and_changed_only_over_the_version_read,
                 a_room_is_saved_only_over_the_version_read,
+                a_new_room_numbers_a_fresh_line_of_its_own_and_guards_the_concerts_it_names,
+                a_room_over_a_concert_or_an_id_taken_since_the_decision_is_stale_and_writes_nothing,
+                of_racing_creations_over_one_concert_exactly_one_is_created,
+                of_racing_saves_over_one_version_exactly_one_is_written,
                 a_concert_cannot_be_in_two_rooms,
-                a_room_id_is_created_once,
-                create_if_absent_keeps_a_stored_room,
                 each_room_has_a_line_of_its_own,
             ];
             retention: [
                 keys_past_retention_go_in_batches_and_their_effects_stay,
+                keys_go_oldest_first,
                 only_tickets_ended_before_the_cutoff_go,
+                a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_place,
+                purges_running_at_once_share_the_rows_and_the_use_case_purges_everything_due,
             ];
         }
     };

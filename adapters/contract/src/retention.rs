@@ -1,65 +1,91 @@
-//! `RetentionRepository`: only records past their retention go, at most `limit` per call, and
-//! what they answered for (balances, ledgers, live tickets) stays.
+//! `RetentionRepository`: only records past their retention go (strictly before the cutoff), at
+//! most `limit` per call, oldest first, and what they answered for (balances, ledgers, live
+//! tickets) stays; a ticket that left while waiting stays until the line's serving counter
+//! reaches it; purges running at once share the rows without failing or taking one twice.
+
+use std::sync::Arc;
 
 use concert_application::ports::TicketEnd;
-use concert_domain::{EndReason, IdempotencyScope, QueuePolicy, RetentionPolicy, TicketStatus};
-use time::Duration;
+use concert_application::purge_expired_records::PurgeExpiredRecords;
+use concert_domain::{
+    EndReason, IdempotencyScope, LineNo, QueuePolicy, RetentionPolicy, TicketNo, TicketStatus,
+    UserId,
+};
+use time::{Duration, OffsetDateTime};
 
-use crate::Store;
-use crate::fixtures::{NOW, admit, charge, key, ticket, user};
+use crate::fixtures::{
+    FixedClock, NOW, admit, charge, finish, key, policy, race, shared, ticket, user,
+};
+use crate::{RACERS, Store};
+
+/// `count` charges of `who` at `at`, each with its key `{prefix}-{n}`, stored at `at`.
+async fn keyed_charges<S: Store>(
+    store: &S,
+    who: UserId,
+    prefix: &str,
+    at: OffsetDateTime,
+    count: usize,
+) {
+    for n in 0..count {
+        charge(store, who, 10, at, Some(key(&format!("{prefix}-{n}")))).await;
+    }
+}
+
+/// Whether each of the keys `{prefix}-0..count` of `who` is still stored.
+async fn keys_kept<S: Store>(store: &S, who: UserId, prefix: &str, count: usize) -> Vec<bool> {
+    let keys = store.idempotency();
+    let mut kept = Vec::with_capacity(count);
+    for n in 0..count {
+        let found = keys
+            .find(
+                who,
+                IdempotencyScope::Charge,
+                &key(&format!("{prefix}-{n}")).key,
+            )
+            .await
+            .expect("find");
+        kept.push(found.is_some());
+    }
+    kept
+}
 
 pub async fn keys_past_retention_go_in_batches_and_their_effects_stay<S: Store>() {
     let store = S::fresh().await;
     let who = user();
     let (old, young) = (NOW - Duration::days(8), NOW - Duration::days(6));
-    for n in 0..3 {
-        charge(&store, who, 10, old, Some(key(&format!("old-{n}")))).await;
-    }
-    for n in 0..2 {
-        charge(&store, who, 10, young, Some(key(&format!("young-{n}")))).await;
-    }
+    keyed_charges(&store, who, "old", old, 3).await;
+    keyed_charges(&store, who, "young", young, 2).await;
     let cutoff = RetentionPolicy::default().cutoffs(NOW).idempotency_keys;
     let retention = store.retention();
-    let purged = [
-        retention
-            .purge_idempotency_keys(cutoff, 2)
-            .await
-            .expect("purge"),
-        retention
-            .purge_idempotency_keys(cutoff, 2)
-            .await
-            .expect("purge"),
-        retention
-            .purge_idempotency_keys(cutoff, 2)
-            .await
-            .expect("purge"),
-    ];
+    let mut purged = Vec::new();
+    for _ in 0..3 {
+        purged.push(
+            retention
+                .purge_idempotency_keys(cutoff, 2)
+                .await
+                .expect("purge"),
+        );
+    }
     assert_eq!(
         purged,
         [2, 1, 0],
         "at most the limit per call, only past the cutoff"
     );
-
-    let keys = store.idempotency();
-    for n in 0..3 {
-        let gone = keys
-            .find(who, IdempotencyScope::Charge, &key(&format!("old-{n}")).key)
-            .await;
-        assert_eq!(gone.expect("find"), None);
-    }
-    for n in 0..2 {
-        let kept = keys
-            .find(
-                who,
-                IdempotencyScope::Charge,
-                &key(&format!("young-{n}")).key,
-            )
-            .await;
-        assert!(
-            kept.expect("find").is_some(),
-            "a key within its retention stays"
-        );
-    }
+    assert_eq!(keys_kept(&store, who, "old", 3).await, [false; 3]);
+    assert_eq!(
+        keys_kept(&store, who, "young", 2).await,
+        [true; 2],
+        "a key within its retention stays"
+    );
+    // A key stored exactly at the cutoff is not before it.
+    assert_eq!(
+        retention
+            .purge_idempotency_keys(young, 10)
+            .await
+            .expect("purge"),
+        0
+    );
+    assert_eq!(keys_kept(&store, who, "young", 2).await, [true; 2]);
     let wallets = store.wallets();
     assert_eq!(
         wallets.balance(who).await.expect("balance").get(),
@@ -71,6 +97,38 @@ pub async fn keys_past_retention_go_in_batches_and_their_effects_stay<S: Store>(
         5
     );
     store.finish().await;
+}
+
+pub async fn keys_go_oldest_first<S: Store>() {
+    let store = S::fresh().await;
+    // Two users (a wallet's own history only moves forward): the younger keys are stored
+    // first, so the order of writing is not the order of age.
+    let (younger, older) = (user(), user());
+    keyed_charges(&store, younger, "younger", NOW - Duration::days(8), 2).await;
+    keyed_charges(&store, older, "older", NOW - Duration::days(9), 2).await;
+    assert_eq!(
+        store
+            .retention()
+            .purge_idempotency_keys(NOW, 2)
+            .await
+            .expect("purge"),
+        2
+    );
+    assert_eq!(
+        keys_kept(&store, older, "older", 2).await,
+        [false; 2],
+        "the two oldest went"
+    );
+    assert_eq!(keys_kept(&store, younger, "younger", 2).await, [true; 2]);
+    store.finish().await;
+}
+
+fn end(ticket: TicketNo, read_as: TicketStatus) -> TicketEnd {
+    TicketEnd {
+        ticket,
+        read_as,
+        reason: EndReason::Left,
+    }
 }
 
 pub async fn only_tickets_ended_before_the_cutoff_go<S: Store>() {
@@ -88,21 +146,14 @@ pub async fn only_tickets_ended_before_the_cutoff_go<S: Store>() {
     // Behind the serving counter still: ended while waiting, it keeps its place out of the
     // positions of those behind it until the line passes it.
     let left_waiting = ticket(&store, user(), joined).await.ticket();
-    let end = |ticket, read_as, reason| TicketEnd {
-        ticket,
-        read_as,
-        reason,
-    };
+    let still_waiting = ticket(&store, user(), joined).await.ticket();
     let long_ago = NOW - Duration::hours(30);
     for (ticket, read_as, at) in [
         (long_ended, TicketStatus::Active, long_ago),
         (lately_ended, TicketStatus::Active, NOW - Duration::hours(2)),
         (left_waiting, TicketStatus::Waiting, long_ago),
     ] {
-        queue
-            .end(&end(ticket, read_as, EndReason::Left), at)
-            .await
-            .expect("end");
+        queue.end(&end(ticket, read_as), at).await.expect("end");
     }
 
     let cutoff = RetentionPolicy::default().cutoffs(NOW).ended_tickets;
@@ -122,11 +173,118 @@ pub async fn only_tickets_ended_before_the_cutoff_go<S: Store>() {
         0
     );
     assert_eq!(queue.find(long_ended).await.expect("find"), None);
-    for kept in [lately_ended, never_ended, left_waiting] {
+    for kept in [lately_ended, never_ended, left_waiting, still_waiting] {
         assert!(
             queue.find(kept).await.expect("find").is_some(),
             "{kept:?} stays"
         );
     }
     store.finish().await;
+}
+
+pub async fn a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_place<S: Store>() {
+    let store = S::fresh().await;
+    let queue = store.queue();
+    let joined = NOW - Duration::days(3);
+    let mut tickets = Vec::new();
+    for _ in 0..5 {
+        tickets.push(ticket(&store, user(), joined).await.ticket());
+    }
+    let [first, second, third, fourth, fifth] = tickets[..] else {
+        unreachable!("five tickets")
+    };
+    for left in [first, third, fourth] {
+        queue
+            .end(&end(left, TicketStatus::Waiting), NOW - Duration::days(2))
+            .await
+            .expect("end");
+    }
+    let cutoff = RetentionPolicy::default().cutoffs(NOW).ended_tickets;
+    let retention = store.retention();
+    let purge = || retention.purge_ended_tickets(cutoff, 100);
+    assert_eq!(
+        purge().await.expect("purge"),
+        0,
+        "the line served nobody yet"
+    );
+
+    // One place: the step admits the oldest still waiting, and the line passes the first.
+    admit(
+        &store,
+        policy(1),
+        NOW - Duration::days(2) + Duration::hours(1),
+    )
+    .await
+    .expect("nothing moved");
+    assert_eq!(
+        queue
+            .find(second)
+            .await
+            .expect("find")
+            .map(|t| t.stored_status()),
+        Some(TicketStatus::Active)
+    );
+    assert_eq!(
+        purge().await.expect("purge"),
+        1,
+        "only the one the line passed"
+    );
+    // Served up to the third: a ticket exactly at the serving counter was reached.
+    store.set_serving(LineNo::DEFAULT, third).await;
+    assert_eq!(
+        purge().await.expect("purge"),
+        1,
+        "only the one the line reached"
+    );
+    for (ticket, kept) in [
+        (first, false),
+        (second, true),
+        (third, false),
+        (fourth, true),
+        (fifth, true),
+    ] {
+        assert_eq!(
+            queue.find(ticket).await.expect("find").is_some(),
+            kept,
+            "{ticket:?}"
+        );
+    }
+    store.finish().await;
+}
+
+pub async fn purges_running_at_once_share_the_rows_and_the_use_case_purges_everything_due<
+    S: Store,
+>() {
+    const OLD: usize = 60;
+    let store = shared::<S>().await;
+    let (old, young) = (user(), user());
+    keyed_charges(&*store, old, "old", NOW - Duration::days(9), OLD).await;
+    keyed_charges(&*store, young, "young", NOW, 5).await;
+
+    let purged = race(RACERS, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            store
+                .retention()
+                .purge_idempotency_keys(NOW - Duration::days(7), 5)
+                .await
+                .expect("purge")
+        }
+    })
+    .await;
+    assert!(purged.iter().all(|n| *n <= 5), "{purged:?}");
+    let purged: u64 = purged.iter().sum();
+    assert!(purged <= 60, "no row taken twice: {purged}");
+    let report = PurgeExpiredRecords::new(
+        store.retention(),
+        Arc::new(FixedClock(NOW)),
+        RetentionPolicy::default(),
+    )
+    .run_once()
+    .await
+    .expect("purge");
+    assert_eq!(purged + report.idempotency_keys, 60);
+    assert_eq!(keys_kept(&*store, old, "old", OLD).await, [false; OLD]);
+    assert_eq!(keys_kept(&*store, young, "young", 5).await, [true; 5]);
+    finish(store).await;
 }

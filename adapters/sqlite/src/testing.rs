@@ -194,6 +194,20 @@ pub async fn count(store: &SqliteStore, sql: &str) -> i64 {
         .unwrap_or_else(|e: RepositoryError| panic!("{sql}: {e:?}"))
 }
 
+/// The text of the one `dump` column `sql` selects. Panics if the query fails.
+pub async fn dump(store: &SqliteStore, sql: &str) -> String {
+    let query = sql.to_owned();
+    store
+        .read(move |conn| {
+            let row: Dump = diesel::sql_query(query)
+                .get_result(conn)
+                .map_err(from_diesel)?;
+            Ok(row.dump)
+        })
+        .await
+        .unwrap_or_else(|e: RepositoryError| panic!("{sql}: {e:?}"))
+}
+
 /// Runs one SQL statement in a write transaction (a fixture, or another write of a row).
 pub async fn execute(store: &SqliteStore, sql: &str) -> Result<usize, RepositoryError> {
     let sql = sql.to_owned();

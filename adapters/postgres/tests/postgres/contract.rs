@@ -6,8 +6,12 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_contract::{RACERS, Store};
+use concert_contract::{RACERS, RoomCounts, Store};
+use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
 use concert_postgres::{PgRetentionRepository, PgRoomRepository};
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use time::OffsetDateTime;
 
 use crate::support::Ctx;
 
@@ -57,6 +61,157 @@ impl Store for PgStore {
     async fn finish(self) {
         self.ctx.finish().await;
     }
+
+    // ---- Catalog, rooms and retention. ----
+
+    async fn catalog_counts(&self) -> (u64, u64) {
+        let dates = self
+            .ctx
+            .count("SELECT count(*) AS count FROM concert_dates")
+            .await;
+        let seats = self.ctx.count("SELECT count(*) AS count FROM seats").await;
+        (unsigned(dates), unsigned(seats))
+    }
+
+    async fn clear_bookings(&self) {
+        self.ctx
+            .execute(
+                "UPDATE seats SET held_by_reservation = NULL, held_by_user = NULL, \
+                 held_until = NULL, sold_to_user = NULL, sold_reservation = NULL",
+            )
+            .await;
+        self.ctx.execute("DELETE FROM reservations").await;
+    }
+
+    async fn insert_reservation(&self, r: &Reservation, at: OffsetDateTime) {
+        self.ctx
+            .execute(&format!(
+                "INSERT INTO reservations (id, user_id, concert_id, date, seat_no, price, status, \
+                 expires_at, created_at, updated_at) \
+                 VALUES ({}, '{}', {}, '{}', {}, {}, '{}', {}, {}, {})",
+                r.id().get(),
+                r.user(),
+                r.concert_id().get(),
+                r.date(),
+                r.seat_no().get(),
+                r.price().get(),
+                r.stored_status().as_str(),
+                sql_time(r.expires_at()),
+                sql_time(at),
+                sql_time(at),
+            ))
+            .await;
+    }
+
+    async fn set_claim(&self, seat: SeatRef, claim: SeatClaim) {
+        let set = match claim {
+            SeatClaim::Available => "held_by_reservation = NULL, held_by_user = NULL, \
+                                     held_until = NULL, sold_to_user = NULL, \
+                                     sold_reservation = NULL"
+                .to_owned(),
+            SeatClaim::Held {
+                reservation,
+                holder,
+                until,
+            } => format!(
+                "held_by_reservation = {}, held_by_user = '{holder}', held_until = {}, \
+                 sold_to_user = NULL, sold_reservation = NULL",
+                reservation.get(),
+                sql_time(until)
+            ),
+            SeatClaim::Sold { reservation, owner } => format!(
+                "held_by_reservation = NULL, held_by_user = NULL, held_until = NULL, \
+                 sold_to_user = '{owner}', sold_reservation = {}",
+                reservation.get()
+            ),
+        };
+        self.ctx
+            .execute(&format!(
+                "UPDATE seats SET {set}, version = version + 1 \
+                 WHERE concert_id = {} AND date = '{}' AND seat_no = {}",
+                seat.concert_id.get(),
+                seat.date,
+                seat.seat_no.get()
+            ))
+            .await;
+    }
+
+    /// Rooms, their concerts and the lines' states, with the names of the lines' sequences.
+    async fn room_rows(&self) -> String {
+        use diesel_async::RunQueryDsl;
+
+        #[derive(QueryableByName)]
+        struct Dump {
+            #[diesel(sql_type = Text)]
+            dump: String,
+        }
+        let mut conn = self.ctx.pool.get().await.expect("a pooled connection");
+        diesel::sql_query(
+            "SELECT (SELECT coalesce(string_agg(r::text, ';' ORDER BY r.room_id), '') \
+                     FROM rooms r) \
+                 || '|' || (SELECT coalesce(string_agg(c::text, ';' ORDER BY c.concert_id), '') \
+                            FROM room_concerts c) \
+                 || '|' || (SELECT coalesce(string_agg(s::text, ';' ORDER BY s.line), '') \
+                            FROM queue_state s) \
+                 || '|' || (SELECT coalesce(string_agg(sequencename, ';' \
+                                                       ORDER BY sequencename), '') \
+                            FROM pg_sequences WHERE sequencename LIKE 'queue_line_%') AS dump",
+        )
+        .get_result::<Dump>(&mut conn)
+        .await
+        .expect("dump")
+        .dump
+    }
+
+    /// A line is its `queue_state` row and its sequence `queue_line_<line>_seq`: every line has
+    /// both, and no sequence is left without its line.
+    async fn room_counts(&self) -> RoomCounts {
+        let unmatched = self
+            .ctx
+            .count(
+                "SELECT count(*) AS count FROM queue_state s \
+                 FULL JOIN (SELECT sequencename FROM pg_sequences \
+                            WHERE sequencename LIKE 'queue\\_line\\_%') q \
+                   ON q.sequencename = 'queue_line_' || s.line || '_seq' \
+                 WHERE s.line IS NULL OR q.sequencename IS NULL",
+            )
+            .await;
+        assert_eq!(unmatched, 0, "every line has its state and its sequence");
+        RoomCounts {
+            rooms: unsigned(self.ctx.count("SELECT count(*) AS count FROM rooms").await),
+            room_concerts: unsigned(
+                self.ctx
+                    .count("SELECT count(*) AS count FROM room_concerts")
+                    .await,
+            ),
+            lines: unsigned(
+                self.ctx
+                    .count("SELECT count(*) AS count FROM queue_state")
+                    .await,
+            ),
+        }
+    }
+
+    async fn set_serving(&self, line: LineNo, serving: TicketNo) {
+        self.ctx
+            .execute(&format!(
+                "UPDATE queue_state SET serving = {} WHERE line = {}",
+                serving.get(),
+                line.get()
+            ))
+            .await;
+    }
+}
+
+fn unsigned(count: i64) -> u64 {
+    u64::try_from(count).expect("a count")
+}
+
+fn sql_time(at: OffsetDateTime) -> String {
+    let text = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("an RFC 3339 time");
+    format!("'{text}'")
 }
 
 concert_contract::contract_tests!(PgStore);

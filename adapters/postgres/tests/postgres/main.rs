@@ -4,7 +4,6 @@
 
 mod support;
 
-mod catalog;
 mod clock;
 mod commit_failures;
 mod contract;
@@ -13,9 +12,7 @@ mod payments;
 mod queue;
 mod queue_races;
 mod races;
-mod read_models;
 mod reservations;
-mod retention;
 mod rooms;
 mod startup;
 mod transient;

@@ -7,12 +7,15 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_contract::Store;
+use concert_contract::{RoomCounts, Store};
+use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
+use concert_sqlite::testing::{count, execute};
 use concert_sqlite::{
     SqliteCatalogRepository, SqliteIdempotencyStore, SqlitePaymentRepository,
     SqliteQueueRepository, SqliteReadinessProbe, SqliteReservationRepository,
     SqliteRetentionRepository, SqliteRoomRepository, SqliteStore, SqliteWalletRepository,
 };
+use time::OffsetDateTime;
 
 /// A fresh in-memory store.
 pub struct EmbeddedStore {
@@ -56,6 +59,155 @@ impl Store for EmbeddedStore {
     }
 
     async fn finish(self) {}
+
+    // ---- Catalog, rooms and retention. ----
+
+    /// Checks on the way that concert ids were drawn without gaps (the `concerts` counter).
+    async fn catalog_counts(&self) -> (u64, u64) {
+        let gaps = count(
+            &self.store,
+            "SELECT coalesce(max(id), 0) - count(*) AS count FROM concerts",
+        )
+        .await;
+        assert_eq!(gaps, 0, "concert ids are drawn without gaps");
+        let dates = count(&self.store, "SELECT count(*) AS count FROM concert_dates").await;
+        let seats = count(&self.store, "SELECT count(*) AS count FROM seats").await;
+        (unsigned(dates), unsigned(seats))
+    }
+
+    async fn clear_bookings(&self) {
+        self.run(
+            "UPDATE seats SET held_by_reservation = NULL, held_by_user = NULL, \
+             held_until = NULL, sold_to_user = NULL, sold_reservation = NULL",
+        )
+        .await;
+        execute(&self.store, "DELETE FROM reservations")
+            .await
+            .expect("reservations forgotten");
+    }
+
+    async fn insert_reservation(&self, r: &Reservation, at: OffsetDateTime) {
+        self.run(&format!(
+            "INSERT INTO reservations (id, user_id, concert_id, date, seat_no, price, status, \
+             expires_at, created_at, updated_at) \
+             VALUES ({}, '{}', {}, '{}', {}, {}, '{}', {}, {}, {})",
+            r.id().get(),
+            r.user(),
+            r.concert_id().get(),
+            r.date(),
+            r.seat_no().get(),
+            r.price().get(),
+            r.stored_status().as_str(),
+            micros(r.expires_at()),
+            micros(at),
+            micros(at),
+        ))
+        .await;
+    }
+
+    async fn set_claim(&self, seat: SeatRef, claim: SeatClaim) {
+        let set = match claim {
+            SeatClaim::Available => "held_by_reservation = NULL, held_by_user = NULL, \
+                                     held_until = NULL, sold_to_user = NULL, \
+                                     sold_reservation = NULL"
+                .to_owned(),
+            SeatClaim::Held {
+                reservation,
+                holder,
+                until,
+            } => format!(
+                "held_by_reservation = {}, held_by_user = '{holder}', held_until = {}, \
+                 sold_to_user = NULL, sold_reservation = NULL",
+                reservation.get(),
+                micros(until)
+            ),
+            SeatClaim::Sold { reservation, owner } => format!(
+                "held_by_reservation = NULL, held_by_user = NULL, held_until = NULL, \
+                 sold_to_user = '{owner}', sold_reservation = {}",
+                reservation.get()
+            ),
+        };
+        self.run(&format!(
+            "UPDATE seats SET {set}, version = version + 1 \
+             WHERE concert_id = {} AND date = '{}' AND seat_no = {}",
+            seat.concert_id.get(),
+            seat.date,
+            seat.seat_no.get()
+        ))
+        .await;
+    }
+
+    /// Rooms, their concerts, the lines' states and the counter new lines are drawn from.
+    async fn room_rows(&self) -> String {
+        let tables = [
+            "SELECT json_array(room_id, line, max_active, state, version, updated_at, \
+                    admit_per_minute, waiting_idle_seconds, waiting_idle_since, opens_at, \
+                    shuffle_at_open, opened) AS r FROM rooms ORDER BY room_id",
+            "SELECT json_array(concert_id, room_id) AS r FROM room_concerts ORDER BY concert_id",
+            "SELECT json_array(line, serving, admitted_total, issued_total, issued_hwm, \
+                    ended_waiting_total, pace_credit_millis, pace_at) AS r \
+             FROM queue_state ORDER BY line",
+            "SELECT json_array(name, value) AS r FROM counters WHERE name = 'room_lines'",
+        ];
+        let mut dump = Vec::new();
+        for rows in tables {
+            dump.push(
+                concert_sqlite::testing::dump(
+                    &self.store,
+                    &format!("SELECT coalesce(group_concat(r, ';'), '') AS dump FROM ({rows})"),
+                )
+                .await,
+            );
+        }
+        dump.join("|")
+    }
+
+    /// Checks on the way that no line number was lost: the `room_lines` counter stands at the
+    /// highest line drawn.
+    async fn room_counts(&self) -> RoomCounts {
+        let lost = count(
+            &self.store,
+            "SELECT coalesce((SELECT value FROM counters WHERE name = 'room_lines'), 0) \
+                    - (SELECT max(line) FROM queue_state) AS count",
+        )
+        .await;
+        assert_eq!(lost, 0, "lines are drawn without gaps");
+        RoomCounts {
+            rooms: unsigned(count(&self.store, "SELECT count(*) AS count FROM rooms").await),
+            room_concerts: unsigned(
+                count(&self.store, "SELECT count(*) AS count FROM room_concerts").await,
+            ),
+            lines: unsigned(count(&self.store, "SELECT count(*) AS count FROM queue_state").await),
+        }
+    }
+
+    async fn set_serving(&self, line: LineNo, serving: TicketNo) {
+        self.run(&format!(
+            "UPDATE queue_state SET serving = {} WHERE line = {}",
+            serving.get(),
+            line.get()
+        ))
+        .await;
+    }
+}
+
+impl EmbeddedStore {
+    /// Runs a fixture's statement; panics unless it wrote a row.
+    async fn run(&self, sql: &str) {
+        let written = execute(&self.store, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+        assert!(written > 0, "{sql}: no row written");
+    }
+}
+
+fn unsigned(count: i64) -> u64 {
+    u64::try_from(count).expect("a count")
+}
+
+/// An instant as the store keeps it: microseconds since the epoch.
+fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).expect("in range")
 }
 
 concert_contract::contract_tests!(EmbeddedStore);

@@ -2,7 +2,6 @@
 //! directory of its own) per test.
 
 mod booking_support;
-mod catalog;
 mod contract;
 mod idempotency;
 mod keys;
@@ -12,6 +11,5 @@ mod queue_races;
 mod races;
 mod reservations;
 mod retention;
-mod rooms;
 mod store;
 mod wallet;
