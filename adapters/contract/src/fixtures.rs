@@ -4,18 +4,24 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use concert_application::admin_access::AdminKey;
 use concert_application::admit_next_in_line::AdmitNextInLine;
+use concert_application::hold_seat::HoldSettings;
+use concert_application::identify_caller::IdentityMode;
 use concert_application::ports::{
-    AdmissionReport, ChargeWrite, Clock, HoldState, HoldWrite, IdempotencyRecord, JoinWrite,
-    PaymentReceipt, PaymentWrite, SecureRandom, TicketEnd, Versioned, Written,
+    AdmissionReport, AdmissionTrigger, ChargeWrite, Clock, HoldState, HoldWrite, IdempotencyRecord,
+    InvalidToken, JoinWrite, PaymentReceipt, PaymentWrite, ReleaseWrite, SecureRandom, TicketEnd,
+    TokenClaims, TokenSigner, Versioned, Written,
 };
 use concert_application::room_lines::RoomLines;
+use concert_application::services::{Ports, Services, Settings};
 use concert_domain::booking::{self, HoldTerms, PaymentDenied};
 use concert_domain::queue::{Join, join};
 use concert_domain::{
     Amount, Balance, ConcertId, ConcertTitle, EndReason, HoldDenied, HoldLimit, IdempotencyKey,
     LineNo, NewConcert, NewConcertDate, Price, QueuePolicy, QueueTicket, Reservation,
-    ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserId, WalletLimits,
+    ReservationId, RetentionPolicy, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserId,
+    WalletLimits,
 };
 use time::macros::{date, datetime};
 use time::{Date, Duration, OffsetDateTime};
@@ -162,6 +168,49 @@ pub async fn hold<S: Store>(
         .expect("the hold is granted")
 }
 
+/// The cancellation of `reservation` by its holder at `now`, as the domain decides it over a
+/// fresh load (`seat` only when the seat still carries the hold's claim).
+pub async fn decide_cancel<S: Store>(
+    store: &S,
+    reservation: ReservationId,
+    now: OffsetDateTime,
+) -> ReleaseWrite {
+    let booking = store
+        .reservations()
+        .load_booking(reservation)
+        .await
+        .expect("load_booking")
+        .expect("the reservation exists");
+    let (mut booked, mut seat) = (booking.reservation.value, booking.seat.value);
+    let holder = booked.user();
+    let freed = booking::cancel(&mut booked, &mut seat, holder, now).expect("cancellable");
+    ReleaseWrite {
+        reservation: Versioned::new(booked, booking.reservation.version),
+        seat: freed.then(|| Versioned::new(seat, booking.seat.version)),
+        now,
+    }
+}
+
+/// The sweeper's expiry of every hold lapsed at `now`, as the domain decides them.
+pub async fn decide_expiries<S: Store>(store: &S, now: OffsetDateTime) -> Vec<ReleaseWrite> {
+    store
+        .reservations()
+        .lapsed(now, 100)
+        .await
+        .expect("lapsed")
+        .into_iter()
+        .map(|found| {
+            let (mut reservation, mut seat) = (found.reservation.value, found.seat.value);
+            let freed = booking::expire(&mut reservation, &mut seat, now).expect("lapsed");
+            ReleaseWrite {
+                reservation: Versioned::new(reservation, found.reservation.version),
+                seat: freed.then(|| Versioned::new(seat, found.seat.version)),
+                now,
+            }
+        })
+        .collect()
+}
+
 // ---- Money. ----
 
 /// Loads the wallet and lets the domain charge `value` at `now`.
@@ -252,6 +301,23 @@ pub async fn try_pay<S: Store>(
         }
     }
     panic!("a payment stayed stale for {ATTEMPTS} attempts")
+}
+
+/// A payment decided and written once over what is stored now; panics unless it is written.
+pub async fn pay<S: Store>(
+    store: &S,
+    reservation: ReservationId,
+    payer: UserId,
+    ticket: TicketEnd,
+    now: OffsetDateTime,
+) -> PaymentReceipt {
+    let write = decide_payment(store, reservation, payer, ticket, now, None)
+        .await
+        .expect("payable");
+    match store.payments().save(&write).await.expect("save") {
+        Written::Done(receipt) => receipt,
+        Written::Stale => panic!("nothing moved since the load"),
+    }
 }
 
 /// How a payment ends the payer's active ticket.
@@ -366,6 +432,105 @@ pub async fn active_ticket<S: Store>(store: &S, who: UserId, now: OffsetDateTime
         Some(TicketStatus::Active)
     );
     drawn
+}
+
+// ---- The application's use cases over a store. ----
+
+pub fn fixed(now: OffsetDateTime) -> Arc<dyn Clock> {
+    Arc::new(FixedClock(now))
+}
+
+/// The machine's clock, off by a fixed amount (as another instance's clock may be).
+pub struct SkewedClock(pub Duration);
+
+impl Clock for SkewedClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc() + self.0
+    }
+}
+
+/// Tokens are not under this contract: the use cases here take verified claims.
+struct NoTokens;
+
+impl TokenSigner for NoTokens {
+    fn sign(&self, _claims: &TokenClaims) -> String {
+        String::new()
+    }
+    fn verify(&self, _token: &str) -> Result<TokenClaims, InvalidToken> {
+        Err(InvalidToken)
+    }
+}
+
+/// The contract runs its admission steps itself.
+struct NoAdmission;
+
+#[async_trait::async_trait]
+impl AdmissionTrigger for NoAdmission {
+    fn request_admission(&self) {}
+
+    async fn admit_soon(&self, _within: std::time::Duration) {}
+}
+
+/// The claims of `user`'s verified token for `ticket`.
+pub fn claims(user: UserId, ticket: TicketNo) -> TokenClaims {
+    TokenClaims {
+        user,
+        ticket,
+        issued_at: NOW,
+    }
+}
+
+/// One instance of every use case over `store`, as `bootstrap` wires them (holds of
+/// [`HOLD_TTL`] up to `limit`); its view of the default line refreshed at [`NOW`].
+pub async fn instance<S: Store>(
+    store: &S,
+    clock: Arc<dyn Clock>,
+    limit: HoldLimit,
+) -> Arc<Services> {
+    let services = Services::new(
+        Ports {
+            clock,
+            signer: Arc::new(NoTokens),
+            catalog: store.catalog(),
+            reservations: store.reservations(),
+            wallets: store.wallets(),
+            payments: store.payments(),
+            idempotency: store.idempotency(),
+            queue: store.queue(),
+            admission: Arc::new(NoAdmission),
+            retention: store.retention(),
+            rooms: store.rooms(),
+            random: Arc::new(FirstDrawn),
+        },
+        Settings {
+            queue: QueuePolicy::default(),
+            holds: HoldSettings {
+                ttl: HOLD_TTL,
+                limit,
+            },
+            wallet: WalletLimits::default(),
+            admin_key: AdminKey::default(),
+            identity: IdentityMode::Trusted,
+            retention: RetentionPolicy::default(),
+            most_status_watches: 0,
+        },
+    );
+    services
+        .lines
+        .default_line()
+        .refresh(NOW)
+        .await
+        .expect("refresh");
+    Arc::new(services)
+}
+
+/// Two instances of the use cases over the same store (each with its own view of the lines),
+/// on a clock fixed at [`NOW`].
+pub async fn two_instances<S: Store>(store: &S, limit: HoldLimit) -> [Arc<Services>; 2] {
+    [
+        instance(store, fixed(NOW), limit).await,
+        instance(store, fixed(NOW), limit).await,
+    ]
 }
 
 // ---- Races. ----

@@ -19,7 +19,10 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
+use concert_domain::{
+    IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
+    SeatClaim, SeatRef, TicketNo, UserId,
+};
 use time::OffsetDateTime;
 
 mod fixtures;
@@ -28,6 +31,7 @@ pub mod catalog;
 pub mod idempotency;
 pub mod payments;
 pub mod queue;
+pub mod races;
 pub mod reservations;
 pub mod retention;
 pub mod rooms;
@@ -87,6 +91,43 @@ pub trait Store: Send + Sync + Sized + 'static {
     /// Moves `line`'s serving counter to `serving`, as admissions up to it would have: the only
     /// way to serve up to a ticket that left while waiting (admissions serve admitted ones).
     async fn set_serving(&self, line: LineNo, serving: TicketNo);
+
+    // ---- Bookings and money: rows no port writes alone or shows. ----
+
+    /// Every row of every table a booking or money write touches (seats, reservations, the
+    /// holders' rows, wallets, ledger entries, payments, idempotency keys, queue tickets), as
+    /// text: two equal dumps mean that nothing was written in between.
+    async fn booking_rows(&self) -> String;
+
+    /// How many rows of each kind the bookings and money have, over every user.
+    async fn booking_counts(&self) -> BookingCounts;
+
+    /// Another write of the seat's row alone (as a concurrent write would be): its version
+    /// moves, nothing else does.
+    async fn bump_seat(&self, seat: SeatRef);
+
+    /// Another write of the reservation's row alone: its version moves, nothing else does.
+    async fn bump_reservation(&self, reservation: ReservationId);
+
+    /// Another write of the user's wallet row alone: its version moves, nothing else does.
+    async fn bump_wallet(&self, user: UserId);
+
+    /// When the reservation's row was created and last written, as stored.
+    async fn reservation_times(&self, reservation: ReservationId) -> Option<RowTimes>;
+
+    /// The stored payment row.
+    async fn stored_payment(&self, payment: PaymentId) -> Option<StoredPayment>;
+
+    /// The stored key row of `user`'s `key` in `scope`: what it points at.
+    async fn stored_key(
+        &self,
+        user: UserId,
+        scope: IdempotencyScope,
+        key: &IdempotencyKey,
+    ) -> Option<StoredKey>;
+
+    /// When the ticket ended, as stored (`None` while it lives).
+    async fn ticket_ended_at(&self, ticket: TicketNo) -> Option<OffsetDateTime>;
 }
 
 /// What [`Store::room_counts`] answers.
@@ -96,6 +137,46 @@ pub struct RoomCounts {
     /// Concerts named by a room (the default room names none).
     pub room_concerts: u64,
     pub lines: u64,
+}
+
+/// Row counts of the bookings and money ([`Store::booking_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BookingCounts {
+    pub reservations: i64,
+    /// Seats that carry a hold's claim.
+    pub held_seats: i64,
+    /// Seats sold to someone.
+    pub sold_seats: i64,
+    pub payments: i64,
+    /// Ledger entries of payments (debits).
+    pub payment_entries: i64,
+    pub idempotency_keys: i64,
+}
+
+/// When a row was created and last written ([`Store::reservation_times`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowTimes {
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+/// A stored payment row ([`Store::stored_payment`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredPayment {
+    pub reservation: ReservationId,
+    pub user: UserId,
+    pub amount: i64,
+    pub ledger_entry: LedgerEntryId,
+    pub paid_at: OffsetDateTime,
+}
+
+/// A stored key row ([`Store::stored_key`]): the request's hash and the rows it points at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredKey {
+    pub request_hash: String,
+    pub ledger_entry: LedgerEntryId,
+    pub payment: Option<PaymentId>,
+    pub created_at: OffsetDateTime,
 }
 
 /// One test per contract function, for `$store` (a type implementing [`Store`]).
@@ -124,16 +205,41 @@ macro_rules! contract_tests {
                 a_booking_reads_back_as_written,
                 a_release_is_written_once_over_the_versions_read,
                 lapsed_lists_only_holds_past_their_deadline_oldest_first,
+                load_hold_gives_the_seat_the_users_holds_and_their_versions,
+                a_hold_over_the_versions_read_writes_the_claim_the_reservation_and_the_holder,
+                a_hold_over_an_older_seat_version_is_stale_and_leaves_no_reservation,
+                a_hold_over_an_older_holds_version_is_stale_and_claims_no_seat,
+                the_hold_limit_is_decided_on_the_deadlines_loaded_and_lapsed_holds_do_not_count,
+                a_hold_over_a_lapsed_hold_writes_the_replaced_reservation_expired_in_the_same_step,
+                a_hold_stale_on_its_seat_writes_nothing_at_all,
+                load_booking_gives_the_reservation_and_its_seat_with_versions,
+                a_release_over_the_versions_read_frees_the_seat_and_a_stale_one_writes_nothing,
+                a_release_over_an_older_seat_or_reservation_version_writes_nothing,
+                a_release_that_leaves_the_seat_alone_checks_only_the_reservation,
+                lapsed_gives_only_held_reservations_at_or_past_their_deadline_oldest_first,
+                save_releases_writes_each_release_on_its_own_and_counts_them,
+                the_sweeper_expires_lapsed_holds_and_leaves_live_ones,
             ];
             wallets: [
                 a_wallet_never_seen_is_empty,
                 charges_add_up_with_one_ledger_entry_each,
                 racing_charges_of_one_wallet_all_count,
+                a_charge_over_the_version_read_writes_one_entry_and_bumps_it,
                 a_charge_over_a_moved_wallet_writes_nothing,
+                the_balance_limit_is_the_domains_and_the_store_writes_what_it_decided,
+                history_pages_newest_first_and_chains_to_the_balance,
             ];
             payments: [
+                load_gives_the_reservation_its_seat_and_the_payers_wallet_with_versions,
+                a_payment_writes_every_row_at_once_and_its_replay_writes_nothing,
+                a_payment_never_ends_another_users_ticket,
                 a_payment_is_atomic_and_exact,
                 a_payment_ends_the_ticket_only_as_read,
+                a_payment_over_an_older_reservation_version_is_stale,
+                a_payment_over_an_older_seat_version_is_stale,
+                a_payment_over_an_older_wallet_version_is_stale,
+                a_payment_decided_before_a_lapse_cannot_sell_a_seat_taken_over_since,
+                a_payment_whose_key_is_already_stored_is_stale_and_writes_nothing,
                 a_payment_over_moved_state_writes_nothing,
                 a_payment_over_a_moved_reservation_writes_nothing,
                 racing_payments_of_one_reservation_pay_once,
@@ -142,8 +248,23 @@ macro_rules! contract_tests {
             idempotency: [
                 a_charge_key_replays_the_stored_balance,
                 a_payment_key_replays_the_receipt,
+                a_payment_receipt_is_stored_as_answered_from_a_clock_finer_than_the_store,
+                a_charge_key_is_stored_with_its_entry_in_the_same_step,
                 a_key_is_stored_only_with_its_effect,
                 a_key_stored_by_a_twin_makes_the_write_stale,
+                a_charge_retried_with_its_key_is_answered_from_the_first_and_charged_once,
+                a_payment_retried_with_its_key_after_its_ticket_ended_gets_the_first_receipt,
+                a_refused_request_stores_no_key_so_the_retry_is_processed_anew,
+            ];
+            races: [
+                racing_holds_of_one_seat_make_exactly_one_hold,
+                racing_holds_of_one_user_stop_exactly_at_the_limit,
+                racing_charges_add_up_exactly_with_one_entry_each,
+                racing_charges_with_skewed_clocks_never_date_history_backwards,
+                racing_payments_of_one_reservation_pay_once,
+                two_payments_with_a_balance_for_one_never_both_go_through,
+                the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same,
+                a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_through,
             ];
             queue: [
                 tickets_are_fifo_without_gaps,

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use concert_application::ports::{Version, Written};
+use concert_application::ports::{ChargeWrite, Version, Versioned, Written};
 use concert_domain::wallet::ledger_is_consistent;
-use concert_domain::{Balance, LedgerKind};
+use concert_domain::{Amount, Balance, LedgerEntryId, LedgerKind, Wallet, WalletLimits};
 use time::Duration;
 
-use crate::fixtures::{NOW, charge, decide_charge, finish, race, shared, user};
+use crate::fixtures::{NOW, charge, decide_charge, finish, key, race, shared, user};
 use crate::{RACERS, Store};
 
 pub async fn a_wallet_never_seen_is_empty<S: Store>() {
@@ -20,6 +20,7 @@ pub async fn a_wallet_never_seen_is_empty<S: Store>() {
     assert_eq!(loaded.version, Version::ABSENT);
     assert_eq!(loaded.value.balance(), Balance::ZERO);
     assert_eq!(loaded.value.user(), who);
+    assert_eq!(loaded.value, Wallet::empty(who));
     assert_eq!(
         wallets.history(who, 10, None).await.expect("history"),
         vec![]
@@ -86,39 +87,167 @@ pub async fn racing_charges_of_one_wallet_all_count<S: Store>() {
     finish(store).await;
 }
 
-pub async fn a_charge_over_a_moved_wallet_writes_nothing<S: Store>() {
+pub async fn a_charge_over_the_version_read_writes_one_entry_and_bumps_it<S: Store>() {
     let store = S::fresh().await;
     let wallets = store.wallets();
-    let who = user();
-    // Two first charges over the absent wallet: one creates it, the other is stale.
-    let first = decide_charge(&store, who, 100, NOW, None).await;
-    let twin = decide_charge(&store, who, 40, NOW, None).await;
+    let someone = user();
+
+    let first = decide_charge(&store, someone, 50_000, NOW, None).await;
+    assert_eq!(first.wallet.version, Version::ABSENT);
     assert_eq!(
         wallets.save_charge(&first).await.expect("save"),
         Written::Done(())
     );
-    assert_eq!(
-        wallets.save_charge(&twin).await.expect("save"),
-        Written::Stale
-    );
-    // And over a stored wallet: the same.
-    let second = decide_charge(&store, who, 5, NOW, None).await;
-    let late = decide_charge(&store, who, 9, NOW, None).await;
+    let loaded = wallets.load(someone).await.expect("load");
+    assert_eq!(loaded.version, Version::new(1), "created at version 1");
+    assert_eq!(loaded.value.balance().get(), 50_000);
+    assert_eq!(loaded.value.last_change_at(), Some(NOW));
+
+    let later = NOW + Duration::seconds(3);
+    let second = decide_charge(&store, someone, 45_000, later, None).await;
+    assert_eq!(second.wallet.version, Version::new(1));
     assert_eq!(
         wallets.save_charge(&second).await.expect("save"),
         Written::Done(())
     );
+    let loaded = wallets.load(someone).await.expect("load");
+    assert_eq!(loaded.version, Version::new(2));
+    assert_eq!(loaded.value.balance().get(), 95_000);
+    assert_eq!(loaded.value.last_change_at(), Some(later));
     assert_eq!(
-        wallets.save_charge(&late).await.expect("save"),
-        Written::Stale
+        wallets.balance(someone).await.expect("balance").get(),
+        95_000
     );
 
-    assert_eq!(wallets.balance(who).await.expect("balance").get(), 105);
-    let history = wallets.history(who, 10, None).await.expect("history");
-    assert_eq!(history.len(), 2, "no entry for a stale charge");
+    let history = wallets.history(someone, 50, None).await.expect("history");
+    assert_eq!(history.len(), 2);
+    assert_eq!(history[0].kind, LedgerKind::Charge);
+    assert_eq!(history[0].amount, 45_000);
+    assert_eq!(history[0].balance_after.get(), 95_000);
+    assert_eq!(history[0].at, later);
+    assert_eq!(history[1].at, NOW);
+    assert!(history[0].id > history[1].id, "newest first");
+    assert_eq!(
+        store.booking_counts().await.idempotency_keys,
+        0,
+        "no key, no key row"
+    );
+    store.finish().await;
+}
+
+pub async fn a_charge_over_a_moved_wallet_writes_nothing<S: Store>() {
+    let store = S::fresh().await;
+    let wallets = store.wallets();
+    let someone = user();
+
+    // Two charges decided on the absent wallet: the second finds it created meanwhile.
+    let first = decide_charge(&store, someone, 100, NOW, None).await;
+    let twin = decide_charge(&store, someone, 200, NOW, Some(key("twin"))).await;
+    assert_eq!(
+        wallets.save_charge(&first).await.expect("save"),
+        Written::Done(())
+    );
+    let before = store.booking_rows().await;
+    assert_eq!(
+        wallets.save_charge(&twin).await.expect("save"),
+        Written::Stale
+    );
+    assert_eq!(
+        store.booking_rows().await,
+        before,
+        "nothing written, not even the key"
+    );
+
+    // Two charges decided on version 1: the second finds version 2.
+    let a = decide_charge(&store, someone, 10, NOW, None).await;
+    let b = decide_charge(&store, someone, 20, NOW, Some(key("b"))).await;
+    assert_eq!(a.wallet.version, Version::new(1));
+    assert_eq!(
+        wallets.save_charge(&a).await.expect("save"),
+        Written::Done(())
+    );
+    let before = store.booking_rows().await;
+    assert_eq!(wallets.save_charge(&b).await.expect("save"), Written::Stale);
+    assert_eq!(store.booking_rows().await, before);
+    assert_eq!(wallets.balance(someone).await.expect("balance").get(), 110);
+    // Decided again on the current version, it goes through.
+    let b = decide_charge(&store, someone, 20, NOW, Some(key("b"))).await;
+    assert_eq!(
+        wallets.save_charge(&b).await.expect("save"),
+        Written::Done(())
+    );
+    let history = wallets.history(someone, 50, None).await.expect("history");
+    assert_eq!(history.len(), 3, "no entry for a stale charge");
     assert!(ledger_is_consistent(
         &history,
-        Balance::new(105).expect("a balance")
+        Balance::new(130).expect("a balance")
     ));
+    store.finish().await;
+}
+
+pub async fn the_balance_limit_is_the_domains_and_the_store_writes_what_it_decided<S: Store>() {
+    let store = S::fresh().await;
+    let wallets = store.wallets();
+    let someone = user();
+    let limits = WalletLimits {
+        max_charge: 10_000_000,
+        max_balance: 150,
+    };
+    let amount = |value| Amount::parse(value, limits.max_charge).expect("an amount");
+    charge(&store, someone, 100, NOW, None).await;
+    let loaded = wallets.load(someone).await.expect("load");
+    let mut wallet = loaded.value;
+    let change = wallet
+        .charge(amount(50), limits, NOW)
+        .expect("exactly the maximum");
+    let write = ChargeWrite {
+        wallet: Versioned::new(wallet, loaded.version),
+        change,
+        idempotency: None,
+    };
+    assert_eq!(
+        wallets.save_charge(&write).await.expect("save"),
+        Written::Done(())
+    );
+    let mut wallet = wallets.load(someone).await.expect("load").value;
+    assert!(wallet.charge(amount(1), limits, NOW).is_err());
+    assert_eq!(wallets.balance(someone).await.expect("balance").get(), 150);
+    store.finish().await;
+}
+
+pub async fn history_pages_newest_first_and_chains_to_the_balance<S: Store>() {
+    let store = S::fresh().await;
+    let wallets = store.wallets();
+    let someone = user();
+    for value in 1..=7 {
+        charge(&store, someone, value * 10, NOW, None).await;
+    }
+    charge(&store, user(), 999, NOW, None).await; // someone else's entries never show
+    let balance = wallets.balance(someone).await.expect("balance");
+    assert_eq!(balance.get(), 280);
+
+    let all = wallets.history(someone, 100, None).await.expect("history");
+    assert_eq!(all.len(), 7);
+    assert!(ledger_is_consistent(&all, balance));
+
+    let first_page = wallets.history(someone, 3, None).await.expect("history");
+    assert_eq!(
+        first_page.iter().map(|e| e.amount).collect::<Vec<_>>(),
+        vec![70, 60, 50]
+    );
+    let before: LedgerEntryId = first_page.last().expect("an entry").id;
+    let second_page = wallets
+        .history(someone, 3, Some(before))
+        .await
+        .expect("history");
+    assert_eq!(
+        second_page.iter().map(|e| e.amount).collect::<Vec<_>>(),
+        vec![40, 30, 20]
+    );
+    let last = wallets
+        .history(someone, 3, Some(second_page.last().expect("an entry").id))
+        .await
+        .expect("history");
+    assert_eq!(last.iter().map(|e| e.amount).collect::<Vec<_>>(), vec![10]);
     store.finish().await;
 }

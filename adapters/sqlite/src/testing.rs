@@ -208,6 +208,42 @@ pub async fn dump(store: &SqliteStore, sql: &str) -> String {
         .unwrap_or_else(|e: RepositoryError| panic!("{sql}: {e:?}"))
 }
 
+/// The `value` column of the first row of a SQL query (`None` without a row, or for `NULL`).
+/// Panics if the query fails.
+pub async fn number(store: &SqliteStore, sql: &str) -> Option<i64> {
+    #[derive(QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        value: Option<i64>,
+    }
+    let query = sql.to_owned();
+    store
+        .read(move |conn| {
+            let rows: Vec<Value> = diesel::sql_query(query).load(conn).map_err(from_diesel)?;
+            Ok(rows.into_iter().next().and_then(|row| row.value))
+        })
+        .await
+        .unwrap_or_else(|e: RepositoryError| panic!("{sql}: {e:?}"))
+}
+
+/// The `value` text column of the first row of a SQL query (`None` without a row, or for
+/// `NULL`). Panics if the query fails.
+pub async fn text(store: &SqliteStore, sql: &str) -> Option<String> {
+    #[derive(QueryableByName)]
+    struct Value {
+        #[diesel(sql_type = Nullable<Text>)]
+        value: Option<String>,
+    }
+    let query = sql.to_owned();
+    store
+        .read(move |conn| {
+            let rows: Vec<Value> = diesel::sql_query(query).load(conn).map_err(from_diesel)?;
+            Ok(rows.into_iter().next().and_then(|row| row.value))
+        })
+        .await
+        .unwrap_or_else(|e: RepositoryError| panic!("{sql}: {e:?}"))
+}
+
 /// Runs one SQL statement in a write transaction (a fixture, or another write of a row).
 pub async fn execute(store: &SqliteStore, sql: &str) -> Result<usize, RepositoryError> {
     let sql = sql.to_owned();

@@ -6,11 +6,16 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_contract::{RACERS, RoomCounts, Store};
-use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
+use concert_contract::{
+    BookingCounts, RACERS, RoomCounts, RowTimes, Store, StoredKey, StoredPayment,
+};
+use concert_domain::{
+    IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
+    SeatClaim, SeatRef, TicketNo, UserId,
+};
 use concert_postgres::{PgRetentionRepository, PgRoomRepository};
 use diesel::QueryableByName;
-use diesel::sql_types::Text;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use time::OffsetDateTime;
 
 use crate::support::Ctx;
@@ -60,6 +65,131 @@ impl Store for PgStore {
 
     async fn finish(self) {
         self.ctx.finish().await;
+    }
+
+    // ---- Bookings and money. ----
+
+    async fn booking_rows(&self) -> String {
+        self.ctx.rows().await
+    }
+
+    async fn booking_counts(&self) -> BookingCounts {
+        let ctx = &self.ctx;
+        BookingCounts {
+            reservations: ctx
+                .count("SELECT count(*) AS count FROM reservations")
+                .await,
+            held_seats: ctx
+                .count("SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL")
+                .await,
+            sold_seats: ctx
+                .count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
+                .await,
+            payments: ctx.count("SELECT count(*) AS count FROM payments").await,
+            payment_entries: ctx
+                .count("SELECT count(*) AS count FROM ledger_entries WHERE kind = 'PAYMENT'")
+                .await,
+            idempotency_keys: ctx
+                .count("SELECT count(*) AS count FROM idempotency_keys")
+                .await,
+        }
+    }
+
+    async fn bump_seat(&self, seat: SeatRef) {
+        self.ctx
+            .execute(&format!(
+                "UPDATE seats SET version = version + 1 WHERE concert_id = {} \
+                 AND date = '{}' AND seat_no = {}",
+                seat.concert_id.get(),
+                seat.date,
+                seat.seat_no.get()
+            ))
+            .await;
+    }
+
+    async fn bump_reservation(&self, reservation: ReservationId) {
+        self.ctx
+            .execute(&format!(
+                "UPDATE reservations SET version = version + 1 WHERE id = {}",
+                reservation.get()
+            ))
+            .await;
+    }
+
+    async fn bump_wallet(&self, user: UserId) {
+        self.ctx
+            .execute(&format!(
+                "UPDATE wallets SET version = version + 1 WHERE user_id = '{user}'"
+            ))
+            .await;
+    }
+
+    async fn reservation_times(&self, reservation: ReservationId) -> Option<RowTimes> {
+        let column = |name: &str| {
+            format!(
+                "SELECT {} AS value FROM reservations WHERE id = {}",
+                micros(name),
+                reservation.get()
+            )
+        };
+        Some(RowTimes {
+            created_at: instant(self.number(&column("created_at")).await?),
+            updated_at: instant(self.number(&column("updated_at")).await?),
+        })
+    }
+
+    async fn stored_payment(&self, payment: PaymentId) -> Option<StoredPayment> {
+        let column = |expression: &str| {
+            format!(
+                "SELECT {expression} AS value FROM payments WHERE id = {}",
+                payment.get()
+            )
+        };
+        Some(StoredPayment {
+            reservation: ReservationId::new(self.number(&column("reservation_id")).await?)
+                .expect("an id"),
+            user: UserId::parse(&self.text(&column("user_id::text")).await?).expect("a user"),
+            amount: self.number(&column("amount")).await?,
+            ledger_entry: LedgerEntryId::new(self.number(&column("ledger_entry_id")).await?)
+                .expect("an id"),
+            paid_at: instant(self.number(&column(&micros("paid_at"))).await?),
+        })
+    }
+
+    async fn stored_key(
+        &self,
+        user: UserId,
+        scope: IdempotencyScope,
+        key: &IdempotencyKey,
+    ) -> Option<StoredKey> {
+        let column = |expression: &str| {
+            format!(
+                "SELECT {expression} AS value FROM idempotency_keys WHERE user_id = '{user}' \
+                 AND scope = '{}' AND key = '{}'",
+                scope.as_str(),
+                key.as_str()
+            )
+        };
+        Some(StoredKey {
+            request_hash: self.text(&column("request_hash")).await?,
+            ledger_entry: LedgerEntryId::new(self.number(&column("ledger_entry_id")).await?)
+                .expect("an id"),
+            payment: self
+                .number(&column("payment_id"))
+                .await
+                .map(|id| PaymentId::new(id).expect("an id")),
+            created_at: instant(self.number(&column(&micros("created_at"))).await?),
+        })
+    }
+
+    async fn ticket_ended_at(&self, ticket: TicketNo) -> Option<OffsetDateTime> {
+        self.number(&format!(
+            "SELECT {} AS value FROM queue_tickets WHERE ticket = {}",
+            micros("ended_at"),
+            ticket.get()
+        ))
+        .await
+        .map(instant)
     }
 
     // ---- Catalog, rooms and retention. ----
@@ -212,6 +342,49 @@ fn sql_time(at: OffsetDateTime) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("an RFC 3339 time");
     format!("'{text}'")
+}
+
+impl PgStore {
+    /// The `value` column of the first row of `sql` (`None` without a row, or for `NULL`).
+    async fn number(&self, sql: &str) -> Option<i64> {
+        use diesel_async::RunQueryDsl;
+        #[derive(QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = Nullable<BigInt>)]
+            value: Option<i64>,
+        }
+        let mut conn = self.ctx.pool.get().await.expect("a pooled connection");
+        let rows: Vec<Value> = diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().next().and_then(|row| row.value)
+    }
+
+    /// The `value` text column of the first row of `sql` (`None` without a row, or for `NULL`).
+    async fn text(&self, sql: &str) -> Option<String> {
+        use diesel_async::RunQueryDsl;
+        #[derive(QueryableByName)]
+        struct Value {
+            #[diesel(sql_type = Nullable<Text>)]
+            value: Option<String>,
+        }
+        let mut conn = self.ctx.pool.get().await.expect("a pooled connection");
+        let rows: Vec<Value> = diesel::sql_query(sql)
+            .load(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        rows.into_iter().next().and_then(|row| row.value)
+    }
+}
+
+/// A `timestamptz` column as microseconds since the epoch.
+fn micros(column: &str) -> String {
+    format!("(extract(epoch FROM {column}) * 1000000)::bigint")
+}
+
+fn instant(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).expect("an instant")
 }
 
 concert_contract::contract_tests!(PgStore);

@@ -15,9 +15,9 @@ use concert_application::ports::{
 use concert_application::services::{Ports, Services, Settings};
 use concert_domain::booking::{self, HoldTerms};
 use concert_domain::{
-    Amount, ConcertId, ConcertTitle, EndReason, HoldLimit, IdempotencyKey, NewConcert,
-    NewConcertDate, Price, QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef,
-    TicketNo, TicketStatus, UserId, WalletLimits,
+    Amount, ConcertId, ConcertTitle, EndReason, HoldLimit, NewConcert, NewConcertDate, Price,
+    QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus,
+    UserId, WalletLimits,
 };
 use concert_postgres::testing::TestDatabase;
 use concert_postgres::{
@@ -221,13 +221,6 @@ pub fn amount(value: i64) -> Amount {
     Amount::parse(value, WalletLimits::default().max_charge).expect("amount")
 }
 
-pub fn key(raw: &str) -> IdempotencyRecord {
-    IdempotencyRecord {
-        key: IdempotencyKey::parse(raw).expect("key"),
-        request_hash: format!("hash-of-{raw}"),
-    }
-}
-
 /// A concert with the given dates, each with `seats` seats at `price`.
 pub async fn concert_with(ctx: &Ctx, dates: &[Date], seats: i64, price: i64) -> ConcertId {
     let new = NewConcert::new(
@@ -428,17 +421,6 @@ pub async fn active_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
     TicketNo::new(ticket).expect("ticket")
 }
 
-/// A WAITING ticket for `user` (whose earlier tickets have ended), as raw rows.
-pub async fn waiting_ticket(ctx: &Ctx, user: UserId) -> TicketNo {
-    let ticket = ctx
-        .count(&format!(
-            "INSERT INTO queue_tickets (user_id, status, issued_at) \
-             VALUES ('{user}', 'WAITING', {NOW_SQL}) RETURNING ticket AS count"
-        ))
-        .await;
-    TicketNo::new(ticket).expect("ticket")
-}
-
 /// The stored status of a ticket, by name.
 pub async fn ticket_status(ctx: &Ctx, ticket: TicketNo) -> String {
     #[derive(QueryableByName)]
@@ -455,15 +437,6 @@ pub async fn ticket_status(ctx: &Ctx, ticket: TicketNo) -> String {
     .await
     .expect("ticket")
     .status
-}
-
-/// The claims of `user`'s verified token for `ticket`.
-pub fn claims(user: UserId, ticket: TicketNo) -> TokenClaims {
-    TokenClaims {
-        user,
-        ticket,
-        issued_at: NOW,
-    }
 }
 
 // ---- The real use cases over the PostgreSQL adapters. ----

@@ -7,13 +7,16 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_contract::{RoomCounts, Store};
-use concert_domain::{LineNo, Reservation, SeatClaim, SeatRef, TicketNo};
+use concert_contract::{BookingCounts, RoomCounts, RowTimes, Store, StoredKey, StoredPayment};
+use concert_domain::{
+    IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
+    SeatClaim, SeatRef, TicketNo, UserId,
+};
 use concert_sqlite::testing::{count, execute};
 use concert_sqlite::{
     SqliteCatalogRepository, SqliteIdempotencyStore, SqlitePaymentRepository,
     SqliteQueueRepository, SqliteReadinessProbe, SqliteReservationRepository,
-    SqliteRetentionRepository, SqliteRoomRepository, SqliteStore, SqliteWalletRepository,
+    SqliteRetentionRepository, SqliteRoomRepository, SqliteStore, SqliteWalletRepository, testing,
 };
 use time::OffsetDateTime;
 
@@ -59,6 +62,131 @@ impl Store for EmbeddedStore {
     }
 
     async fn finish(self) {}
+
+    // ---- Bookings and money. ----
+
+    async fn booking_rows(&self) -> String {
+        testing::rows(&self.store).await.expect("rows")
+    }
+
+    async fn booking_counts(&self) -> BookingCounts {
+        let count = |sql: &'static str| testing::count(&self.store, sql);
+        BookingCounts {
+            reservations: count("SELECT count(*) AS count FROM reservations").await,
+            held_seats: count(
+                "SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL",
+            )
+            .await,
+            sold_seats: count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
+                .await,
+            payments: count("SELECT count(*) AS count FROM payments").await,
+            payment_entries: count(
+                "SELECT count(*) AS count FROM ledger_entries WHERE kind = 'PAYMENT'",
+            )
+            .await,
+            idempotency_keys: count("SELECT count(*) AS count FROM idempotency_keys").await,
+        }
+    }
+
+    async fn bump_seat(&self, seat: SeatRef) {
+        self.execute(&format!(
+            "UPDATE seats SET version = version + 1 WHERE concert_id = {} AND date = '{}' \
+             AND seat_no = {}",
+            seat.concert_id.get(),
+            seat.date,
+            seat.seat_no.get()
+        ))
+        .await;
+    }
+
+    async fn bump_reservation(&self, reservation: ReservationId) {
+        self.execute(&format!(
+            "UPDATE reservations SET version = version + 1 WHERE id = {}",
+            reservation.get()
+        ))
+        .await;
+    }
+
+    async fn bump_wallet(&self, user: UserId) {
+        self.execute(&format!(
+            "UPDATE wallets SET version = version + 1 WHERE user_id = '{user}'"
+        ))
+        .await;
+    }
+
+    async fn reservation_times(&self, reservation: ReservationId) -> Option<RowTimes> {
+        let column = |name: &str| {
+            format!(
+                "SELECT {name} AS value FROM reservations WHERE id = {}",
+                reservation.get()
+            )
+        };
+        Some(RowTimes {
+            created_at: instant(testing::number(&self.store, &column("created_at")).await?),
+            updated_at: instant(testing::number(&self.store, &column("updated_at")).await?),
+        })
+    }
+
+    async fn stored_payment(&self, payment: PaymentId) -> Option<StoredPayment> {
+        let column = |name: &str| {
+            format!(
+                "SELECT {name} AS value FROM payments WHERE id = {}",
+                payment.get()
+            )
+        };
+        let number = |name: &str| {
+            let sql = column(name);
+            async move { testing::number(&self.store, &sql).await }
+        };
+        Some(StoredPayment {
+            reservation: ReservationId::new(number("reservation_id").await?).expect("an id"),
+            user: UserId::parse(&testing::text(&self.store, &column("user_id")).await?)
+                .expect("a user"),
+            amount: number("amount").await?,
+            ledger_entry: LedgerEntryId::new(number("ledger_entry_id").await?).expect("an id"),
+            paid_at: instant(number("paid_at").await?),
+        })
+    }
+
+    async fn stored_key(
+        &self,
+        user: UserId,
+        scope: IdempotencyScope,
+        key: &IdempotencyKey,
+    ) -> Option<StoredKey> {
+        let column = |name: &str| {
+            format!(
+                "SELECT {name} AS value FROM idempotency_keys WHERE user_id = '{user}' \
+                 AND scope = '{}' AND key = '{}'",
+                scope.as_str(),
+                key.as_str()
+            )
+        };
+        let number = |name: &str| {
+            let sql = column(name);
+            async move { testing::number(&self.store, &sql).await }
+        };
+        Some(StoredKey {
+            request_hash: testing::text(&self.store, &column("request_hash")).await?,
+            ledger_entry: LedgerEntryId::new(number("ledger_entry_id").await?).expect("an id"),
+            payment: number("payment_id")
+                .await
+                .map(|id| PaymentId::new(id).expect("an id")),
+            created_at: instant(number("created_at").await?),
+        })
+    }
+
+    async fn ticket_ended_at(&self, ticket: TicketNo) -> Option<OffsetDateTime> {
+        testing::number(
+            &self.store,
+            &format!(
+                "SELECT ended_at AS value FROM queue_tickets WHERE ticket = {}",
+                ticket.get()
+            ),
+        )
+        .await
+        .map(instant)
+    }
 
     // ---- Catalog, rooms and retention. ----
 
@@ -208,6 +336,20 @@ fn unsigned(count: i64) -> u64 {
 /// An instant as the store keeps it: microseconds since the epoch.
 fn micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).expect("in range")
+}
+
+impl EmbeddedStore {
+    /// Runs a SQL statement behind the ports' back.
+    async fn execute(&self, sql: &str) {
+        testing::execute(&self.store, sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
+    }
+}
+
+/// An instant as the store keeps it (microseconds since the epoch).
+fn instant(micros: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).expect("an instant")
 }
 
 concert_contract::contract_tests!(EmbeddedStore);

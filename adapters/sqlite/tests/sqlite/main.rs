@@ -3,12 +3,9 @@
 
 mod booking_support;
 mod contract;
-mod idempotency;
 mod keys;
-mod payments;
 mod queue;
 mod queue_races;
-mod races;
 mod reservations;
 mod retention;
 mod store;

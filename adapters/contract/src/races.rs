@@ -1,8 +1,8 @@
-//! Races with real parallelism through the real use cases (`HoldSeat`, `ChargePoints`,
-//! `PayReservation`, `CancelReservation`) over the PostgreSQL adapters, split over two pools as
-//! two instances of the service would be: many tasks released together by a barrier, each on its
-//! own pooled connection, and every assertion an exact count. The use cases load, let the domain
-//! decide and write with compare-and-set, loading again after a stale write.
+//! The booking and money use cases racing over one store (`HoldSeat`, `ChargePoints`,
+//! `PayReservation`, `CancelReservation`), on two instances as two processes of the service
+//! would be: [`RACERS`] tasks released together, and every assertion an exact count. The use
+//! cases load, let the domain decide and write over the versions read, loading again after a
+//! stale write: the store's compare-and-set is what keeps the counts exact.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -12,45 +12,29 @@ use concert_application::cancel_reservation::CancelReservationError;
 use concert_application::charge_points::ChargePointsCommand;
 use concert_application::hold_seat::{HoldSeatCommand, HoldSeatError};
 use concert_application::pay_reservation::{PayReservationCommand, PayReservationError};
-use concert_application::ports::{ReservationRepository, WalletRepository};
-use concert_application::services::Services;
+use concert_application::ports::Version;
 use concert_domain::seat::HoldRefused;
 use concert_domain::wallet::ledger_is_consistent;
-use concert_domain::{Balance, HoldDenied, HoldLimit, IdempotencyKey, ReservationStatus, TicketNo};
+use concert_domain::{
+    Balance, ConcertId, HoldDenied, HoldLimit, IdempotencyKey, LedgerKind, ReservationStatus,
+    TicketNo, UserId,
+};
 use time::Duration;
 
-use crate::support::{
-    Ctx, DATE, NOW, PRICE, SkewedClock, active_ticket, charge, claims, concert, fixed, hold, race,
-    user,
+use crate::fixtures::{
+    DATE, HOLD_TTL, NOW, PRICE, SkewedClock, active_ticket, charge, claims, concert, finish, hold,
+    instance, load_hold, race, seat_ref, shared, two_instances, user,
 };
+use crate::{RACERS, Store};
 
-/// The use cases of two instances, one per pool, on a clock fixed at `NOW`.
-fn two_instances(ctx: &Ctx, limit: HoldLimit) -> [Arc<Services>; 2] {
-    [
-        Arc::new(ctx.services(0, fixed(NOW), limit)),
-        Arc::new(ctx.services(1, fixed(NOW), limit)),
-    ]
-}
-
-/// Lets both instances see the tickets admitted so far.
-async fn refresh(apps: &[Arc<Services>; 2]) {
-    for app in apps {
-        app.lines
-            .default_line()
-            .refresh(NOW)
-            .await
-            .expect("refresh");
-    }
-}
-
-fn caller(user: concert_domain::UserId) -> ActiveUser {
+fn caller(user: UserId) -> ActiveUser {
     ActiveUser {
         user,
-        ticket: TicketNo::new(1).expect("ticket"),
+        ticket: TicketNo::new(1).expect("a ticket"),
     }
 }
 
-fn hold_command(concert: concert_domain::ConcertId, seat_no: i64) -> HoldSeatCommand {
+fn hold_command(concert: ConcertId, seat_no: i64) -> HoldSeatCommand {
     HoldSeatCommand {
         concert,
         date: DATE,
@@ -69,18 +53,28 @@ fn lost_payment(error: &PayReservationError) -> bool {
     )
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_holds_of_one_seat_make_exactly_one_hold() {
-    let ctx = Ctx::with_two_pools(25).await;
-    let id = concert(&ctx, 10).await;
-    ctx.warm_up(25).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
+/// How many payment debits `who`'s ledger has.
+async fn payment_entries<S: Store>(store: &S, who: UserId) -> usize {
+    store
+        .wallets()
+        .history(who, 100, None)
+        .await
+        .expect("history")
+        .iter()
+        .filter(|e| e.kind == LedgerKind::Payment)
+        .count()
+}
 
-    let outcomes = race(50, |i| {
+pub async fn racing_holds_of_one_seat_make_exactly_one_hold<S: Store>() {
+    let store = shared::<S>().await;
+    let gala = concert(&*store, 10).await;
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
+
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         async move {
             app.hold_seat
-                .execute(caller(user()), hold_command(id, 7))
+                .execute(caller(user()), hold_command(gala, 7))
                 .await
         }
     })
@@ -99,40 +93,39 @@ async fn fifty_holds_of_one_seat_make_exactly_one_hold() {
             )
         })
         .count();
-    assert_eq!((held.len(), refused), (1, 49), "{outcomes:?}");
+    assert_eq!((held.len(), refused), (1, RACERS - 1), "{outcomes:?}");
     assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM reservations")
-            .await,
+        store.booking_counts().await.reservations,
         1,
         "no loser left a reservation"
     );
+    let seat = load_hold(&*store, user(), seat_ref(gala, 7)).await.seat;
     assert_eq!(
-        ctx.count(&format!(
-            "SELECT count(*) AS count FROM seats WHERE seat_no = 7 AND version = 2 \
-             AND held_by_reservation = {}",
-            held[0].id().get()
-        ))
-        .await,
-        1,
+        seat.version,
+        Version::new(2),
         "the seat was written once, by the winner"
     );
-    ctx.finish().await;
+    assert!(matches!(
+        seat.value.claim(),
+        concert_domain::SeatClaim::Held { reservation, until, .. }
+            if reservation == held[0].id() && until == NOW + HOLD_TTL
+    ));
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn twenty_parallel_holds_of_one_user_stop_exactly_at_the_limit() {
-    let ctx = Ctx::with_two_pools(10).await;
-    let id = concert(&ctx, 50).await;
-    ctx.warm_up(10).await;
-    let limit = HoldLimit::new(4).expect("limit");
-    let apps = two_instances(&ctx, limit);
+pub async fn racing_holds_of_one_user_stop_exactly_at_the_limit<S: Store>() {
+    let store = shared::<S>().await;
+    let gala = concert(&*store, 50).await;
+    let limit = HoldLimit::new(4).expect("a limit");
+    let apps = two_instances(&*store, limit).await;
     let holder = user();
 
-    let outcomes = race(20, |i| {
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         async move {
             app.hold_seat
-                .execute(caller(holder), hold_command(id, i as i64 + 1))
+                .execute(caller(holder), hold_command(gala, i as i64 + 1))
                 .await
         }
     })
@@ -151,36 +144,39 @@ async fn twenty_parallel_holds_of_one_user_stop_exactly_at_the_limit() {
             )
         })
         .count();
-    assert_eq!((held, limited), (4, 16), "{outcomes:?}");
+    assert_eq!((held, limited), (4, RACERS - 4), "{outcomes:?}");
     assert_eq!(
-        ctx.reservations()
+        store
+            .reservations()
             .count_live_holds(NOW)
             .await
             .expect("count"),
         4
     );
+    let counts = store.booking_counts().await;
+    assert_eq!(counts.reservations, 4);
     assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM reservations")
-            .await,
-        4
-    );
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL")
-            .await,
-        4,
+        counts.held_seats, 4,
         "no seat claimed without its reservation"
     );
-    ctx.finish().await;
+    assert_eq!(
+        load_hold(&*store, holder, seat_ref(gala, 50))
+            .await
+            .holds
+            .version,
+        Version::new(4),
+        "the holder's version moved once per hold written"
+    );
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn fifty_parallel_charges_add_up_exactly_with_one_entry_each() {
-    let ctx = Ctx::with_two_pools(25).await;
-    ctx.warm_up(25).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
+pub async fn racing_charges_add_up_exactly_with_one_entry_each<S: Store>() {
+    let store = shared::<S>().await;
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
     let someone = user(); // a new user: the wallet itself is created under the race
 
-    let outcomes = race(50, |i| {
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         async move {
             app.charge_points
@@ -195,50 +191,57 @@ async fn fifty_parallel_charges_add_up_exactly_with_one_entry_each() {
     .await;
 
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
-    let expected: i64 = (1..=50).sum();
+    let n = RACERS as i64;
+    let expected: i64 = (1..=n).sum();
     let balances: HashSet<i64> = outcomes
         .iter()
         .map(|o| o.as_ref().expect("charged").get())
         .collect();
-    assert_eq!(balances.len(), 50, "every charge saw its own balance");
+    assert_eq!(balances.len(), RACERS, "every charge saw its own balance");
     assert_eq!(balances.iter().max(), Some(&expected));
-    let wallets = ctx.wallets();
+    let wallets = store.wallets();
     assert_eq!(
         wallets.balance(someone).await.expect("balance").get(),
         expected
     );
     let history = wallets.history(someone, 100, None).await.expect("history");
-    assert_eq!(history.len(), 50);
+    assert_eq!(history.len(), RACERS);
     assert!(ledger_is_consistent(
         &history,
-        Balance::new(expected).expect("balance")
+        Balance::new(expected).expect("a balance")
     ));
     let mut amounts: Vec<i64> = history.iter().map(|e| e.amount).collect();
     amounts.sort_unstable();
+    assert_eq!(amounts, (1..=n).collect::<Vec<_>>(), "one entry per charge");
     assert_eq!(
-        amounts,
-        (1..=50).collect::<Vec<_>>(),
-        "one entry per charge"
+        wallets.load(someone).await.expect("load").version,
+        Version::new(n),
+        "one version per charge written"
     );
-    ctx.finish().await;
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn simultaneous_charges_on_two_instances_with_skewed_clocks_never_date_history_backwards() {
-    let ctx = Ctx::with_two_pools(25).await;
-    ctx.warm_up(25).await;
+pub async fn racing_charges_with_skewed_clocks_never_date_history_backwards<S: Store>() {
+    let store = shared::<S>().await;
     // Two instances on real clocks, the second 2 s behind the first (as machines' clocks drift).
     let apps = [
-        Arc::new(ctx.services(0, Arc::new(SkewedClock(Duration::ZERO)), HoldLimit::DEFAULT)),
-        Arc::new(ctx.services(
-            1,
+        instance(
+            &*store,
+            Arc::new(SkewedClock(Duration::ZERO)),
+            HoldLimit::DEFAULT,
+        )
+        .await,
+        instance(
+            &*store,
             Arc::new(SkewedClock(Duration::seconds(-2))),
             HoldLimit::DEFAULT,
-        )),
+        )
+        .await,
     ];
     let someone = user();
 
-    let outcomes = race(50, |i| {
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         async move {
             app.charge_points
@@ -253,12 +256,12 @@ async fn simultaneous_charges_on_two_instances_with_skewed_clocks_never_date_his
     .await;
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
-    let wallets = ctx.wallets();
+    let wallets = store.wallets();
     let history = wallets.history(someone, 100, None).await.expect("history");
-    assert_eq!(history.len(), 50);
+    assert_eq!(history.len(), RACERS);
     assert!(ledger_is_consistent(
         &history,
-        Balance::new(500).expect("balance")
+        Balance::new(10 * RACERS as i64).expect("a balance")
     ));
     for pair in history.windows(2) {
         assert!(
@@ -272,26 +275,24 @@ async fn simultaneous_charges_on_two_instances_with_skewed_clocks_never_date_his
     }
     let wallet = wallets.load(someone).await.expect("load").value;
     assert_eq!(wallet.last_change_at(), Some(history[0].at));
-    ctx.finish().await;
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn twenty_parallel_payments_of_one_reservation_pay_once() {
-    let ctx = Ctx::with_two_pools(10).await;
-    let id = concert(&ctx, 10).await;
+pub async fn racing_payments_of_one_reservation_pay_once<S: Store>() {
+    let store = shared::<S>().await;
+    let gala = concert(&*store, 10).await;
     let buyer = user();
-    charge(&ctx, buyer, 1_000_000).await;
-    let ticket = active_ticket(&ctx, buyer).await;
-    let reservation = hold(&ctx, buyer, id, 5, NOW).await;
-    ctx.warm_up(10).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
-    refresh(&apps).await;
+    charge(&*store, buyer, 1_000_000, NOW, None).await;
+    let ticket = active_ticket(&*store, buyer, NOW).await;
+    let reservation = hold(&*store, buyer, seat_ref(gala, 5), NOW).await.id();
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
 
-    let outcomes = race(20, |i| {
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         let command = PayReservationCommand {
             claims: claims(buyer, ticket),
-            reservation: reservation.id(),
+            reservation,
             idempotency_key: None,
         };
         async move { app.pay_reservation.execute(command).await }
@@ -303,37 +304,31 @@ async fn twenty_parallel_payments_of_one_reservation_pay_once() {
         .iter()
         .filter(|o| o.as_ref().err().is_some_and(lost_payment))
         .count();
-    assert_eq!((paid, lost), (1, 19), "{outcomes:?}");
-    assert_eq!(ctx.count("SELECT count(*) AS count FROM payments").await, 1);
+    assert_eq!((paid, lost), (1, RACERS - 1), "{outcomes:?}");
+    let counts = store.booking_counts().await;
+    assert_eq!((counts.payments, counts.payment_entries), (1, 1));
     assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM ledger_entries WHERE kind = 'PAYMENT'")
-            .await,
-        1
-    );
-    assert_eq!(
-        ctx.wallets().balance(buyer).await.expect("balance").get(),
+        store.wallets().balance(buyer).await.expect("balance").get(),
         1_000_000 - PRICE
     );
-    ctx.finish().await;
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn two_payments_with_a_balance_for_one_never_both_go_through() {
+pub async fn two_payments_with_a_balance_for_one_never_both_go_through<S: Store>() {
     const ROUNDS: usize = 5;
-    let ctx = Ctx::with_two_pools(4).await;
-    let id = concert(&ctx, 2 * ROUNDS as i64).await;
+    let store = shared::<S>().await;
+    let gala = concert(&*store, 2 * ROUNDS as i64).await;
     let mut rounds = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..ROUNDS as i64 {
         let buyer = user();
-        charge(&ctx, buyer, 150_000).await; // one seat at 120,000
-        let ticket = active_ticket(&ctx, buyer).await;
-        let first = hold(&ctx, buyer, id, 2 * round as i64 + 1, NOW).await;
-        let second = hold(&ctx, buyer, id, 2 * round as i64 + 2, NOW).await;
+        charge(&*store, buyer, 150_000, NOW, None).await; // one seat at 120,000
+        let ticket = active_ticket(&*store, buyer, NOW).await;
+        let first = hold(&*store, buyer, seat_ref(gala, 2 * round + 1), NOW).await;
+        let second = hold(&*store, buyer, seat_ref(gala, 2 * round + 2), NOW).await;
         rounds.push((buyer, ticket, [first.id(), second.id()]));
     }
-    ctx.warm_up(4).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
-    refresh(&apps).await;
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
 
     for (buyer, ticket, reservations) in rounds {
         let outcomes = race(2, |i| {
@@ -353,39 +348,26 @@ async fn two_payments_with_a_balance_for_one_never_both_go_through() {
             .count();
         assert_eq!((paid, lost), (1, 1), "{outcomes:?}");
         assert_eq!(
-            ctx.wallets().balance(buyer).await.expect("balance").get(),
+            store.wallets().balance(buyer).await.expect("balance").get(),
             30_000
         );
-        assert_eq!(
-            ctx.count(&format!(
-                "SELECT count(*) AS count FROM ledger_entries WHERE user_id = '{buyer}' \
-                 AND kind = 'PAYMENT'"
-            ))
-            .await,
-            1
-        );
+        assert_eq!(payment_entries(&*store, buyer).await, 1);
     }
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM payments").await,
-        ROUNDS as i64
-    );
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
-            .await,
-        ROUNDS as i64
-    );
-    ctx.finish().await;
+    let counts = store.booking_counts().await;
+    assert_eq!(counts.payments, ROUNDS as i64);
+    assert_eq!(counts.sold_seats, ROUNDS as i64);
+    drop(apps);
+    finish(store).await;
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same() {
-    let ctx = Ctx::with_two_pools(10).await;
-    ctx.warm_up(10).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
+pub async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same<S: Store>() {
+    let store = shared::<S>().await;
+    let gala = concert(&*store, 10).await;
     let someone = user();
-    let same_key = IdempotencyKey::parse("same-key").expect("key");
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
+    let same_key = IdempotencyKey::parse("same-key").expect("a key");
 
-    let outcomes = race(20, |i| {
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         let command = ChargePointsCommand {
             user: someone,
@@ -400,8 +382,8 @@ async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same
         .map(|o| o.as_ref().map(|b| b.get()).map_err(|e| format!("{e:?}")))
         .collect::<Result<_, _>>()
         .expect("every charge answered");
-    assert_eq!(answers, vec![700; 20]);
-    let wallets = ctx.wallets();
+    assert_eq!(answers, vec![700; RACERS]);
+    let wallets = store.wallets();
     assert_eq!(wallets.balance(someone).await.expect("balance").get(), 700);
     assert_eq!(
         wallets
@@ -411,24 +393,20 @@ async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same
             .len(),
         1
     );
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM idempotency_keys")
-            .await,
-        1
-    );
+    assert_eq!(store.booking_counts().await.idempotency_keys, 1);
+    drop(apps);
 
     // The same for a payment: one payment, one debit, one receipt for everyone.
-    let id = concert(&ctx, 10).await;
-    charge(&ctx, someone, 1_000_000).await;
-    let ticket = active_ticket(&ctx, someone).await;
-    let reservation = hold(&ctx, someone, id, 3, NOW).await;
-    refresh(&apps).await;
-    let payment_key = IdempotencyKey::parse("same-payment-key").expect("key");
-    let outcomes = race(20, |i| {
+    charge(&*store, someone, 1_000_000, NOW, None).await;
+    let ticket = active_ticket(&*store, someone, NOW).await;
+    let reservation = hold(&*store, someone, seat_ref(gala, 3), NOW).await.id();
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
+    let payment_key = IdempotencyKey::parse("same-payment-key").expect("a key");
+    let outcomes = race(RACERS, |i| {
         let app = Arc::clone(&apps[i % 2]);
         let command = PayReservationCommand {
             claims: claims(someone, ticket),
-            reservation: reservation.id(),
+            reservation,
             idempotency_key: Some(payment_key.clone()),
         };
         async move { app.pay_reservation.execute(command).await }
@@ -440,12 +418,14 @@ async fn the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same
         .collect::<Result<_, _>>()
         .expect("every payment answered");
     assert!(receipts.iter().all(|r| *r == receipts[0]), "{receipts:?}");
-    assert_eq!(ctx.count("SELECT count(*) AS count FROM payments").await, 1);
+    let counts = store.booking_counts().await;
+    assert_eq!((counts.payments, counts.idempotency_keys), (1, 2));
     assert_eq!(
         wallets.balance(someone).await.expect("balance").get(),
         700 + 1_000_000 - PRICE
     );
-    ctx.finish().await;
+    drop(apps);
+    finish(store).await;
 }
 
 #[derive(Debug)]
@@ -454,32 +434,27 @@ enum Either {
     Cancel(Result<(), CancelReservationError>),
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_through() {
+pub async fn a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_through<S: Store>() {
     const ROUNDS: usize = 8;
-    let ctx = Ctx::with_two_pools(4).await;
-    let id = concert(&ctx, ROUNDS as i64).await;
+    let store = shared::<S>().await;
+    let gala = concert(&*store, ROUNDS as i64).await;
     let mut rounds = Vec::new();
-    for round in 0..ROUNDS {
+    for round in 0..ROUNDS as i64 {
         let buyer = user();
-        charge(&ctx, buyer, 1_000_000).await;
-        let ticket = active_ticket(&ctx, buyer).await;
-        let reservation = hold(&ctx, buyer, id, round as i64 + 1, NOW).await;
+        charge(&*store, buyer, 1_000_000, NOW, None).await;
+        let ticket = active_ticket(&*store, buyer, NOW).await;
+        let reservation = hold(&*store, buyer, seat_ref(gala, round + 1), NOW).await;
         rounds.push((buyer, ticket, reservation.id()));
     }
-    ctx.warm_up(4).await;
-    let apps = two_instances(&ctx, HoldLimit::DEFAULT);
-    refresh(&apps).await;
+    let apps = two_instances(&*store, HoldLimit::DEFAULT).await;
 
     for (buyer, ticket, reservation) in rounds {
-        let (pay_app, cancel_app) = (Arc::clone(&apps[0]), Arc::clone(&apps[1]));
         let outcomes = race(2, |i| {
-            let (pay_app, cancel_app) = (Arc::clone(&pay_app), Arc::clone(&cancel_app));
+            let app = Arc::clone(&apps[i % 2]);
             async move {
                 if i == 0 {
                     Either::Pay(
-                        pay_app
-                            .pay_reservation
+                        app.pay_reservation
                             .execute(PayReservationCommand {
                                 claims: claims(buyer, ticket),
                                 reservation,
@@ -490,8 +465,7 @@ async fn a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_throu
                     )
                 } else {
                     Either::Cancel(
-                        cancel_app
-                            .cancel_reservation
+                        app.cancel_reservation
                             .execute(
                                 ActiveUser {
                                     user: buyer,
@@ -506,14 +480,14 @@ async fn a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_throu
             }
         })
         .await;
-        let stored = ctx
+        let stored = store
             .reservations()
             .find(reservation)
             .await
             .expect("find")
             .expect("stored")
             .stored_status();
-        let balance = ctx.wallets().balance(buyer).await.expect("balance").get();
+        let balance = store.wallets().balance(buyer).await.expect("balance").get();
         match (&outcomes[0], &outcomes[1]) {
             (Either::Pay(Ok(())), Either::Cancel(Err(CancelReservationError::NotHeld(_)))) => {
                 assert_eq!(stored, ReservationStatus::Confirmed);
@@ -527,15 +501,9 @@ async fn a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_throu
         }
     }
     // Every seat is either sold with its payment or free with its cancellation.
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL")
-            .await,
-        0
-    );
-    assert_eq!(
-        ctx.count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
-            .await,
-        ctx.count("SELECT count(*) AS count FROM payments").await
-    );
-    ctx.finish().await;
+    let counts = store.booking_counts().await;
+    assert_eq!(counts.held_seats, 0);
+    assert_eq!(counts.sold_seats, counts.payments);
+    drop(apps);
+    finish(store).await;
 }
