@@ -11,7 +11,6 @@ mod contract;
 mod idempotency;
 mod payments;
 mod queue;
-mod queue_races;
 mod races;
 mod read_models;
 mod reservations;

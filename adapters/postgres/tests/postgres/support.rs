@@ -598,9 +598,4 @@ impl Random {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
     }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        let len = u64::try_from(items.len()).ok()?;
-        (len > 0).then(|| &items[usize::try_from(self.below(len)).unwrap_or(0)])
-    }
 }

@@ -7,8 +7,6 @@ mod contract;
 mod idempotency;
 mod keys;
 mod payments;
-mod queue;
-mod queue_races;
 mod races;
 mod reservations;
 mod retention;
