@@ -26,11 +26,14 @@ use concert_domain::{
 use time::OffsetDateTime;
 
 mod fixtures;
+mod line;
 
 pub mod catalog;
 pub mod idempotency;
 pub mod payments;
+pub mod pre_queue;
 pub mod queue;
+pub mod queue_races;
 pub mod races;
 pub mod reservations;
 pub mod retention;
@@ -128,6 +131,29 @@ pub trait Store: Send + Sync + Sized + 'static {
 
     /// When the ticket ended, as stored (`None` while it lives).
     async fn ticket_ended_at(&self, ticket: TicketNo) -> Option<OffsetDateTime>;
+
+    // ---- Waiting line (`queue`, `queue_races`, `pre_queue`): what no port shows. ----
+
+    /// Whether the store runs one write at a time and an admission step or an opening holds that
+    /// writer from its first read to its commit (the embedded store): then a write racing a step
+    /// waits for its end, and no step is ever `Stale` over a write made meanwhile. Otherwise
+    /// (PostgreSQL) such a write may go through and make the step `Stale`.
+    const ONE_WRITER: bool = false;
+
+    /// Every row the lines are made of (tickets, users' places, the lines' states and the
+    /// sources of their numbers, pre-queue entries, rooms) as text: two equal dumps mean that
+    /// nothing was written in between, and that no number of a line was drawn.
+    async fn line_rows(&self) -> String;
+
+    /// The number of every stored ticket, of every line, ascending.
+    async fn ticket_numbers(&self) -> Vec<TicketNo>;
+
+    /// When `ticket` was admitted, as stored (what paced rooms count); `None` when it never was.
+    async fn admitted_at(&self, ticket: TicketNo) -> Option<OffsetDateTime>;
+
+    /// The `default` line's figures read in one consistent state of the store (for invariants
+    /// checked while steps and joins race).
+    async fn line_figures(&self) -> LineFigures;
 }
 
 /// What [`Store::room_counts`] answers.
@@ -177,6 +203,27 @@ pub struct StoredKey {
     pub ledger_entry: LedgerEntryId,
     pub payment: Option<PaymentId>,
     pub created_at: OffsetDateTime,
+}
+
+/// The `default` line read at once: its tickets' figures and its stored tallies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineFigures {
+    /// Tickets stored `ACTIVE`.
+    pub active: i64,
+    /// Waiting tickets with a smaller number than some admitted ticket (FIFO: always 0).
+    pub passed: i64,
+    /// Tickets ever admitted (stored with an admission time).
+    pub admitted: i64,
+    /// The highest number ever admitted (0 when none).
+    pub highest_admitted: i64,
+    /// Tickets stored `WAITING`.
+    pub waiting: i64,
+    /// The stored serving counter.
+    pub serving: i64,
+    /// The stored tally of admissions.
+    pub admitted_total: i64,
+    /// The waiting count as the store's tallies give it (what the snapshot reports).
+    pub counted_waiting: i64,
 }
 
 /// One test per contract function, for `$store` (a type implementing [`Store`]).
@@ -267,15 +314,40 @@ macro_rules! contract_tests {
                 a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_through,
             ];
             queue: [
-                tickets_are_fifo_without_gaps,
-                racing_joins_of_one_user_draw_one_ticket,
-                racing_joins_of_many_users_get_distinct_gap_free_places,
-                a_stale_join_draws_no_number,
+                load_live_returns_the_live_ticket_and_the_version_of_the_users_place,
+                a_join_over_the_version_read_draws_the_next_number_and_moves_the_place,
+                a_join_over_an_old_version_is_stale_draws_no_number_and_writes_nothing,
+                end_only_ends_a_ticket_still_in_the_status_read,
+                activity_is_written_only_over_the_last_seen_read_and_only_on_an_active_ticket,
+                an_admission_step_writes_exactly_what_its_rules_decided_and_moves_serving_forward_only,
+                the_domains_rules_end_tickets_at_their_active_or_idle_deadline_and_fill_the_places,
+                an_admission_over_a_ticket_no_longer_waiting_is_stale_and_writes_nothing,
+                a_step_ending_a_ticket_over_another_last_seen_or_status_is_stale_and_writes_nothing,
+                nothing_joins_while_a_step_holds_the_line,
+                the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories,
+                a_paced_room_never_admits_more_than_its_rate_in_any_minute,
+                waiting_polls_are_written_only_forward_and_only_on_waiting_tickets,
+                a_step_passes_over_idle_waiters_counts_them_out_of_the_line_and_admits_the_next,
                 admission_admits_the_oldest_up_to_the_limit,
                 racing_admissions_never_exceed_the_limit,
                 an_ended_ticket_frees_its_place_once,
-                overdue_tickets_end_at_the_next_step,
-                activity_is_written_over_the_last_seen_read,
+            ];
+            queue_races: [
+                concurrent_token_requests_of_one_user_make_one_ticket_and_no_gap,
+                two_hundred_users_joining_at_once_get_the_numbers_one_to_two_hundred,
+                admission_steps_running_at_once_while_users_join_keep_the_limit_and_the_order,
+                a_request_at_the_idle_deadline_and_the_step_ending_the_ticket_never_both_take_effect,
+                polls_racing_a_step_that_passes_over_never_keep_a_passed_over_ticket_waiting,
+            ];
+            pre_queue: [
+                each_line_admits_ends_and_counts_only_its_own_tickets_and_a_user_may_wait_in_two_rooms,
+                the_pre_queue_gets_the_first_places_in_the_order_the_opening_rules_return_once_then_joins_go_to_the_line,
+                a_pre_queue_join_on_a_line_with_no_room_is_sent_to_the_line_and_writes_nothing,
+                an_opening_with_an_empty_pre_queue_places_nobody_and_the_line_numbers_from_its_start,
+                an_opening_placing_an_entry_not_live_is_stale_and_writes_nothing,
+                of_ten_openings_of_one_room_at_once_exactly_one_places_the_pre_queue,
+                an_entry_ending_while_the_opening_orders_the_pre_queue_waits_and_finds_its_place,
+                pre_queue_joins_racing_the_opening_each_get_a_place_or_a_number_after_every_placed_one,
             ];
             rooms: [
                 a_room_is_created_once_and_changed_only_over_the_version_read,

@@ -294,45 +294,7 @@ pub async fn rows_except(
         .await
 }
 
-// ---- Queue and pre-queue (`SqliteQueueRepository`'s tests). ----
-
-/// A room on `line` (`OPEN`, `max_active` places), with `opens_at` when it gathers a pre-queue
-/// first, and its line's `queue_state` row (`serving = issued_hwm = line << 40`), as the room
-/// repository's creation writes them. Panics if the rows cannot be written.
-pub async fn insert_room(
-    store: &SqliteStore,
-    room_id: &str,
-    line: u32,
-    max_active: u32,
-    opens_at: Option<OffsetDateTime>,
-) {
-    let room_id = room_id.to_owned();
-    let start = i64::from(line) << 40;
-    store
-        .write(move |conn| {
-            diesel::sql_query(
-                "INSERT INTO rooms (room_id, line, max_active, state, updated_at, opens_at) \
-                 VALUES (?, ?, ?, 'OPEN', 0, ?)",
-            )
-            .bind::<Text, _>(&room_id)
-            .bind::<BigInt, _>(i64::from(line))
-            .bind::<BigInt, _>(i64::from(max_active))
-            .bind::<Nullable<BigInt>, _>(opens_at.map(micros))
-            .execute(conn)
-            .map_err(from_diesel)?;
-            diesel::sql_query(
-                "INSERT INTO queue_state (line, serving, issued_hwm) VALUES (?1, ?2, ?2) \
-                 ON CONFLICT (line) DO NOTHING",
-            )
-            .bind::<BigInt, _>(i64::from(line))
-            .bind::<BigInt, _>(start)
-            .execute(conn)
-            .map_err(from_diesel)?;
-            Ok(())
-        })
-        .await
-        .expect("the room's rows");
-}
+// ---- Waiting line (the port contract's `queue`, `queue_races` and `pre_queue` hooks). ----
 
 /// Every row the lines are made of (tickets, places, line states, counters, pre-queue entries,
 /// rooms) as text: two equal dumps mean that nothing was written in between.
@@ -371,4 +333,81 @@ pub async fn queue_rows(store: &SqliteStore) -> String {
         .await
         .map(|dump| dump.dump)
         .unwrap_or_else(|error: RepositoryError| panic!("dump: {error:?}"))
+}
+
+/// The number of every stored ticket, of every line, ascending.
+pub async fn ticket_numbers(store: &SqliteStore) -> Result<Vec<TicketNo>, RepositoryError> {
+    #[derive(QueryableByName)]
+    struct Number {
+        #[diesel(sql_type = BigInt)]
+        ticket: i64,
+    }
+    store
+        .read(|conn| {
+            diesel::sql_query("SELECT ticket FROM queue_tickets ORDER BY ticket")
+                .load::<Number>(conn)
+                .map_err(from_diesel)?
+                .into_iter()
+                .map(|row| TicketNo::new(row.ticket).map_err(corrupt))
+                .collect()
+        })
+        .await
+}
+
+/// The default line's figures in one statement (one snapshot): tickets `ACTIVE`, waiting tickets
+/// passed by an admitted one, tickets ever admitted, the highest admitted, tickets `WAITING`, and
+/// the stored serving counter, admissions tally and waiting count as the snapshot computes it.
+pub async fn line_figures(store: &SqliteStore) -> Result<[i64; 8], RepositoryError> {
+    #[derive(QueryableByName)]
+    struct Figures {
+        #[diesel(sql_type = BigInt)]
+        active: i64,
+        #[diesel(sql_type = BigInt)]
+        passed: i64,
+        #[diesel(sql_type = BigInt)]
+        admitted: i64,
+        #[diesel(sql_type = BigInt)]
+        highest_admitted: i64,
+        #[diesel(sql_type = BigInt)]
+        waiting: i64,
+        #[diesel(sql_type = BigInt)]
+        serving: i64,
+        #[diesel(sql_type = BigInt)]
+        admitted_total: i64,
+        #[diesel(sql_type = BigInt)]
+        counted_waiting: i64,
+    }
+    store
+        .read(|conn| {
+            let row: Figures = diesel::sql_query(
+                "SELECT (SELECT count(*) FROM queue_tickets WHERE status = 'ACTIVE') AS active, \
+                        (SELECT count(*) FROM queue_tickets w JOIN queue_tickets a \
+                           ON w.status = 'WAITING' AND a.admitted_at IS NOT NULL \
+                          AND w.ticket < a.ticket) AS passed, \
+                        (SELECT count(*) FROM queue_tickets WHERE admitted_at IS NOT NULL) \
+                          AS admitted, \
+                        (SELECT coalesce(max(ticket), 0) FROM queue_tickets \
+                          WHERE admitted_at IS NOT NULL) AS highest_admitted, \
+                        (SELECT count(*) FROM queue_tickets WHERE status = 'WAITING') \
+                          AS waiting, \
+                        s.serving AS serving, s.admitted_total AS admitted_total, \
+                        s.issued_total - s.admitted_total - s.ended_waiting_total \
+                          + (SELECT count(*) FROM queue_tickets t WHERE t.ticket > s.issued_hwm) \
+                          AS counted_waiting \
+                 FROM queue_state s WHERE s.line = 0",
+            )
+            .get_result(conn)
+            .map_err(from_diesel)?;
+            Ok([
+                row.active,
+                row.passed,
+                row.admitted,
+                row.highest_admitted,
+                row.waiting,
+                row.serving,
+                row.admitted_total,
+                row.counted_waiting,
+            ])
+        })
+        .await
 }

@@ -8,7 +8,6 @@ mod clock;
 mod commit_failures;
 mod contract;
 mod queue;
-mod queue_races;
 mod rooms;
 mod startup;
 mod transient;

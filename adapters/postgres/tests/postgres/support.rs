@@ -5,19 +5,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use concert_application::hold_seat::HoldSettings;
 use concert_application::ports::{
-    AdmissionTrigger, CatalogRepository, ChargeWrite, Clock, HoldState, HoldWrite,
-    IdempotencyRecord, InvalidToken, PaymentReceipt, PaymentRepository, PaymentWrite,
-    ReservationRepository, TicketEnd, TokenClaims, TokenSigner, Versioned, WalletRepository,
-    Written,
+    CatalogRepository, ChargeWrite, HoldState, HoldWrite, IdempotencyRecord, PaymentRepository,
+    PaymentWrite, ReservationRepository, TicketEnd, Versioned, WalletRepository, Written,
 };
-use concert_application::services::{Ports, Services, Settings};
 use concert_domain::booking::{self, HoldTerms};
 use concert_domain::{
     Amount, ConcertId, ConcertTitle, EndReason, HoldLimit, NewConcert, NewConcertDate, Price,
-    QueuePolicy, Reservation, ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus,
-    UserId, WalletLimits,
+    Reservation, ReservationId, SeatCount, SeatNo, SeatRef, TicketNo, TicketStatus, UserId,
+    WalletLimits,
 };
 use concert_postgres::testing::TestDatabase;
 use concert_postgres::{
@@ -62,11 +58,6 @@ impl Ctx {
         Self::build(connections, None).await
     }
 
-    /// Two pools of `each` connections on the same database.
-    pub async fn with_two_pools(each: u32) -> Self {
-        Self::build(each, Some(each)).await
-    }
-
     async fn build(first: u32, second: Option<u32>) -> Self {
         let budget = CONNECTIONS
             .acquire_many(first + second.unwrap_or(0))
@@ -80,14 +71,6 @@ impl Ctx {
             pool,
             second,
             _budget: budget,
-        }
-    }
-
-    /// The pool of instance `i % 2` (the only pool when there is one).
-    pub fn pool_of(&self, i: usize) -> &PgPool {
-        match (&self.second, i % 2) {
-            (Some(second), 1) => second,
-            _ => &self.pool,
         }
     }
 
@@ -111,17 +94,6 @@ impl Ctx {
     }
     pub fn readiness(&self) -> PgReadinessProbe {
         PgReadinessProbe::new(self.pool.clone())
-    }
-
-    /// Opens `n` connections at once on every pool so that a race starts with every task's
-    /// connection ready.
-    pub async fn warm_up(&self, n: usize) {
-        for pool in std::iter::once(&self.pool).chain(&self.second) {
-            let mut held = Vec::with_capacity(n);
-            for _ in 0..n.min(pool.status().max_size) {
-                held.push(pool.get().await.expect("a pooled connection"));
-            }
-        }
     }
 
     /// One number from a SQL query returning a `count` column (for assertions on raw rows).
@@ -178,11 +150,6 @@ impl Ctx {
             .execute(&mut conn)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
-    }
-
-    /// The application's use cases over this test's database, on the pool of instance `i`.
-    pub fn services(&self, i: usize, clock: Arc<dyn Clock>, limit: HoldLimit) -> Services {
-        services_on(self.pool_of(i), clock, limit)
     }
 
     pub async fn finish(self) {
@@ -373,21 +340,6 @@ pub async fn decide_payment(
     }
 }
 
-/// A payment written through the port; panics unless it is written.
-pub async fn pay(
-    ctx: &Ctx,
-    reservation: ReservationId,
-    payer: UserId,
-    ticket: TicketEnd,
-    now: OffsetDateTime,
-) -> PaymentReceipt {
-    let write = decide_payment(ctx, reservation, payer, ticket, now).await;
-    match ctx.payments().save(&write).await.expect("save") {
-        Written::Done(receipt) => receipt,
-        Written::Stale => panic!("expected the payment to be written"),
-    }
-}
-
 /// The end of an active ticket, as a payment decided on it.
 pub fn active(ticket: TicketNo) -> TicketEnd {
     TicketEnd {
@@ -439,84 +391,6 @@ pub async fn ticket_status(ctx: &Ctx, ticket: TicketNo) -> String {
     .status
 }
 
-// ---- The real use cases over the PostgreSQL adapters. ----
-
-/// A clock that always reads the same instant.
-pub struct FixedClock(pub OffsetDateTime);
-
-impl Clock for FixedClock {
-    fn now(&self) -> OffsetDateTime {
-        self.0
-    }
-}
-
-/// The machine's clock, off by a fixed amount (as another instance's clock may be).
-pub struct SkewedClock(pub Duration);
-
-impl Clock for SkewedClock {
-    fn now(&self) -> OffsetDateTime {
-        OffsetDateTime::now_utc() + self.0
-    }
-}
-
-pub fn fixed(now: OffsetDateTime) -> Arc<dyn Clock> {
-    Arc::new(FixedClock(now))
-}
-
-/// Tokens are not under test: the use cases here take verified claims or an active user.
-struct NoTokens;
-
-impl TokenSigner for NoTokens {
-    fn sign(&self, _claims: &TokenClaims) -> String {
-        String::new()
-    }
-    fn verify(&self, _token: &str) -> Result<TokenClaims, InvalidToken> {
-        Err(InvalidToken)
-    }
-}
-
-/// An admission trigger that does nothing: the tests run their admission steps themselves.
-pub struct NoAdmission;
-
-#[async_trait::async_trait]
-impl AdmissionTrigger for NoAdmission {
-    fn request_admission(&self) {}
-
-    async fn admit_soon(&self, _within: std::time::Duration) {}
-}
-
-/// Every use case wired over the PostgreSQL adapters on `pool`, as `bootstrap` wires them.
-pub fn services_on(pool: &PgPool, clock: Arc<dyn Clock>, limit: HoldLimit) -> Services {
-    Services::new(
-        Ports {
-            clock,
-            signer: Arc::new(NoTokens),
-            catalog: Arc::new(PgCatalogRepository::new(pool.clone())),
-            reservations: Arc::new(PgReservationRepository::new(pool.clone())),
-            wallets: Arc::new(PgWalletRepository::new(pool.clone())),
-            payments: Arc::new(PgPaymentRepository::new(pool.clone())),
-            idempotency: Arc::new(PgIdempotencyStore::new(pool.clone())),
-            queue: Arc::new(PgQueueRepository::new(pool.clone())),
-            admission: Arc::new(NoAdmission),
-            retention: Arc::new(concert_postgres::PgRetentionRepository::new(pool.clone())),
-            rooms: Arc::new(concert_postgres::PgRoomRepository::new(pool.clone())),
-            random: Arc::new(concert_clock::SystemRandom),
-        },
-        Settings {
-            queue: QueuePolicy::default(),
-            holds: HoldSettings {
-                ttl: HOLD_TTL,
-                limit,
-            },
-            wallet: WalletLimits::default(),
-            admin_key: concert_application::admin_access::AdminKey::default(),
-            identity: concert_application::identify_caller::IdentityMode::Trusted,
-            retention: concert_domain::RetentionPolicy::default(),
-            most_status_watches: 0,
-        },
-    )
-}
-
 // ---- Races. ----
 
 /// Runs `n` tasks that all start at once (a barrier releases them together) and returns their
@@ -558,22 +432,4 @@ pub async fn count_on(pool: &PgPool, sql: &str) -> i64 {
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))
         .count
-}
-
-/// A small deterministic generator (xorshift64*) for randomized tests: the same seed gives the
-/// same states every run, so a failure replays.
-pub struct Random(pub u64);
-
-impl Random {
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
-    }
-
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
-        let len = u64::try_from(items.len()).ok()?;
-        (len > 0).then(|| &items[usize::try_from(self.below(len)).unwrap_or(0)])
-    }
 }

@@ -7,12 +7,14 @@ use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
-use concert_contract::{BookingCounts, RoomCounts, RowTimes, Store, StoredKey, StoredPayment};
+use concert_contract::{
+    BookingCounts, LineFigures, RoomCounts, RowTimes, Store, StoredKey, StoredPayment,
+};
 use concert_domain::{
     IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
     SeatClaim, SeatRef, TicketNo, UserId,
 };
-use concert_sqlite::testing::{count, execute};
+use concert_sqlite::testing::{count, execute, line_figures, queue_rows, ticket_numbers};
 use concert_sqlite::{
     SqliteCatalogRepository, SqliteIdempotencyStore, SqlitePaymentRepository,
     SqliteQueueRepository, SqliteReadinessProbe, SqliteReservationRepository,
@@ -316,6 +318,58 @@ impl Store for EmbeddedStore {
             line.get()
         ))
         .await;
+    }
+
+    // ---- Waiting line. ----
+
+    /// A step and an opening run in one `BEGIN IMMEDIATE` transaction, behind the one writer.
+    const ONE_WRITER: bool = true;
+
+    async fn line_rows(&self) -> String {
+        queue_rows(&self.store).await
+    }
+
+    async fn ticket_numbers(&self) -> Vec<TicketNo> {
+        ticket_numbers(&self.store).await.expect("tickets")
+    }
+
+    async fn admitted_at(&self, ticket: TicketNo) -> Option<OffsetDateTime> {
+        let micros = count(
+            &self.store,
+            &format!(
+                "SELECT coalesce((SELECT admitted_at FROM queue_tickets WHERE ticket = {}), -1) \
+                 AS count",
+                ticket.get()
+            ),
+        )
+        .await;
+        (micros >= 0).then(|| {
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+                .expect("an instant")
+        })
+    }
+
+    async fn line_figures(&self) -> LineFigures {
+        let [
+            active,
+            passed,
+            admitted,
+            highest_admitted,
+            waiting,
+            serving,
+            admitted_total,
+            counted_waiting,
+        ] = line_figures(&self.store).await.expect("the line's figures");
+        LineFigures {
+            active,
+            passed,
+            admitted,
+            highest_admitted,
+            waiting,
+            serving,
+            admitted_total,
+            counted_waiting,
+        }
     }
 }
 

@@ -4,8 +4,6 @@
 mod booking_support;
 mod contract;
 mod keys;
-mod queue;
-mod queue_races;
 mod reservations;
 mod retention;
 mod store;
