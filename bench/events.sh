@@ -14,6 +14,7 @@ scripts/ensure-postgres.sh
 pg=${BENCH_PG:-postgres://postgres@127.0.0.1:5432}
 db=concert_events
 secret=events-token-secret-0123456789abcdef
+bin=${CARGO_TARGET_DIR:-target}/release
 
 cargo build --release --bin concert-server --bin events-load
 
@@ -33,14 +34,14 @@ drop_database
 log=$(mktemp)
 
 DATABASE_URL="$pg/$db" BIND_ADDR=127.0.0.1:28483 TOKEN_SECRET="$secret" QUEUE_MAX_ACTIVE=100 \
-  QUEUE_EVENT_STREAMS_MAX=20000 target/release/concert-server >"$log" 2>&1 &
+  QUEUE_EVENT_STREAMS_MAX=20000 "$bin/concert-server" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 100); do
   curl -fsS http://127.0.0.1:28483/health/ready >/dev/null 2>&1 && break
   sleep 0.2
 done
 echo "Run $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; load average before: $(cut -d' ' -f1-3 /proc/loadavg)."
-target/release/events-load --server http://127.0.0.1:28483 --server-pid "$pid" --database "$db" "$@" || {
+"$bin/events-load" --server http://127.0.0.1:28483 --server-pid "$pid" --database "$db" "$@" || {
   status=$?
   echo "events-load failed; server log: $log" >&2
   tail -n 20 "$log" >&2

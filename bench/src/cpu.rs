@@ -45,10 +45,13 @@ pub struct CpuSample {
 }
 
 impl CpuSample {
-    pub fn take(server_pid: Option<u32>, database: &str) -> Self {
+    /// `database`: `None` for a service with no database server (the embedded store).
+    pub fn take(server_pid: Option<u32>, database: Option<&str>) -> Self {
         Self {
             server: server_pid.and_then(process_cpu).unwrap_or_default(),
-            backends: backends_of(database)
+            backends: database
+                .map(backends_of)
+                .unwrap_or_default()
                 .into_iter()
                 .filter_map(|pid| Some((pid, process_cpu(pid)?)))
                 .collect(),

@@ -123,10 +123,10 @@ pub async fn create_concert(
     })
 }
 
-/// Takes a queue token for each user and waits until every one is ACTIVE.
-pub async fn active_users(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<BenchUser>> {
+/// Takes a queue token for each of `count` new users (whatever status it starts in).
+pub async fn joined_users(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<BenchUser>> {
     let ids: Vec<Uuid> = (0..count).map(|_| Uuid::new_v4()).collect();
-    let users = parallel(addr, ids, 8, |mut conn, id: Uuid| async move {
+    parallel(addr, ids, 8, |mut conn, id: Uuid| async move {
         let answer = conn
             .send(&Call::post(
                 "/v1/queue/tokens",
@@ -137,7 +137,12 @@ pub async fn active_users(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<
         let token = json["token"].as_str().context("token")?.to_owned();
         Ok((conn, BenchUser { id, token }))
     })
-    .await?;
+    .await
+}
+
+/// Takes a queue token for each user and waits until every one is ACTIVE.
+pub async fn active_users(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<BenchUser>> {
+    let users = joined_users(addr, count).await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let tokens: Vec<String> = users.iter().map(|u| u.token.clone()).collect();
     parallel(addr, tokens, 8, move |mut conn, token: String| async move {

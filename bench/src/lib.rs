@@ -9,3 +9,4 @@ pub mod measure;
 pub mod pgbench;
 pub mod report;
 pub mod scenarios;
+pub mod sqlite_raw;

@@ -18,6 +18,7 @@ use concert_bench::measure::{self, Load, Measure, Requests};
 use concert_bench::pgbench::PgBench;
 use concert_bench::report::{self, Check, Row};
 use concert_bench::scenarios::Journey;
+use concert_bench::sqlite_raw::SqliteRaw;
 
 #[derive(Parser, Clone)]
 #[command(name = "concert-load", about = "Load generator of docs/PERFORMANCE.md")]
@@ -89,6 +90,23 @@ struct Args {
     /// this run's figures with the change.
     #[arg(long)]
     before: Option<PathBuf>,
+    /// The service on the embedded store (`DATABASE_URL=sqlite://...`, QUEUE_MAX_ACTIVE large
+    /// enough for every bench user): its rows are measured too, after the PostgreSQL ones.
+    #[arg(long)]
+    embedded_server: Option<SocketAddr>,
+    /// A second embedded instance on its own file with QUEUE_MAX_ACTIVE=1 and TTLs of a day, for
+    /// the waiting-user polls.
+    #[arg(long)]
+    embedded_queue_server: Option<SocketAddr>,
+    /// The store file of `--embedded-server`, which `sqlite-raw` copies for its baselines.
+    #[arg(long)]
+    embedded_store: Option<PathBuf>,
+    #[arg(long)]
+    embedded_pid: Option<u32>,
+    #[arg(long)]
+    embedded_queue_pid: Option<u32>,
+    #[arg(long, default_value = "target/release/sqlite-raw")]
+    sqlite_raw: PathBuf,
 }
 
 impl Args {
@@ -161,7 +179,11 @@ fn vm_hwm_kib(pid: u32) -> anyhow::Result<u64> {
 }
 
 fn loopback_only(args: &Args) -> anyhow::Result<()> {
-    for addr in [args.server, args.queue_server, args.hello] {
+    let embedded = [args.embedded_server, args.embedded_queue_server];
+    for addr in [args.server, args.queue_server, args.hello]
+        .into_iter()
+        .chain(embedded.into_iter().flatten())
+    {
         anyhow::ensure!(
             addr.ip().is_loopback(),
             "{addr} is not a loopback address: this tool only loads this machine"
@@ -176,11 +198,18 @@ fn loopback_only(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The database name at the end of a PostgreSQL URL.
+fn database_name(url: &str) -> Option<&str> {
+    url.rsplit('/').next()
+}
+
 struct Bench {
     args: Args,
     pgbench: PgBench,
     rows: Vec<Row>,
     checks: Vec<Check>,
+    /// The bare axum hello, once measured: the embedded poll's baseline too.
+    hello: Option<Measure>,
 }
 
 impl Bench {
@@ -223,11 +252,17 @@ impl Bench {
         F: Fn(u64) -> Call + Send + Sync + 'static,
     {
         let (pid, database) = if addr == self.args.queue_server {
-            (self.args.queue_server_pid, &self.args.queue_database_url)
+            (
+                self.args.queue_server_pid,
+                database_name(&self.args.queue_database_url),
+            )
+        } else if Some(addr) == self.args.embedded_server {
+            (self.args.embedded_pid, None)
+        } else if Some(addr) == self.args.embedded_queue_server {
+            (self.args.embedded_queue_pid, None)
         } else {
-            (self.args.server_pid, &self.args.database_url)
+            (self.args.server_pid, database_name(&self.args.database_url))
         };
-        let database = database.rsplit('/').next().unwrap_or_default();
         let before = CpuSample::take(pid, database);
         let mut m = measure::run(addr, load, Arc::new(Requests { build, expected })).await?;
         if pid.is_some() {
@@ -300,16 +335,20 @@ impl Bench {
         Ok(())
     }
 
+    /// The bare axum hello's best of two runs, measured once (nothing with `--no-baselines`).
+    async fn hello(&mut self) -> anyhow::Result<Option<Measure>> {
+        if self.hello.is_none() && !self.args.no_baselines {
+            let hello = self
+                .best_of(2, "hello", self.args.hello, &[200], |_| Call::get("/hello"))
+                .await?;
+            self.hello = Some(hello);
+        }
+        Ok(self.hello.clone())
+    }
+
     async fn polls(&mut self) -> anyhow::Result<()> {
         let args = self.args.clone();
-        let hello = if args.no_baselines {
-            None
-        } else {
-            Some(
-                self.best_of(2, "hello", args.hello, &[200], |_| Call::get("/hello"))
-                    .await?,
-            )
-        };
+        let hello = self.hello().await?;
         let db = fixtures::sql(&args.queue_database_url).await?;
         let minter = Minter::new(&args.token_secret);
         fixtures::block_the_line(&db).await?;
@@ -326,12 +365,7 @@ impl Bench {
             first["status"] == "WAITING",
             "queue server: expected a WAITING ticket, got {first}"
         );
-        let poll = |tokens: Arc<Vec<String>>| {
-            move |n: u64| {
-                let i = usize::try_from(n).unwrap_or(0) % tokens.len();
-                Call::get("/v1/queue/status").bearer(tokens[i].as_str())
-            }
-        };
+        let poll = poll_call;
         let small = self
             .best_of(
                 2,
@@ -395,6 +429,7 @@ async fn main() -> anyhow::Result<()> {
         args: args.clone(),
         rows: Vec::new(),
         checks: Vec::new(),
+        hello: None,
     };
     wait_ready(args.server, "/health/ready").await?;
     if args.wants("poll") {
@@ -701,9 +736,14 @@ async fn main() -> anyhow::Result<()> {
         });
     }
 
+    if let Some(server) = args.embedded_server {
+        embedded(&mut bench, server).await?;
+    }
+
     for (name, pid) in [
         ("service instance", args.server_pid),
         ("queue instance (1,000,000 waiting)", args.queue_server_pid),
+        ("embedded-store instance", args.embedded_pid),
     ] {
         if let Some(pid) = pid {
             let kib = vm_hwm_kib(pid)?;
@@ -736,6 +776,235 @@ async fn main() -> anyhow::Result<()> {
     }
     let _ = std::fs::remove_dir_all(log_dir);
     Ok(())
+}
+
+/// The embedded store's rows: the same requests on a service over one SQLite file, each beside
+/// `sqlite-raw` running the adapter's statements for that request on a copy of the file (a
+/// waiting user's poll reads no store, so its baseline is the bare axum hello, as on PostgreSQL).
+/// Fixtures go through the HTTP API only: nothing writes the service's file behind its back.
+async fn embedded(bench: &mut Bench, server: SocketAddr) -> anyhow::Result<()> {
+    const LABEL: &str = " (embedded SQLite)";
+    let args = bench.args.clone();
+    let raw = match &args.embedded_store {
+        Some(store) if !args.no_baselines => Some(SqliteRaw {
+            binary: args.sqlite_raw.clone(),
+            store: store.clone(),
+        }),
+        _ => None,
+    };
+    let raw = raw.as_ref();
+    wait_ready(server, "/health/ready").await?;
+    say("embedded store: creating concerts");
+    let mut admin = Conn::open(server).await?;
+    let key = args.admin_key.as_str();
+    let read_concert = fixtures::create_concert(&mut admin, key, "seat list", 1, 50, 1000).await?;
+    let hold_concert = fixtures::create_concert(&mut admin, key, "holds", 20, 1000, 1000).await?;
+    let pay_concert = fixtures::create_concert(&mut admin, key, "payments", 5, 1000, 1000).await?;
+    let raw_hold = fixtures::create_concert(&mut admin, key, "raw holds", 20, 1000, 1000).await?;
+    let raw_pay = fixtures::create_concert(&mut admin, key, "raw payments", 20, 1000, 1000).await?;
+
+    if args.wants("poll")
+        && let Some(queue) = args.embedded_queue_server
+    {
+        wait_ready(queue, "/health/ready").await?;
+        let hello = bench.hello().await?;
+        // The first user takes the only active slot and keeps it (its instance's TTLs are a
+        // day), so the 1,000 who join after it wait, as on the PostgreSQL queue instance.
+        fixtures::active_users(queue, 1).await?;
+        let waiting = fixtures::joined_users(queue, 1000).await?;
+        let tokens: Arc<Vec<String>> = Arc::new(waiting.into_iter().map(|u| u.token).collect());
+        let first = Conn::open(queue)
+            .await?
+            .send(&Call::get("/v1/queue/status").bearer(tokens[0].as_str()))
+            .await?
+            .expect(&[200])?;
+        anyhow::ensure!(
+            first["status"] == "WAITING",
+            "embedded queue server: expected a WAITING ticket, got {first}"
+        );
+        let service = bench
+            .best_of(
+                2,
+                "poll (1,000 waiting, embedded)",
+                queue,
+                &[200],
+                poll_call(tokens),
+            )
+            .await?;
+        bench.rows.push(Row {
+            scenario: format!("waiting-user status poll, 1,000 waiting{LABEL}"),
+            service,
+            baseline: hello.map(|m| ("bare axum hello".into(), m)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("seats") {
+        let readers = Arc::new(fixtures::active_users(server, 64).await?);
+        let date = fixtures::FIRST_DATE.to_string();
+        let path = format!("/v1/concerts/{}/dates/{date}/seats", read_concert.id);
+        let service = bench
+            .service(
+                "seats (embedded)",
+                server,
+                args.closed(u64::MAX),
+                &[200],
+                move |n: u64| {
+                    let user = &readers[usize::try_from(n).unwrap_or(0) % readers.len()];
+                    Call::get(path.clone()).bearer(user.token.as_str())
+                },
+            )
+            .await?;
+        let concert = read_concert.id.to_string();
+        let baseline = raw_baseline(
+            raw,
+            &args,
+            &["seats", "--concert", &concert, "--date", &date],
+        )
+        .await?;
+        bench.rows.push(Row {
+            scenario: format!("available seats read (50 seats){LABEL}"),
+            service,
+            baseline: baseline.map(|m| ("sqlite-raw seat list query".into(), m)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("hold") {
+        let users = Arc::new(fixtures::active_users(server, 2500).await?);
+        let budget = (users.len() as u64 * 4).min(hold_concert.capacity());
+        let service = bench
+            .service(
+                "hold (embedded)",
+                server,
+                args.closed(budget),
+                &[201],
+                hold_call(hold_concert.clone(), users),
+            )
+            .await?;
+        let (concert, dates) = (raw_hold.id.to_string(), raw_hold.dates.to_string());
+        let baseline = raw_baseline(
+            raw,
+            &args,
+            &["hold", "--concert", &concert, "--dates", &dates],
+        )
+        .await?;
+        bench.rows.push(Row {
+            scenario: format!("seat hold, distinct seats{LABEL}"),
+            service,
+            baseline: baseline.map(|m| ("sqlite-raw hold statements (load + save)".into(), m)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("charge") {
+        let users: Arc<Vec<uuid::Uuid>> =
+            Arc::new((0..1000).map(|_| uuid::Uuid::new_v4()).collect());
+        let service = bench
+            .service(
+                "charge (embedded)",
+                server,
+                args.closed(u64::MAX),
+                &[200],
+                move |n: u64| {
+                    let user = users[usize::try_from(n).unwrap_or(0) % users.len()];
+                    Call::post(
+                        format!("/v1/users/{user}/points/charge"),
+                        "{\"amount\":1000}",
+                    )
+                    .idempotency_key(format!("ec-{n}"))
+                },
+            )
+            .await?;
+        let baseline = raw_baseline(raw, &args, &["charge", "--users", "1000"]).await?;
+        bench.rows.push(Row {
+            scenario: format!("points charge (Idempotency-Key){LABEL}"),
+            service,
+            baseline: baseline.map(|m| ("sqlite-raw charge statements".into(), m)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+
+    if args.wants("pay") {
+        let count = pay_concert.capacity().min(5000);
+        say(&format!(
+            "embedded store: preparing {count} users with a hold and points for the payments"
+        ));
+        let payers = Arc::new(prepare_payers(server, &pay_concert, count).await?);
+        let service = bench
+            .service(
+                "pay (embedded)",
+                server,
+                args.closed(count),
+                &[201],
+                move |n: u64| {
+                    let (user, reservation) = &payers[usize::try_from(n).unwrap_or(0)];
+                    Call::post(
+                        "/v1/payments",
+                        format!("{{\"reservationId\":{reservation}}}"),
+                    )
+                    .bearer(user.token.as_str())
+                    .idempotency_key(format!("ep-{n}"))
+                },
+            )
+            .await?;
+        let (concert, dates) = (raw_pay.id.to_string(), raw_pay.dates.to_string());
+        let payments = raw_pay.capacity().to_string();
+        let baseline = raw_baseline(
+            raw,
+            &args,
+            &[
+                "pay",
+                "--concert",
+                &concert,
+                "--dates",
+                &dates,
+                "--count",
+                &payments,
+            ],
+        )
+        .await?;
+        bench.rows.push(Row {
+            scenario: format!("payment (Idempotency-Key){LABEL}"),
+            service,
+            baseline: baseline.map(|m| ("sqlite-raw payment statements".into(), m)),
+            target: None,
+            unit: "req/s",
+        });
+    }
+    Ok(())
+}
+
+/// `sqlite-raw` running `scenario` for the run's duration (nothing without a store to copy or
+/// with `--no-baselines`).
+async fn raw_baseline(
+    raw: Option<&SqliteRaw>,
+    args: &Args,
+    scenario: &[&str],
+) -> anyhow::Result<Option<Measure>> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let m = raw
+        .run(
+            scenario.iter().map(|s| (*s).to_owned()).collect(),
+            args.duration(),
+        )
+        .await?;
+    brief(&format!("sqlite-raw {}", scenario[0]), &m);
+    Ok(Some(m))
+}
+
+/// A waiting user's status poll, the `n`-th on the `n % len`-th token.
+fn poll_call(tokens: Arc<Vec<String>>) -> impl Fn(u64) -> Call + Clone + Send + Sync + 'static {
+    move |n: u64| {
+        let i = usize::try_from(n).unwrap_or(0) % tokens.len();
+        Call::get("/v1/queue/status").bearer(tokens[i].as_str())
+    }
 }
 
 fn hold_call(

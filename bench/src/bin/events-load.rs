@@ -87,7 +87,7 @@ async fn measure(
 ) -> anyhow::Result<Phase> {
     let events = counts.events.load(Ordering::Relaxed);
     let admitted = counts.admitted.load(Ordering::Relaxed);
-    let cpu = CpuSample::take(Some(args.server_pid), &args.database);
+    let cpu = CpuSample::take(Some(args.server_pid), Some(&args.database));
     let started = std::time::Instant::now();
     let mut rss_peak = 0;
     while started.elapsed() < Duration::from_secs(seconds) {
@@ -95,7 +95,10 @@ async fn measure(
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (server, database) = cpu.until(&CpuSample::take(Some(args.server_pid), &args.database));
+    let (server, database) = cpu.until(&CpuSample::take(
+        Some(args.server_pid),
+        Some(&args.database),
+    ));
     #[allow(clippy::cast_precision_loss)]
     Ok(Phase {
         name,
