@@ -364,6 +364,7 @@ macro_rules! contract_tests {
                 keys_go_oldest_first,
                 only_tickets_ended_before_the_cutoff_go,
                 a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_place,
+                pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over,
                 purges_running_at_once_share_the_rows_and_the_use_case_purges_everything_due,
             ];
         }

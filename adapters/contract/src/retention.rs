@@ -1,11 +1,13 @@
 //! `RetentionRepository`: only records past their retention go (strictly before the cutoff), at
 //! most `limit` per call, oldest first, and what they answered for (balances, ledgers, live
 //! tickets) stays; a ticket that left while waiting stays until the line's serving counter
-//! reaches it; purges running at once share the rows without failing or taking one twice.
+//! reaches it; a room's pre-queue entries go only once their room opened and their story is over
+//! (ended before the cutoff, or placed on a ticket that was itself purged); purges running at
+//! once share the rows without failing or taking one twice.
 
 use std::sync::Arc;
 
-use concert_application::ports::TicketEnd;
+use concert_application::ports::{OpeningRules, PreQueueEnd, PreQueueEntry, TicketEnd, Written};
 use concert_application::purge_expired_records::PurgeExpiredRecords;
 use concert_domain::{
     EndReason, IdempotencyScope, LineNo, QueuePolicy, RetentionPolicy, TicketNo, TicketStatus,
@@ -16,6 +18,7 @@ use time::{Duration, OffsetDateTime};
 use crate::fixtures::{
     FixedClock, NOW, admit, charge, finish, key, policy, race, shared, ticket, user,
 };
+use crate::line::{self, OPENING, entry_for, room, step};
 use crate::{RACERS, Store};
 
 /// `count` charges of `who` at `at`, each with its key `{prefix}-{n}`, stored at `at`.
@@ -249,6 +252,116 @@ pub async fn a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_p
             "{ticket:?}"
         );
     }
+    store.finish().await;
+}
+
+/// Opening rules that give the places in the reverse of arrival order.
+struct Reversed;
+
+impl OpeningRules for Reversed {
+    fn order(&self, mut arrivals: Vec<PreQueueEntry>) -> Vec<PreQueueEntry> {
+        arrivals.reverse();
+        arrivals
+    }
+}
+
+pub async fn pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over<S: Store>() {
+    let store = S::fresh().await;
+    let queue = store.queue();
+    let retention = store.retention();
+    let line = room(&store, "gala", Some(OPENING)).await.line();
+    let (left, first, second) = (user(), user(), user());
+    let gone = entry_for(&*queue, left, line, NOW).await;
+    let placed_first = entry_for(&*queue, first, line, NOW).await;
+    let placed_second = entry_for(&*queue, second, line, NOW).await;
+    assert_eq!(
+        queue
+            .end_pre_queue(gone.entry, left, EndReason::Left, NOW)
+            .await
+            .expect("end"),
+        PreQueueEnd::Ended
+    );
+    let purge = || retention.purge_pre_queue_entries(NOW + Duration::days(30), 100);
+    // The entries still stored, each with its place (the pre-queue is all placed or ended once
+    // its room opened), in entry order.
+    let stored = || async {
+        let mut outcomes: Vec<_> = queue
+            .pre_queue_outcomes(line)
+            .await
+            .expect("outcomes")
+            .into_iter()
+            .map(|outcome| (outcome.entry, outcome.place))
+            .collect();
+        outcomes.sort_unstable();
+        outcomes
+    };
+
+    // Before the opening nothing goes, not even the entry that left.
+    assert_eq!(purge().await.expect("purge"), 0);
+    assert_eq!(
+        stored().await,
+        [(gone.entry, None)],
+        "the ended entry stays"
+    );
+    assert_eq!(
+        queue
+            .open_line(line, OPENING, &Reversed)
+            .await
+            .expect("open"),
+        Written::Done(2)
+    );
+    // Opened: the ended entry goes; the placed ones stay while their tickets are kept.
+    assert_eq!(
+        retention
+            .purge_pre_queue_entries(NOW - Duration::seconds(1), 100)
+            .await
+            .expect("purge"),
+        0,
+        "an end after the cutoff stays"
+    );
+    assert_eq!(purge().await.expect("purge"), 1);
+    let (second_place, first_place) = (line::place(line, 1), line::place(line, 2));
+    assert_eq!(
+        stored().await,
+        [
+            (placed_first.entry, Some(first_place)),
+            (placed_second.entry, Some(second_place)),
+        ],
+        "the placed entries stay, the ended one went"
+    );
+    assert_eq!(purge().await.expect("purge"), 0, "nothing else is over");
+
+    // A placed entry goes once its ticket was purged: both admitted, the first's ticket ended
+    // and purged, the second's kept.
+    let admitted = step(&store, line, line::policy(2), OPENING).await;
+    assert_eq!(admitted.admitted, 2);
+    let ended = OPENING + Duration::minutes(1);
+    assert_eq!(
+        queue
+            .end(&end(first_place, TicketStatus::Active), ended)
+            .await
+            .expect("end"),
+        Written::Done(())
+    );
+    assert_eq!(
+        purge().await.expect("purge"),
+        0,
+        "an ended ticket not yet purged keeps its entry"
+    );
+    assert_eq!(
+        retention
+            .purge_ended_tickets(ended + Duration::seconds(1), 100)
+            .await
+            .expect("purge"),
+        1
+    );
+    assert_eq!(queue.find(first_place).await.expect("find"), None);
+    assert_eq!(purge().await.expect("purge"), 1);
+    assert_eq!(
+        stored().await,
+        [(placed_second.entry, Some(second_place))],
+        "only the entry whose ticket was purged went"
+    );
     store.finish().await;
 }
 

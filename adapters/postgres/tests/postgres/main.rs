@@ -8,6 +8,5 @@ mod clock;
 mod commit_failures;
 mod contract;
 mod queue;
-mod rooms;
 mod startup;
 mod transient;

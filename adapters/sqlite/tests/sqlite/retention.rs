@@ -1,13 +1,12 @@
 //! `SqliteRetentionRepository` beyond the port contract (`concert-contract`, which holds what
 //! every store does): purges running at once take the rows one writer at a time, each exactly
-//! what the others left. And the pre-queue's retention, written raw here until it has a contract
-//! of its own (its PostgreSQL twin is among the pre-queue tests of `tests/postgres/rooms.rs`).
+//! what the others left.
 
-use concert_application::ports::{RetentionRepository, RoomRepository, Written};
-use concert_domain::{ConcertId, NewRoom, Room, RoomId, RoomState, UserId};
-use concert_sqlite::testing::{count, execute, insert_concert};
-use concert_sqlite::{SqliteRetentionRepository, SqliteRoomRepository, SqliteStore};
-use time::macros::{date, datetime};
+use concert_application::ports::RetentionRepository;
+use concert_domain::UserId;
+use concert_sqlite::testing::{count, execute};
+use concert_sqlite::{SqliteRetentionRepository, SqliteStore};
+use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
 const NOW: OffsetDateTime = datetime!(2030-06-01 12:00 UTC);
@@ -27,16 +26,6 @@ async fn run(store: &SqliteStore, sql: &str) {
     execute(store, sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-}
-
-async fn concert(store: &SqliteStore) -> ConcertId {
-    insert_concert(
-        store,
-        "Winter Gala",
-        &[(date!(2030 - 06 - 10), 120_000, 10)],
-    )
-    .await
-    .expect("a concert")
 }
 
 /// `count` charges of one user, each with its ledger entry and its key stored at `at`.
@@ -67,129 +56,6 @@ async fn keyed_charges(store: &SqliteStore, at: OffsetDateTime, count: usize) {
         )
         .await;
     }
-}
-
-/// A `WAITING` ticket row, issued ten days before `NOW`.
-async fn waiting_ticket(store: &SqliteStore, number: i64) {
-    run(
-        store,
-        &format!(
-            "INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
-             VALUES ({number}, '{}', 'WAITING', {})",
-            user().get(),
-            micros(NOW - Duration::days(10)),
-        ),
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over() {
-    let store = SqliteStore::in_memory().expect("store");
-    let rooms = SqliteRoomRepository::new(store.clone());
-    let retention = SqliteRetentionRepository::new(store.clone());
-    rooms
-        .create_if_absent(&Room::new(RoomId::default_room(), 500, RoomState::Open).expect("a room"))
-        .await
-        .expect("default");
-    let new = NewRoom {
-        id: RoomId::parse("gala").expect("an id"),
-        concerts: vec![concert(&store).await],
-        max_active: 50,
-        admit_per_minute: None,
-        opens_at: Some(NOW + Duration::hours(1)),
-        shuffle_at_open: false,
-        waiting_idle_seconds: None,
-    };
-    let decided = Room::create(
-        &new,
-        false,
-        &rooms.guards_of(&new.concerts).await.expect("guards"),
-        NOW,
-    )
-    .expect("accepted");
-    let Written::Done(gala) = rooms.create(&decided).await.expect("create") else {
-        panic!("created");
-    };
-    let line = i64::from(gala.line().get());
-    let base = gala.line().pre_queue_start();
-    let place = gala.line().start().get() + 1;
-    let issued = micros(NOW);
-    // Entry 1 left; entries 2 and 3 wait.
-    run(
-        &store,
-        &format!(
-            "INSERT INTO pre_queue (entry, line, user_id, issued_at, ended_at, end_reason) \
-             VALUES ({}, {line}, '{}', {issued}, {issued}, 'LEFT')",
-            base + 1,
-            user().get(),
-        ),
-    )
-    .await;
-    run(
-        &store,
-        &format!(
-            "INSERT INTO pre_queue (entry, line, user_id, issued_at) \
-             VALUES ({}, {line}, '{}', {issued}), ({}, {line}, '{}', {issued})",
-            base + 2,
-            user().get(),
-            base + 3,
-            user().get(),
-        ),
-    )
-    .await;
-    let purge = || retention.purge_pre_queue_entries(NOW + Duration::days(30), 100);
-
-    // Before the opening nothing goes, not even the entry that left.
-    assert_eq!(purge().await.expect("purge"), 0);
-    // The opening gives entries 2 and 3 their places.
-    run(
-        &store,
-        "UPDATE rooms SET opened = 1, version = version + 1 WHERE room_id = 'gala'",
-    )
-    .await;
-    for (entry, ticket) in [(base + 2, place), (base + 3, place + 1)] {
-        run(
-            &store,
-            &format!("UPDATE pre_queue SET ticket = {ticket} WHERE entry = {entry}"),
-        )
-        .await;
-    }
-    for number in [place, place + 1] {
-        waiting_ticket(&store, number).await;
-    }
-    // Opened: the ended entry goes; the placed ones stay while their tickets are kept.
-    assert_eq!(
-        retention
-            .purge_pre_queue_entries(NOW - Duration::seconds(1), 100)
-            .await
-            .expect("purge"),
-        0,
-        "an end after the cutoff stays"
-    );
-    assert_eq!(purge().await.expect("purge"), 1);
-    assert_eq!(
-        count(&store, "SELECT count(*) AS count FROM pre_queue").await,
-        2
-    );
-    // A placed entry goes once its ticket was purged.
-    run(
-        &store,
-        &format!("DELETE FROM queue_tickets WHERE ticket = {place}"),
-    )
-    .await;
-    assert_eq!(purge().await.expect("purge"), 1);
-    assert_eq!(
-        count(
-            &store,
-            &format!(
-                "SELECT count(*) AS count FROM pre_queue WHERE entry = {}",
-                base + 3
-            )
-        )
-        .await,
-        1
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
