@@ -86,7 +86,7 @@ impl Drop for TestServer {
 /// The store under a test server.
 pub enum TestStore {
     /// A fresh PostgreSQL database, dropped at the end.
-    Postgres(TestDatabase),
+    Postgres(Box<TestDatabase>),
     /// A fresh SQLite file in a directory of its own, removed at the end.
     Sqlite { directory: PathBuf, url: String },
 }
@@ -102,7 +102,7 @@ impl TestStore {
                 let url = format!("sqlite://{}", directory.join("concert.db").display());
                 Ok(Self::Sqlite { directory, url })
             }
-            Ok("postgres") | Err(_) => Ok(Self::Postgres(TestDatabase::create().await?)),
+            Ok("postgres") | Err(_) => Ok(Self::Postgres(Box::new(TestDatabase::create().await?))),
             Ok(other) => anyhow::bail!("E2E_STORE={other:?}: expected postgres or sqlite"),
         }
     }
