@@ -5,18 +5,16 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use concert_application::ports::{
-    AvailableSeat, CatalogRepository, DateAvailability, DateLookup, RepositoryError, Version,
-    Versioned,
+    AvailableSeat, CatalogRepository, DateAvailability, DateLookup, RepositoryError,
 };
 use concert_domain::{
-    Concert, ConcertDate, ConcertId, ConcertTitle, NewConcert, Price, ReservationId, Seat,
-    SeatClaim, SeatCount, SeatNo,
+    Concert, ConcertDate, ConcertId, ConcertTitle, NewConcert, Price, Seat, SeatNo,
 };
 use diesel::sql_types::{BigInt, Date as SqlDate, Integer, Nullable, Text};
 use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
 use time::{Date, OffsetDateTime};
 
-use crate::columns::{instant_opt, micros, user_id};
+use crate::columns::{SEAT_COLUMNS, SeatRow, concert_id, micros, seat_count};
 use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel};
 use crate::store::SqliteStore;
@@ -64,86 +62,10 @@ impl SqliteCatalogRepository {
     }
 }
 
-pub(crate) fn concert_id(raw: i64) -> Result<ConcertId, RepositoryError> {
-    ConcertId::new(raw).map_err(corrupt)
-}
-
-pub(crate) fn seat_count(raw: i32) -> Result<SeatCount, RepositoryError> {
-    SeatCount::parse(raw.into()).map_err(corrupt)
-}
-
-/// A stored seat number, valid by the schema's checks (1..=1000).
-pub(crate) fn stored_seat_no(raw: i32) -> Result<SeatNo, RepositoryError> {
-    SeatNo::parse(
-        raw.into(),
-        SeatCount::parse(SeatCount::MAX.into()).map_err(corrupt)?,
-    )
-    .map_err(corrupt)
-}
-
 /// A seat is free at `?N` (its instant in microseconds) when it is not sold and carries no
 /// hold, or only a lapsed one.
 fn seat_is_free_at(now_param: &str) -> String {
     format!("s.sold_to_user IS NULL AND (s.held_until IS NULL OR s.held_until <= {now_param})")
-}
-
-/// A seat row with its date's price, as selected by [`SEAT_COLUMNS`].
-#[derive(Debug, QueryableByName)]
-pub(crate) struct SeatRow {
-    #[diesel(sql_type = Integer)]
-    seat_no: i32,
-    #[diesel(sql_type = BigInt)]
-    seat_price: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    held_by_reservation: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    held_by_user: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    held_until: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    sold_to_user: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    sold_reservation: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    seat_version: i64,
-}
-
-/// The select list of a [`SeatRow`], for a query that names the seat `s` and its date `d`.
-pub(crate) const SEAT_COLUMNS: &str = "s.seat_no, d.price AS seat_price, s.held_by_reservation, \
-     s.held_by_user, s.held_until, s.sold_to_user, s.sold_reservation, s.version AS seat_version";
-
-impl SeatRow {
-    pub(crate) fn into_domain(self) -> Result<Versioned<Seat>, RepositoryError> {
-        let held_until = instant_opt(self.held_until)?;
-        let claim = match (
-            self.held_by_reservation,
-            self.held_by_user.as_deref(),
-            held_until,
-            self.sold_to_user.as_deref(),
-            self.sold_reservation,
-        ) {
-            (None, None, None, None, None) => SeatClaim::Available,
-            (Some(reservation), Some(holder), Some(until), None, None) => SeatClaim::Held {
-                reservation: ReservationId::new(reservation).map_err(corrupt)?,
-                holder: user_id(holder)?,
-                until,
-            },
-            (None, None, None, Some(owner), Some(reservation)) => SeatClaim::Sold {
-                reservation: ReservationId::new(reservation).map_err(corrupt)?,
-                owner: user_id(owner)?,
-            },
-            other => return Err(corrupt(format!("seat claim {other:?}"))),
-        };
-        let seat = Seat::new(
-            stored_seat_no(self.seat_no)?,
-            Price::from_stored(self.seat_price),
-            claim,
-        );
-        if self.seat_version <= 0 {
-            return Err(corrupt(format!("row version {}", self.seat_version)));
-        }
-        Ok(Versioned::new(seat, Version::new(self.seat_version)))
-    }
 }
 
 #[derive(QueryableByName)]

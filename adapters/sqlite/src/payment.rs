@@ -9,12 +9,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
+use crate::columns::SEAT_COLUMNS;
 use crate::columns::{instant, micros, user_text};
 use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
 use crate::reservation::{
-    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, SEAT_COLUMNS, load_booking, write_claim,
-    write_status,
+    BOOKING_FROM, BookingRow, RESERVATION_COLUMNS, load_booking, write_claim, write_status,
 };
 use crate::store::SqliteStore;
 use crate::wallet::{WALLET_COLUMNS, WalletRow, append_entry, store_key, wallet_cas};

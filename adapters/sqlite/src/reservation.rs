@@ -11,15 +11,17 @@ use concert_application::ports::{
     Versioned, Written,
 };
 use concert_domain::{
-    ConcertId, Price, Reservation, ReservationId, ReservationStatus, Seat, SeatClaim, SeatCount,
-    SeatNo, SeatRef, UserHolds, UserId,
+    Price, Reservation, ReservationId, ReservationStatus, SeatClaim, SeatRef, UserHolds, UserId,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date as SqlDate, Integer, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 use time::{Date, OffsetDateTime};
 
-use crate::columns::{instant, micros, user_id, user_text};
+use crate::columns::{
+    SEAT_COLUMNS, SeatRow, claim_columns, concert_id, instant, micros, stored_seat_no, user_id,
+    user_text, version,
+};
 use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
 use crate::store::SqliteStore;
@@ -38,81 +40,8 @@ impl SqliteReservationRepository {
 const HELD: &str = ReservationStatus::Held.as_str();
 const EXPIRED: &str = ReservationStatus::Expired.as_str();
 
-// ---- Stored values. ----
-
-pub(crate) fn version(raw: i64) -> Result<Version, RepositoryError> {
-    if raw > 0 {
-        Ok(Version::new(raw))
-    } else {
-        Err(corrupt(format!("row version {raw}")))
-    }
-}
-
-fn concert_id(raw: i64) -> Result<ConcertId, RepositoryError> {
-    ConcertId::new(raw).map_err(corrupt)
-}
-
-/// A stored seat number, valid by the schema's checks (1..=1000).
-fn stored_seat_no(raw: i32) -> Result<SeatNo, RepositoryError> {
-    SeatNo::parse(
-        raw.into(),
-        SeatCount::parse(SeatCount::MAX.into()).map_err(corrupt)?,
-    )
-    .map_err(corrupt)
-}
-
 fn parse_reservation_status(raw: &str) -> Result<ReservationStatus, RepositoryError> {
     ReservationStatus::parse(raw).ok_or_else(|| corrupt(format!("reservation status {raw:?}")))
-}
-
-/// A seat's claim columns: `(held_by_reservation, held_by_user, held_until, sold_to_user,
-/// sold_reservation)`, as stored.
-pub(crate) type ClaimColumns = (
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-    Option<String>,
-    Option<i64>,
-);
-
-pub(crate) fn claim_columns(claim: SeatClaim) -> ClaimColumns {
-    match claim {
-        SeatClaim::Available => (None, None, None, None, None),
-        SeatClaim::Held {
-            reservation,
-            holder,
-            until,
-        } => (
-            Some(reservation.get()),
-            Some(user_text(holder)),
-            Some(micros(until)),
-            None,
-            None,
-        ),
-        SeatClaim::Sold { reservation, owner } => (
-            None,
-            None,
-            None,
-            Some(user_text(owner)),
-            Some(reservation.get()),
-        ),
-    }
-}
-
-fn claim_from_columns(columns: ClaimColumns) -> Result<SeatClaim, RepositoryError> {
-    match columns {
-        (None, None, None, None, None) => Ok(SeatClaim::Available),
-        (Some(reservation), Some(holder), Some(until), None, None) => Ok(SeatClaim::Held {
-            reservation: ReservationId::new(reservation).map_err(corrupt)?,
-            holder: user_id(&holder)?,
-            until: instant(until)?,
-        }),
-        (None, None, None, Some(owner), Some(reservation)) => Ok(SeatClaim::Sold {
-            reservation: ReservationId::new(reservation).map_err(corrupt)?,
-            owner: user_id(&owner)?,
-        }),
-        other => Err(corrupt(format!("seat claim {other:?}"))),
-    }
 }
 
 /// Writes a seat's new claim over the version read and moves its version; `false` when the
@@ -166,49 +95,6 @@ pub(crate) fn write_status(
 }
 
 // ---- Rows. ----
-
-/// A seat row with its date's price, as selected by [`SEAT_COLUMNS`].
-#[derive(Debug, QueryableByName)]
-pub(crate) struct SeatRow {
-    #[diesel(sql_type = Integer)]
-    seat_no: i32,
-    #[diesel(sql_type = BigInt)]
-    seat_price: i64,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    held_by_reservation: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    held_by_user: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    held_until: Option<i64>,
-    #[diesel(sql_type = Nullable<Text>)]
-    sold_to_user: Option<String>,
-    #[diesel(sql_type = Nullable<BigInt>)]
-    sold_reservation: Option<i64>,
-    #[diesel(sql_type = BigInt)]
-    seat_version: i64,
-}
-
-/// The select list of a [`SeatRow`], for a query that names the seat `s` and its date `d`.
-pub(crate) const SEAT_COLUMNS: &str = "s.seat_no, d.price AS seat_price, s.held_by_reservation, \
-     s.held_by_user, s.held_until, s.sold_to_user, s.sold_reservation, s.version AS seat_version";
-
-impl SeatRow {
-    pub(crate) fn into_domain(self) -> Result<Versioned<Seat>, RepositoryError> {
-        let claim = claim_from_columns((
-            self.held_by_reservation,
-            self.held_by_user,
-            self.held_until,
-            self.sold_to_user,
-            self.sold_reservation,
-        ))?;
-        let seat = Seat::new(
-            stored_seat_no(self.seat_no)?,
-            Price::from_stored(self.seat_price),
-            claim,
-        );
-        Ok(Versioned::new(seat, version(self.seat_version)?))
-    }
-}
 
 /// A reservation row, as selected by [`RESERVATION_COLUMNS`].
 #[derive(Debug, QueryableByName)]

@@ -12,10 +12,10 @@ use concert_domain::{
 use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl, SqliteConnection};
 
+use crate::columns::version;
 use crate::columns::{instant, instant_opt, micros, user_text};
 use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel, stale_on_unique_violation};
-use crate::reservation::version;
 use crate::store::SqliteStore;
 
 #[derive(Debug, Clone)]
