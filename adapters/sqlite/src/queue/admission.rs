@@ -199,6 +199,18 @@ pub(super) fn admit_in_transaction(
     let pace = pace.map_or(counters.pace, |pace| {
         pace.spent(u32::try_from(admitted.len()).unwrap_or(u32::MAX))
     });
+    let issued_hwm = issued.max.unwrap_or(hwm).max(hwm);
+    // A step that changes nothing writes nothing: an idle line's steps (several a second) then
+    // cost no commit to disk.
+    let unchanged = serving.get() == counters.serving
+        && admitted_count == 0
+        && passed_over_count == 0
+        && issued.count == 0
+        && issued_hwm == hwm
+        && pace == counters.pace;
+    if unchanged {
+        return Ok(report(&overdue, &admitted, &passed_over, serving));
+    }
     diesel::sql_query(
         "UPDATE queue_state \
          SET serving = ?, admitted_total = admitted_total + ?, issued_total = ?, \
@@ -212,19 +224,29 @@ pub(super) fn admit_in_transaction(
     .bind::<BigInt, _>(pace.credit_millis)
     .bind::<Nullable<BigInt>, _>(pace.at.map(micros))
     .bind::<BigInt, _>(passed_over_count)
-    .bind::<BigInt, _>(issued.max.unwrap_or(hwm).max(hwm))
+    .bind::<BigInt, _>(issued_hwm)
     .bind::<BigInt, _>(line_key(line))
     .execute(conn)?;
+    Ok(report(&overdue, &admitted, &passed_over, serving))
+}
+
+/// What a step did, as the port reports it.
+fn report(
+    overdue: &Overdue,
+    admitted: &[QueueTicket],
+    passed_over: &[QueueTicket],
+    serving: ServingCounter,
+) -> AdmissionReport {
     let idle = overdue
         .ended
         .iter()
         .filter(|ticket| ticket.end_reason() == Some(EndReason::Idle))
         .count();
-    Ok(AdmissionReport {
+    AdmissionReport {
         expired: u64::try_from(overdue.ended.len()).unwrap_or(u64::MAX),
         idle: u64::try_from(idle).unwrap_or(u64::MAX),
         admitted: u64::try_from(admitted.len()).unwrap_or(u64::MAX),
         passed_over: u64::try_from(passed_over.len()).unwrap_or(u64::MAX),
         serving,
-    })
+    }
 }
