@@ -1,5 +1,6 @@
 //! What the contract functions share: a fixed instant, builders of valid domain values, and
-//! port-level steps that load, let the domain decide and write, as the use cases do.
+//! port-level steps that load, let the domain decide and write, as the use cases do. Public so
+//! that a store's own tests (what only that store does) build their fixtures the same way.
 
 use std::future::Future;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ use concert_domain::{
 };
 use time::OffsetDateTime;
 
-mod fixtures;
+pub mod fixtures;
 mod line;
 
 pub mod catalog;

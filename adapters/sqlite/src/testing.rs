@@ -1,22 +1,17 @@
-//! Test support (feature `test-support`): fixtures written as raw rows where the port under test
-//! is not the one that writes them (a concert with its seats, queue tickets), and raw-row reads
-//! for assertions (counts, a dump of every table a booking or money write touches).
+//! Test support (feature `test-support`): raw rows behind the ports' back, for the hooks of the
+//! port contract (`concert-contract`'s `Store`) and this crate's own tests: statements of the
+//! test's own, and raw-row reads for assertions (counts, single values, dumps of the tables a
+//! write touches).
 //!
 //! The SQL given to [`count`] and [`execute`] is the test's own: nothing here is for production.
 
 use concert_application::ports::RepositoryError;
-use concert_domain::{ConcertId, TicketNo, UserId};
-use diesel::sql_types::{BigInt, Date as SqlDate, Nullable, Text};
+use concert_domain::TicketNo;
+use diesel::sql_types::{BigInt, Nullable, Text};
 use diesel::{QueryableByName, RunQueryDsl};
-use time::{Date, Duration, OffsetDateTime};
 
-use crate::columns::{micros, user_text};
-use crate::counters::{IdTable, next_id};
 use crate::error::{corrupt, from_diesel};
 use crate::store::SqliteStore;
-
-/// How long the active ticket of [`active_ticket`] stays active.
-pub const ACTIVE_FOR: Duration = Duration::minutes(10);
 
 /// The tables a booking or money write touches, as [`rows`] dumps them.
 pub const WRITTEN_TABLES: [&str; 8] = [
@@ -40,144 +35,6 @@ struct Count {
 struct Dump {
     #[diesel(sql_type = Text)]
     dump: String,
-}
-
-/// A concert titled `title` with one row per `(date, price, seat count)`, and every seat of
-/// every date, free and at version 1, in one transaction.
-pub async fn insert_concert(
-    store: &SqliteStore,
-    title: &str,
-    dates: &[(Date, i64, i64)],
-) -> Result<ConcertId, RepositoryError> {
-    let title = title.to_owned();
-    let dates = dates.to_vec();
-    store
-        .write(move |conn| {
-            let id = next_id(conn, IdTable::Concerts).map_err(from_diesel)?;
-            diesel::sql_query("INSERT INTO concerts (id, title, created_at) VALUES (?1, ?2, ?3)")
-                .bind::<BigInt, _>(id)
-                .bind::<Text, _>(&title)
-                .bind::<BigInt, _>(micros(OffsetDateTime::now_utc()))
-                .execute(conn)
-                .map_err(from_diesel)?;
-            for (date, price, seats) in dates {
-                diesel::sql_query(
-                    "INSERT INTO concert_dates (concert_id, date, price, seat_count) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                )
-                .bind::<BigInt, _>(id)
-                .bind::<SqlDate, _>(date)
-                .bind::<BigInt, _>(price)
-                .bind::<BigInt, _>(seats)
-                .execute(conn)
-                .map_err(from_diesel)?;
-                diesel::sql_query(
-                    "WITH RECURSIVE n(seat_no) AS ( \
-                         SELECT 1 UNION ALL SELECT seat_no + 1 FROM n WHERE seat_no < ?3 \
-                     ) \
-                     INSERT INTO seats (concert_id, date, seat_no) SELECT ?1, ?2, seat_no FROM n",
-                )
-                .bind::<BigInt, _>(id)
-                .bind::<SqlDate, _>(date)
-                .bind::<BigInt, _>(seats)
-                .execute(conn)
-                .map_err(from_diesel)?;
-            }
-            ConcertId::new(id).map_err(corrupt)
-        })
-        .await
-}
-
-/// An admitted (`ACTIVE`) ticket of the default line for `user`, admitted at `now` and active
-/// for [`ACTIVE_FOR`], with the line's serving counter and figures moved past it (as the PG
-/// tests' fixture).
-pub async fn active_ticket(
-    store: &SqliteStore,
-    user: UserId,
-    now: OffsetDateTime,
-) -> Result<TicketNo, RepositoryError> {
-    insert_ticket(store, user, now, true).await
-}
-
-/// A `WAITING` ticket of the default line for `user` (whose earlier tickets have ended).
-pub async fn waiting_ticket(
-    store: &SqliteStore,
-    user: UserId,
-    now: OffsetDateTime,
-) -> Result<TicketNo, RepositoryError> {
-    insert_ticket(store, user, now, false).await
-}
-
-async fn insert_ticket(
-    store: &SqliteStore,
-    user: UserId,
-    now: OffsetDateTime,
-    active: bool,
-) -> Result<TicketNo, RepositoryError> {
-    store
-        .write(move |conn| {
-            let drawn: Count = diesel::sql_query(
-                "SELECT max(coalesce((SELECT max(ticket) FROM queue_tickets \
-                                      WHERE ticket < (1 << 40)), 0), \
-                            (SELECT issued_hwm FROM queue_state WHERE line = 0)) + 1 AS count",
-            )
-            .get_result(conn)
-            .map_err(from_diesel)?;
-            let ticket = drawn.count;
-            let (at, until) = (micros(now), micros(now + ACTIVE_FOR));
-            if active {
-                diesel::sql_query(
-                    "INSERT INTO queue_tickets (ticket, user_id, status, issued_at, admitted_at, \
-                                                active_until, last_seen) \
-                     VALUES (?1, ?2, 'ACTIVE', ?3, ?3, ?4, ?3)",
-                )
-                .bind::<BigInt, _>(ticket)
-                .bind::<Text, _>(user_text(user))
-                .bind::<BigInt, _>(at)
-                .bind::<BigInt, _>(until)
-                .execute(conn)
-                .map_err(from_diesel)?;
-                diesel::sql_query(
-                    "UPDATE queue_state SET serving = max(serving, ?1), \
-                                            issued_total = issued_total + 1, \
-                                            admitted_total = admitted_total + 1, \
-                                            issued_hwm = max(issued_hwm, ?1) \
-                     WHERE line = 0",
-                )
-                .bind::<BigInt, _>(ticket)
-                .execute(conn)
-                .map_err(from_diesel)?;
-            } else {
-                diesel::sql_query(
-                    "INSERT INTO queue_tickets (ticket, user_id, status, issued_at) \
-                     VALUES (?1, ?2, 'WAITING', ?3)",
-                )
-                .bind::<BigInt, _>(ticket)
-                .bind::<Text, _>(user_text(user))
-                .bind::<BigInt, _>(at)
-                .execute(conn)
-                .map_err(from_diesel)?;
-            }
-            TicketNo::new(ticket).map_err(corrupt)
-        })
-        .await
-}
-
-/// The stored status of a ticket, by name.
-pub async fn ticket_status(
-    store: &SqliteStore,
-    ticket: TicketNo,
-) -> Result<String, RepositoryError> {
-    store
-        .read(move |conn| {
-            let row: Dump =
-                diesel::sql_query("SELECT status AS dump FROM queue_tickets WHERE ticket = ?1")
-                    .bind::<BigInt, _>(ticket.get())
-                    .get_result(conn)
-                    .map_err(from_diesel)?;
-            Ok(row.dump)
-        })
-        .await
 }
 
 /// One number from a SQL query returning a `count` column. Panics if the query fails.
@@ -255,23 +112,10 @@ pub async fn execute(store: &SqliteStore, sql: &str) -> Result<usize, Repository
 /// Every row of every table in [`WRITTEN_TABLES`], as text: two equal dumps mean that nothing
 /// was written in between.
 pub async fn rows(store: &SqliteStore) -> Result<String, RepositoryError> {
-    rows_except(store, &[]).await
-}
-
-/// [`rows`] without the tables named.
-pub async fn rows_except(
-    store: &SqliteStore,
-    left_out: &[&str],
-) -> Result<String, RepositoryError> {
-    let tables: Vec<&'static str> = WRITTEN_TABLES
-        .iter()
-        .copied()
-        .filter(|table| !left_out.contains(table))
-        .collect();
     store
         .read(move |conn| {
-            let mut dumps = Vec::with_capacity(tables.len());
-            for table in tables {
+            let mut dumps = Vec::with_capacity(WRITTEN_TABLES.len());
+            for table in WRITTEN_TABLES {
                 // Each row as the `quote()`d values of its columns, in column order.
                 let columns: Dump = diesel::sql_query(
                     "SELECT group_concat('quote(' || name || ')', ' || '','' || ') AS dump \

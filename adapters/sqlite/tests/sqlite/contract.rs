@@ -24,7 +24,7 @@ use time::OffsetDateTime;
 
 /// A fresh in-memory store.
 pub struct EmbeddedStore {
-    store: SqliteStore,
+    pub(crate) store: SqliteStore,
 }
 
 #[async_trait::async_trait]

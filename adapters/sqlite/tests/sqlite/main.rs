@@ -1,7 +1,6 @@
 //! Integration tests of the embedded store: a fresh in-memory database (or a file in a
 //! directory of its own) per test.
 
-mod booking_support;
 mod contract;
 mod keys;
 mod reservations;
