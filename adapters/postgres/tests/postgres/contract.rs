@@ -23,7 +23,7 @@ use crate::support::Ctx;
 /// A fresh database with a pool wide enough for every racer of a contract at once (two spare
 /// for the fixtures' reads), reserved from the binary's connection budget.
 pub struct PgStore {
-    ctx: Ctx,
+    pub(crate) ctx: Ctx,
 }
 
 #[async_trait::async_trait]

@@ -12,7 +12,11 @@ use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::{AsyncConnection, RunQueryDsl};
 
-use crate::support::{Ctx, race, user};
+use concert_contract::Store;
+use concert_contract::fixtures::{NOW, charge, decide_charge, race};
+
+use crate::contract::PgStore;
+use crate::support::{Ctx, user};
 
 fn server_url() -> String {
     std::env::var("DATABASE_URL")
@@ -115,15 +119,16 @@ async fn pooled_connections_carry_the_statement_timeout_and_application_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
-    let ctx = Ctx::new().await;
+    let store = PgStore::fresh().await;
+    let ctx = &store.ctx;
     let someone = user();
-    crate::support::charge(&ctx, someone, 100).await;
+    charge(&store, someone, 100, NOW, None).await;
     let mut config = ctx.db.config();
     config.statement_timeout = Duration::from_millis(300);
     let short = build_pool(&config).expect("pool");
 
     // Another transaction holds the wallet row; the charge's compare-and-set waits for it.
-    let write = crate::support::decide_charge(&ctx, someone, 5, crate::support::NOW, None).await;
+    let write = decide_charge(&store, someone, 5, NOW, None).await;
     let mut blocker = ctx.db.connect().await.expect("a connection");
     let wallets = PgWalletRepository::new(short.clone());
     let started = Instant::now();
@@ -151,7 +156,7 @@ async fn statement_running_past_the_timeout_is_cut_and_reported_unavailable() {
     let balance = ctx.wallets().balance(someone).await.expect("balance");
     assert_eq!(balance.get(), 100, "the timed-out charge changed nothing");
     short.close();
-    ctx.finish().await;
+    store.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,7 +10,11 @@ use concert_postgres::{PgWalletRepository, build_pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 
-use crate::support::{Ctx, NOW, decide_charge, user};
+use concert_contract::Store;
+use concert_contract::fixtures::{NOW, charge, decide_charge, user};
+
+use crate::contract::PgStore;
+use crate::support::Ctx;
 
 /// Runs `sql` (one statement), expecting the server to refuse it.
 async fn failing(conn: &mut AsyncPgConnection, sql: &str) -> DieselError {
@@ -209,9 +213,10 @@ async fn mistakes_stay_unexpected() {
 
 /// A charge waiting for a row lock, on a pool of its own named `application_name`; `kill` is
 /// called with that name once the charge's backend waits, and the charge's result is returned.
-async fn charge_interrupted_by(ctx: &Ctx, kill: &str) -> Result<(), RepositoryError> {
+async fn charge_interrupted_by(store: &PgStore, kill: &str) -> Result<(), RepositoryError> {
+    let ctx = &store.ctx;
     let someone = user();
-    crate::support::charge(ctx, someone, 100).await;
+    charge(store, someone, 100, NOW, None).await;
     let mut config = ctx.db.config();
     config.application_name = format!("concert-{kill}-{}", &ctx.db.name()[5..13]);
     config.max_connections = 1;
@@ -225,7 +230,7 @@ async fn charge_interrupted_by(ctx: &Ctx, kill: &str) -> Result<(), RepositoryEr
         ))
         .await
         .expect("row locked");
-    let write = decide_charge(ctx, someone, 5, NOW, None).await;
+    let write = decide_charge(store, someone, 5, NOW, None).await;
     let charge = tokio::spawn(async move { wallets.save_charge(&write).await.map(drop) });
     let waiting = format!(
         "FROM pg_stat_activity WHERE application_name = '{}' AND wait_event_type = 'Lock'",
@@ -254,24 +259,24 @@ async fn charge_interrupted_by(ctx: &Ctx, kill: &str) -> Result<(), RepositoryEr
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repository_call_whose_backend_is_terminated_is_unavailable() {
-    let ctx = Ctx::new().await;
+    let store = PgStore::fresh().await;
     // Inside a transaction the 57P01 is followed by a rollback on the dead connection, whose
     // failure (a closed connection, no SQLSTATE) is what diesel-async reports.
-    let result = charge_interrupted_by(&ctx, "pg_terminate_backend").await;
+    let result = charge_interrupted_by(&store, "pg_terminate_backend").await;
     assert!(
         matches!(result, Err(RepositoryError::Unavailable(_))),
         "{result:?}"
     );
-    ctx.finish().await;
+    store.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_repository_call_whose_statement_is_cancelled_57014_is_unavailable() {
-    let ctx = Ctx::new().await;
-    let result = charge_interrupted_by(&ctx, "pg_cancel_backend").await;
+    let store = PgStore::fresh().await;
+    let result = charge_interrupted_by(&store, "pg_cancel_backend").await;
     assert!(
         matches!(result, Err(RepositoryError::Unavailable(_))),
         "{result:?}"
     );
-    ctx.finish().await;
+    store.finish().await;
 }
