@@ -35,6 +35,7 @@ pub mod pre_queue;
 pub mod queue;
 pub mod queue_races;
 pub mod races;
+pub mod raw;
 pub mod reservations;
 pub mod retention;
 pub mod rooms;
@@ -177,6 +178,29 @@ pub struct BookingCounts {
     /// Ledger entries of payments (debits).
     pub payment_entries: i64,
     pub idempotency_keys: i64,
+}
+
+impl BookingCounts {
+    /// The counts of [`raw::BOOKING_COUNTS`], in its order.
+    pub fn from_counts(
+        [
+            reservations,
+            held_seats,
+            sold_seats,
+            payments,
+            payment_entries,
+            idempotency_keys,
+        ]: [i64; raw::BOOKING_COUNTS.len()],
+    ) -> Self {
+        Self {
+            reservations,
+            held_seats,
+            sold_seats,
+            payments,
+            payment_entries,
+            idempotency_keys,
+        }
+    }
 }
 
 /// When a row was created and last written ([`Store::reservation_times`]).

@@ -7,7 +7,7 @@ use concert_application::ports::{
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
 use concert_contract::{
-    BookingCounts, LineFigures, RACERS, RoomCounts, RowTimes, Store, StoredKey, StoredPayment,
+    BookingCounts, LineFigures, RACERS, RoomCounts, RowTimes, Store, StoredKey, StoredPayment, raw,
 };
 use concert_domain::{
     IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
@@ -74,54 +74,23 @@ impl Store for PgStore {
     }
 
     async fn booking_counts(&self) -> BookingCounts {
-        let ctx = &self.ctx;
-        BookingCounts {
-            reservations: ctx
-                .count("SELECT count(*) AS count FROM reservations")
-                .await,
-            held_seats: ctx
-                .count("SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL")
-                .await,
-            sold_seats: ctx
-                .count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
-                .await,
-            payments: ctx.count("SELECT count(*) AS count FROM payments").await,
-            payment_entries: ctx
-                .count("SELECT count(*) AS count FROM ledger_entries WHERE kind = 'PAYMENT'")
-                .await,
-            idempotency_keys: ctx
-                .count("SELECT count(*) AS count FROM idempotency_keys")
-                .await,
+        let mut counts = [0; raw::BOOKING_COUNTS.len()];
+        for (count, sql) in counts.iter_mut().zip(raw::BOOKING_COUNTS) {
+            *count = self.ctx.count(sql).await;
         }
+        BookingCounts::from_counts(counts)
     }
 
     async fn bump_seat(&self, seat: SeatRef) {
-        self.ctx
-            .execute(&format!(
-                "UPDATE seats SET version = version + 1 WHERE concert_id = {} \
-                 AND date = '{}' AND seat_no = {}",
-                seat.concert_id.get(),
-                seat.date,
-                seat.seat_no.get()
-            ))
-            .await;
+        self.ctx.execute(&raw::bump_seat(seat)).await;
     }
 
     async fn bump_reservation(&self, reservation: ReservationId) {
-        self.ctx
-            .execute(&format!(
-                "UPDATE reservations SET version = version + 1 WHERE id = {}",
-                reservation.get()
-            ))
-            .await;
+        self.ctx.execute(&raw::bump_reservation(reservation)).await;
     }
 
     async fn bump_wallet(&self, user: UserId) {
-        self.ctx
-            .execute(&format!(
-                "UPDATE wallets SET version = version + 1 WHERE user_id = '{user}'"
-            ))
-            .await;
+        self.ctx.execute(&raw::bump_wallet(user)).await;
     }
 
     async fn reservation_times(&self, reservation: ReservationId) -> Option<RowTimes> {
@@ -204,65 +173,20 @@ impl Store for PgStore {
     }
 
     async fn clear_bookings(&self) {
-        self.ctx
-            .execute(
-                "UPDATE seats SET held_by_reservation = NULL, held_by_user = NULL, \
-                 held_until = NULL, sold_to_user = NULL, sold_reservation = NULL",
-            )
-            .await;
-        self.ctx.execute("DELETE FROM reservations").await;
+        for sql in raw::CLEAR_BOOKINGS {
+            self.ctx.execute(sql).await;
+        }
     }
 
     async fn insert_reservation(&self, r: &Reservation, at: OffsetDateTime) {
         self.ctx
-            .execute(&format!(
-                "INSERT INTO reservations (id, user_id, concert_id, date, seat_no, price, status, \
-                 expires_at, created_at, updated_at) \
-                 VALUES ({}, '{}', {}, '{}', {}, {}, '{}', {}, {}, {})",
-                r.id().get(),
-                r.user(),
-                r.concert_id().get(),
-                r.date(),
-                r.seat_no().get(),
-                r.price().get(),
-                r.stored_status().as_str(),
-                sql_time(r.expires_at()),
-                sql_time(at),
-                sql_time(at),
-            ))
+            .execute(&raw::insert_reservation(r, at, sql_time))
             .await;
     }
 
     async fn set_claim(&self, seat: SeatRef, claim: SeatClaim) {
-        let set = match claim {
-            SeatClaim::Available => "held_by_reservation = NULL, held_by_user = NULL, \
-                                     held_until = NULL, sold_to_user = NULL, \
-                                     sold_reservation = NULL"
-                .to_owned(),
-            SeatClaim::Held {
-                reservation,
-                holder,
-                until,
-            } => format!(
-                "held_by_reservation = {}, held_by_user = '{holder}', held_until = {}, \
-                 sold_to_user = NULL, sold_reservation = NULL",
-                reservation.get(),
-                sql_time(until)
-            ),
-            SeatClaim::Sold { reservation, owner } => format!(
-                "held_by_reservation = NULL, held_by_user = NULL, held_until = NULL, \
-                 sold_to_user = '{owner}', sold_reservation = {}",
-                reservation.get()
-            ),
-        };
         self.ctx
-            .execute(&format!(
-                "UPDATE seats SET {set}, version = version + 1 \
-                 WHERE concert_id = {} AND date = '{}' AND seat_no = {}",
-                seat.concert_id.get(),
-                seat.date,
-                seat.seat_no.get()
-            ))
+            .execute(&raw::set_claim(seat, claim, sql_time))
             .await;
     }
 

@@ -8,7 +8,7 @@ use concert_application::ports::{
     ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
 use concert_contract::{
-    BookingCounts, LineFigures, RoomCounts, RowTimes, Store, StoredKey, StoredPayment,
+    BookingCounts, LineFigures, RoomCounts, RowTimes, Store, StoredKey, StoredPayment, raw,
 };
 use concert_domain::{
     IdempotencyKey, IdempotencyScope, LedgerEntryId, LineNo, PaymentId, Reservation, ReservationId,
@@ -72,48 +72,23 @@ impl Store for EmbeddedStore {
     }
 
     async fn booking_counts(&self) -> BookingCounts {
-        let count = |sql: &'static str| testing::count(&self.store, sql);
-        BookingCounts {
-            reservations: count("SELECT count(*) AS count FROM reservations").await,
-            held_seats: count(
-                "SELECT count(*) AS count FROM seats WHERE held_by_reservation IS NOT NULL",
-            )
-            .await,
-            sold_seats: count("SELECT count(*) AS count FROM seats WHERE sold_to_user IS NOT NULL")
-                .await,
-            payments: count("SELECT count(*) AS count FROM payments").await,
-            payment_entries: count(
-                "SELECT count(*) AS count FROM ledger_entries WHERE kind = 'PAYMENT'",
-            )
-            .await,
-            idempotency_keys: count("SELECT count(*) AS count FROM idempotency_keys").await,
+        let mut counts = [0; raw::BOOKING_COUNTS.len()];
+        for (count, sql) in counts.iter_mut().zip(raw::BOOKING_COUNTS) {
+            *count = testing::count(&self.store, sql).await;
         }
+        BookingCounts::from_counts(counts)
     }
 
     async fn bump_seat(&self, seat: SeatRef) {
-        self.execute(&format!(
-            "UPDATE seats SET version = version + 1 WHERE concert_id = {} AND date = '{}' \
-             AND seat_no = {}",
-            seat.concert_id.get(),
-            seat.date,
-            seat.seat_no.get()
-        ))
-        .await;
+        self.execute(&raw::bump_seat(seat)).await;
     }
 
     async fn bump_reservation(&self, reservation: ReservationId) {
-        self.execute(&format!(
-            "UPDATE reservations SET version = version + 1 WHERE id = {}",
-            reservation.get()
-        ))
-        .await;
+        self.execute(&raw::bump_reservation(reservation)).await;
     }
 
     async fn bump_wallet(&self, user: UserId) {
-        self.execute(&format!(
-            "UPDATE wallets SET version = version + 1 WHERE user_id = '{user}'"
-        ))
-        .await;
+        self.execute(&raw::bump_wallet(user)).await;
     }
 
     async fn reservation_times(&self, reservation: ReservationId) -> Option<RowTimes> {
@@ -206,65 +181,17 @@ impl Store for EmbeddedStore {
     }
 
     async fn clear_bookings(&self) {
-        self.run(
-            "UPDATE seats SET held_by_reservation = NULL, held_by_user = NULL, \
-             held_until = NULL, sold_to_user = NULL, sold_reservation = NULL",
-        )
-        .await;
-        execute(&self.store, "DELETE FROM reservations")
-            .await
-            .expect("reservations forgotten");
+        let [free_seats, forget_reservations] = raw::CLEAR_BOOKINGS;
+        self.run(free_seats).await;
+        self.execute(forget_reservations).await;
     }
 
     async fn insert_reservation(&self, r: &Reservation, at: OffsetDateTime) {
-        self.run(&format!(
-            "INSERT INTO reservations (id, user_id, concert_id, date, seat_no, price, status, \
-             expires_at, created_at, updated_at) \
-             VALUES ({}, '{}', {}, '{}', {}, {}, '{}', {}, {}, {})",
-            r.id().get(),
-            r.user(),
-            r.concert_id().get(),
-            r.date(),
-            r.seat_no().get(),
-            r.price().get(),
-            r.stored_status().as_str(),
-            micros(r.expires_at()),
-            micros(at),
-            micros(at),
-        ))
-        .await;
+        self.run(&raw::insert_reservation(r, at, micros_sql)).await;
     }
 
     async fn set_claim(&self, seat: SeatRef, claim: SeatClaim) {
-        let set = match claim {
-            SeatClaim::Available => "held_by_reservation = NULL, held_by_user = NULL, \
-                                     held_until = NULL, sold_to_user = NULL, \
-                                     sold_reservation = NULL"
-                .to_owned(),
-            SeatClaim::Held {
-                reservation,
-                holder,
-                until,
-            } => format!(
-                "held_by_reservation = {}, held_by_user = '{holder}', held_until = {}, \
-                 sold_to_user = NULL, sold_reservation = NULL",
-                reservation.get(),
-                micros(until)
-            ),
-            SeatClaim::Sold { reservation, owner } => format!(
-                "held_by_reservation = NULL, held_by_user = NULL, held_until = NULL, \
-                 sold_to_user = '{owner}', sold_reservation = {}",
-                reservation.get()
-            ),
-        };
-        self.run(&format!(
-            "UPDATE seats SET {set}, version = version + 1 \
-             WHERE concert_id = {} AND date = '{}' AND seat_no = {}",
-            seat.concert_id.get(),
-            seat.date,
-            seat.seat_no.get()
-        ))
-        .await;
+        self.run(&raw::set_claim(seat, claim, micros_sql)).await;
     }
 
     /// Rooms, their concerts, the lines' states and the counter new lines are drawn from.
@@ -381,24 +308,22 @@ impl EmbeddedStore {
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
         assert!(written > 0, "{sql}: no row written");
     }
-}
 
-fn unsigned(count: i64) -> u64 {
-    u64::try_from(count).expect("a count")
-}
-
-/// An instant as the store keeps it: microseconds since the epoch.
-fn micros(at: OffsetDateTime) -> i64 {
-    i64::try_from(at.unix_timestamp_nanos() / 1_000).expect("in range")
-}
-
-impl EmbeddedStore {
     /// Runs a SQL statement behind the ports' back.
     async fn execute(&self, sql: &str) {
         testing::execute(&self.store, sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
     }
+}
+
+fn unsigned(count: i64) -> u64 {
+    u64::try_from(count).expect("a count")
+}
+
+/// An instant as the store keeps it, in SQL: microseconds since the epoch.
+fn micros_sql(at: OffsetDateTime) -> String {
+    (at.unix_timestamp_nanos() / 1_000).to_string()
 }
 
 /// An instant as the store keeps it (microseconds since the epoch).
