@@ -663,6 +663,31 @@ pub trait QueueRepository: Send + Sync {
     ) -> Result<Vec<EndedWaiting>, RepositoryError>;
 }
 
+/// A block of one line's places, leased for good ([`LineNo::ticket_block`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TicketBlock {
+    pub index: u32,
+    pub first: TicketNo,
+    pub last: TicketNo,
+}
+
+/// The blocks of ticket numbers a line kept where its data may be lost (Redis without
+/// persistence) draws from, leased in a durable store. Such a line draws inside the block it
+/// holds, leases the next block when it runs out, and, once it finds its data gone, starts in a
+/// block after every block leased before: it never hands out a number an older token carries.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TicketBlockLeases: Send + Sync {
+    /// With `Some(index)`, the block right after `index` of `line`, the same for every caller
+    /// (so instances that run out at once go on in one block, and numbers stay gap-free). With
+    /// `None`, a block after every block of the line leased so far (block 0 for a new line).
+    async fn lease(
+        &self,
+        line: LineNo,
+        after: Option<u32>,
+    ) -> Result<TicketBlock, RepositoryError>;
+}
+
 /// Waiting rooms' settings, kept in the store so that every instance follows a change.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]

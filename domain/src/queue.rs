@@ -250,6 +250,23 @@ impl LineNo {
         self.start().0 + (1 << (Self::SPAN_BITS - 1))
     }
 
+    /// How many numbers one block of a line's places holds (see [`Self::ticket_block`]).
+    pub const BLOCK_SPAN: i64 = 1 << 16;
+
+    /// The places of block `index` of the line, `(first, last)`: block 0 holds the line's first
+    /// places and each block follows the one before, so a line that draws its numbers block after
+    /// block has no gaps. A line kept where its data may be lost leases its blocks from a durable
+    /// store and starts again in a block after every block leased before, so that it never
+    /// hands out a number twice. `None` past the places' half of the range.
+    pub fn ticket_block(self, index: u32) -> Option<(TicketNo, TicketNo)> {
+        let first = self.start().0 + 1 + i64::from(index) * Self::BLOCK_SPAN;
+        let last = first + Self::BLOCK_SPAN - 1;
+        if last > self.pre_queue_start() {
+            return None;
+        }
+        Some((TicketNo::new(first).ok()?, TicketNo::new(last).ok()?))
+    }
+
     /// The line a ticket number (or a serving counter) belongs to.
     const fn of(number: i64) -> Self {
         // Numbers are positive and below 2⁶³, so the shifted value fits in 23 bits.
@@ -727,6 +744,45 @@ mod tests {
         assert!(!place.is_pre_queue_entry());
         assert!(!TicketNo::new(1).expect("a place").is_pre_queue_entry());
         assert!(gala.start().position_of(entry).is_some_and(|p| p > 1 << 38));
+    }
+
+    #[test]
+    fn ticket_blocks_follow_each_other_from_the_first_place_to_the_pre_queue() {
+        let gala = LineNo::new(3).expect("a line");
+        let (first, last) = gala.ticket_block(0).expect("the first block");
+        assert_eq!(first.get(), gala.start().get() + 1);
+        assert_eq!(last.get() - first.get() + 1, LineNo::BLOCK_SPAN);
+        let (next, _) = gala.ticket_block(1).expect("the second block");
+        assert_eq!(next.get(), last.get() + 1);
+        let blocks =
+            u32::try_from((gala.pre_queue_start() - gala.start().get()) / LineNo::BLOCK_SPAN)
+                .expect("a few million blocks");
+        let (_, final_place) = gala.ticket_block(blocks - 1).expect("the last block");
+        assert_eq!(final_place.get(), gala.pre_queue_start());
+        assert!(!final_place.is_pre_queue_entry());
+        assert_eq!(gala.ticket_block(blocks), None);
+        assert_eq!(
+            LineNo::new(i64::from(LineNo::MAX))
+                .expect("the last line")
+                .ticket_block(blocks),
+            None
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_block_is_places_of_its_own_line_right_after_the_block_before(
+            line in 0..=LineNo::MAX,
+            index in 1u32..(1 << 23),
+        ) {
+            let line = LineNo::new(i64::from(line)).expect("a line");
+            let (first, last) = line.ticket_block(index).expect("a block");
+            let (_, before) = line.ticket_block(index - 1).expect("the block before");
+            proptest::prop_assert_eq!(first.get(), before.get() + 1);
+            proptest::prop_assert_eq!(first.line(), line);
+            proptest::prop_assert_eq!(last.line(), line);
+            proptest::prop_assert!(!last.is_pre_queue_entry());
+        }
     }
 
     #[test]

@@ -39,6 +39,7 @@ pub mod schema;
 mod startup;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod ticket_blocks;
 mod wallet;
 
 pub use catalog::PgCatalogRepository;
@@ -55,4 +56,5 @@ pub use reservation::PgReservationRepository;
 pub use retention::PgRetentionRepository;
 pub use rooms::PgRoomRepository;
 pub use startup::{MIGRATIONS, migrate, prepare_database};
+pub use ticket_blocks::PgTicketBlockLeases;
 pub use wallet::PgWalletRepository;
