@@ -1,0 +1,1 @@
+//! What only a line on Redis meets: the server killed, frozen, restarted empty.
