@@ -366,7 +366,6 @@ mod tests {
     fn transient_server_errors_are_unavailable_and_others_unexpected() {
         for code in TRANSIENT_CODES {
             let error = redis::make_extension_error(code.to_owned(), Some("now".to_owned()));
-            let error = RedisError::from(error);
             assert!(
                 matches!(from_redis(error), RepositoryError::Unavailable(_)),
                 "{code}"
