@@ -15,6 +15,10 @@
 //!    counter and the pace, and releases the hold; all or nothing.
 //!
 //! A step that fails or is dropped between 1 and 4 releases the hold (or its lease ends it).
+//!
+//! Keys (under `<prefix>{line:N}:`, see [`crate::keys`]): `hold`, `state`, `admissions`,
+//! `active`, `waiting`, `t:<place>`, and `live`, `ended`, `ended_waiting` for the ends; the
+//! write touches them all in one script, which is what makes the step atomic.
 
 use concert_application::ports::{AdmissionReport, AdmissionRules, RepositoryError, Written};
 use concert_domain::queue::ServingCounter;

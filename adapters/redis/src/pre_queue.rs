@@ -14,6 +14,11 @@
 //!   joins, leaves and line joins wait (they are retried), so none lands between the read and
 //!   the write: a join finds the line opened and goes to the line after every placed entry, a
 //!   leave finds its entry placed.
+//!
+//! Keys (under `<prefix>{line:N}:`, see [`crate::keys`]): `phase`, `hold`, `pq:next`, `pq:live`,
+//! `pq:arrivals`, `e:<number>`, `pq:placed`, `pq:ended`, `pq:orphans`, and for the places the
+//! line's `next`, `members`, `live`, `waiting` and `t:<place>`: the opening's write sets every one
+//! of them in one script.
 
 use concert_application::ports::{
     OpeningRules, PreQueueEnd, PreQueueEntry, PreQueueJoin, PreQueueJoined, PreQueueOutcome,

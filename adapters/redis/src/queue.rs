@@ -13,6 +13,11 @@
 //! - Ends, activity and polls do not wait for the hold: like PostgreSQL's, they compare their
 //!   ticket's status (and `last_seen`) with the state read, and a step's write compares every
 //!   ticket it touches, so a step that lost a race to them writes nothing (`Stale`).
+//!
+//! Keys (under `<prefix>{line:N}:`, see [`crate::keys`]): a join writes `next`, `members`,
+//! `live`, `t:<place>` and `waiting`; an end moves a ticket from `live`/`waiting`/`active` to
+//! `ended` (and `ended_waiting`); activity and polls write a ticket's `seen`; the snapshot reads
+//! `state`, `next` and the sets' sizes. Each is one script, so each is atomic.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -151,6 +151,10 @@ return {active, passed, admitted, highest, waiting, tonumber(s[1] or '0'),
 
 #[async_trait]
 impl Store for LineStore {
+    /// Steps and openings hold the line against joins only; ends, activity and polls go
+    /// through meanwhile and make a step `Stale`, as on PostgreSQL.
+    const ONE_WRITER: bool = false;
+
     async fn fresh() -> Self {
         let connections = u32::try_from(RACERS).expect("a few racers") + 2;
         let budget = CONNECTIONS
