@@ -8,8 +8,8 @@
 //!   Redis fails fast with [`RepositoryError::Unavailable`], as do the transient server errors
 //!   (`LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`); any other error is
 //!   [`RepositoryError::Unexpected`].
-//! - Each step that must be atomic is one Lua script ([`scripts`]); the key layout is in
-//!   [`keys`]. A script missing after a restart (`NOSCRIPT`) is loaded again by
+//! - Each step that must be atomic is one Lua script (module `scripts`); the key layout is in
+//!   module `keys` and in docs/REDIS.md. A script missing after a restart (`NOSCRIPT`) is loaded again by
 //!   [`redis::Script`] and run once more.
 //! - Redis restarted empty is detected with [`RedisLine::epoch`].
 
