@@ -76,6 +76,20 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
 
+    /// Where the waiting line lives, when not in the main database: `redis://host:port/db` (or
+    /// `rediss://`, with a password if any). Bookings and money stay in the main database, which
+    /// must then be PostgreSQL. Unset: the line lives in the main database.
+    #[arg(long, env = "QUEUE_URL", hide_env_values = true, value_parser = secret)]
+    pub queue_url: Option<SecretString>,
+
+    /// The prefix of every Redis key of the line, so that several deployments can share a Redis.
+    #[arg(long, env = "QUEUE_KEY_PREFIX", default_value = "concert:")]
+    pub queue_key_prefix: String,
+
+    /// How long one Redis command may take before the queue endpoints answer 503.
+    #[arg(long, env = "QUEUE_COMMAND_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub queue_command_timeout_ms: u64,
+
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "BIND_ADDR", default_value = "127.0.0.1:8080")]
     pub bind_addr: SocketAddr,
@@ -244,6 +258,8 @@ impl std::fmt::Debug for Config {
                 "database_url",
                 &PgConfig::new(self.store_url()).redacted_url(),
             )
+            .field("queue_url", &self.queue_url.as_ref().map(|_| "<set>"))
+            .field("queue_key_prefix", &self.queue_key_prefix)
             .field("bind_addr", &self.bind_addr)
             .field("ops_bind_addr", &self.ops_bind_addr)
             .field("cors_allowed_origins", &self.cors_allowed_origins)
@@ -299,6 +315,26 @@ impl Config {
             && !concert_sqlite::Location::is_sqlite_url(url)
         {
             return Err("DATABASE_URL must be a postgres:// or a sqlite:// URL".into());
+        }
+        if let Some(queue_url) = &self.queue_url {
+            let queue_url = queue_url.expose_secret();
+            if !queue_url.starts_with("redis://") && !queue_url.starts_with("rediss://") {
+                return Err("QUEUE_URL must be a redis:// or a rediss:// URL".into());
+            }
+            if concert_sqlite::Location::is_sqlite_url(url) {
+                return Err(
+                    "QUEUE_URL needs DATABASE_URL=postgres://…: the line on Redis serves \
+                            several instances, the embedded store only one"
+                        .into(),
+                );
+            }
+        }
+        if self.queue_key_prefix.is_empty() || self.queue_key_prefix.contains(['{', '}']) {
+            return Err(
+                "QUEUE_KEY_PREFIX must be non-empty and without braces (they make \
+                        Redis Cluster hash tags)"
+                    .into(),
+            );
         }
         if self.max_charge_amount > self.max_balance {
             return Err("MAX_CHARGE_AMOUNT must not exceed MAX_BALANCE".into());
@@ -478,6 +514,39 @@ mod tests {
             ..Config::defaults()
         };
         assert!(other.validate().is_err());
+    }
+
+    #[test]
+    fn the_line_goes_to_redis_only_beside_postgresql_and_with_a_usable_prefix() {
+        let with = |database: &str, queue: &str, prefix: &str| Config {
+            database_url: Some(database.to_owned()),
+            queue_url: Some(queue.to_owned().into()),
+            queue_key_prefix: prefix.to_owned(),
+            ..Config::defaults()
+        };
+        let pg = "postgres://postgres@127.0.0.1:5432/concert";
+        assert_eq!(Config::defaults().queue_key_prefix, "concert:");
+        with(pg, "redis://127.0.0.1:6379/0", "concert:")
+            .validate()
+            .expect("redis beside postgres");
+        with(pg, "rediss://:secret@cache:6380/2", "shop-a:")
+            .validate()
+            .expect("tls and password");
+        let refused = [
+            with(pg, "http://127.0.0.1:6379", "concert:"),
+            with("sqlite://concert.db", "redis://127.0.0.1:6379", "concert:"),
+            with(pg, "redis://127.0.0.1:6379", ""),
+            with(pg, "redis://127.0.0.1:6379", "{shop}:"),
+        ];
+        for config in refused {
+            assert!(config.validate().is_err(), "{config:?}");
+        }
+        // The URL may carry a password: it never prints.
+        let printed = format!(
+            "{:?}",
+            with(pg, "redis://:hunter2hunter2@cache:6379", "concert:")
+        );
+        assert!(!printed.contains("hunter2"), "{printed}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! | key | type | holds |
 //! |---|---|---|
 //! | `next` | string | the last place drawn (a place is ticket − line start; `INCR` draws the next) |
+//! | `block` | hash | the block of places the line draws from (`index`, `last` place) and `base`, the place before its first block (where the issued count starts) |
 //! | `members` | hash | user → the version of their place in the line (moves with each new ticket) |
 //! | `live` | hash | user → the place of their live (waiting or active) ticket |
 //! | `t:<place>` | hash | a ticket: `user`, `status`, `issued`, `until`, `seen`, `reason`, `admitted`, `ended`, `entry` |

@@ -23,10 +23,11 @@ mod scripts;
 pub mod testing;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use concert_application::ports::{ReadinessProbe, RepositoryError};
+use concert_application::ports::{ReadinessProbe, RepositoryError, TicketBlockLeases};
 use concert_domain::LineNo;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ErrorKind, RedisError, Script, ScriptInvocation, ServerErrorKind, Value};
@@ -65,6 +66,18 @@ impl RedisLineConfig {
     }
 }
 
+/// The block an opening's write installs (when it is not the line's already) and takes its
+/// places from: places `first..` up to `last`, over the block index read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OpeningBlock {
+    /// The line's block as read (`None`: the line had none).
+    pub read: Option<u32>,
+    pub index: Option<u32>,
+    /// The first place the opening gives.
+    pub first: i64,
+    pub last: i64,
+}
+
 /// Why the line could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStartupError {
@@ -79,7 +92,7 @@ pub enum RedisStartupError {
 /// The id of the dataset the line lives in. It changes when Redis lost its data (restarted
 /// without persistence, flushed, failed over to an empty replica): compare the epoch read at
 /// start-up (or last) with [`RedisLine::epoch`] now; a different one means every ticket, place
-/// and pre-queue entry is gone and numbers start again from each line's start.
+/// and pre-queue entry is gone (each line then starts in a block after every block it leased).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LineEpoch(String);
 
@@ -101,6 +114,11 @@ pub struct RedisLine {
     conn: ConnectionManager,
     keys: Keys,
     timeout: Duration,
+    /// Where the lines lease the blocks they draw their numbers from (a durable store).
+    blocks: Arc<dyn TicketBlockLeases>,
+    /// One lease at a time in this process: joins that run out together wait for the one
+    /// lease, instead of each leasing a block.
+    extending: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl std::fmt::Debug for RedisLine {
@@ -113,8 +131,13 @@ impl std::fmt::Debug for RedisLine {
 }
 
 impl RedisLine {
-    /// Connects and pings; fails when the URL is wrong or Redis does not answer in time.
-    pub async fn connect(config: RedisLineConfig) -> Result<Self, RedisStartupError> {
+    /// Connects and pings; fails when the URL is wrong or Redis does not answer in time. The
+    /// lines draw their ticket numbers from blocks leased in `blocks` (the main database), so
+    /// that a Redis that lost its data never hands out a number again.
+    pub async fn connect(
+        config: RedisLineConfig,
+        blocks: Arc<dyn TicketBlockLeases>,
+    ) -> Result<Self, RedisStartupError> {
         let client = redis::Client::open(config.url.expose_secret())
             .map_err(RedisStartupError::InvalidUrl)?;
         let timeout = config.command_timeout;
@@ -136,6 +159,8 @@ impl RedisLine {
             conn,
             keys: Keys::new(&config.key_prefix),
             timeout,
+            blocks,
+            extending: Arc::default(),
         };
         line.ping().await.map_err(RedisStartupError::Unreachable)?;
         tracing::info!(prefix = %config.key_prefix, "the waiting line is on Redis");
@@ -252,6 +277,93 @@ impl RedisLine {
     ) -> Result<T, RepositoryError> {
         let mut conn = self.conn.clone();
         bounded(self.timeout, cmd.query_async(&mut conn)).await
+    }
+
+    /// The block `line` draws from: its index (`None` without one), its last place, and the
+    /// last place drawn.
+    async fn block_of(&self, line: LineNo) -> Result<(Option<u32>, i64, i64), RepositoryError> {
+        let answer = self.texts_on(&scripts::BLOCK, line, &[]).await?;
+        let field = |at: usize| answer.get(at).cloned().flatten().unwrap_or_default();
+        let index = match field(0).as_str() {
+            "" => None,
+            index => Some(u32::try_from(number(index)?).map_err(keys::corrupt)?),
+        };
+        let last = if index.is_some() {
+            number(&field(1))?
+        } else {
+            0
+        };
+        Ok((index, last, number(&field(2))?))
+    }
+
+    /// Leases the block after `after` of `line` (`None`: a block after every block leased, for
+    /// a line without one) and installs it, unless the line moved on meanwhile (another task or
+    /// instance installed one first: the caller simply asks again). A line that had numbers
+    /// before starting over in a later block means Redis lost its data: said in the log.
+    pub(crate) async fn extend_block(
+        &self,
+        line: LineNo,
+        after: Option<u32>,
+    ) -> Result<(), RepositoryError> {
+        let _one_lease = self.extending.lock().await;
+        if self.block_of(line).await?.0 != after {
+            return Ok(());
+        }
+        let block = self.blocks.lease(line, after).await?;
+        let start = line.start().get();
+        let args = [
+            after.map(|index| index.to_string()).unwrap_or_default(),
+            block.index.to_string(),
+            (block.first.get() - start).to_string(),
+            (block.last.get() - start).to_string(),
+        ];
+        let answer = self.run_on(&scripts::BLOCK_INSTALL, line, &args).await?;
+        if after.is_none() && block.index > 0 && keys::text(answer)?.as_deref() == Some("done") {
+            tracing::warn!(
+                line = line.get(),
+                block = block.index,
+                first = block.first.get(),
+                "the line had no numbers in Redis: it starts after every number handed out \
+                 before (did Redis lose its data?)"
+            );
+        }
+        Ok(())
+    }
+
+    /// The block an opening placing `count` entries writes with its places: the line's block
+    /// when it holds them, else the blocks leased to hold them (in the durable store only: the
+    /// opening's write installs them, so a stale opening writes nothing in Redis). Only while
+    /// nothing else draws from the line (the opening holds it).
+    pub(crate) async fn places_for(
+        &self,
+        line: LineNo,
+        count: u64,
+    ) -> Result<OpeningBlock, RepositoryError> {
+        let (held, mut last, drawn) = self.block_of(line).await?;
+        let start = line.start().get();
+        let mut plan = OpeningBlock {
+            read: held,
+            index: held,
+            first: drawn + 1,
+            last,
+        };
+        let mut index = match held {
+            Some(index) => index,
+            None => {
+                let block = self.blocks.lease(line, None).await?;
+                plan.first = block.first.get() - start;
+                last = block.last.get() - start;
+                block.index
+            }
+        };
+        while u64::try_from(last - plan.first + 1).unwrap_or(0) < count {
+            let block = self.blocks.lease(line, Some(index)).await?;
+            index = block.index;
+            last = block.last.get() - start;
+        }
+        plan.index = Some(index);
+        plan.last = last;
+        Ok(plan)
     }
 
     /// Records that `line` is in use (for the purges, which go line by line).

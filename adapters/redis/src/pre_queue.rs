@@ -67,6 +67,12 @@ pub(crate) async fn join(
             "held" => None,
             "opened" => Some(PreQueueJoined::Opened),
             "stale" => Some(PreQueueJoined::Stale),
+            // The line leases its first block with its first entry, so that its opening finds
+            // its places ready and a stale opening writes nothing.
+            "no_block" => {
+                redis.extend_block(write.line, None).await?;
+                None
+            }
             "done" => Some(PreQueueJoined::Done(PreQueueEntry {
                 entry: entry_at(write.line, number(&required(answer.get(1), "entry")?)?)?,
                 user: write.user,
@@ -161,7 +167,14 @@ pub(crate) async fn open(
             },
         );
     }
-    let written = redis.texts_on(&scripts::OPEN_WRITE, line, &args).await?;
+    // The places come from the line's block, or from blocks leased for them, which the write
+    // installs (nothing else draws while the opening holds the line).
+    let block = redis
+        .places_for(line, u64::try_from(order.len()).unwrap_or(u64::MAX))
+        .await?;
+    let written = redis
+        .texts_on(&scripts::OPEN_WRITE, line, &opening_args(block, args))
+        .await?;
     hold.released();
     match outcome(&written)? {
         "done" => {
@@ -224,4 +237,24 @@ pub(crate) async fn purge_entries(
     }
     let purged = redis.texts_on(&scripts::PURGE_ENTRIES, line, &due).await?;
     u64::try_from(number(&required(purged.first(), "purged")?)?).map_err(corrupt)
+}
+
+/// The opening's arguments: its token and instant, then the block it installs and takes its
+/// places from (index read or `''`, index, first place, last place), then the entries in order.
+fn opening_args(block: crate::OpeningBlock, mut args: Vec<String>) -> Vec<String> {
+    let entries = args.split_off(2);
+    args.extend([
+        block
+            .read
+            .map(|index| index.to_string())
+            .unwrap_or_default(),
+        block
+            .index
+            .map(|index| index.to_string())
+            .unwrap_or_default(),
+        block.first.to_string(),
+        block.last.to_string(),
+    ]);
+    args.extend(entries);
+    args
 }

@@ -206,6 +206,17 @@ impl QueueRepository for RedisQueueRepository {
                 "held" => None,
                 "stale" => Some(None),
                 "done" => Some(Some(number(&required(answer.get(1), "place")?)?)),
+                // Nothing drawn: lease the line's numbers, then ask again.
+                "no_block" => {
+                    self.line.extend_block(write.line, None).await?;
+                    None
+                }
+                "exhausted" => {
+                    let index = number(&required(answer.get(1), "block")?)?;
+                    let index = u32::try_from(index).map_err(corrupt)?;
+                    self.line.extend_block(write.line, Some(index)).await?;
+                    None
+                }
                 "live" => {
                     return Err(RepositoryError::Unexpected(
                         "a join over a user's live ticket".into(),

@@ -58,8 +58,10 @@ end
 
 /// A join. ARGV: user, place version read, issued (µs). `held` while a step or an opening holds
 /// the line (the caller waits and asks again), `stale` when the user's place moved since the
-/// read (nothing drawn), `live` when the user still holds a live ticket (a caller's bug), else
-/// `done` and the place drawn.
+/// read (nothing drawn), `live` when the user still holds a live ticket (a caller's bug),
+/// `no_block` when the line holds no block of numbers (a new line, or Redis lost its data) and
+/// `exhausted` and the block's index when its block is used up (the caller leases the next block
+/// and asks again; nothing drawn), else `done` and the place drawn.
 pub static JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
@@ -67,6 +69,11 @@ if redis.call('EXISTS', k('hold')) == 1 then return {'held'} end
 local version = redis.call('HGET', k('members'), ARGV[1]) or '0'
 if version ~= ARGV[2] then return {'stale'} end
 if redis.call('HEXISTS', k('live'), ARGV[1]) == 1 then return {'live'} end
+local block = redis.call('HMGET', k('block'), 'index', 'last')
+if not block[1] then return {'no_block'} end
+if tonumber(redis.call('GET', k('next')) or '0') >= tonumber(block[2]) then
+  return {'exhausted', block[1]}
+end
 local place = int(redis.call('INCR', k('next')))
 redis.call('HSET', k('members'), ARGV[1], int(tonumber(version) + 1))
 redis.call('HSET', k('live'), ARGV[1], place)
@@ -234,14 +241,17 @@ return 0
     ))
 });
 
-/// The line's counters, read at once: serving, admitted total, waiting, active, issued,
-/// pre-queued.
+/// The line's counters, read at once: serving, admitted total, waiting, active, issued (since
+/// the line's data began: its first block's base), pre-queued.
 pub static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local s = redis.call('HMGET', k('state'), 'serving', 'admitted_total')
+local base = tonumber(redis.call('HGET', k('block'), 'base') or '0')
+local issued = tonumber(redis.call('GET', k('next')) or '0') - base
+if issued < 0 then issued = 0 end
 return {s[1] or '0', s[2] or '0', tostring(redis.call('ZCARD', k('waiting'))),
-        tostring(redis.call('ZCARD', k('active'))), redis.call('GET', k('next')) or '0',
+        tostring(redis.call('ZCARD', k('active'))), int(issued),
         tostring(redis.call('ZCARD', k('pq:arrivals')))}
 "#
     ))
@@ -283,13 +293,15 @@ return {n, redis.call('HGET', ek(n), 'issued')}
 
 /// A pre-queue join. ARGV: user, now (µs). `opened` unless the line is gathering (no room, or
 /// the room opened), `held` while an opening holds the line, `stale` when the user holds a live
-/// entry, else `done` and the entry's number in the line's pre-queue.
+/// entry, `no_block` when the line has no block of numbers yet (the caller leases one and asks
+/// again), else `done` and the entry's number in the line's pre-queue.
 pub static PRE_QUEUE_JOIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 if redis.call('GET', k('phase')) ~= 'gathering' then return {'opened'} end
 if opening_holds() then return {'held'} end
 if redis.call('HEXISTS', k('pq:live'), ARGV[1]) == 1 then return {'stale'} end
+if redis.call('HEXISTS', k('block'), 'index') == 0 then return {'no_block'} end
 local n = int(redis.call('INCR', k('pq:next')))
 redis.call('HSET', ek(n), 'user', ARGV[1], 'issued', ARGV[2])
 redis.call('HSET', k('pq:live'), ARGV[1], n)
@@ -344,27 +356,42 @@ return out
     ))
 });
 
-/// The write of an opening, all or nothing. ARGV: token, now (µs), then the entries' numbers
-/// in the order decided. `stale` (nothing written, hold released) when the hold is not this
-/// opening's or an entry is not live (or named twice); else marks the line opened, gives the
-/// entries the line's next places in that order (waiting, seen now) and returns `done` and how
-/// many.
+/// The write of an opening, all or nothing. ARGV: token, now (µs), the line's block as read
+/// (`''`: none), the block to take the places from, its first place for the opening and its last
+/// place, then the entries' numbers in the order decided. `stale` (nothing written, hold
+/// released) when the hold is not this opening's, an entry is not live (or named twice), or the
+/// line's block or last place drawn moved since the read; else installs the block when it is a
+/// new one (as `BLOCK_INSTALL` does), marks the line opened, gives the entries the places from
+/// the first one on in that order (waiting, seen now) and returns `done` and how many.
 pub static OPEN_WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
+local function stale()
+  redis.call('DEL', k('hold'))
+  return {'stale'}
+end
 if redis.call('GET', k('hold')) ~= 'open:' .. ARGV[1] then return {'stale'} end
 local seen = {}
-for i = 3, #ARGV do
-  if seen[ARGV[i]] or not redis.call('ZSCORE', k('pq:arrivals'), ARGV[i]) then
-    redis.call('DEL', k('hold'))
-    return {'stale'}
-  end
+for i = 7, #ARGV do
+  if seen[ARGV[i]] or not redis.call('ZSCORE', k('pq:arrivals'), ARGV[i]) then return stale() end
   seen[ARGV[i]] = true
 end
-local first = tonumber(redis.call('GET', k('next')) or '0')
-for i = 3, #ARGV do
+local count = #ARGV - 6
+local first = tonumber(ARGV[5])
+if (redis.call('HGET', k('block'), 'index') or '') ~= ARGV[3] then return stale() end
+if ARGV[3] ~= '' and tonumber(redis.call('GET', k('next')) or '0') ~= first - 1 then return stale() end
+if first + count - 1 > tonumber(ARGV[6]) then return stale() end
+if ARGV[3] == '' then
+  local before = int(first - 1)
+  redis.call('HSET', k('block'), 'index', ARGV[4], 'last', ARGV[6], 'base', before)
+  redis.call('SET', k('next'), before)
+  redis.call('HSET', k('state'), 'serving', before)
+elseif ARGV[4] ~= ARGV[3] then
+  redis.call('HSET', k('block'), 'index', ARGV[4], 'last', ARGV[6])
+end
+for i = 7, #ARGV do
   local n = ARGV[i]
-  local place = int(first + i - 2)
+  local place = int(first + i - 7)
   local f = redis.call('HMGET', ek(n), 'user', 'issued')
   redis.call('HSET', tk(place), 'user', f[1], 'status', 'WAITING', 'issued', f[2], 'seen', ARGV[2], 'entry', n)
   redis.call('HINCRBY', k('members'), f[1], 1)
@@ -375,10 +402,10 @@ for i = 3, #ARGV do
   redis.call('ZREM', k('pq:arrivals'), n)
   redis.call('ZADD', k('pq:placed'), place, n)
 end
-redis.call('SET', k('next'), int(first + #ARGV - 2))
+redis.call('SET', k('next'), int(first + count - 1))
 redis.call('SET', k('phase'), 'opened')
 redis.call('DEL', k('hold'))
-return {'done', tostring(#ARGV - 2)}
+return {'done', tostring(count)}
 "#
     ))
 });
@@ -491,4 +518,40 @@ redis.call('SET', KEYS[1], ARGV[1])
 return ARGV[1]
 "#,
     )
+});
+
+/// The line's block of numbers and its last place drawn: index (`''` without a block), last
+/// place of the block, last place drawn.
+pub static BLOCK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local block = redis.call('HMGET', k('block'), 'index', 'last')
+return {block[1] or '', block[2] or '', redis.call('GET', k('next')) or '0'}
+"#
+    ))
+});
+
+/// Installs a leased block. ARGV: the index of the block held as read (`''`: none), the new
+/// block's index, first place, last place. Over no block (a new line, or one whose data Redis
+/// lost), the line starts at the block's first place: its last place drawn and its serving
+/// counter just before it, and `base` (what the issued count starts from) there too. Over the
+/// block read, the line goes on in the next one (the leases follow each other, so the numbers
+/// stay gap-free). `done`, or `raced` when the line's block is not the one read (another
+/// instance installed one first: the caller asks again).
+pub static BLOCK_INSTALL: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(lua!(
+        r#"
+local current = redis.call('HGET', k('block'), 'index') or ''
+if current ~= ARGV[1] then return 'raced' end
+if ARGV[1] == '' then
+  local before = int(tonumber(ARGV[3]) - 1)
+  redis.call('HSET', k('block'), 'index', ARGV[2], 'last', ARGV[4], 'base', before)
+  redis.call('SET', k('next'), before)
+  redis.call('HSET', k('state'), 'serving', before)
+else
+  redis.call('HSET', k('block'), 'index', ARGV[2], 'last', ARGV[4])
+end
+return 'done'
+"#
+    ))
 });

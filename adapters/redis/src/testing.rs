@@ -9,11 +9,16 @@
 //!
 //! [`TestKeys`] gives a test a prefix nobody else uses, and deletes its keys at the end.
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use concert_application::ports::{RepositoryError, TicketBlock, TicketBlockLeases};
+use concert_domain::LineNo;
 
 use crate::{RedisLine, RedisLineConfig};
 
@@ -151,13 +156,22 @@ impl RedisServer {
         }
     }
 
-    /// A line on this server under `prefix`, with a short timeout for tests.
-    pub async fn line(&self, prefix: &str, timeout: Duration) -> RedisLine {
-        RedisLine::connect(RedisLineConfig {
-            key_prefix: prefix.to_owned(),
-            command_timeout: timeout,
-            ..RedisLineConfig::new(self.url())
-        })
+    /// A line on this server under `prefix`, with a short timeout for tests, drawing its
+    /// numbers from `blocks`.
+    pub async fn line(
+        &self,
+        prefix: &str,
+        timeout: Duration,
+        blocks: Arc<dyn TicketBlockLeases>,
+    ) -> RedisLine {
+        RedisLine::connect(
+            RedisLineConfig {
+                key_prefix: prefix.to_owned(),
+                command_timeout: timeout,
+                ..RedisLineConfig::new(self.url())
+            },
+            blocks,
+        )
         .await
         .expect("a line on the test server")
     }
@@ -293,4 +307,44 @@ fn glob_escape(raw: &str) -> String {
         escaped.push(c);
     }
     escaped
+}
+
+/// Ticket blocks leased in this process's memory, with the leases' rules (the block after one
+/// is the same for every caller; a new block comes after every block leased): for tests of the
+/// line alone. A deployment leases them in PostgreSQL (`PgTicketBlockLeases`).
+#[derive(Debug, Default)]
+pub struct MemoryTicketBlocks {
+    /// The highest block leased, per line.
+    highest: Mutex<BTreeMap<LineNo, u32>>,
+}
+
+impl MemoryTicketBlocks {
+    pub fn shared() -> Arc<dyn TicketBlockLeases> {
+        Arc::new(Self::default())
+    }
+}
+
+#[async_trait]
+impl TicketBlockLeases for MemoryTicketBlocks {
+    async fn lease(
+        &self,
+        line: LineNo,
+        after: Option<u32>,
+    ) -> Result<TicketBlock, RepositoryError> {
+        let mut highest = self
+            .highest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let index = match (after, highest.get(&line)) {
+            (Some(after), _) => after + 1,
+            (None, Some(top)) => top + 1,
+            (None, None) => 0,
+        };
+        let top = highest.entry(line).or_insert(index);
+        *top = (*top).max(index);
+        let (first, last) = line
+            .ticket_block(index)
+            .ok_or_else(|| RepositoryError::Unexpected("no block left".into()))?;
+        Ok(TicketBlock { index, first, last })
+    }
 }

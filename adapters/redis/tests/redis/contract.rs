@@ -21,7 +21,7 @@ use concert_domain::{
 use concert_postgres::testing::TestDatabase;
 use concert_postgres::{
     PgCatalogRepository, PgIdempotencyStore, PgPaymentRepository, PgPool, PgReservationRepository,
-    PgRetentionRepository, PgRoomRepository, PgWalletRepository,
+    PgRetentionRepository, PgRoomRepository, PgTicketBlockLeases, PgWalletRepository,
 };
 use concert_redis::RedisLine;
 use diesel::QueryableByName;
@@ -163,8 +163,10 @@ impl Store for LineStore {
             .expect("the budget semaphore is never closed");
         let db = TestDatabase::create().await.expect("a fresh test database");
         let pool = db.pool(connections as usize);
+        // The line leases its blocks of numbers in the database, as a deployment does.
+        let blocks = Arc::new(PgTicketBlockLeases::new(pool.clone()));
         Self {
-            fresh: FreshLine::new().await,
+            fresh: FreshLine::new(blocks).await,
             db,
             pool,
             _budget: budget,

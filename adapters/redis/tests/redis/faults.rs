@@ -11,7 +11,7 @@ use concert_application::ports::{
 use concert_contract::fixtures::{NOW, user};
 use concert_domain::{Admission, LineNo, Overdue, Pace, QueueTicket, TicketNo, UserId};
 use concert_redis::RedisLine;
-use concert_redis::testing::{RedisServer, TestKeys};
+use concert_redis::testing::{MemoryTicketBlocks, RedisServer, TestKeys};
 
 /// A join of a new user into the `default` line through the port.
 async fn join(line: &RedisLine) -> Result<QueueTicket, RepositoryError> {
@@ -75,7 +75,10 @@ async fn a_killed_redis_makes_every_call_unavailable_at_once_and_a_restart_bring
     let timeout = Duration::from_millis(500);
     let mut server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), timeout).await;
+    let blocks = MemoryTicketBlocks::shared();
+    let line = server
+        .line(keys.prefix(), timeout, Arc::clone(&blocks))
+        .await;
     let queue = line.queue();
     let first = join(&line).await.expect("a join");
     let epoch = line.epoch().await.expect("the epoch");
@@ -95,8 +98,10 @@ async fn a_killed_redis_makes_every_call_unavailable_at_once_and_a_restart_bring
         .await;
     }
 
-    // Back, empty: the epoch tells it, and the line numbers from its start again. The new
-    // server knows none of the scripts: each first call meets NOSCRIPT, loads it and runs again.
+    // Back, empty: the epoch tells it, and the line starts in a block after every block it
+    // leased (the leases outlive Redis), so no number an older token carries comes back. The
+    // new server knows none of the scripts: each first call meets NOSCRIPT, loads it and runs
+    // again.
     server.restart();
     let again = eventually(Duration::from_secs(5), || line.epoch()).await;
     assert_ne!(again, epoch, "an emptied Redis has a new epoch");
@@ -106,7 +111,19 @@ async fn a_killed_redis_makes_every_call_unavailable_at_once_and_a_restart_bring
         "and keeps it"
     );
     let next = eventually(Duration::from_secs(5), || join(&line)).await;
-    assert_eq!(next.ticket(), first.ticket(), "the line starts over");
+    let (second_block, _) = LineNo::DEFAULT.ticket_block(1).expect("block 1");
+    assert_eq!(first.ticket().get(), 1);
+    assert_eq!(
+        next.ticket(),
+        second_block,
+        "the line goes on after its old numbers"
+    );
+    let snapshot = queue.snapshot(LineNo::DEFAULT).await.expect("a snapshot");
+    assert_eq!(
+        (snapshot.serving.get(), snapshot.issued, snapshot.waiting),
+        (second_block.get() - 1, 1, 1),
+        "the new ticket is first in line"
+    );
     line.readiness().check().await.expect("ready");
     keys.delete().await;
 }
@@ -116,7 +133,9 @@ async fn a_frozen_redis_makes_calls_unavailable_within_the_timeout_and_they_work
     let timeout = Duration::from_millis(300);
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), timeout).await;
+    let line = server
+        .line(keys.prefix(), timeout, MemoryTicketBlocks::shared())
+        .await;
     let queue = line.queue();
     join(&line).await.expect("a join");
 
@@ -154,7 +173,13 @@ async fn a_frozen_redis_makes_calls_unavailable_within_the_timeout_and_they_work
 async fn a_script_the_server_forgot_is_loaded_again() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), Duration::from_secs(1)).await;
+    let line = server
+        .line(
+            keys.prefix(),
+            Duration::from_secs(1),
+            MemoryTicketBlocks::shared(),
+        )
+        .await;
     join(&line).await.expect("a join");
 
     let client = redis::Client::open(server.url()).expect("a URL");
@@ -206,7 +231,13 @@ async fn a_step_that_fails_after_taking_the_line_lets_it_go_and_joins_go_on() {
     // A long timeout, so the hold's lease (twice that) would stall joins for 10 s.
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), Duration::from_secs(5)).await;
+    let line = server
+        .line(
+            keys.prefix(),
+            Duration::from_secs(5),
+            MemoryTicketBlocks::shared(),
+        )
+        .await;
     join(&line).await.expect("a join");
 
     let queue: Arc<dyn QueueRepository> = Arc::new(line.queue());
@@ -229,7 +260,13 @@ async fn a_step_that_fails_after_taking_the_line_lets_it_go_and_joins_go_on() {
 async fn a_hold_whose_holder_died_ends_with_its_lease_and_joins_wait_for_it() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), Duration::from_millis(500)).await;
+    let line = server
+        .line(
+            keys.prefix(),
+            Duration::from_millis(500),
+            MemoryTicketBlocks::shared(),
+        )
+        .await;
     join(&line).await.expect("a join");
 
     // A step's hold left by a process that died after its read.
@@ -302,7 +339,13 @@ impl AdmissionRules for OutlivedItsLease {
 async fn a_step_whose_line_another_step_took_writes_nothing() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server.line(keys.prefix(), Duration::from_secs(1)).await;
+    let line = server
+        .line(
+            keys.prefix(),
+            Duration::from_secs(1),
+            MemoryTicketBlocks::shared(),
+        )
+        .await;
     let first = join(&line).await.expect("a join");
     let hold = format!("{}{{line:0}}:hold", keys.prefix());
     let rules = OutlivedItsLease {

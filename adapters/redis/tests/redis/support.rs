@@ -1,7 +1,10 @@
 //! What the Redis tests share: a fresh line (a key prefix of its own on the process's shared
 //! server) and raw reads of its keys.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use concert_application::ports::TicketBlockLeases;
 
 use concert_redis::RedisLine;
 use concert_redis::testing::{RedisServer, TestKeys, keys_under};
@@ -17,10 +20,11 @@ pub struct FreshLine {
 }
 
 impl FreshLine {
-    pub async fn new() -> Self {
+    /// Drawing its numbers from `blocks`.
+    pub async fn new(blocks: Arc<dyn TicketBlockLeases>) -> Self {
         let server = RedisServer::shared();
         let keys = TestKeys::new(server.url());
-        let line = server.line(keys.prefix(), TIMEOUT).await;
+        let line = server.line(keys.prefix(), TIMEOUT, blocks).await;
         Self {
             line,
             keys,
