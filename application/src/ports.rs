@@ -681,11 +681,8 @@ pub trait TicketBlockLeases: Send + Sync {
     /// With `Some(index)`, the block right after `index` of `line`, the same for every caller
     /// (so instances that run out at once go on in one block, and numbers stay gap-free). With
     /// `None`, a block after every block of the line leased so far (block 0 for a new line).
-    async fn lease(
-        &self,
-        line: LineNo,
-        after: Option<u32>,
-    ) -> Result<TicketBlock, RepositoryError>;
+    async fn lease(&self, line: LineNo, after: Option<u32>)
+    -> Result<TicketBlock, RepositoryError>;
 }
 
 /// Waiting rooms' settings, kept in the store so that every instance follows a change.

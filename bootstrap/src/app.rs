@@ -108,7 +108,11 @@ impl Application {
         }
         let store = Store::open(config.store_url(), config.database_pool_size).await?;
         let signer = token_signer(&config, &store).await?;
-        let ports = store.ports();
+        let mut ports = store.ports();
+        if let Some(line) = config.redis_line() {
+            let line = store.redis_line(line).await?;
+            ports = ports.with_line_on(&line);
+        }
 
         let identity = identity::build(&config)?;
         let settings = config.settings(identity.mode.clone());

@@ -307,6 +307,17 @@ impl Config {
             .unwrap_or(crate::store::DEFAULT_STORE_URL)
     }
 
+    /// Where the line lives when `QUEUE_URL` names a Redis.
+    pub fn redis_line(&self) -> Option<concert_redis::RedisLineConfig> {
+        self.queue_url
+            .as_ref()
+            .map(|url| concert_redis::RedisLineConfig {
+                url: url.clone(),
+                key_prefix: self.queue_key_prefix.clone(),
+                command_timeout: Duration::from_millis(self.queue_command_timeout_ms),
+            })
+    }
+
     /// Checks what the flags' types cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         let url = self.store_url();

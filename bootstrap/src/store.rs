@@ -2,6 +2,9 @@
 //! PostgreSQL (`postgres://…`), shared by any number of instances, or the embedded SQLite file
 //! (`sqlite://PATH`), for one instance with no database server. Without `DATABASE_URL` the server
 //! uses [`DEFAULT_STORE_URL`].
+//!
+//! With `QUEUE_URL` the waiting line moves to Redis ([`Store::redis_line`]): the queue port, the
+//! rooms as their lines see them and the line's retention, beside the PostgreSQL store.
 
 use std::sync::Arc;
 
@@ -14,8 +17,9 @@ use concert_clock::SystemClock;
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository, PgPool,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgRetentionRepository,
-    PgRoomRepository, PgWalletRepository,
+    PgRoomRepository, PgTicketBlockLeases, PgWalletRepository,
 };
+use concert_redis::{RedisLine, RedisLineConfig};
 use concert_sqlite::{
     SqliteCatalogRepository, SqliteIdempotencyStore, SqlitePaymentRepository,
     SqliteQueueRepository, SqliteReadinessProbe, SqliteReservationRepository,
@@ -36,6 +40,19 @@ pub(crate) struct StorePorts {
     pub retention: Arc<dyn RetentionRepository>,
     pub rooms: Arc<dyn RoomRepository>,
     pub readiness: Arc<dyn ReadinessProbe>,
+}
+
+impl StorePorts {
+    /// The same ports with the waiting line on `line`: its queue, the rooms as its lines see
+    /// them (opened when a line opened), and the line's retention beside the main store's.
+    pub(crate) fn with_line_on(self, line: &RedisLine) -> Self {
+        Self {
+            queue: Arc::new(line.queue()),
+            rooms: Arc::new(line.rooms_over(self.rooms)),
+            retention: Arc::new(line.retention_over(self.retention)),
+            ..self
+        }
+    }
 }
 
 /// An open store.
@@ -109,6 +126,18 @@ impl Store {
             }
             Self::Sqlite(_) => Ok((Arc::new(SystemClock), None)),
         }
+    }
+
+    /// The waiting line on Redis (`QUEUE_URL`), its numbers leased in this store; connected and
+    /// pinged. Only beside PostgreSQL (the configuration refuses it beside the embedded store).
+    pub(crate) async fn redis_line(&self, config: RedisLineConfig) -> anyhow::Result<RedisLine> {
+        let Self::Postgres { pool, .. } = self else {
+            anyhow::bail!("the line on Redis needs DATABASE_URL=postgres://…");
+        };
+        let blocks = Arc::new(PgTicketBlockLeases::new(pool.clone()));
+        Ok(RedisLine::connect(config, blocks)
+            .await
+            .context("connecting to the line's Redis (QUEUE_URL)")?)
     }
 
     /// The repositories over this store.

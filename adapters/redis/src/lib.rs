@@ -17,6 +17,7 @@ mod admission;
 mod keys;
 mod pre_queue;
 mod queue;
+mod retention;
 mod rooms;
 mod scripts;
 #[cfg(feature = "test-support")]
@@ -35,6 +36,7 @@ use secrecy::{ExposeSecret, SecretString};
 use time::OffsetDateTime;
 
 pub use queue::RedisQueueRepository;
+pub use retention::RedisLineRetention;
 pub use rooms::RedisLineRooms;
 
 use crate::keys::{Keys, number, texts};
@@ -178,6 +180,15 @@ impl RedisLine {
         rooms: std::sync::Arc<dyn concert_application::ports::RoomRepository>,
     ) -> RedisLineRooms {
         RedisLineRooms::new(self.clone(), rooms)
+    }
+
+    /// `main`'s retention for what the main database keeps (idempotency keys), this line's for
+    /// its tickets and pre-queue entries.
+    pub fn retention_over(
+        &self,
+        main: Arc<dyn concert_application::ports::RetentionRepository>,
+    ) -> RedisLineRetention {
+        RedisLineRetention::new(self.clone(), main)
     }
 
     /// Readiness: Redis answers `PING`.

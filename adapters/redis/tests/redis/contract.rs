@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use concert_application::ports::{
     CatalogRepository, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
-    RepositoryError, ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
+    ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
 };
 use concert_contract::{
     BookingCounts, LineFigures, RACERS, RoomCounts, RowTimes, Store, StoredKey, StoredPayment,
@@ -23,7 +23,6 @@ use concert_postgres::{
     PgCatalogRepository, PgIdempotencyStore, PgPaymentRepository, PgPool, PgReservationRepository,
     PgRetentionRepository, PgRoomRepository, PgTicketBlockLeases, PgWalletRepository,
 };
-use concert_redis::RedisLine;
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
 use redis::AsyncCommands;
@@ -42,39 +41,6 @@ pub struct LineStore {
     db: TestDatabase,
     pool: PgPool,
     _budget: SemaphorePermit<'static>,
-}
-
-/// Idempotency keys go on PostgreSQL; ended tickets and pre-queue entries on the Redis line.
-struct MixedRetention {
-    keys: PgRetentionRepository,
-    line: RedisLine,
-}
-
-#[async_trait]
-impl RetentionRepository for MixedRetention {
-    async fn purge_idempotency_keys(
-        &self,
-        before: OffsetDateTime,
-        limit: u32,
-    ) -> Result<u64, RepositoryError> {
-        self.keys.purge_idempotency_keys(before, limit).await
-    }
-
-    async fn purge_ended_tickets(
-        &self,
-        before: OffsetDateTime,
-        limit: u32,
-    ) -> Result<u64, RepositoryError> {
-        self.line.purge_ended_tickets(before, limit).await
-    }
-
-    async fn purge_pre_queue_entries(
-        &self,
-        before: OffsetDateTime,
-        limit: u32,
-    ) -> Result<u64, RepositoryError> {
-        self.line.purge_pre_queue_entries(before, limit).await
-    }
 }
 
 fn unused(hook: &str) -> ! {
@@ -199,10 +165,11 @@ impl Store for LineStore {
         )
     }
     fn retention(&self) -> Arc<dyn RetentionRepository> {
-        Arc::new(MixedRetention {
-            keys: PgRetentionRepository::new(self.pool.clone()),
-            line: self.fresh.line.clone(),
-        })
+        Arc::new(
+            self.fresh
+                .line
+                .retention_over(Arc::new(PgRetentionRepository::new(self.pool.clone()))),
+        )
     }
     fn readiness(&self) -> Arc<dyn ReadinessProbe> {
         Arc::new(self.fresh.line.readiness())
