@@ -39,6 +39,7 @@ pub mod schema;
 mod startup;
 #[cfg(feature = "test-support")]
 pub mod testing;
+mod ticket_end_outbox;
 mod wallet;
 
 pub use catalog::PgCatalogRepository;
@@ -47,7 +48,7 @@ pub use config::PgConfig;
 pub use error::StartupError;
 pub use idempotency::PgIdempotencyStore;
 pub use keys::{QUEUE_TOKEN_KEY, deployment_key};
-pub use payment::PgPaymentRepository;
+pub use payment::{PgPaymentRepository, TicketEnds};
 pub use pool::{PgPool, PooledConnection, build_pool};
 pub use queue::PgQueueRepository;
 pub use readiness::PgReadinessProbe;
@@ -55,4 +56,5 @@ pub use reservation::PgReservationRepository;
 pub use retention::PgRetentionRepository;
 pub use rooms::PgRoomRepository;
 pub use startup::{MIGRATIONS, migrate, prepare_database};
+pub use ticket_end_outbox::PgTicketEndOutbox;
 pub use wallet::PgWalletRepository;

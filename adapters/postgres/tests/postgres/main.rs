@@ -9,4 +9,5 @@ mod commit_failures;
 mod contract;
 mod queue;
 mod startup;
+mod ticket_end_outbox;
 mod transient;
