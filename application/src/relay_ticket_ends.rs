@@ -265,7 +265,14 @@ mod tests {
     #[tokio::test]
     async fn the_payers_next_ticket_under_the_same_number_is_not_ended() {
         // The line's store started again empty and gave the payer the same number again.
-        let next = QueueTicket::waiting(ticket_no(14), user(), NOW + Duration::seconds(3));
+        let next = QueueTicket::restore(
+            ticket_no(14),
+            user(),
+            TicketStatus::Active,
+            NOW + Duration::seconds(3),
+            Some(NOW + Duration::minutes(10)),
+            Some(NOW + Duration::seconds(4)),
+        );
         let mut queue = MockQueueRepository::new();
         queue
             .expect_find()

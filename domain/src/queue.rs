@@ -1503,12 +1503,15 @@ mod tests {
             live.last_seen(),
         );
         assert_eq!(decide(Some(&someone_elses)), DeferredEnd::Moot);
-        let payers_next =
+        let mut payers_next =
             QueueTicket::waiting(live.ticket(), payer, paid_at + Duration::seconds(5));
+        payers_next
+            .admit(paid_at + Duration::seconds(6), &policy())
+            .expect("admitted");
         assert_eq!(
             decide(Some(&payers_next)),
             DeferredEnd::Moot,
-            "the payer's new ticket under the same number, issued after the payment"
+            "the payer's new ticket under the same number, issued after the payment, active"
         );
         let waiting_again = QueueTicket::waiting(live.ticket(), payer, NOW);
         assert_eq!(
