@@ -36,6 +36,7 @@ pub mod read_point_history;
 pub mod read_queue_status;
 pub mod read_reservation;
 pub mod read_seat_map;
+pub mod relay_ticket_ends;
 pub mod revoke_queue_token;
 pub mod services;
 pub mod sweep_lapsed_holds;

@@ -1,20 +1,25 @@
 //! Use case: pay a held reservation from the caller's points. One atomic step confirms the
 //! reservation, sells the seat, debits the wallet, records the payment and ends the caller's queue
-//! token, so that the next in line is admitted.
+//! token, so that the next in line is admitted. When the line is kept in another store, that step
+//! writes the token's end to an outbox instead, and the payment applies it to the line before
+//! answering ([`PayReservation::with_ticket_end_relay`]).
 
 use std::sync::Arc;
 
 use concert_domain::booking::{self, PaymentDenied};
 use concert_domain::reservation::PayRefused;
-use concert_domain::{EndReason, IdempotencyKey, IdempotencyScope, ReservationId, TicketStatus};
+use concert_domain::{
+    EndReason, IdempotencyKey, IdempotencyScope, ReservationId, TicketStatus, UserId,
+};
 
 use crate::authorize_request::{AuthorizeError, AuthorizeRequest};
 use crate::idempotency::{Idempotent, ReplayError, Step, record};
 use crate::ports::{
     AdmissionTrigger, Clock, IdempotencyStore, IdempotentAnswer, PaymentReceipt, PaymentRepository,
-    PaymentWrite, RepositoryError, TicketEnd, TokenClaims, Versioned, Written,
+    PaymentWrite, PendingTicketEnd, RepositoryError, TicketEnd, TokenClaims, Versioned, Written,
 };
 use crate::queue_metrics;
+use crate::relay_ticket_ends::RelayTicketEnds;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayReservationCommand {
@@ -98,6 +103,8 @@ pub struct PayReservation {
     idempotency: Arc<dyn IdempotencyStore>,
     admission: Arc<dyn AdmissionTrigger>,
     clock: Arc<dyn Clock>,
+    /// Set when payments write their ticket ends to the outbox (the line in another store).
+    relay: Option<Arc<RelayTicketEnds>>,
 }
 
 /// The ports a payment needs, gathered so the constructor stays readable.
@@ -117,7 +124,20 @@ impl PayReservation {
             idempotency: ports.idempotency,
             admission: ports.admission,
             clock: ports.clock,
+            relay: None,
         }
+    }
+
+    /// For payments whose repository writes the ticket's end to the [`TicketEndOutbox`] instead
+    /// of ending it (the line kept in another store): each payment then applies its end to the
+    /// line through `relay` before it answers. If the line fails at that moment the payment is
+    /// still answered (the money moved) and the end stays in the outbox for the relay job.
+    ///
+    /// [`TicketEndOutbox`]: crate::ports::TicketEndOutbox
+    #[must_use]
+    pub fn with_ticket_end_relay(mut self, relay: Arc<RelayTicketEnds>) -> Self {
+        self.relay = Some(relay);
+        self
     }
 
     /// Checks the token, loads the reservation, its seat and the wallet, lets the domain decide
@@ -173,17 +193,39 @@ impl PayReservation {
                 };
                 let written = self.payments.save(&write).await?;
                 if matches!(written, Written::Done(_)) {
-                    queue_metrics::tickets_ended(
-                        &self.authorize.room_of(caller.ticket),
-                        EndReason::Paid,
-                        1,
-                    );
+                    self.ticket_ended(&write, user).await;
                 }
                 Ok(Step::from(written))
             })
             .await?;
         self.admission.request_admission();
         Ok(receipt)
+    }
+
+    /// Once the payment is written: its ticket ended with it and is counted, or, with a relay,
+    /// its end went to the outbox and is applied to the line now (the relay counts it).
+    async fn ticket_ended(&self, write: &PaymentWrite, payer: UserId) {
+        let Some(relay) = &self.relay else {
+            queue_metrics::tickets_ended(
+                &self.authorize.room_of(write.ticket.ticket),
+                write.ticket.reason,
+                1,
+            );
+            return;
+        };
+        let pending = PendingTicketEnd {
+            end: write.ticket,
+            payer,
+            written_at: write.change.at,
+        };
+        if let Err(error) = relay.apply(&pending).await {
+            tracing::warn!(
+                ticket = write.ticket.ticket.get(),
+                error = %error,
+                "payment written but its ticket end not applied to the line yet: \
+                 the token stays active until the relay job applies it"
+            );
+        }
     }
 }
 
@@ -202,12 +244,14 @@ mod tests {
     use crate::idempotency::MAX_ATTEMPTS;
     use crate::ports::{
         MockAdmissionTrigger, MockIdempotencyStore, MockPaymentRepository, MockQueueRepository,
-        PaymentState, StoredAnswer, Version, Written,
+        MockTicketEndOutbox, PaymentState, StoredAnswer, Version, Written,
     };
+    use crate::relay_ticket_ends::RelayTicketEndsPorts;
+    use crate::room_lines::RoomLines;
 
     use crate::test_support::{
         NOW, PRICE, RESERVATION_VERSION, SEAT_VERSION, active_ticket, booking_of, claims, clock,
-        held_reservation, lapsed_reservation, other_user, others_reservation, queue_access,
+        held_reservation, lapsed_reservation, other_user, others_reservation, policy, queue_access,
         reservation_id, reservation_with, seat_held_by, seat_sold_to, seat_with, ticket_no, user,
     };
 
@@ -302,6 +346,8 @@ mod tests {
         payments: MockPaymentRepository,
         store: MockIdempotencyStore,
         admission: MockAdmissionTrigger,
+        /// Set for payments whose ticket ends go to the outbox.
+        relay: Option<Arc<RelayTicketEnds>>,
     }
 
     impl Payment {
@@ -313,6 +359,7 @@ mod tests {
                 payments: MockPaymentRepository::new(),
                 store: store_answering(None),
                 admission: MockAdmissionTrigger::new(),
+                relay: None,
             }
         }
 
@@ -325,13 +372,17 @@ mod tests {
 
         async fn build(self) -> PayReservation {
             let authorize = AuthorizeRequest::new(queue_access(self.queue, self.serving).await);
-            PayReservation::new(PayReservationPorts {
+            let use_case = PayReservation::new(PayReservationPorts {
                 authorize: Arc::new(authorize),
                 payments: Arc::new(self.payments),
                 idempotency: Arc::new(self.store),
                 admission: Arc::new(self.admission),
                 clock: clock(),
-            })
+            });
+            match self.relay {
+                Some(relay) => use_case.with_ticket_end_relay(relay),
+                None => use_case,
+            }
         }
     }
 
@@ -449,6 +500,143 @@ mod tests {
             payments,
             store,
             admission: admission_requested(1),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await
+        .expect("paid");
+    }
+
+    /// A relay over its own fakes of the line (where the token lives) and of the outbox.
+    fn relay_over(line: MockQueueRepository, outbox: MockTicketEndOutbox) -> Arc<RelayTicketEnds> {
+        Arc::new(RelayTicketEnds::new(RelayTicketEndsPorts {
+            outbox: Arc::new(outbox),
+            queue: Arc::new(line),
+            lines: RoomLines::new(Arc::new(MockQueueRepository::new()), policy()),
+            admission: Arc::new(MockAdmissionTrigger::new()),
+            clock: clock(),
+        }))
+    }
+
+    /// The end [`payable`]'s payment wrote down.
+    fn pending_end() -> PendingTicketEnd {
+        PendingTicketEnd {
+            end: payment_of_payable(200_000, WALLET_VERSION).ticket,
+            payer: user(),
+            written_at: NOW,
+        }
+    }
+
+    #[tokio::test]
+    async fn with_a_relay_the_ticket_ends_on_the_line_before_the_payment_is_answered() {
+        let ended = Arc::new(Mutex::new(false));
+        let mut seq = mockall::Sequence::new();
+        let mut payments = loading(payable());
+        payments
+            .expect_save()
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(Written::Done(receipt())));
+        let mut line = MockQueueRepository::new();
+        line.expect_find()
+            .with(eq(ticket_no(14)))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(Some(active_ticket(14, Duration::seconds(1)))));
+        let on_line = Arc::clone(&ended);
+        line.expect_end()
+            .with(eq(pending_end().end), eq(NOW))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(move |_, _| {
+                *on_line.lock().expect("lock") = true;
+                Ok(Written::Done(()))
+            });
+        let mut outbox = MockTicketEndOutbox::new();
+        outbox
+            .expect_done()
+            .with(eq(pending_end()))
+            .times(1)
+            .in_sequence(&mut seq)
+            .returning(|_| Ok(()));
+        let mut admission = MockAdmissionTrigger::new();
+        admission
+            .expect_request_admission()
+            .times(1)
+            .in_sequence(&mut seq)
+            .return_const(());
+
+        let use_case = Payment {
+            payments,
+            admission,
+            relay: Some(relay_over(line, outbox)),
+            ..Payment::ready()
+        }
+        .build()
+        .await;
+        let paid = use_case.execute(command(None)).await.expect("paid");
+
+        assert_eq!(paid, receipt());
+        assert!(
+            *ended.lock().expect("lock"),
+            "the token ended before the answer"
+        );
+    }
+
+    #[tokio::test]
+    async fn with_a_relay_a_line_that_fails_leaves_the_payment_paid_and_the_end_pending() {
+        let mut payments = loading(payable());
+        payments
+            .expect_save()
+            .times(1)
+            .returning(|_| Ok(Written::Done(receipt())));
+        let mut line = MockQueueRepository::new();
+        line.expect_find()
+            .times(1)
+            .returning(|_| Err(RepositoryError::Unavailable("the line is down".into())));
+        line.expect_end().never();
+        let mut outbox = MockTicketEndOutbox::new();
+        outbox.expect_done().never();
+
+        let paid = Payment {
+            payments,
+            admission: admission_requested(1),
+            relay: Some(relay_over(line, outbox)),
+            ..Payment::ready()
+        }
+        .execute(command(None))
+        .await
+        .expect("paid: the money moved");
+
+        assert_eq!(paid, receipt());
+    }
+
+    #[tokio::test]
+    async fn with_a_relay_only_the_written_payment_applies_its_end() {
+        let mut payments = MockPaymentRepository::new();
+        payments
+            .expect_load()
+            .times(2)
+            .returning(|_, _| Ok(Some(payable())));
+        let mut saves = vec![Written::Stale, Written::Done(receipt())].into_iter();
+        payments
+            .expect_save()
+            .times(2)
+            .returning(move |_| Ok(saves.next().expect("a save")));
+        let mut line = MockQueueRepository::new();
+        line.expect_find()
+            .times(1)
+            .returning(|_| Ok(Some(active_ticket(14, Duration::seconds(1)))));
+        line.expect_end()
+            .times(1)
+            .returning(|_, _| Ok(Written::Done(())));
+        let mut outbox = MockTicketEndOutbox::new();
+        outbox.expect_done().times(1).returning(|_| Ok(()));
+
+        Payment {
+            payments,
+            admission: admission_requested(1),
+            relay: Some(relay_over(line, outbox)),
             ..Payment::ready()
         }
         .execute(command(None))
@@ -723,6 +911,7 @@ mod tests {
             payments,
             store,
             admission,
+            relay: None,
         }
     }
 

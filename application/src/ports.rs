@@ -382,8 +382,37 @@ pub trait PaymentRepository: Send + Sync {
 
     /// Writes the payment in one atomic step, if the reservation, the seat and the wallet are
     /// still at the versions read; otherwise `Stale` and nothing is written. The ticket ends in
-    /// the same step when it is still in the state the decision read (it never blocks the sale).
+    /// the same step when it is still in the state the decision read (it never blocks the sale);
+    /// or, when the line is kept in another store, the step writes the end to the
+    /// [`TicketEndOutbox`] instead, for the line to apply.
     async fn save(&self, write: &PaymentWrite) -> Result<Written<PaymentReceipt>, RepositoryError>;
+}
+
+/// A ticket end that a payment decided and wrote down in its own atomic step, for the line to
+/// apply: the line is kept in another store than payments, so no one step can write both (see
+/// `RelayTicketEnds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingTicketEnd {
+    pub end: TicketEnd,
+    pub payer: UserId,
+    /// The payment's instant (its ledger entry's time): the ticket it ended was issued before.
+    pub written_at: OffsetDateTime,
+}
+
+/// The ticket ends payments wrote down and the line has not applied yet (an outbox kept in the
+/// payments' store). A payment writes its row in the payment's own atomic step
+/// ([`PaymentRepository::save`] of an adapter built for it); a later payment of the same ticket
+/// number replaces it (the newest payment's end is the one the number can still concern).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TicketEndOutbox: Send + Sync {
+    /// At most `limit` ends not applied yet, oldest first (by `written_at`, then ticket).
+    async fn pending(&self, limit: u32) -> Result<Vec<PendingTicketEnd>, RepositoryError>;
+
+    /// Forgets `end` once applied (or found moot), only while its row is still the one read: a
+    /// row replaced meanwhile by a newer payment of the same number stays. Forgetting a row that
+    /// is gone already is `Ok` too (another instance's relay got there first).
+    async fn done(&self, end: &PendingTicketEnd) -> Result<(), RepositoryError>;
 }
 
 /// The first successful answer given for an idempotency key.

@@ -202,6 +202,9 @@ impl Application {
             metrics,
             admission_interval: StdDuration::from_millis(config.admission_interval_ms),
             identity: identity.jwt,
+            // Payments end tickets in their own transaction while the line is in the main
+            // database; a line kept in another store wires the relay here.
+            ticket_end_relay: None,
         };
         let use_cases = UseCases {
             services: Arc::new(services),

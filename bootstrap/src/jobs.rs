@@ -1,5 +1,6 @@
 //! Background jobs that every instance runs: admission (on a short timer and right after a
-//! payment), the hold sweeper, and the deployment-wide gauges. Each is safe to run on many
+//! payment), the hold sweeper, the deployment-wide gauges and, when the line is kept in another
+//! store than payments, the relay of payments' ticket ends. Each is safe to run on many
 //! instances at once: the repositories serialise what must be serialised.
 
 use std::future::Future;
@@ -12,6 +13,7 @@ use concert_application::admit_next_in_line::AdmitNextInLine;
 use concert_application::ports::{AdmissionTrigger, Clock, RepositoryError};
 use concert_application::purge_expired_records::{PurgeExpiredRecords, PurgeReport};
 use concert_application::read_gauges::ReadGauges;
+use concert_application::relay_ticket_ends::{RELAY_BATCH, RelayTicketEnds};
 use concert_application::room_lines::RoomLines;
 use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
 use concert_application::waiting_polls::WaitingPolls;
@@ -36,6 +38,11 @@ const WAITING_POLLS_INTERVAL: Duration = Duration::from_millis(500);
 const GAUGES_INTERVAL: Duration = Duration::from_secs(2);
 /// How often the offset to the database's clock is measured again (machine clocks drift slowly).
 const CLOCK_CALIBRATION_INTERVAL: Duration = Duration::from_secs(60);
+/// How often the ticket ends payments left in the outbox are applied to the line: the bound of
+/// the window in which a paid token may still read `ACTIVE` (docs/DATABASE.md §5.13).
+pub const TICKET_END_RELAY_INTERVAL: Duration = Duration::from_secs(1);
+/// Batches one run of the relay reads at most, back to back while they come back full.
+const TICKET_END_RELAY_BATCHES: u32 = 10;
 
 /// Wakes the admission job of this instance at once (after a payment freed a place, or for a
 /// join that may pass through), and tells who waits for a step when one has run.
@@ -102,6 +109,9 @@ pub struct BackgroundJobs {
     pub(crate) admission_interval: Duration,
     /// The JWT verifier, whose JWKS file is reloaded when it changes.
     pub(crate) identity: Option<Arc<JwtIdentity>>,
+    /// Applies the ticket ends payments wrote to the outbox: set when the line is kept in
+    /// another store than payments.
+    pub(crate) ticket_end_relay: Option<Arc<RelayTicketEnds>>,
 }
 
 impl BackgroundJobs {
@@ -134,6 +144,14 @@ impl BackgroundJobs {
             self.view_refreshed.send_replace(generation);
         }
         failure.map_or(Ok(()), Err)
+    }
+
+    /// One run of the ticket-end relay (nothing without one); returns how many rows it settled.
+    pub async fn relay_ticket_ends_once(&self) -> Result<u64, RepositoryError> {
+        match &self.ticket_end_relay {
+            Some(relay) => relay_ticket_ends(relay).await,
+            None => Ok(0),
+        }
     }
 
     /// One sweep of lapsed holds; returns how many were marked expired.
@@ -271,6 +289,9 @@ impl BackgroundJobs {
                 std::future::ready(())
             }));
         }
+        if let Some(relay) = self.ticket_end_relay.clone() {
+            jobs.push(spawn_ticket_end_relay(relay, stop.clone()));
+        }
         if let Some(clock) = self.database_clock.clone() {
             jobs.push(every(CLOCK_CALIBRATION_INTERVAL, stop.clone(), move || {
                 let clock = clock.clone();
@@ -287,6 +308,42 @@ impl BackgroundJobs {
         }
         jobs
     }
+}
+
+/// One run of the ticket-end relay: batches of pending ends, oldest first, until one comes back
+/// short (or [`TICKET_END_RELAY_BATCHES`] of them); returns how many rows it settled.
+pub async fn relay_ticket_ends(relay: &RelayTicketEnds) -> Result<u64, RepositoryError> {
+    let mut settled = 0;
+    for _ in 0..TICKET_END_RELAY_BATCHES {
+        let batch = relay.relay_pending(RELAY_BATCH).await?;
+        settled += batch;
+        if batch < u64::from(RELAY_BATCH) {
+            break;
+        }
+    }
+    Ok(settled)
+}
+
+/// Runs the ticket-end relay at once (ends a previous process left behind) and then every
+/// [`TICKET_END_RELAY_INTERVAL`] until `stop` changes. For a line kept in another store than
+/// payments, with payments writing their ticket ends to the outbox.
+pub fn spawn_ticket_end_relay(
+    relay: Arc<RelayTicketEnds>,
+    stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    every(TICKET_END_RELAY_INTERVAL, stop, move || {
+        let relay = relay.clone();
+        async move {
+            match relay_ticket_ends(&relay).await {
+                Ok(0) => {}
+                Ok(settled) => tracing::info!(settled, "payments' ticket ends applied to the line"),
+                Err(error) => tracing::warn!(
+                    error = %error,
+                    "applying payments' ticket ends failed; they stay pending"
+                ),
+            }
+        }
+    })
 }
 
 /// Runs `job` every `period` until `stop` changes. A run that overruns delays the next one
@@ -307,4 +364,100 @@ where
             job().await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use concert_application::ports::{
+        MockQueueRepository, MockTicketEndOutbox, PendingTicketEnd, TicketEnd,
+    };
+    use concert_application::relay_ticket_ends::RelayTicketEndsPorts;
+    use concert_clock::SystemClock;
+    use concert_domain::{EndReason, QueuePolicy, TicketNo, TicketStatus, UserId};
+
+    use super::*;
+
+    fn relay_over(outbox: MockTicketEndOutbox, queue: MockQueueRepository) -> Arc<RelayTicketEnds> {
+        Arc::new(RelayTicketEnds::new(RelayTicketEndsPorts {
+            outbox: Arc::new(outbox),
+            queue: Arc::new(queue),
+            lines: RoomLines::new(Arc::new(MockQueueRepository::new()), QueuePolicy::default()),
+            admission: Arc::new(NotifyAdmission::default()),
+            clock: Arc::new(SystemClock),
+        }))
+    }
+
+    fn pending(n: i64) -> PendingTicketEnd {
+        PendingTicketEnd {
+            end: TicketEnd {
+                ticket: TicketNo::new(n).expect("a ticket"),
+                read_as: TicketStatus::Active,
+                reason: EndReason::Paid,
+            },
+            payer: UserId::from_uuid(uuid::Uuid::from_u128(7)),
+            written_at: time::OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_relay_runs_at_start_then_every_second_until_stopped() {
+        let runs = Arc::new(AtomicU64::new(0));
+        let mut outbox = MockTicketEndOutbox::new();
+        let counted = Arc::clone(&runs);
+        outbox.expect_pending().returning(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            Ok(Vec::new())
+        });
+        let (stop, stopped) = watch::channel(false);
+
+        let job = spawn_ticket_end_relay(relay_over(outbox, MockQueueRepository::new()), stopped);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "a run at start");
+        tokio::time::sleep(TICKET_END_RELAY_INTERVAL).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "and one a second later");
+
+        stop.send_replace(true);
+        job.await.expect("the job stops");
+        tokio::time::sleep(TICKET_END_RELAY_INTERVAL * 3).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 2, "none once stopped");
+    }
+
+    #[tokio::test]
+    async fn a_run_reads_batches_back_to_back_while_they_come_back_full() {
+        let full: Vec<PendingTicketEnd> = (1..=i64::from(RELAY_BATCH)).map(pending).collect();
+        let mut batches = vec![full, vec![pending(1_000)]].into_iter();
+        let mut outbox = MockTicketEndOutbox::new();
+        outbox
+            .expect_pending()
+            .times(2)
+            .returning(move |_| Ok(batches.next().expect("a batch")));
+        outbox.expect_done().returning(|_| Ok(()));
+        // Every number is gone from the line: each row is settled without an end.
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().returning(|_| Ok(None));
+
+        let settled = relay_ticket_ends(&relay_over(outbox, queue))
+            .await
+            .expect("relayed");
+
+        assert_eq!(settled, u64::from(RELAY_BATCH) + 1);
+    }
+
+    #[tokio::test]
+    async fn a_run_stops_when_the_line_is_unavailable() {
+        let mut outbox = MockTicketEndOutbox::new();
+        outbox
+            .expect_pending()
+            .times(1)
+            .returning(|_| Ok(vec![pending(1)]));
+        outbox.expect_done().never();
+        let mut queue = MockQueueRepository::new();
+        queue
+            .expect_find()
+            .returning(|_| Err(RepositoryError::Unavailable("down".into())));
+
+        let failed = relay_ticket_ends(&relay_over(outbox, queue)).await;
+
+        assert!(matches!(failed, Err(RepositoryError::Unavailable(_))));
+    }
 }

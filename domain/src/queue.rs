@@ -651,6 +651,44 @@ pub fn revoke(
     }
 }
 
+/// What a payment's end of its payer's ticket does when it is applied after the payment, from a
+/// record written beside it (the line kept in another store than the payment): decided on the
+/// ticket stored under its number now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferredEnd {
+    /// Still the payer's ticket, in the status the payment read: end it.
+    End,
+    /// It has ended already (the same end applied before, or a deadline came first): done.
+    Ended,
+    /// No ticket under that number, or not the one the payment read: the payer's ticket is
+    /// gone (purged, or the line's store started again empty) and the number may have been
+    /// handed out again, to someone else or to the payer's next ticket. Nothing to end.
+    Moot,
+}
+
+/// Whether a payment's end, decided at `decided_at` for `payer`'s ticket read as `read_as`,
+/// still applies to `found`, the ticket stored under its number now. A ticket issued after the
+/// payment was decided cannot be the one it paid with.
+pub fn deferred_end(
+    found: Option<&QueueTicket>,
+    payer: UserId,
+    read_as: TicketStatus,
+    decided_at: OffsetDateTime,
+) -> DeferredEnd {
+    let Some(ticket) = found else {
+        return DeferredEnd::Moot;
+    };
+    if ticket.user != payer || ticket.issued_at > decided_at {
+        return DeferredEnd::Moot;
+    }
+    match ticket.status {
+        TicketStatus::Expired => DeferredEnd::Ended,
+        status if status == read_as => DeferredEnd::End,
+        // Tickets only move forward: one stored before the status read is another ticket.
+        _ => DeferredEnd::Moot,
+    }
+}
+
 /// The first half of an admission step: the active tickets past a deadline, ended, and how many
 /// places are free once they are gone.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -1491,5 +1529,51 @@ mod tests {
         let mut paid = live.clone();
         paid.end(EndReason::Paid);
         assert_eq!(revoke(&paid, NOW, &policy()), None);
+    }
+
+    #[test]
+    fn a_deferred_end_ends_only_the_payers_ticket_it_was_decided_on() {
+        let paid_at = NOW + Duration::minutes(1);
+        let live = active(2, NOW + Duration::minutes(10), NOW);
+        let payer = live.user();
+        let decide =
+            |found: Option<&QueueTicket>| deferred_end(found, payer, TicketStatus::Active, paid_at);
+
+        assert_eq!(decide(Some(&live)), DeferredEnd::End);
+        assert_eq!(
+            decide(Some(&ended(&live, EndReason::Paid))),
+            DeferredEnd::Ended
+        );
+        assert_eq!(
+            decide(Some(&ended(&live, EndReason::ActiveTimeOver))),
+            DeferredEnd::Ended,
+            "a deadline came first"
+        );
+        assert_eq!(decide(None), DeferredEnd::Moot, "gone");
+        let someone_elses = QueueTicket::restore(
+            live.ticket(),
+            UserId::from_uuid(Uuid::from_u128(99)),
+            TicketStatus::Active,
+            NOW,
+            live.active_until(),
+            live.last_seen(),
+        );
+        assert_eq!(decide(Some(&someone_elses)), DeferredEnd::Moot);
+        let mut payers_next =
+            QueueTicket::waiting(live.ticket(), payer, paid_at + Duration::seconds(5));
+        payers_next
+            .admit(paid_at + Duration::seconds(6), &policy())
+            .expect("admitted");
+        assert_eq!(
+            decide(Some(&payers_next)),
+            DeferredEnd::Moot,
+            "the payer's new ticket under the same number, issued after the payment, active"
+        );
+        let waiting_again = QueueTicket::waiting(live.ticket(), payer, NOW);
+        assert_eq!(
+            decide(Some(&waiting_again)),
+            DeferredEnd::Moot,
+            "a ticket never goes back to waiting"
+        );
     }
 }

@@ -40,6 +40,7 @@ mod startup;
 #[cfg(feature = "test-support")]
 pub mod testing;
 mod ticket_blocks;
+mod ticket_end_outbox;
 mod wallet;
 
 pub use catalog::PgCatalogRepository;
@@ -48,7 +49,7 @@ pub use config::PgConfig;
 pub use error::StartupError;
 pub use idempotency::PgIdempotencyStore;
 pub use keys::{QUEUE_TOKEN_KEY, deployment_key};
-pub use payment::PgPaymentRepository;
+pub use payment::{PgPaymentRepository, TicketEnds};
 pub use pool::{PgPool, PooledConnection, build_pool};
 pub use queue::PgQueueRepository;
 pub use readiness::PgReadinessProbe;
@@ -57,4 +58,5 @@ pub use retention::PgRetentionRepository;
 pub use rooms::PgRoomRepository;
 pub use startup::{MIGRATIONS, migrate, prepare_database};
 pub use ticket_blocks::PgTicketBlockLeases;
+pub use ticket_end_outbox::PgTicketEndOutbox;
 pub use wallet::PgWalletRepository;

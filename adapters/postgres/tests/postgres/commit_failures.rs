@@ -3,13 +3,14 @@
 //! production: a backend terminated between the rows and the commit) must come back as an error,
 //! never as a write done: the caller would answer 200 for an effect that is gone.
 
-use concert_application::ports::JoinWrite;
+use concert_application::ports::{JoinWrite, PaymentRepository};
 use concert_contract::Store;
 use concert_contract::fixtures::{
     NOW, PRICE, active_ticket, charge, concert, decide_cancel, decide_charge, decide_hold,
     decide_payment, hold, load_hold, paid, seat_ref, user,
 };
 use concert_domain::{HoldLimit, LineNo};
+use concert_postgres::{PgPaymentRepository, TicketEnds};
 
 use crate::contract::PgStore;
 use crate::support::ticket_status;
@@ -118,6 +119,44 @@ async fn a_payment_whose_commit_fails_is_an_error() {
     );
     assert_eq!(ticket_status(&store.ctx, ticket).await, "ACTIVE");
     store.finish().await;
+}
+
+/// A payment that writes its ticket end to the outbox: `table`'s commits fail, so neither the
+/// payment nor the outbox row is there afterwards, and the ticket was never touched.
+async fn an_outbox_payment_whose_commit_fails_on(table: &str) {
+    let store = PgStore::fresh().await;
+    let concert = concert(&store, 10).await;
+    let buyer = user();
+    let held = hold(&store, buyer, seat_ref(concert, 5), NOW).await;
+    charge(&store, buyer, PRICE, NOW, None).await;
+    let ticket = active_ticket(&store, buyer, NOW).await;
+    refuse_commits_on(&store, table).await;
+    let payments =
+        PgPaymentRepository::with_ticket_ends(store.ctx.pool.clone(), TicketEnds::Outbox);
+
+    let write = decide_payment(&store, held.id(), buyer, paid(ticket), NOW, None)
+        .await
+        .expect("payable");
+    let saved = payments.save(&write).await;
+    assert!(saved.is_err(), "a payment that was rolled back: {saved:?}");
+    assert_eq!(count(&store, "payments").await, 0);
+    assert_eq!(count(&store, "ticket_end_outbox").await, 0);
+    assert_eq!(
+        store.wallets().balance(buyer).await.expect("balance").get(),
+        PRICE
+    );
+    assert_eq!(ticket_status(&store.ctx, ticket).await, "ACTIVE");
+    store.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbox_payment_whose_commit_fails_writes_no_outbox_row() {
+    an_outbox_payment_whose_commit_fails_on("payments").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbox_row_whose_commit_fails_undoes_the_payment() {
+    an_outbox_payment_whose_commit_fails_on("ticket_end_outbox").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -10,4 +10,5 @@ mod contract;
 mod queue;
 mod startup;
 mod ticket_blocks;
+mod ticket_end_outbox;
 mod transient;
