@@ -23,7 +23,7 @@ use crate::pay_reservation::{PayReservation, PayReservationPorts};
 use crate::ports::{
     AdmissionTrigger, CatalogRepository, Clock, IdempotencyStore, PaymentRepository,
     QueueRepository, ReservationRepository, RetentionRepository, RoomRepository, SecureRandom,
-    TokenSigner, WalletRepository,
+    TicketEndOutbox, TokenSigner, WalletRepository,
 };
 use crate::purge_expired_records::PurgeExpiredRecords;
 use crate::queue_access::QueueAccess;
@@ -33,6 +33,7 @@ use crate::read_point_history::ReadPointHistory;
 use crate::read_queue_status::ReadQueueStatus;
 use crate::read_reservation::ReadReservation;
 use crate::read_seat_map::ReadSeatMap;
+use crate::relay_ticket_ends::{RelayTicketEnds, RelayTicketEndsPorts};
 use crate::revoke_queue_token::RevokeQueueToken;
 use crate::room_lines::RoomLines;
 use crate::sweep_lapsed_holds::SweepLapsedHolds;
@@ -53,6 +54,9 @@ pub struct Ports {
     pub retention: Arc<dyn RetentionRepository>,
     pub rooms: Arc<dyn RoomRepository>,
     pub random: Arc<dyn SecureRandom>,
+    /// Where payments write the ticket ends they decide when the line lives in another store
+    /// than payments (the line on Redis); `None` when a payment ends its ticket itself.
+    pub ticket_ends: Option<Arc<dyn TicketEndOutbox>>,
 }
 
 /// The business settings of docs/API.md section 8.
@@ -101,6 +105,8 @@ pub struct Services {
     pub sweep_lapsed_holds: Arc<SweepLapsedHolds>,
     pub purge_expired_records: Arc<PurgeExpiredRecords>,
     pub read_gauges: Arc<ReadGauges>,
+    /// Applies the ticket ends payments left in the outbox (with [`Ports::ticket_ends`]).
+    pub relay_ticket_ends: Option<Arc<RelayTicketEnds>>,
 }
 
 impl Services {
@@ -118,6 +124,7 @@ impl Services {
             retention,
             rooms,
             random,
+            ticket_ends,
         } = ports;
         let policy = settings.queue;
         let lines = RoomLines::new(queue.clone(), policy);
@@ -125,6 +132,26 @@ impl Services {
         let waiting_polls = access.polls.clone();
         let authorize = Arc::new(AuthorizeRequest::new(access.clone()));
         let admin = Arc::new(AdminAccess::new(settings.admin_key, clock.clone()));
+        let relay_ticket_ends = ticket_ends.map(|outbox| {
+            Arc::new(RelayTicketEnds::new(RelayTicketEndsPorts {
+                outbox,
+                queue: queue.clone(),
+                lines: lines.clone(),
+                admission: admission.clone(),
+                clock: clock.clone(),
+            }))
+        });
+        let pay_reservation = PayReservation::new(PayReservationPorts {
+            authorize: authorize.clone(),
+            payments,
+            idempotency: idempotency.clone(),
+            admission: admission.clone(),
+            clock: clock.clone(),
+        });
+        let pay_reservation = match &relay_ticket_ends {
+            Some(relay) => pay_reservation.with_ticket_end_relay(Arc::clone(relay)),
+            None => pay_reservation,
+        };
         Self {
             identify_caller: Arc::new(IdentifyCaller::new(settings.identity)),
             issue_queue_token: Arc::new(IssueQueueToken::new(
@@ -187,13 +214,7 @@ impl Services {
             )),
             read_balance: Arc::new(ReadBalance::new(wallets.clone())),
             read_point_history: Arc::new(ReadPointHistory::new(wallets.clone())),
-            pay_reservation: Arc::new(PayReservation::new(PayReservationPorts {
-                authorize,
-                payments,
-                idempotency,
-                admission,
-                clock: clock.clone(),
-            })),
+            pay_reservation: Arc::new(pay_reservation),
             create_concert: Arc::new(CreateConcert::new(
                 catalog,
                 clock.clone(),
@@ -221,6 +242,7 @@ impl Services {
             lines,
             waiting_polls,
             admin,
+            relay_ticket_ends,
         }
     }
 }
@@ -265,6 +287,7 @@ mod tests {
                 retention: Arc::new(MockRetentionRepository::new()),
                 rooms: Arc::new(MockRoomRepository::new()),
                 random: Arc::new(crate::ports::MockSecureRandom::new()),
+                ticket_ends: None,
             },
             Settings {
                 queue: QueuePolicy::default(),

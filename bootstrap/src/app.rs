@@ -110,8 +110,7 @@ impl Application {
         let signer = token_signer(&config, &store).await?;
         let mut ports = store.ports();
         if let Some(line) = config.redis_line() {
-            let line = store.redis_line(line).await?;
-            ports = ports.with_line_on(&line);
+            ports = store.with_redis_line(ports, line).await?;
         }
 
         let identity = identity::build(&config)?;
@@ -146,6 +145,7 @@ impl Application {
                 retention: ports.retention,
                 rooms: rooms.clone(),
                 random: Arc::new(concert_clock::SystemRandom),
+                ticket_ends: ports.ticket_ends,
             },
             settings,
         );
@@ -204,7 +204,7 @@ impl Application {
             identity: identity.jwt,
             // Payments end tickets in their own transaction while the line is in the main
             // database; a line kept in another store wires the relay here.
-            ticket_end_relay: None,
+            ticket_end_relay: services.relay_ticket_ends.clone(),
         };
         let use_cases = UseCases {
             services: Arc::new(services),

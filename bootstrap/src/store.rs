@@ -11,13 +11,13 @@ use std::sync::Arc;
 use anyhow::Context;
 use concert_application::ports::{
     CatalogRepository, Clock, IdempotencyStore, PaymentRepository, QueueRepository, ReadinessProbe,
-    ReservationRepository, RetentionRepository, RoomRepository, WalletRepository,
+    ReservationRepository, RetentionRepository, RoomRepository, TicketEndOutbox, WalletRepository,
 };
 use concert_clock::SystemClock;
 use concert_postgres::{
     PgCatalogRepository, PgClock, PgConfig, PgIdempotencyStore, PgPaymentRepository, PgPool,
     PgQueueRepository, PgReadinessProbe, PgReservationRepository, PgRetentionRepository,
-    PgRoomRepository, PgTicketBlockLeases, PgWalletRepository,
+    PgRoomRepository, PgTicketBlockLeases, PgTicketEndOutbox, PgWalletRepository, TicketEnds,
 };
 use concert_redis::{RedisLine, RedisLineConfig};
 use concert_sqlite::{
@@ -40,13 +40,24 @@ pub(crate) struct StorePorts {
     pub retention: Arc<dyn RetentionRepository>,
     pub rooms: Arc<dyn RoomRepository>,
     pub readiness: Arc<dyn ReadinessProbe>,
+    /// The outbox payments write their ticket ends to when the line lives elsewhere.
+    pub ticket_ends: Option<Arc<dyn TicketEndOutbox>>,
 }
 
 impl StorePorts {
     /// The same ports with the waiting line on `line`: its queue, the rooms as its lines see
     /// them (opened when a line opened), and the line's retention beside the main store's.
-    pub(crate) fn with_line_on(self, line: &RedisLine) -> Self {
+    ///
+    /// A payment then ends its ticket on the line after its commit, through the outbox `pool`
+    /// holds (written in the payment's transaction, so that no end is lost to a crash between
+    /// the two stores).
+    pub(crate) fn with_line_on(self, line: &RedisLine, pool: &PgPool) -> Self {
         Self {
+            payments: Arc::new(PgPaymentRepository::with_ticket_ends(
+                pool.clone(),
+                TicketEnds::Outbox,
+            )),
+            ticket_ends: Some(Arc::new(PgTicketEndOutbox::new(pool.clone()))),
             queue: Arc::new(line.queue()),
             rooms: Arc::new(line.rooms_over(self.rooms)),
             retention: Arc::new(line.retention_over(self.retention)),
@@ -130,14 +141,20 @@ impl Store {
 
     /// The waiting line on Redis (`QUEUE_URL`), its numbers leased in this store; connected and
     /// pinged. Only beside PostgreSQL (the configuration refuses it beside the embedded store).
-    pub(crate) async fn redis_line(&self, config: RedisLineConfig) -> anyhow::Result<RedisLine> {
+    /// Returns the ports with the line on it ([`StorePorts::with_line_on`]).
+    pub(crate) async fn with_redis_line(
+        &self,
+        ports: StorePorts,
+        config: RedisLineConfig,
+    ) -> anyhow::Result<StorePorts> {
         let Self::Postgres { pool, .. } = self else {
             anyhow::bail!("the line on Redis needs DATABASE_URL=postgres://…");
         };
         let blocks = Arc::new(PgTicketBlockLeases::new(pool.clone()));
-        Ok(RedisLine::connect(config, blocks)
+        let line = RedisLine::connect(config, blocks)
             .await
-            .context("connecting to the line's Redis (QUEUE_URL)")?)
+            .context("connecting to the line's Redis (QUEUE_URL)")?;
+        Ok(ports.with_line_on(&line, pool))
     }
 
     /// The repositories over this store.
@@ -153,6 +170,7 @@ impl Store {
                 retention: Arc::new(PgRetentionRepository::new(pool.clone())),
                 rooms: Arc::new(PgRoomRepository::new(pool.clone())),
                 readiness: Arc::new(PgReadinessProbe::new(pool.clone())),
+                ticket_ends: None,
             },
             Self::Sqlite(store) => StorePorts {
                 catalog: Arc::new(SqliteCatalogRepository::new(store.clone())),
@@ -164,6 +182,7 @@ impl Store {
                 retention: Arc::new(SqliteRetentionRepository::new(store.clone())),
                 rooms: Arc::new(SqliteRoomRepository::new(store.clone())),
                 readiness: Arc::new(SqliteReadinessProbe::new(store.clone())),
+                ticket_ends: None,
             },
         }
     }

@@ -502,6 +502,7 @@ pub async fn instance<S: Store>(
             retention: store.retention(),
             rooms: store.rooms(),
             random: Arc::new(FirstDrawn),
+            ticket_ends: None,
         },
         Settings {
             queue: QueuePolicy::default(),

@@ -592,6 +592,7 @@ pub async fn use_cases(scenario: Scenario) -> UseCases {
             retention: Arc::new(MockRetentionRepository::new()),
             rooms: Arc::new(rooms()),
             random: Arc::new(concert_application::ports::MockSecureRandom::new()),
+            ticket_ends: None,
         },
         Settings {
             queue: policy,
