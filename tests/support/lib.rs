@@ -4,7 +4,8 @@
 //! The store is a fresh PostgreSQL database, or with `E2E_STORE=sqlite` a fresh embedded SQLite
 //! file (the README's test command runs the end-to-end suite both ways). Tests that need several
 //! instances over one store call [`TestApp::skip_unless_postgres`] first: they run on
-//! PostgreSQL only.
+//! PostgreSQL only. With `E2E_QUEUE=redis` the waiting line is on Redis ([`TestLine`]): a
+//! `redis-server` of the test process's own, a key prefix per test.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,7 +14,9 @@ use std::time::Duration;
 use anyhow::Context;
 use concert_bootstrap::{Application, Config};
 use concert_postgres::testing::TestDatabase;
+use concert_redis::testing::{RedisServer, TestKeys};
 use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -135,11 +138,67 @@ impl TestStore {
     }
 }
 
+/// Where a test's servers keep the waiting line: in the main store, or with `E2E_QUEUE=redis`
+/// on a `redis-server` this test process started (its own port, nothing on disk), under a key
+/// prefix of the test's own whose keys are deleted at the end.
+pub enum TestLine {
+    InStore,
+    Redis {
+        server: &'static RedisServer,
+        keys: TestKeys,
+    },
+}
+
+impl TestLine {
+    /// The line `E2E_QUEUE` names (`store`, the default, or `redis`).
+    pub fn create() -> anyhow::Result<Self> {
+        match std::env::var("E2E_QUEUE").as_deref() {
+            Ok("redis") => {
+                let server = RedisServer::shared();
+                let keys = TestKeys::new(server.url());
+                Ok(Self::Redis { server, keys })
+            }
+            Ok("store" | "") | Err(_) => Ok(Self::InStore),
+            Ok(other) => anyhow::bail!("E2E_QUEUE={other:?}: expected store or redis"),
+        }
+    }
+
+    pub fn is_redis(&self) -> bool {
+        matches!(self, Self::Redis { .. })
+    }
+
+    /// The server's settings for this line.
+    pub fn environment(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Self::InStore => Vec::new(),
+            Self::Redis { server, keys } => vec![
+                ("QUEUE_URL", server.url()),
+                ("QUEUE_KEY_PREFIX", keys.prefix().to_owned()),
+            ],
+        }
+    }
+
+    /// Puts the line in `config`.
+    pub fn configure(&self, config: &mut Config) {
+        if let Self::Redis { server, keys } = self {
+            config.queue_url = Some(SecretString::from(server.url()));
+            config.queue_key_prefix = keys.prefix().to_owned();
+        }
+    }
+
+    pub async fn remove(self) {
+        if let Self::Redis { keys, .. } = self {
+            keys.delete().await;
+        }
+    }
+}
+
 /// One server over its own fresh store, and a client for it.
 pub struct TestApp {
     pub server: TestServer,
     pub client: Client,
     pub store: TestStore,
+    pub line: TestLine,
 }
 
 impl TestApp {
@@ -149,13 +208,30 @@ impl TestApp {
 
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> anyhow::Result<Self> {
         let store = TestStore::create().await?;
-        let server = TestServer::start(store.url(), adjust).await?;
+        let line = TestLine::create()?;
+        let server = TestServer::start(store.url(), |config| {
+            line.configure(config);
+            adjust(config);
+        })
+        .await?;
         let client = Client::new(server.addr);
         Ok(Self {
             server,
             client,
             store,
+            line,
         })
+    }
+
+    /// True when the test must stop here because it reads the line's rows in the main
+    /// database (`why`), which hold no line with `E2E_QUEUE=redis`: it says so and the caller
+    /// returns.
+    pub fn skip_unless_line_in_store(&self, why: &str) -> bool {
+        if !self.line.is_redis() {
+            return false;
+        }
+        eprintln!("skipped with the line on Redis: {why}");
+        true
     }
 
     /// True when the test must stop here because it needs PostgreSQL (`why`: several instances
@@ -178,7 +254,11 @@ impl TestApp {
             self.store.is_shared(),
             "several instances need PostgreSQL (E2E_STORE=postgres)"
         );
-        let server = TestServer::start(self.store.url(), adjust).await?;
+        let server = TestServer::start(self.store.url(), |config| {
+            self.line.configure(config);
+            adjust(config);
+        })
+        .await?;
         let client = Client::new(server.addr);
         Ok((server, client))
     }
@@ -186,6 +266,7 @@ impl TestApp {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         self.server.stop().await?;
         self.store.remove().await?;
+        self.line.remove().await;
         Ok(())
     }
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
-use concert_e2e::{ADMIN_KEY, Client, TOKEN_SECRET};
+use concert_e2e::{ADMIN_KEY, Client, TOKEN_SECRET, TestLine};
 use concert_postgres::testing::TestDatabase;
 use tokio::process::{Child, Command};
 
@@ -284,6 +284,8 @@ pub struct Cluster {
     pub instances: Vec<Instance>,
     pub fleet: Arc<Fleet>,
     database: Option<TestDatabase>,
+    /// Where the instances keep the line (`E2E_QUEUE`).
+    pub line: Option<TestLine>,
     log_dir: PathBuf,
     finished: bool,
 }
@@ -301,6 +303,12 @@ impl Cluster {
             .clone()
             .unwrap_or_else(|| database.url().to_owned());
         let mut environment = base_environment(&url);
+        let line = TestLine::create()?;
+        environment.extend(
+            line.environment()
+                .into_iter()
+                .map(|(key, value)| (key.to_owned(), value)),
+        );
         for (key, value) in &spec.environment {
             environment.retain(|(k, _)| k != key);
             environment.push(((*key).to_owned(), value.clone()));
@@ -310,6 +318,7 @@ impl Cluster {
             instances: Vec::new(),
             fleet: Arc::new(Fleet::new(Vec::new(), Recorder::new())),
             database: Some(database),
+            line: Some(line),
             log_dir,
             finished: false,
         };
@@ -343,6 +352,9 @@ impl Cluster {
         }
         if let Some(database) = self.database.take() {
             database.drop_database().await?;
+        }
+        if let Some(line) = self.line.take() {
+            line.remove().await;
         }
         let _ = std::fs::remove_dir_all(&self.log_dir);
         self.finished = true;
