@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod fixtures;
 pub mod measure;
 pub mod pgbench;
+pub mod redis_bench;
 pub mod report;
 pub mod scenarios;
 pub mod sqlite_raw;
