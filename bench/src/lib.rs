@@ -9,5 +9,6 @@ pub mod measure;
 pub mod pgbench;
 pub mod redis_bench;
 pub mod report;
+pub mod sale_open;
 pub mod scenarios;
 pub mod sqlite_raw;
