@@ -10,5 +10,6 @@ pub mod pgbench;
 pub mod redis_bench;
 pub mod report;
 pub mod sale_open;
+pub mod sale_open_report;
 pub mod scenarios;
 pub mod sqlite_raw;
