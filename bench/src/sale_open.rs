@@ -23,6 +23,7 @@ use crate::measure::Measure;
 /// Attempts per user before it counts as unplaced; a failed attempt is retried after a pause.
 const ATTEMPTS: u32 = 5;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// The user of the `n`-th join of a run: distinct per run and per `n`, with no random draw on
 /// the hot path, and known again when the tokens are checked.
@@ -53,12 +54,14 @@ impl Burst {
     }
 }
 
-/// `users` new users join through `servers`, `concurrency` connections in all.
+/// `users` new users join through `servers`, `concurrency` connections in all. Every
+/// `PROGRESS_EVERY`, `progress` gets the time since the start and the users placed so far.
 pub async fn burst(
     servers: &[SocketAddr],
     concurrency: usize,
     users: u64,
     run: u64,
+    progress: impl Fn(Duration, u64) + Send + 'static,
 ) -> anyhow::Result<Burst> {
     anyhow::ensure!(!servers.is_empty(), "no server to join through");
     let mut conns = Vec::with_capacity(concurrency);
@@ -66,10 +69,22 @@ pub async fn burst(
         conns.push(Conn::open(servers[i % servers.len()]).await?);
     }
     let next = Arc::new(AtomicU64::new(0));
+    let placed_so_far = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
+    let reporter = {
+        let placed_so_far = placed_so_far.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(start + PROGRESS_EVERY, PROGRESS_EVERY);
+            loop {
+                tick.tick().await;
+                progress(start.elapsed(), placed_so_far.load(Ordering::Relaxed));
+            }
+        })
+    };
     let mut workers = Vec::with_capacity(concurrency);
     for mut conn in conns {
         let next = next.clone();
+        let placed_so_far = placed_so_far.clone();
         workers.push(tokio::spawn(async move {
             let mut measure = Measure::empty();
             let mut placed: Vec<(u64, Box<str>)> = Vec::new();
@@ -110,6 +125,7 @@ pub async fn burst(
                                 u64::try_from(began.elapsed().as_micros()).unwrap_or(u64::MAX);
                             measure.latency.saturating_record(micros.max(1));
                             measure.ok += 1;
+                            placed_so_far.fetch_add(1, Ordering::Relaxed);
                             break;
                         }
                         Some(failure) => {
@@ -142,6 +158,7 @@ pub async fn burst(
         }
     }
     total.elapsed = start.elapsed();
+    reporter.abort();
     Ok(Burst {
         measure: total,
         tokens,

@@ -239,7 +239,28 @@ async fn burst(args: BurstArgs) -> anyhow::Result<()> {
         args.concurrency
     ));
     let before = Cpu::take(&args);
-    let burst = sale_open::burst(&args.servers, args.concurrency, args.users, run).await?;
+    let line = args.line.clone();
+    let last = std::sync::Mutex::new((Duration::ZERO, 0_u64));
+    let burst = sale_open::burst(
+        &args.servers,
+        args.concurrency,
+        args.users,
+        run,
+        move |at, placed| {
+            let mut last = last
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            #[allow(clippy::cast_precision_loss)]
+            let recent = (placed - last.1) as f64 / (at - last.0).as_secs_f64().max(1e-3);
+            *last = (at, placed);
+            say(&format!(
+                "{line} line: {} placed after {:.0} s ({recent:.0}/s in the last interval)",
+                sale_open_report::grouped(placed),
+                at.as_secs_f64()
+            ));
+        },
+    )
+    .await?;
     let after = Cpu::take(&args);
     let m = &burst.measure;
     let unplaced = burst.unplaced();
