@@ -18,7 +18,16 @@
 #    store file; then prints the table and writes it to $BENCH_OUT (default
 #    bench/results/latest.md, not tracked);
 # 5. then, unless BENCH_EVENTS=0, the event-stream benchmark (bench/events.sh: 10,000 streams on one
-#    instance of its own).
+#    instance of its own);
+# 6. then the sale-open benchmark (bench/sale-open.sh, its settings SALE_OPEN_* are described
+#    there): 1,000,000 new users joining the default room's line through 3 instances of its own,
+#    with the line on PostgreSQL and then on Redis (a redis-server of its own), each beside its raw
+#    limit (pgbench's ticket INSERT; redis-benchmark INCR and a join-sized EVAL), and a check of
+#    every user's place afterwards. Its table is appended to $BENCH_OUT.
+#
+# `--only` picks concert-load's scenarios (poll, seats, hold, contention, charge, journey, pay,
+# join) and `sale-open`: `--only sale-open` runs only the sale-open part (bench/sale-open.sh);
+# `--only join,sale-open` both; a list without `sale-open` skips it (BENCH_SALE_OPEN=0 too).
 #
 # Everything shares this machine's cores: the load generator and pgbench compete with the server
 # and PostgreSQL, so absolute numbers depend on the machine and on what else runs on it.
@@ -30,6 +39,29 @@
 # only the current schema; the table then shows its throughput and the change beside each row).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Which parts `--only` asks for: concert-load's scenarios, the sale-open part, or both.
+only=
+previous=
+for arg in "$@"; do
+  case $arg in
+  --only=*) only=${arg#--only=} ;;
+  esac
+  if [ "$previous" = --only ]; then
+    only=$arg
+  fi
+  previous=$arg
+done
+sale_open=${BENCH_SALE_OPEN:-1}
+if [ -n "$only" ]; then
+  case ",$only," in
+  *,sale-open,*) ;;
+  *) sale_open=0 ;;
+  esac
+  if [ -z "$(echo ",$only," | sed 's/,sale-open,/,/g; s/^,*//; s/,*$//')" ]; then
+    exec bench/sale-open.sh
+  fi
+fi
 
 scripts/ensure-postgres.sh
 
@@ -174,4 +206,8 @@ stop_services
 stop_embedded
 if [ "${BENCH_EVENTS:-1}" = 1 ]; then
   bench/events.sh | tee -a "$out"
+fi
+if [ "$sale_open" = 1 ]; then
+  echo >>"$out"
+  bench/sale-open.sh | tee -a "$out"
 fi

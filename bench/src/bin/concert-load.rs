@@ -70,7 +70,7 @@ struct Args {
     #[arg(long, default_value = "/usr/bin/pgbench")]
     pgbench: PathBuf,
     /// Only these scenarios (comma-separated: poll, seats, hold, contention, charge, pay, journey,
-    /// join).
+    /// join). `sale-open` is bench/run.sh's own part (bench/sale-open.sh): ignored here.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// Also write the table here.
