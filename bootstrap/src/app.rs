@@ -109,8 +109,10 @@ impl Application {
         let store = Store::open(config.store_url(), config.database_pool_size).await?;
         let signer = token_signer(&config, &store).await?;
         let mut ports = store.ports();
+        let mut redis_line = None;
         if let Some(line) = config.redis_line() {
-            ports = store.with_redis_line(ports, line).await?;
+            let (line, on_line) = store.with_redis_line(ports, line).await?;
+            (redis_line, ports) = (Some(line), on_line);
         }
 
         let identity = identity::build(&config)?;
@@ -205,6 +207,7 @@ impl Application {
             // Payments end tickets in their own transaction while the line is in the main
             // database; a line kept in another store wires the relay here.
             ticket_end_relay: services.relay_ticket_ends.clone(),
+            redis_line,
         };
         let use_cases = UseCases {
             services: Arc::new(services),

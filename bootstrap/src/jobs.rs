@@ -4,8 +4,8 @@
 //! instances at once: the repositories serialise what must be serialised.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ use concert_application::sweep_lapsed_holds::SweepLapsedHolds;
 use concert_application::waiting_polls::WaitingPolls;
 use concert_identity::JwtIdentity;
 use concert_postgres::PgClock;
+use concert_redis::{LineEpoch, RedisLine};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -112,6 +113,8 @@ pub struct BackgroundJobs {
     /// Applies the ticket ends payments wrote to the outbox: set when the line is kept in
     /// another store than payments.
     pub(crate) ticket_end_relay: Option<Arc<RelayTicketEnds>>,
+    /// The line on Redis, whose dataset the epoch watch follows.
+    pub(crate) redis_line: Option<RedisLine>,
 }
 
 impl BackgroundJobs {
@@ -292,6 +295,13 @@ impl BackgroundJobs {
         if let Some(relay) = self.ticket_end_relay.clone() {
             jobs.push(spawn_ticket_end_relay(relay, stop.clone()));
         }
+        if let Some(line) = self.redis_line.clone() {
+            let seen: Arc<Mutex<Option<LineEpoch>>> = Arc::default();
+            jobs.push(every(EPOCH_CHECK_INTERVAL, stop.clone(), move || {
+                let (line, seen) = (line.clone(), Arc::clone(&seen));
+                async move { watch_epoch(&line, &seen).await }
+            }));
+        }
         if let Some(clock) = self.database_clock.clone() {
             jobs.push(every(CLOCK_CALIBRATION_INTERVAL, stop.clone(), move || {
                 let clock = clock.clone();
@@ -307,6 +317,36 @@ impl BackgroundJobs {
             }));
         }
         jobs
+    }
+}
+
+/// How often an instance reads the epoch of the line's Redis.
+const EPOCH_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reads the epoch of the line's Redis and tells when it changed since the last reading: Redis
+/// lost its data (restarted without persistence, flushed, failed over to an empty replica).
+/// Nothing to repair: each line starts in a new block of numbers at its next join; this is for
+/// the operators (an error in the log, `queue_line_store_resets_total`).
+async fn watch_epoch(line: &RedisLine, seen: &Mutex<Option<LineEpoch>>) {
+    match line.epoch().await {
+        Ok(epoch) => {
+            let before = seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .replace(epoch.clone());
+            if let Some(before) = before
+                && before != epoch
+            {
+                metrics::counter!("queue_line_store_resets_total").increment(1);
+                tracing::error!(
+                    before = %before,
+                    now = %epoch,
+                    "the line's Redis lost its data: every place in line is gone (older tokens \
+                     answer TOKEN_INVALID and their holders join again)"
+                );
+            }
+        }
+        Err(error) => tracing::debug!(error = %error, "reading the line's epoch failed"),
     }
 }
 

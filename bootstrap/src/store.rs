@@ -141,12 +141,12 @@ impl Store {
 
     /// The waiting line on Redis (`QUEUE_URL`), its numbers leased in this store; connected and
     /// pinged. Only beside PostgreSQL (the configuration refuses it beside the embedded store).
-    /// Returns the ports with the line on it ([`StorePorts::with_line_on`]).
+    /// Returns the line and the ports with the line on it ([`StorePorts::with_line_on`]).
     pub(crate) async fn with_redis_line(
         &self,
         ports: StorePorts,
         config: RedisLineConfig,
-    ) -> anyhow::Result<StorePorts> {
+    ) -> anyhow::Result<(RedisLine, StorePorts)> {
         let Self::Postgres { pool, .. } = self else {
             anyhow::bail!("the line on Redis needs DATABASE_URL=postgres://…");
         };
@@ -154,7 +154,8 @@ impl Store {
         let line = RedisLine::connect(config, blocks)
             .await
             .context("connecting to the line's Redis (QUEUE_URL)")?;
-        Ok(ports.with_line_on(&line, pool))
+        let ports = ports.with_line_on(&line, pool);
+        Ok((line, ports))
     }
 
     /// The repositories over this store.
