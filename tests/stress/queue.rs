@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
+use concert_domain::LineNo;
+use concert_e2e::TestLine;
 use concert_postgres::testing::TestDatabase;
+use concert_redis::testing::line_tickets;
 use futures::future::join_all;
 use serde_json::json;
 use time::OffsetDateTime;
@@ -25,7 +28,7 @@ const MAX_ACTIVE: i64 = 5;
 const DUPLICATING: usize = 30;
 const PRICE: i64 = 1_000;
 
-/// What the sampler saw of the line, read from the database every 50 ms.
+/// What the sampler saw of the line, read from its store every 50 ms.
 #[derive(Debug, Default)]
 struct LineSamples {
     samples: u64,
@@ -35,27 +38,84 @@ struct LineSamples {
     overtaken: i64,
 }
 
-/// Samples the line until `stop`, each sample one statement (one snapshot).
-async fn sample_line(url: String, stop: Arc<AtomicBool>) -> anyhow::Result<LineSamples> {
-    let db = audit::connect(&url).await?;
+/// A ticket of the line as the audits read it, from whichever store keeps the line.
+struct LineTicket {
+    number: i64,
+    user: String,
+    status: String,
+    admitted_micros: Option<i64>,
+}
+
+/// Where the cluster keeps the line: its database, or its Redis (`E2E_QUEUE=redis`).
+enum LineStore {
+    Database(tokio_postgres::Client),
+    Redis { url: String, prefix: String },
+}
+
+impl LineStore {
+    async fn open(cluster: &Cluster) -> anyhow::Result<Self> {
+        Ok(match &cluster.line {
+            Some(TestLine::Redis { server, keys }) => Self::Redis {
+                url: server.url(),
+                prefix: keys.prefix().to_owned(),
+            },
+            _ => Self::Database(audit::connect(cluster.database().url()).await?),
+        })
+    }
+
+    /// Every ticket of the default line, in number order, read at once (one consistent state).
+    async fn tickets(&self) -> anyhow::Result<Vec<LineTicket>> {
+        Ok(match self {
+            Self::Database(db) => db
+                .query(
+                    "SELECT ticket, user_id::text, status, \
+                            (extract(epoch FROM admitted_at) * 1000000)::bigint \
+                     FROM queue_tickets ORDER BY ticket",
+                    &[],
+                )
+                .await?
+                .iter()
+                .map(|row| LineTicket {
+                    number: row.get(0),
+                    user: row.get(1),
+                    status: row.get(2),
+                    admitted_micros: row.get(3),
+                })
+                .collect(),
+            Self::Redis { url, prefix } => line_tickets(url, prefix, LineNo::DEFAULT)
+                .await?
+                .into_iter()
+                .map(|ticket| LineTicket {
+                    number: ticket.place,
+                    user: ticket.user,
+                    status: ticket.status,
+                    admitted_micros: ticket.admitted_micros,
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Samples the line until `stop`, each sample one read of the line.
+async fn sample_line(store: LineStore, stop: Arc<AtomicBool>) -> anyhow::Result<LineSamples> {
     let mut seen = LineSamples::default();
     while !stop.load(Ordering::Relaxed) {
-        let row = db
-            .query_one(
-                "SELECT count(*) FILTER (WHERE status = 'ACTIVE'), \
-                        count(*) FILTER (WHERE status = 'WAITING'), \
-                        (SELECT count(*) FROM queue_tickets w WHERE w.status = 'WAITING' \
-                           AND w.ticket < (SELECT coalesce(max(ticket), 0) FROM queue_tickets \
-                                           WHERE admitted_at IS NOT NULL)) \
-                 FROM queue_tickets",
-                &[],
-            )
-            .await?;
-        let (active, waiting, overtaken): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        let tickets = store.tickets().await?;
+        let count = |status: &str| tickets.iter().filter(|t| t.status == status).count();
+        let newest_admitted = tickets
+            .iter()
+            .filter(|t| t.admitted_micros.is_some())
+            .map(|t| t.number)
+            .max()
+            .unwrap_or(0);
+        let overtaken = tickets
+            .iter()
+            .filter(|t| t.status == "WAITING" && t.number < newest_admitted)
+            .count();
         seen.samples += 1;
-        seen.most_active = seen.most_active.max(active);
-        seen.most_waiting = seen.most_waiting.max(waiting);
-        seen.overtaken += overtaken;
+        seen.most_active = seen.most_active.max(count("ACTIVE") as i64);
+        seen.most_waiting = seen.most_waiting.max(count("WAITING") as i64);
+        seen.overtaken += overtaken as i64;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(seen)
@@ -219,10 +279,7 @@ async fn admission_follows_ticket_order_within_the_limit_and_positions_never_gro
     }
 
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = tokio::spawn(sample_line(
-        cluster.database().url().to_owned(),
-        stop.clone(),
-    ));
+    let sampler = tokio::spawn(sample_line(LineStore::open(&cluster).await?, stop.clone()));
     let line_started = Instant::now();
     let barrier = Arc::new(Barrier::new(USERS));
     let outcomes = join_all(users.iter().enumerate().map(|(i, user)| {
@@ -255,17 +312,19 @@ async fn admission_follows_ticket_order_within_the_limit_and_positions_never_gro
         });
     }
 
-    let db = audit::connect(cluster.database().url()).await?;
-    let row = db
-        .query_one(
-            "SELECT count(*), count(DISTINCT user_id), min(ticket), max(ticket), \
-                    count(*) FILTER (WHERE status = 'EXPIRED' AND admitted_at IS NOT NULL) \
-             FROM queue_tickets",
-            &[],
-        )
-        .await?;
-    let (tickets, distinct_users, first, last, served): (i64, i64, i64, i64, i64) =
-        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let tickets_read = LineStore::open(&cluster).await?.tickets().await?;
+    let tickets = tickets_read.len() as i64;
+    let distinct_users = tickets_read
+        .iter()
+        .map(|t| t.user.as_str())
+        .collect::<std::collections::BTreeSet<_>>()
+        .len() as i64;
+    let first = tickets_read.first().map_or(0, |t| t.number);
+    let last = tickets_read.last().map_or(0, |t| t.number);
+    let served = tickets_read
+        .iter()
+        .filter(|t| t.status == "EXPIRED" && t.admitted_micros.is_some())
+        .count() as i64;
     ensure!(
         tickets == USERS as i64 && distinct_users == tickets,
         "{tickets} tickets for {distinct_users} users ({USERS} expected)"
@@ -278,20 +337,20 @@ async fn admission_follows_ticket_order_within_the_limit_and_positions_never_gro
         served == tickets,
         "{served} of {tickets} tickets admitted and ended"
     );
-    // `admitted_at` is the admitting instance's clock, read before the step takes the queue lock:
-    // a step that waited for another instance's step stamps a little earlier than it. Measured
+    // `admitted_at` is the admitting instance's clock, read before the step takes the line: a
+    // step that waited for another instance's step stamps a little earlier than it. Measured
     // and bounded by the 5 s statement timeout; the exact order check is the sampler's.
-    let row = db
-        .query_one(
-            "SELECT coalesce(max(extract(epoch FROM before - admitted_at)), 0)::float8, \
-                    count(*) FILTER (WHERE before > admitted_at) \
-             FROM (SELECT admitted_at, max(admitted_at) OVER (ORDER BY ticket \
-                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before \
-                   FROM queue_tickets) stamped",
-            &[],
-        )
-        .await?;
-    let (worst_inversion, inversions): (f64, i64) = (row.get(0), row.get(1));
+    let (mut worst_inversion, mut inversions, mut latest) = (0.0_f64, 0_i64, None::<i64>);
+    for admitted in tickets_read.iter().filter_map(|t| t.admitted_micros) {
+        if let Some(before) = latest
+            && before > admitted
+        {
+            inversions += 1;
+            worst_inversion = worst_inversion.max((before - admitted) as f64 / 1e6);
+        }
+        latest = Some(latest.map_or(admitted, |before| before.max(admitted)));
+    }
+
     ensure!(
         worst_inversion < 5.0,
         "a ticket was stamped admitted {worst_inversion:.3} s before an older one"

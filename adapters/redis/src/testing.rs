@@ -348,3 +348,58 @@ impl TicketBlockLeases for MemoryTicketBlocks {
         Ok(TicketBlock { index, first, last })
     }
 }
+
+/// A ticket of a line as stored in Redis, for audits of tests: its place, user, status and
+/// admission instant (µs since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredTicket {
+    pub place: i64,
+    pub user: String,
+    pub status: String,
+    pub admitted_micros: Option<i64>,
+}
+
+/// Every ticket of `line` under `prefix` on the server at `url`, in place order, read in one
+/// script (one consistent state of the line).
+pub async fn line_tickets(
+    url: &str,
+    prefix: &str,
+    line: LineNo,
+) -> redis::RedisResult<Vec<StoredTicket>> {
+    let client = redis::Client::open(url)?;
+    let mut conn = client.get_multiplexed_async_connection().await?;
+    let base = format!("{prefix}{{line:{}}}:", line.get());
+    let raw: Vec<Vec<Option<String>>> = redis::Script::new(
+        r"
+local out = {}
+local cursor = '0'
+repeat
+  local scan = redis.call('SCAN', cursor, 'MATCH', KEYS[1] .. 't:*', 'COUNT', 1000)
+  cursor = scan[1]
+  for _, key in ipairs(scan[2]) do
+    local f = redis.call('HMGET', key, 'user', 'status', 'admitted')
+    out[#out + 1] = {string.sub(key, #KEYS[1] + 3), f[1], f[2], f[3]}
+  end
+until cursor == '0'
+return out
+",
+    )
+    .key(base)
+    .invoke_async(&mut conn)
+    .await?;
+    let mut tickets: Vec<StoredTicket> = raw
+        .into_iter()
+        .filter_map(|fields| {
+            let mut fields = fields.into_iter();
+            let place = fields.next()??.parse().ok()?;
+            Some(StoredTicket {
+                place,
+                user: fields.next()??,
+                status: fields.next()??,
+                admitted_micros: fields.next().flatten().and_then(|raw| raw.parse().ok()),
+            })
+        })
+        .collect();
+    tickets.sort_by_key(|ticket| ticket.place);
+    Ok(tickets)
+}
