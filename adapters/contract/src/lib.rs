@@ -256,7 +256,7 @@ pub struct LineFigures {
 #[macro_export]
 macro_rules! contract_tests {
     ($store:ty) => {
-        $crate::__contract_tests! {
+        $crate::__with_line_modules! {
             $store;
             catalog: [
                 a_fresh_store_is_ready_and_empty,
@@ -339,42 +339,6 @@ macro_rules! contract_tests {
                 the_same_key_in_parallel_takes_effect_once_and_every_answer_is_the_same,
                 a_cancellation_racing_a_payment_of_the_same_hold_lets_exactly_one_through,
             ];
-            queue: [
-                load_live_returns_the_live_ticket_and_the_version_of_the_users_place,
-                a_join_over_the_version_read_draws_the_next_number_and_moves_the_place,
-                a_join_over_an_old_version_is_stale_draws_no_number_and_writes_nothing,
-                end_only_ends_a_ticket_still_in_the_status_read,
-                activity_is_written_only_over_the_last_seen_read_and_only_on_an_active_ticket,
-                an_admission_step_writes_exactly_what_its_rules_decided_and_moves_serving_forward_only,
-                the_domains_rules_end_tickets_at_their_active_or_idle_deadline_and_fill_the_places,
-                an_admission_over_a_ticket_no_longer_waiting_is_stale_and_writes_nothing,
-                a_step_ending_a_ticket_over_another_last_seen_or_status_is_stale_and_writes_nothing,
-                nothing_joins_while_a_step_holds_the_line,
-                the_snapshots_counts_agree_with_the_stored_tickets_on_random_histories,
-                a_paced_room_never_admits_more_than_its_rate_in_any_minute,
-                waiting_polls_are_written_only_forward_and_only_on_waiting_tickets,
-                a_step_passes_over_idle_waiters_counts_them_out_of_the_line_and_admits_the_next,
-                admission_admits_the_oldest_up_to_the_limit,
-                racing_admissions_never_exceed_the_limit,
-                an_ended_ticket_frees_its_place_once,
-            ];
-            queue_races: [
-                concurrent_token_requests_of_one_user_make_one_ticket_and_no_gap,
-                two_hundred_users_joining_at_once_get_the_numbers_one_to_two_hundred,
-                admission_steps_running_at_once_while_users_join_keep_the_limit_and_the_order,
-                a_request_at_the_idle_deadline_and_the_step_ending_the_ticket_never_both_take_effect,
-                polls_racing_a_step_that_passes_over_never_keep_a_passed_over_ticket_waiting,
-            ];
-            pre_queue: [
-                each_line_admits_ends_and_counts_only_its_own_tickets_and_a_user_may_wait_in_two_rooms,
-                the_pre_queue_gets_the_first_places_in_the_order_the_opening_rules_return_once_then_joins_go_to_the_line,
-                a_pre_queue_join_on_a_line_with_no_room_is_sent_to_the_line_and_writes_nothing,
-                an_opening_with_an_empty_pre_queue_places_nobody_and_the_line_numbers_from_its_start,
-                an_opening_placing_an_entry_not_live_is_stale_and_writes_nothing,
-                of_ten_openings_of_one_room_at_once_exactly_one_places_the_pre_queue,
-                an_entry_ending_while_the_opening_orders_the_pre_queue_waits_and_finds_its_place,
-                pre_queue_joins_racing_the_opening_each_get_a_place_or_a_number_after_every_placed_one,
-            ];
             rooms: [
                 a_room_is_created_once_and_changed_only_over_the_version_read,
                 a_room_is_saved_only_over_the_version_read,
@@ -404,8 +368,27 @@ macro_rules! contract_tests {
 #[macro_export]
 macro_rules! line_contract_tests {
     ($store:ty) => {
+        $crate::__with_line_modules! {
+            $store;
+            retention: [
+                only_tickets_ended_before_the_cutoff_go,
+                a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_place,
+                pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over,
+            ];
+        }
+    };
+}
+
+/// The contract functions of the waiting line (`queue`, `queue_races`, `pre_queue`), written
+/// once for [`contract_tests!`] and [`line_contract_tests!`]: expands to the tests of the modules
+/// given plus these.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __with_line_modules {
+    ($store:ty; $($modules:tt)*) => {
         $crate::__contract_tests! {
             $store;
+            $($modules)*
             queue: [
                 load_live_returns_the_live_ticket_and_the_version_of_the_users_place,
                 a_join_over_the_version_read_draws_the_next_number_and_moves_the_place,
@@ -441,11 +424,6 @@ macro_rules! line_contract_tests {
                 of_ten_openings_of_one_room_at_once_exactly_one_places_the_pre_queue,
                 an_entry_ending_while_the_opening_orders_the_pre_queue_waits_and_finds_its_place,
                 pre_queue_joins_racing_the_opening_each_get_a_place_or_a_number_after_every_placed_one,
-            ];
-            retention: [
-                only_tickets_ended_before_the_cutoff_go,
-                a_ticket_that_left_while_waiting_stays_until_the_line_reaches_its_place,
-                pre_queue_entries_go_only_once_their_room_opened_and_their_story_is_over,
             ];
         }
     };

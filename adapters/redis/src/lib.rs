@@ -80,6 +80,13 @@ pub(crate) struct OpeningBlock {
     pub last: i64,
 }
 
+/// What a purge removes.
+#[derive(Debug, Clone, Copy)]
+enum Purged {
+    Tickets,
+    PreQueueEntries,
+}
+
 /// Why the line could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RedisStartupError {
@@ -204,15 +211,8 @@ impl RedisLine {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<u64, RepositoryError> {
-        let mut purged = 0_u64;
-        for line in self.lines_in_use().await? {
-            if purged >= u64::from(limit) {
-                break;
-            }
-            let left = u32::try_from(u64::from(limit) - purged).unwrap_or(u32::MAX);
-            purged += queue::purge_tickets(self, line, before, left).await?;
-        }
-        Ok(purged)
+        self.purge_line_by_line(Purged::Tickets, before, limit)
+            .await
     }
 
     /// Removes the pre-queue entries of opened lines whose story is over (ended before
@@ -223,13 +223,30 @@ impl RedisLine {
         before: OffsetDateTime,
         limit: u32,
     ) -> Result<u64, RepositoryError> {
+        self.purge_line_by_line(Purged::PreQueueEntries, before, limit)
+            .await
+    }
+
+    /// Purges `what` on each line in use, with what is left of `limit`, until the limit is
+    /// reached; returns how many went in all.
+    async fn purge_line_by_line(
+        &self,
+        what: Purged,
+        before: OffsetDateTime,
+        limit: u32,
+    ) -> Result<u64, RepositoryError> {
         let mut purged = 0_u64;
         for line in self.lines_in_use().await? {
             if purged >= u64::from(limit) {
                 break;
             }
             let left = u32::try_from(u64::from(limit) - purged).unwrap_or(u32::MAX);
-            purged += pre_queue::purge_entries(self, line, before, left).await?;
+            purged += match what {
+                Purged::Tickets => queue::purge_tickets(self, line, before, left).await?,
+                Purged::PreQueueEntries => {
+                    pre_queue::purge_entries(self, line, before, left).await?
+                }
+            };
         }
         Ok(purged)
     }
