@@ -195,6 +195,10 @@ if [ "$with_redis" = 1 ]; then
       tail -n 20 "$work"/redis-*.log >&2
     elif [ "$(redis-cli -p "$redis_port" --scan --pattern "${key_prefix}*" | head -n 1)" = "" ]; then
       missing="the instances wrote nothing under $key_prefix on the redis-server: they ignored QUEUE_URL"
+    else
+      # What the line costs Redis in memory (docs/REDIS.md sizes maxmemory from it).
+      used=$(redis-cli -p "$redis_port" info memory | tr -d '\r' | awk -F: '/^used_memory:/ {print $2}')
+      echo "[sale-open.sh] Redis memory after the burst: $((used / 1048576)) MiB, $((used / users)) bytes per user in line" >&2
     fi
     stop_instances
   fi
