@@ -406,14 +406,28 @@ pub fn check_line(
     }
 }
 
-/// The first ticket of the `default` room's line (the same on every store).
-pub fn first_ticket() -> i64 {
-    LineNo::DEFAULT.start().get() + 1
+/// The first ticket of the run: the lowest one the tokens name. On PostgreSQL it is the line's
+/// first place; the line on Redis starts at the first place of a block of numbers, which is not
+/// block 0 when instances leased blocks at once for a new line (docs/REDIS.md, Numbers). The
+/// check then asks for every ticket from it on, each once.
+pub fn first_ticket(tickets: &[Option<i64>]) -> i64 {
+    tickets
+        .iter()
+        .flatten()
+        .copied()
+        .min()
+        .unwrap_or(LineNo::DEFAULT.start().get() + 1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_run_starts_at_its_lowest_ticket() {
+        assert_eq!(first_ticket(&[Some(131_074), None, Some(131_073)]), 131_073);
+        assert_eq!(first_ticket(&[None]), 1);
+    }
 
     fn line(active: u64, waiting: u64) -> (Vec<Seen>, Vec<Option<i64>>) {
         let seen = (0..active)

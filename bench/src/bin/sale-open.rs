@@ -302,8 +302,12 @@ async fn burst(args: BurstArgs) -> anyhow::Result<()> {
     let signer = HmacTokenSigner::new(args.token_secret.as_bytes());
     let tickets = sale_open::tickets(&tokens, &signer, run);
     let expected_active = max_active.min(args.users);
-    let mut check =
-        sale_open::check_line(&seen, &tickets, sale_open::first_ticket(), expected_active);
+    let mut check = sale_open::check_line(
+        &seen,
+        &tickets,
+        sale_open::first_ticket(&tickets),
+        expected_active,
+    );
     if let Some(odd) = odd
         && seen.contains(&Seen::Other)
     {
