@@ -242,17 +242,19 @@ return 0
 });
 
 /// The line's counters, read at once: serving, admitted total, waiting, active, issued (since
-/// the line's data began: its first block's base), pre-queued.
+/// the line's data began: its first block's base), pre-queued, and the index of the block the
+/// line draws from (`''`: none).
 pub static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local s = redis.call('HMGET', k('state'), 'serving', 'admitted_total')
-local base = tonumber(redis.call('HGET', k('block'), 'base') or '0')
+local block = redis.call('HMGET', k('block'), 'base', 'index')
+local base = tonumber(block[1] or '0')
 local issued = tonumber(redis.call('GET', k('next')) or '0') - base
 if issued < 0 then issued = 0 end
 return {s[1] or '0', s[2] or '0', tostring(redis.call('ZCARD', k('waiting'))),
         tostring(redis.call('ZCARD', k('active'))), int(issued),
-        tostring(redis.call('ZCARD', k('pq:arrivals')))}
+        tostring(redis.call('ZCARD', k('pq:arrivals'))), block[2] or ''}
 "#
     ))
 });
