@@ -539,13 +539,16 @@ return {block[1] or '', block[2] or '', redis.call('GET', k('next')) or '0'}
 /// counter just before it, and `base` (what the issued count starts from) there too. Over the
 /// block read, the line goes on in the next one (the leases follow each other, so the numbers
 /// stay gap-free). `done`, or `raced` when the line's block is not the one read (another
-/// instance installed one first: the caller asks again).
+/// instance installed one first: the caller asks again), or `held` over no block while a step or
+/// an opening holds the line (their write sets the serving counter from what they read: the
+/// caller waits and installs its block after).
 pub static BLOCK_INSTALL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local current = redis.call('HGET', k('block'), 'index') or ''
 if current ~= ARGV[1] then return 'raced' end
 if ARGV[1] == '' then
+  if redis.call('EXISTS', k('hold')) == 1 then return 'held' end
   local before = int(tonumber(ARGV[3]) - 1)
   redis.call('HSET', k('block'), 'index', ARGV[2], 'last', ARGV[4], 'base', before)
   redis.call('SET', k('next'), before)
