@@ -354,7 +354,10 @@ fn probe(
 async fn events_answer(client: Client, token: String) -> anyhow::Result<Answer> {
     match client.events(&token).await? {
         Err(answer) => Ok(answer),
-        Ok(_) => bail!("answered with a stream"),
+        Ok(mut stream) => {
+            let first = stream.next(Duration::from_secs(1)).await;
+            bail!("answered with a stream, whose first event is {first:?}")
+        }
     }
 }
 
@@ -639,7 +642,9 @@ async fn token_invalid_everywhere(
             ),
             (
                 "events",
-                events_answer(client.clone(), token.to_owned()).await?,
+                events_answer(client.clone(), token.to_owned())
+                    .await
+                    .with_context(|| format!("{what}: events on instance {instance}"))?,
             ),
         ];
         for (endpoint, answer) in answers {
@@ -769,9 +774,12 @@ async fn a_killed_redis_is_a_quick_503_for_the_line_only_and_restarted_empty_sta
         .iter()
         .map(|row| row.get(0))
         .collect();
+    // Block 0 before; after, a block for each instance that found the line without one at the
+    // same moment, of which one was installed (the others are skipped, never drawn from).
     ensure!(
-        blocks == [0, 1],
-        "the default line leased blocks {blocks:?}: one before, one after the restart"
+        blocks.first() == Some(&0) && (2..=4).contains(&blocks.len()),
+        "the default line leased blocks {blocks:?}: block 0 before, one to three after the \
+         restart"
     );
 
     // A whole journey, and the next in line moves up.
