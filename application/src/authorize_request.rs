@@ -61,6 +61,8 @@ impl AuthorizeRequest {
         // A ticket the serving counter of its line has not reached is waiting, unless it ended
         // while waiting: no database read needed.
         let view = self.access.lines.of_ticket(claims.ticket);
+        // What the view says of a waiting token holds only while the view can read the line.
+        view.readable(self.access.clock.now())?;
         let number = match view.placement(claims.ticket) {
             Placement::Line(number) => number,
             Placement::PreQueue => return Err(AuthorizeError::QueueNotActive),
@@ -186,6 +188,29 @@ mod tests {
             Err(AuthorizeError::WrongRoom)
         ));
         assert_eq!(use_case.room_of(gala_caller.ticket).as_str(), "spring-gala");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_token_is_unavailable_not_refused_while_the_view_cannot_read_the_line() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        let use_case = AuthorizeRequest::new(QueueAccess::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(queue),
+            clock(),
+            crate::test_support::view_that_lost_its_line(10).await,
+            policy(),
+        ));
+
+        let answer = use_case.execute("token").await;
+
+        assert!(
+            matches!(
+                answer,
+                Err(AuthorizeError::Repository(RepositoryError::Unavailable(_)))
+            ),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]

@@ -23,6 +23,11 @@ const RATE_WINDOW: Duration = Duration::seconds(60);
 /// then is trusted over the rate of the whole window.
 const PRESSURED_ENOUGH: Duration = Duration::seconds(2);
 
+/// How long the view's last reading is answered from while the readings after it fail: the
+/// lag docs/API.md §1.2 allows a position. Then the view answers nothing (`503`) until a reading
+/// succeeds.
+const TRUSTED_FOR: Duration = Duration::seconds(1);
+
 /// How long a ticket's end is remembered for the clients watching it.
 const RECENT_ENDS: Duration = Duration::seconds(60);
 
@@ -66,6 +71,10 @@ struct ViewState {
     /// Whether the line was read at least once (a view made for a room just learnt of knows
     /// nothing yet).
     read: bool,
+    /// When the line was last read, and whether the readings since failed (its store is down
+    /// or frozen, so what the view holds may no longer be true).
+    read_at: Option<OffsetDateTime>,
+    failing: bool,
     /// Moves whenever something a watcher is told may have changed: the serving counter, the
     /// tickets that ended while waiting, the ends seen, or the pre-queue's outcomes.
     generation: u64,
@@ -163,8 +172,35 @@ impl QueueView {
     }
 
     /// Reads the line's state from the database. The serving counter never moves back, so a
-    /// client that keeps to this instance never sees its position grow.
+    /// client that keeps to this instance never sees its position grow. While readings fail
+    /// the view soon turns [unreadable](Self::readable); each failure wakes the watchers, whose
+    /// streams end once it has.
     pub async fn refresh(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
+        let read = self.read_line(now).await;
+        if read.is_err() {
+            let mut state = self.state_mut();
+            state.failing = true;
+            state.generation += 1;
+        }
+        read
+    }
+
+    /// Whether answers may be given from this view at `now`: not once its readings of the line
+    /// have failed for longer than [`TRUSTED_FOR`] since the last one that worked, so that a
+    /// line that cannot be read answers `503` (`Unavailable`) on every endpoint, waiting users'
+    /// polls included, instead of positions it may no longer hold (a store that restarted empty
+    /// holds no place at all). One reading that fails between good ones changes nothing.
+    pub fn readable(&self, now: OffsetDateTime) -> Result<(), RepositoryError> {
+        let state = self.state();
+        if state.failing && state.read_at.is_none_or(|at| now - at > TRUSTED_FOR) {
+            return Err(RepositoryError::Unavailable(
+                "this instance has not been able to read the line for a while".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn read_line(&self, now: OffsetDateTime) -> Result<QueueSnapshot, RepositoryError> {
         let fresh = self.queue.snapshot(self.line).await?;
         let ended_waiting = self.queue.ended_waiting(fresh.serving).await?;
         // While the room gathers its pre-queue, the entries that ended (few); once it opened,
@@ -227,6 +263,11 @@ impl QueueView {
         }
         state.snapshot = QueueSnapshot { serving, ..fresh };
         state.read = true;
+        state.read_at = state.read_at.max(Some(now));
+        if state.failing {
+            state.failing = false;
+            state.generation += 1;
+        }
         state.ended_tickets = ended_waiting.iter().map(|ended| ended.ticket).collect();
         state.ended_waiting = ended_waiting;
         // Two jobs refresh the view; a reading that finishes after a later one is left out of
@@ -468,6 +509,43 @@ mod tests {
             .await
             .expect("second");
         assert_eq!(view.serving().get(), 7);
+    }
+
+    #[tokio::test]
+    async fn a_view_whose_readings_fail_for_over_a_second_answers_nothing_until_one_works() {
+        let mut queue = MockQueueRepository::new();
+        let mut reads = vec![
+            Ok(snapshot(7, 7)),
+            Err(RepositoryError::Unavailable("down".into())),
+            Err(RepositoryError::Unavailable("down".into())),
+            Ok(snapshot(8, 8)),
+        ]
+        .into_iter();
+        queue
+            .expect_snapshot()
+            .times(4)
+            .returning(move |_| reads.next().expect("four reads"));
+        queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+        let view = QueueView::new(Arc::new(queue), QueuePolicy::default());
+        let now = datetime!(2026-12-01 12:00 UTC);
+        let at = |millis| now + Duration::milliseconds(millis);
+        view.refresh(now).await.expect("first");
+        assert!(view.readable(at(0)).is_ok());
+        let generation = view.generation();
+
+        assert!(view.refresh(at(250)).await.is_err());
+        assert!(view.readable(at(500)).is_ok(), "the last reading is recent");
+        assert_eq!(view.generation(), generation + 1, "watchers are woken");
+        assert!(view.refresh(at(500)).await.is_err());
+        assert_eq!(view.generation(), generation + 2, "at each failure");
+        assert!(matches!(
+            view.readable(at(1_100)),
+            Err(RepositoryError::Unavailable(_))
+        ));
+
+        view.refresh(at(1_250)).await.expect("fourth");
+        assert!(view.readable(at(1_300)).is_ok());
+        assert_eq!(view.serving().get(), 8);
     }
 
     #[tokio::test]

@@ -138,6 +138,7 @@ impl ReadQueueStatus {
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
         let view = self.access.lines.of_ticket(claims.ticket);
         let now = self.access.clock.now();
+        view.readable(now)?;
         let number = match view.placement(claims.ticket) {
             Placement::Line(number) => number,
             Placement::PreQueue => {
@@ -285,6 +286,29 @@ mod tests {
         let after = use_case.execute("token").await.expect("status");
         assert!(!after.pre_queue);
         assert_eq!(after.position, Some(3), "the place it got, from the view");
+    }
+
+    #[tokio::test]
+    async fn a_waiting_poll_is_unavailable_while_the_view_cannot_read_the_line() {
+        let use_case = ReadQueueStatus::new(QueueAccess::new(
+            Arc::new(signer_reading(claims(14))),
+            Arc::new(untouched_queue()),
+            clock(),
+            crate::test_support::view_that_lost_its_line(10).await,
+            policy(),
+        ));
+
+        let answer = use_case.execute("token").await;
+
+        assert!(
+            matches!(
+                answer,
+                Err(ReadQueueStatusError::Repository(
+                    RepositoryError::Unavailable(_)
+                ))
+            ),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]

@@ -115,6 +115,32 @@ pub(crate) async fn view_serving(serving: i64) -> QueueView {
     view
 }
 
+/// A view serving `serving` that then failed to read its line (the line's store went down).
+pub(crate) async fn view_that_lost_its_line(serving: i64) -> QueueView {
+    let mut queue = MockQueueRepository::new();
+    let mut reads = vec![
+        Ok(QueueSnapshot {
+            serving: ServingCounter::new(serving),
+            ..QueueSnapshot::default()
+        }),
+        Err(crate::ports::RepositoryError::Unavailable(
+            "the line's store is down".into(),
+        )),
+    ]
+    .into_iter();
+    queue
+        .expect_snapshot()
+        .times(2)
+        .returning(move |_| reads.next().expect("two reads"));
+    queue.expect_ended_waiting().returning(|_| Ok(Vec::new()));
+    let view = QueueView::new(Arc::new(queue), policy());
+    view.refresh(NOW - Duration::seconds(2))
+        .await
+        .expect("view refreshed");
+    assert!(view.refresh(NOW - Duration::seconds(1)).await.is_err());
+    view
+}
+
 pub(crate) fn claims(ticket: i64) -> TokenClaims {
     TokenClaims {
         user: user(),

@@ -129,6 +129,7 @@ impl WatchQueueStatus {
         watch: &mut StatusWatch,
     ) -> Result<QueueStatusView, ReadQueueStatusError> {
         let view = &self.access.lines.of_ticket(watch.claims.ticket);
+        view.readable(self.access.clock.now())?;
         let ticket = match view.placement(watch.claims.ticket) {
             Placement::Line(number) => number,
             Placement::PreQueue => {
@@ -281,6 +282,35 @@ mod tests {
             Some((TicketStatus::Expired, Some(EndReason::Paid)))
         );
         assert!(watch.is_over());
+    }
+
+    #[tokio::test]
+    async fn a_watch_fails_once_its_view_cannot_read_the_line_so_its_stream_ends() {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().never();
+        let use_case = WatchQueueStatus::new(
+            QueueAccess::new(
+                Arc::new(signer_reading(claims(14))),
+                Arc::new(queue),
+                clock(),
+                crate::test_support::view_that_lost_its_line(10).await,
+                policy(),
+            ),
+            10,
+        );
+        let mut watch = use_case.open("token").expect("open");
+
+        let answer = use_case.changed(&mut watch).await;
+
+        assert!(
+            matches!(
+                answer,
+                Err(ReadQueueStatusError::Repository(
+                    crate::ports::RepositoryError::Unavailable(_)
+                ))
+            ),
+            "{answer:?}"
+        );
     }
 
     #[tokio::test]

@@ -14,5 +14,6 @@ mod leaving;
 mod malformed;
 mod operations;
 mod passthrough;
+mod redis_line;
 mod rooms;
 mod rooms_of_their_own;

@@ -104,6 +104,43 @@ async fn every_instance_charges(
     Ok(())
 }
 
+/// `token`'s status through every instance: each must answer it (any status) within `within`.
+/// Besides the pool, this needs the instance's copy of the line, which is read again every
+/// admission interval and answers `503` once its readings have failed for a second.
+async fn every_instance_reads_the_line(
+    fleet: &Fleet,
+    token: &str,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    for instance in 0..fleet.size() {
+        loop {
+            let answer = fleet
+                .send(
+                    instance,
+                    Op::Status,
+                    Request::get("/v1/queue/status").token(token),
+                )
+                .await?;
+            if answer.status == 200 {
+                break;
+            }
+            ensure!(
+                answer.status == StatusCode::SERVICE_UNAVAILABLE
+                    && answer
+                        .content_type()
+                        .starts_with("application/problem+json")
+                    && Instant::now() < deadline,
+                "instance {instance} after the fault: {} {}",
+                answer.status,
+                answer.text
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn terminated_database_connections_fail_fast_and_heal_without_restart() -> anyhow::Result<()>
 {
@@ -120,6 +157,8 @@ async fn terminated_database_connections_fail_fast_and_heal_without_restart() ->
     let fleet = cluster.fleet.clone();
     let duration = harness::load_duration(Duration::from_secs(16));
     let stage = workload::Stage::prepare(fleet.clone(), seed, 300, duration).await?;
+    // A token whose status tells when every instance reads the line again.
+    let probe = fleet.active_token(0, Uuid::new_v4()).await?;
     let load = tokio::spawn(workload::run(stage.clone(), 45));
     let db = audit::connect(cluster.database().url()).await?;
     let name = cluster.database().name().to_owned();
@@ -144,6 +183,7 @@ async fn terminated_database_connections_fail_fast_and_heal_without_restart() ->
         terminated += row.get::<_, i64>(0);
         let healed = readiness_of_all(&fleet, StatusCode::OK, HEAL_WITHIN).await?;
         every_instance_charges(&fleet, &stage.books, HEAL_WITHIN).await?;
+        every_instance_reads_the_line(&fleet, &probe, HEAL_WITHIN).await?;
         let healed = healed.max(Instant::now());
         slowest_heal = slowest_heal.max(healed - at);
         fleet.recorder.database_fault(Window {
@@ -284,6 +324,7 @@ async fn a_database_outage_answers_503_quickly_and_service_returns_without_resta
     proxy.restore();
     let healed = readiness_of_all(&fleet, StatusCode::OK, HEAL_WITHIN).await?;
     every_instance_charges(&fleet, &stage.books, HEAL_WITHIN).await?;
+    every_instance_reads_the_line(&fleet, &insider_token, HEAL_WITHIN).await?;
     let healed = healed.max(Instant::now());
     fleet.recorder.database_fault(Window {
         from: cut_at,

@@ -22,4 +22,5 @@ mod crash;
 mod faults;
 mod queue;
 mod races;
+mod redis_line;
 mod secrets;

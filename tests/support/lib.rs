@@ -398,6 +398,32 @@ impl Client {
         .await
     }
 
+    /// Opens `token`'s event stream (`GET /v1/queue/events`): the stream when answered `200`,
+    /// else the answer (a problem).
+    pub async fn events(&self, token: &str) -> anyhow::Result<Result<EventStream, Answer>> {
+        let response = self
+            .raw(Method::GET, "/v1/queue/events")
+            .bearer_auth(token)
+            .send()
+            .await?;
+        if response.status() == StatusCode::OK {
+            return Ok(Ok(EventStream {
+                response,
+                buffered: String::new(),
+            }));
+        }
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await?;
+        let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(Err(Answer {
+            status,
+            headers,
+            body,
+            text,
+        }))
+    }
+
     /// Polls the status until it reads `wanted`, for at most `within`.
     pub async fn wait_for_status(
         &self,
@@ -505,5 +531,39 @@ impl Client {
             request = request.header("Idempotency-Key", key);
         }
         self.send(request).await
+    }
+}
+
+/// An open event stream (`text/event-stream`), read one `status` event at a time.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffered: String,
+}
+
+impl EventStream {
+    /// The next `status` event's data, or `None` once the stream ended; an error when nothing
+    /// came within `within`.
+    pub async fn next(&mut self, within: Duration) -> anyhow::Result<Option<Value>> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(end) = self.buffered.find("\n\n") {
+                let event: String = self.buffered.drain(..end + 2).collect();
+                if let Some(data) = event
+                    .lines()
+                    .find_map(|line| line.strip_prefix("data: "))
+                    .filter(|_| event.contains("event: status"))
+                {
+                    return Ok(Some(serde_json::from_str(data)?));
+                }
+                continue;
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .map_err(|_| anyhow::anyhow!("no event within {within:?}"))??;
+            match chunk {
+                Some(bytes) => self.buffered.push_str(std::str::from_utf8(&bytes)?),
+                None => return Ok(None),
+            }
+        }
     }
 }

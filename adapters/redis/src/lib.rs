@@ -326,8 +326,9 @@ impl RedisLine {
 
     /// Leases the block after `after` of `line` (`None`: a block after every block leased, for
     /// a line without one) and installs it, unless the line moved on meanwhile (another task or
-    /// instance installed one first: the caller simply asks again). A line that had numbers
-    /// before starting over in a later block means Redis lost its data: said in the log.
+    /// instance installed one first: the caller simply asks again). A first block waits for a
+    /// step or an opening holding the line. A line that had numbers before starting over in a
+    /// later block means Redis lost its data: said in the log.
     pub(crate) async fn extend_block(
         &self,
         line: LineNo,
@@ -345,8 +346,12 @@ impl RedisLine {
             (block.first.get() - start).to_string(),
             (block.last.get() - start).to_string(),
         ];
-        let answer = self.run_on(&scripts::BLOCK_INSTALL, line, &args).await?;
-        if after.is_none() && block.index > 0 && keys::text(answer)?.as_deref() == Some("done") {
+        let answer = crate::queue::while_held(self, || async {
+            let answer = keys::text(self.run_on(&scripts::BLOCK_INSTALL, line, &args).await?)?;
+            Ok((answer.as_deref() != Some("held")).then_some(answer))
+        })
+        .await?;
+        if after.is_none() && block.index > 0 && answer.as_deref() == Some("done") {
             tracing::warn!(
                 line = line.get(),
                 block = block.index,

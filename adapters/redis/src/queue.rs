@@ -312,8 +312,27 @@ impl QueueRepository for RedisQueueRepository {
     }
 
     async fn snapshot(&self, line: LineNo) -> Result<QueueSnapshot, RepositoryError> {
-        let fields = self.line.texts_on(&scripts::SNAPSHOT, line, &[]).await?;
-        let [serving, admitted_total, waiting, active, issued, pre_queued] = fields.as_slice()
+        let mut fields = self.line.texts_on(&scripts::SNAPSHOT, line, &[]).await?;
+        // A line without a block (a new one, or one whose data Redis lost) is given one now, not
+        // only at its next join: after a loss its serving counter then moves past every number
+        // handed out before, so each instance's next refresh tells the tokens of then that
+        // their places are gone (`401`), even while nobody joins.
+        if fields
+            .get(6)
+            .is_some_and(|block| block.as_deref().unwrap_or("").is_empty())
+        {
+            self.line.extend_block(line, None).await?;
+            fields = self.line.texts_on(&scripts::SNAPSHOT, line, &[]).await?;
+        }
+        let [
+            serving,
+            admitted_total,
+            waiting,
+            active,
+            issued,
+            pre_queued,
+            _block,
+        ] = fields.as_slice()
         else {
             return Err(corrupt("a snapshot of another shape"));
         };

@@ -242,17 +242,19 @@ return 0
 });
 
 /// The line's counters, read at once: serving, admitted total, waiting, active, issued (since
-/// the line's data began: its first block's base), pre-queued.
+/// the line's data began: its first block's base), pre-queued, and the index of the block the
+/// line draws from (`''`: none).
 pub static SNAPSHOT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local s = redis.call('HMGET', k('state'), 'serving', 'admitted_total')
-local base = tonumber(redis.call('HGET', k('block'), 'base') or '0')
+local block = redis.call('HMGET', k('block'), 'base', 'index')
+local base = tonumber(block[1] or '0')
 local issued = tonumber(redis.call('GET', k('next')) or '0') - base
 if issued < 0 then issued = 0 end
 return {s[1] or '0', s[2] or '0', tostring(redis.call('ZCARD', k('waiting'))),
         tostring(redis.call('ZCARD', k('active'))), int(issued),
-        tostring(redis.call('ZCARD', k('pq:arrivals')))}
+        tostring(redis.call('ZCARD', k('pq:arrivals'))), block[2] or ''}
 "#
     ))
 });
@@ -537,13 +539,16 @@ return {block[1] or '', block[2] or '', redis.call('GET', k('next')) or '0'}
 /// counter just before it, and `base` (what the issued count starts from) there too. Over the
 /// block read, the line goes on in the next one (the leases follow each other, so the numbers
 /// stay gap-free). `done`, or `raced` when the line's block is not the one read (another
-/// instance installed one first: the caller asks again).
+/// instance installed one first: the caller asks again), or `held` over no block while a step or
+/// an opening holds the line (their write sets the serving counter from what they read: the
+/// caller waits and installs its block after).
 pub static BLOCK_INSTALL: LazyLock<Script> = LazyLock::new(|| {
     Script::new(lua!(
         r#"
 local current = redis.call('HGET', k('block'), 'index') or ''
 if current ~= ARGV[1] then return 'raced' end
 if ARGV[1] == '' then
+  if redis.call('EXISTS', k('hold')) == 1 then return 'held' end
   local before = int(tonumber(ARGV[3]) - 1)
   redis.call('HSET', k('block'), 'index', ARGV[2], 'last', ARGV[4], 'base', before)
   redis.call('SET', k('next'), before)

@@ -17,8 +17,11 @@ use serde_json::Value;
 pub enum Op {
     Issue,
     Status,
+    Leave,
+    Catalog,
     Seats,
     Hold,
+    Read,
     Cancel,
     Charge,
     Balance,

@@ -251,8 +251,10 @@ pub async fn read_queue_status(
 /// polling: an event `status` at once, then one on every change (position moved, admitted,
 /// ended and why), each with the JSON `GET /v1/queue/status` would answer; a comment line every
 /// 15 s while nothing changes. The stream ends after the `EXPIRED` event, when the server shuts
-/// down, and when the line cannot be read (reconnect, or poll). Watching is not activity: an
-/// `ACTIVE` token still needs requests to stay alive.
+/// down, and when the line cannot be read (reconnect, or poll). The first status is worked out
+/// before the answer, so a token the line does not know, or a line that cannot be read now, is
+/// answered with its problem rather than a stream that ends at once. Watching is not activity:
+/// an `ACTIVE` token still needs requests to stay alive.
 #[utoipa::path(
     get,
     path = "/v1/queue/events",
@@ -261,7 +263,7 @@ pub async fn read_queue_status(
     responses(
         (status = 200, description = "`event: status` lines whose data is a QueueStatusResponse", content_type = "text/event-stream", body = String),
         (status = 401, description = "TOKEN_INVALID", body = ProblemBody, content_type = "application/problem+json"),
-        (status = 503, description = "SERVICE_UNAVAILABLE: this instance already serves its most event streams (QUEUE_EVENT_STREAMS_MAX); poll, or try again after Retry-After", body = ProblemBody, content_type = "application/problem+json",
+        (status = 503, description = "SERVICE_UNAVAILABLE: the line cannot be read now, or this instance already serves its most event streams (QUEUE_EVENT_STREAMS_MAX); poll, or try again after Retry-After", body = ProblemBody, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds to wait before trying again"))),
     )
 )]
@@ -270,12 +272,20 @@ pub async fn queue_events(
     QueueToken(token): QueueToken,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, Problem> {
     let use_cases = Arc::clone(&state.use_cases);
-    let watch = use_cases.services.watch_queue_status.open(&token)?;
+    let mut watch = use_cases.services.watch_queue_status.open(&token)?;
+    let first = use_cases
+        .services
+        .watch_queue_status
+        .changed(&mut watch)
+        .await?;
     let events = use_cases.queue_events.clone();
     let heartbeat = events.heartbeat;
     let stream = futures::stream::unfold(
-        (watch, events, use_cases),
-        |(mut watch, mut events, use_cases)| async move {
+        (watch, events, use_cases, first),
+        |(mut watch, mut events, use_cases, first)| async move {
+            if let Some(status) = first {
+                return Some((Ok(status_event(status)), (watch, events, use_cases, None)));
+            }
             loop {
                 if watch.is_over() {
                     return None;
@@ -287,11 +297,7 @@ pub async fn queue_events(
                     .await
                 {
                     Ok(Some(status)) => {
-                        let event = Event::default()
-                            .event("status")
-                            .json_data(QueueStatusResponse::from(status))
-                            .unwrap_or_else(|_| Event::default().comment("status unavailable"));
-                        return Some((Ok(event), (watch, events, use_cases)));
+                        return Some((Ok(status_event(status)), (watch, events, use_cases, None)));
                     }
                     Ok(None) => {}
                     Err(error) => {
@@ -307,6 +313,14 @@ pub async fn queue_events(
         },
     );
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)))
+}
+
+/// One `status` event, whose data is what `GET /v1/queue/status` answers.
+fn status_event(status: QueueStatusView) -> Event {
+    Event::default()
+        .event("status")
+        .json_data(QueueStatusResponse::from(status))
+        .unwrap_or_else(|_| Event::default().comment("status unavailable"))
 }
 
 /// **Extension.** Leaves the line: the caller's token ends (`reason` `LEFT`) and its place, or its

@@ -1,5 +1,5 @@
 //! `GET /v1/queue/events`: the status as server-sent events, a problem+json answer for a bad
-//! token, and `503` beyond the instance's most streams. (These fakes never refresh the view, so a
+//! token or one the line does not know, and `503` beyond the instance's most streams. (These fakes never refresh the view, so a
 //! stream ends after its first event; the end-to-end tests follow a stream through changes.)
 
 use axum::body::Body;
@@ -50,6 +50,12 @@ async fn a_bad_token_gets_a_problem_not_a_stream() {
         .await
         .problem(401, "TOKEN_INVALID");
     get("/v1/queue/events")
+        .send(&app)
+        .await
+        .problem(401, "TOKEN_INVALID");
+    // Validly signed, but its ticket is not on the line: known before the stream would start.
+    get("/v1/queue/events")
+        .bearer(TOKEN_UNKNOWN)
         .send(&app)
         .await
         .problem(401, "TOKEN_INVALID");

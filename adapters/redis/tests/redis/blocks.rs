@@ -60,3 +60,29 @@ async fn joins_that_use_up_a_block_go_on_in_the_next_without_a_gap() {
     assert_eq!(next.index, 2, "blocks 0 and 1 were leased, nothing more");
     fresh.keys.delete().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_block_waits_for_the_step_that_holds_the_line() {
+    let fresh = FreshLine::new(MemoryTicketBlocks::shared()).await;
+    let queue = fresh.line.queue();
+    let mut raw = fresh.raw().await;
+    let hold = format!("{}hold", fresh.base(0));
+    let block = format!("{}block", fresh.base(0));
+    // A step read the line (no block, serving 0) and will write its serving counter.
+    let _: () = raw.set(&hold, "step:elsewhere").await.expect("SET hold");
+
+    let snapshot = tokio::spawn(async move { queue.snapshot(LineNo::DEFAULT).await });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let installed: bool = raw.exists(&block).await.expect("EXISTS block");
+    assert!(!installed, "no block is installed under the step's hold");
+    let _: () = raw.del(&hold).await.expect("DEL hold");
+
+    let snapshot = snapshot
+        .await
+        .expect("the snapshot's task")
+        .expect("a snapshot once the step let go");
+    assert_eq!((snapshot.serving.get(), snapshot.issued), (0, 0));
+    let index: Option<String> = raw.hget(&block, "index").await.expect("HGET index");
+    assert_eq!(index.as_deref(), Some("0"), "then block 0 is installed");
+    fresh.keys.delete().await;
+}

@@ -129,6 +129,43 @@ async fn a_killed_redis_makes_every_call_unavailable_at_once_and_a_restart_bring
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn after_redis_lost_its_data_the_first_snapshot_moves_the_line_past_its_old_numbers() {
+    let mut server = RedisServer::start();
+    let keys = TestKeys::new(server.url());
+    let line = server
+        .line(
+            keys.prefix(),
+            Duration::from_millis(500),
+            MemoryTicketBlocks::shared(),
+        )
+        .await;
+    let queue = line.queue();
+    let before = queue.snapshot(LineNo::DEFAULT).await.expect("a snapshot");
+    assert_eq!(
+        (before.serving.get(), before.issued),
+        (0, 0),
+        "a new line starts in block 0"
+    );
+    assert_eq!(join(&line).await.expect("a join").ticket().get(), 1);
+
+    server.restart();
+    // Nobody joins: a view's refresh alone must learn that every older place is gone.
+    let after = eventually(Duration::from_secs(5), || queue.snapshot(LineNo::DEFAULT)).await;
+    let (second_block, _) = LineNo::DEFAULT.ticket_block(1).expect("block 1");
+    assert_eq!(
+        (after.serving.get(), after.issued, after.waiting),
+        (second_block.get() - 1, 0, 0),
+        "served up to just before block 1: ticket 1 is behind the serving counter"
+    );
+    assert_eq!(
+        join(&line).await.expect("a join").ticket(),
+        second_block,
+        "and the next join takes block 1's first place"
+    );
+    keys.delete().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_frozen_redis_makes_calls_unavailable_within_the_timeout_and_they_work_once_it_goes_on() {
     let timeout = Duration::from_millis(300);
     let server = RedisServer::start();
