@@ -5,43 +5,9 @@
 
 use std::time::Duration;
 
-use concert_e2e::TestApp;
+use concert_e2e::{EventStream, TestApp};
 use reqwest::{Method, StatusCode};
-use serde_json::Value;
 use uuid::Uuid;
-
-/// Reads an event stream's `status` events one at a time.
-struct Events {
-    response: reqwest::Response,
-    buffered: String,
-}
-
-impl Events {
-    /// The next `status` event's data, or `None` when the stream ended.
-    async fn next(&mut self, within: Duration) -> anyhow::Result<Option<Value>> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            if let Some(end) = self.buffered.find("\n\n") {
-                let event: String = self.buffered.drain(..end + 2).collect();
-                if let Some(data) = event
-                    .lines()
-                    .find_map(|line| line.strip_prefix("data: "))
-                    .filter(|_| event.contains("event: status"))
-                {
-                    return Ok(Some(serde_json::from_str(data)?));
-                }
-                continue;
-            }
-            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
-                .await
-                .map_err(|_| anyhow::anyhow!("no event within {within:?}"))??;
-            match chunk {
-                Some(bytes) => self.buffered.push_str(std::str::from_utf8(&bytes)?),
-                None => return Ok(None),
-            }
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_users_stream_is_pushed_its_admission_and_its_end_across_instances()
@@ -67,10 +33,7 @@ async fn a_waiting_users_stream_is_pushed_its_admission_and_its_end_across_insta
         response.headers()["content-type"].to_str()?,
         "text/event-stream"
     );
-    let mut events = Events {
-        response,
-        buffered: String::new(),
-    };
+    let mut events = EventStream::of(response);
 
     let first = events
         .next(Duration::from_secs(2))

@@ -407,10 +407,7 @@ impl Client {
             .send()
             .await?;
         if response.status() == StatusCode::OK {
-            return Ok(Ok(EventStream {
-                response,
-                buffered: String::new(),
-            }));
+            return Ok(Ok(EventStream::of(response)));
         }
         let status = response.status();
         let headers = response.headers().clone();
@@ -541,6 +538,14 @@ pub struct EventStream {
 }
 
 impl EventStream {
+    /// Reads the events of an answered `GET /v1/queue/events`.
+    pub fn of(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            buffered: String::new(),
+        }
+    }
+
     /// The next `status` event's data, or `None` once the stream ended; an error when nothing
     /// came within `within`.
     pub async fn next(&mut self, within: Duration) -> anyhow::Result<Option<Value>> {
