@@ -68,11 +68,9 @@ struct ViewState {
     /// and whether every entry's outcome is known (read once after the opening).
     pre_queue: HashMap<TicketNo, PreQueueOutcome>,
     pre_queue_settled: bool,
-    /// Whether the line was read at least once (a view made for a room just learnt of knows
-    /// nothing yet).
-    read: bool,
-    /// When the line was last read, and whether the readings since failed (its store is down
-    /// or frozen, so what the view holds may no longer be true).
+    /// When the line was last read (`None`: never, as for a view made for a room just learnt
+    /// of), and whether the readings since failed (its store is down or frozen, so what the view
+    /// holds may no longer be true).
     read_at: Option<OffsetDateTime>,
     failing: bool,
     /// Moves whenever something a watcher is told may have changed: the serving counter, the
@@ -262,7 +260,6 @@ impl QueueView {
             state.generation += 1;
         }
         state.snapshot = QueueSnapshot { serving, ..fresh };
-        state.read = true;
         state.read_at = state.read_at.max(Some(now));
         if state.failing {
             state.failing = false;
@@ -391,7 +388,7 @@ impl QueueView {
     pub fn is_closed_and_empty(&self) -> bool {
         let state = self.state();
         let line = state.snapshot;
-        state.read
+        state.read_at.is_some()
             && state
                 .room
                 .as_ref()
