@@ -258,10 +258,16 @@ impl Drop for TestKeys {
     }
 }
 
+/// A plain connection to the server at `url`, for tests' raw reads and writes.
+pub async fn connect(url: &str) -> redis::RedisResult<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await
+}
+
 /// Every key under `prefix` on the server at `url`, sorted.
 pub async fn keys_under(url: &str, prefix: &str) -> redis::RedisResult<Vec<String>> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(url).await?;
     let mut keys = Vec::new();
     let mut cursor: u64 = 0;
     loop {
@@ -286,8 +292,7 @@ pub async fn keys_under(url: &str, prefix: &str) -> redis::RedisResult<Vec<Strin
 
 async fn delete_keys(url: &str, prefix: &str) -> redis::RedisResult<()> {
     let keys = keys_under(url, prefix).await?;
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(url).await?;
     for chunk in keys.chunks(500) {
         redis::cmd("UNLINK")
             .arg(chunk)
@@ -366,8 +371,7 @@ pub async fn line_tickets(
     prefix: &str,
     line: LineNo,
 ) -> redis::RedisResult<Vec<StoredTicket>> {
-    let client = redis::Client::open(url)?;
-    let mut conn = client.get_multiplexed_async_connection().await?;
+    let mut conn = connect(url).await?;
     let base = format!("{prefix}{{line:{}}}:", line.get());
     let raw: Vec<Vec<Option<String>>> = redis::Script::new(
         r"

@@ -11,7 +11,7 @@ use concert_application::ports::{
 use concert_contract::fixtures::{NOW, user};
 use concert_domain::{Admission, LineNo, Overdue, Pace, QueueTicket, TicketNo, UserId};
 use concert_redis::RedisLine;
-use concert_redis::testing::{MemoryTicketBlocks, RedisServer, TestKeys};
+use concert_redis::testing::{MemoryTicketBlocks, RedisServer, TestKeys, connect};
 
 /// A join of a new user into the `default` line through the port.
 async fn join(line: &RedisLine) -> Result<QueueTicket, RepositoryError> {
@@ -30,6 +30,13 @@ async fn join_as(line: &RedisLine, who: UserId) -> Result<QueueTicket, Repositor
         Written::Done(ticket) => Ok(ticket),
         Written::Stale => panic!("a first join of a new user is never stale"),
     }
+}
+
+/// A line under `keys` on `server`, drawing from blocks of its own, with `timeout`.
+async fn line_on(server: &RedisServer, keys: &TestKeys, timeout: Duration) -> RedisLine {
+    server
+        .line(keys.prefix(), timeout, MemoryTicketBlocks::shared())
+        .await
 }
 
 /// Runs `call` and checks it failed as unavailable within `within`.
@@ -132,13 +139,7 @@ async fn a_killed_redis_makes_every_call_unavailable_at_once_and_a_restart_bring
 async fn after_redis_lost_its_data_the_first_snapshot_moves_the_line_past_its_old_numbers() {
     let mut server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(
-            keys.prefix(),
-            Duration::from_millis(500),
-            MemoryTicketBlocks::shared(),
-        )
-        .await;
+    let line = line_on(&server, &keys, Duration::from_millis(500)).await;
     let queue = line.queue();
     let before = queue.snapshot(LineNo::DEFAULT).await.expect("a snapshot");
     assert_eq!(
@@ -170,9 +171,7 @@ async fn a_frozen_redis_makes_calls_unavailable_within_the_timeout_and_they_work
     let timeout = Duration::from_millis(300);
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(keys.prefix(), timeout, MemoryTicketBlocks::shared())
-        .await;
+    let line = line_on(&server, &keys, timeout).await;
     let queue = line.queue();
     join(&line).await.expect("a join");
 
@@ -210,20 +209,10 @@ async fn a_frozen_redis_makes_calls_unavailable_within_the_timeout_and_they_work
 async fn a_script_the_server_forgot_is_loaded_again() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(
-            keys.prefix(),
-            Duration::from_secs(1),
-            MemoryTicketBlocks::shared(),
-        )
-        .await;
+    let line = line_on(&server, &keys, Duration::from_secs(1)).await;
     join(&line).await.expect("a join");
 
-    let client = redis::Client::open(server.url()).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
+    let mut conn = connect(&server.url()).await.expect("a connection");
     redis::cmd("SCRIPT")
         .arg("FLUSH")
         .query_async::<()>(&mut conn)
@@ -268,13 +257,7 @@ async fn a_step_that_fails_after_taking_the_line_lets_it_go_and_joins_go_on() {
     // A long timeout, so the hold's lease (twice that) would stall joins for 10 s.
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(
-            keys.prefix(),
-            Duration::from_secs(5),
-            MemoryTicketBlocks::shared(),
-        )
-        .await;
+    let line = line_on(&server, &keys, Duration::from_secs(5)).await;
     join(&line).await.expect("a join");
 
     let queue: Arc<dyn QueueRepository> = Arc::new(line.queue());
@@ -297,21 +280,11 @@ async fn a_step_that_fails_after_taking_the_line_lets_it_go_and_joins_go_on() {
 async fn a_hold_whose_holder_died_ends_with_its_lease_and_joins_wait_for_it() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(
-            keys.prefix(),
-            Duration::from_millis(500),
-            MemoryTicketBlocks::shared(),
-        )
-        .await;
+    let line = line_on(&server, &keys, Duration::from_millis(500)).await;
     join(&line).await.expect("a join");
 
     // A step's hold left by a process that died after its read.
-    let client = redis::Client::open(server.url()).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
+    let mut conn = connect(&server.url()).await.expect("a connection");
     redis::cmd("SET")
         .arg(format!("{}{{line:0}}:hold", keys.prefix()))
         .arg("step:gone")
@@ -376,13 +349,7 @@ impl AdmissionRules for OutlivedItsLease {
 async fn a_step_whose_line_another_step_took_writes_nothing() {
     let server = RedisServer::start();
     let keys = TestKeys::new(server.url());
-    let line = server
-        .line(
-            keys.prefix(),
-            Duration::from_secs(1),
-            MemoryTicketBlocks::shared(),
-        )
-        .await;
+    let line = line_on(&server, &keys, Duration::from_secs(1)).await;
     let first = join(&line).await.expect("a join");
     let hold = format!("{}{{line:0}}:hold", keys.prefix());
     let rules = OutlivedItsLease {
@@ -404,11 +371,7 @@ async fn a_step_whose_line_another_step_took_writes_nothing() {
         .expect("find")
         .expect("the ticket");
     assert_eq!(stored, first, "not admitted");
-    let client = redis::Client::open(server.url()).expect("a URL");
-    let mut conn = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("a connection");
+    let mut conn = connect(&server.url()).await.expect("a connection");
     let still: Option<String> = redis::cmd("GET")
         .arg(&hold)
         .query_async(&mut conn)

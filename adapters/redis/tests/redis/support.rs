@@ -7,7 +7,7 @@ use std::time::Duration;
 use concert_application::ports::TicketBlockLeases;
 
 use concert_redis::RedisLine;
-use concert_redis::testing::{RedisServer, TestKeys, keys_under};
+use concert_redis::testing::{RedisServer, TestKeys, connect, keys_under};
 
 /// The command timeout of the tests' lines.
 pub const TIMEOUT: Duration = Duration::from_secs(1);
@@ -34,11 +34,7 @@ impl FreshLine {
 
     /// A plain connection to the line's server, for raw reads and writes.
     pub async fn raw(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url.as_str())
-            .expect("a URL")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("a connection")
+        connect(&self.url).await.expect("a connection")
     }
 
     /// The base of `line`'s keys.
