@@ -210,6 +210,22 @@ mod tests {
         outbox
     }
 
+    /// Applies `pending(14)` over a line where number 14 finds `found` and nothing may be
+    /// ended; the row must be done once.
+    async fn apply_without_ending(found: Option<QueueTicket>) -> AppliedEnd {
+        let mut queue = MockQueueRepository::new();
+        queue.expect_find().returning(move |_| Ok(found.clone()));
+        queue.expect_end().never();
+        relay(
+            outbox_done_with(pending(14)),
+            queue,
+            MockAdmissionTrigger::new(),
+        )
+        .apply(&pending(14))
+        .await
+        .expect("applied")
+    }
+
     #[tokio::test]
     async fn the_payers_active_ticket_is_ended_at_now_then_the_row_is_done() {
         let mut queue = MockQueueRepository::new();
@@ -244,20 +260,7 @@ mod tests {
     #[tokio::test]
     async fn a_number_now_held_by_someone_else_is_not_ended_and_the_row_is_dropped() {
         let reissued = held_by(&active_ticket(14, Duration::seconds(1)), other_user());
-        let mut queue = MockQueueRepository::new();
-        queue
-            .expect_find()
-            .returning(move |_| Ok(Some(reissued.clone())));
-        queue.expect_end().never();
-
-        let applied = relay(
-            outbox_done_with(pending(14)),
-            queue,
-            MockAdmissionTrigger::new(),
-        )
-        .apply(&pending(14))
-        .await
-        .expect("applied");
+        let applied = apply_without_ending(Some(reissued)).await;
 
         assert_eq!(applied, AppliedEnd::Dropped);
     }
@@ -273,38 +276,14 @@ mod tests {
             Some(NOW + Duration::minutes(10)),
             Some(NOW + Duration::seconds(4)),
         );
-        let mut queue = MockQueueRepository::new();
-        queue
-            .expect_find()
-            .returning(move |_| Ok(Some(next.clone())));
-        queue.expect_end().never();
-
-        let applied = relay(
-            outbox_done_with(pending(14)),
-            queue,
-            MockAdmissionTrigger::new(),
-        )
-        .apply(&pending(14))
-        .await
-        .expect("applied");
+        let applied = apply_without_ending(Some(next)).await;
 
         assert_eq!(applied, AppliedEnd::Dropped);
     }
 
     #[tokio::test]
     async fn a_ticket_gone_from_the_line_is_dropped() {
-        let mut queue = MockQueueRepository::new();
-        queue.expect_find().returning(|_| Ok(None));
-        queue.expect_end().never();
-
-        let applied = relay(
-            outbox_done_with(pending(14)),
-            queue,
-            MockAdmissionTrigger::new(),
-        )
-        .apply(&pending(14))
-        .await
-        .expect("applied");
+        let applied = apply_without_ending(None).await;
 
         assert_eq!(applied, AppliedEnd::Dropped);
     }
@@ -313,20 +292,7 @@ mod tests {
     async fn a_ticket_ended_already_is_done_without_ending_it_again() {
         let mut ended = active_ticket(14, Duration::seconds(1));
         ended.end(EndReason::Paid);
-        let mut queue = MockQueueRepository::new();
-        queue
-            .expect_find()
-            .returning(move |_| Ok(Some(ended.clone())));
-        queue.expect_end().never();
-
-        let applied = relay(
-            outbox_done_with(pending(14)),
-            queue,
-            MockAdmissionTrigger::new(),
-        )
-        .apply(&pending(14))
-        .await
-        .expect("applied");
+        let applied = apply_without_ending(Some(ended)).await;
 
         assert_eq!(applied, AppliedEnd::AlreadyEnded);
     }
