@@ -565,6 +565,31 @@ pub struct AdmissionReport {
     pub serving: ServingCounter,
 }
 
+impl AdmissionReport {
+    /// The report of a step that wrote what the rules decided: `overdue`'s ends, the `admitted`
+    /// and `passed_over` waiting tickets, and the serving counter it moved to.
+    pub fn of(
+        overdue: &Overdue,
+        admitted: &[QueueTicket],
+        passed_over: &[QueueTicket],
+        serving: ServingCounter,
+    ) -> Self {
+        let count = |n: usize| u64::try_from(n).unwrap_or(u64::MAX);
+        let idle = overdue
+            .ended
+            .iter()
+            .filter(|ticket| ticket.end_reason() == Some(EndReason::Idle))
+            .count();
+        Self {
+            expired: count(overdue.ended.len()),
+            idle: count(idle),
+            admitted: count(admitted.len()),
+            passed_over: count(passed_over.len()),
+            serving,
+        }
+    }
+}
+
 /// A waiting poll to write down: the ticket's holder was seen at `at`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WaitingPoll {

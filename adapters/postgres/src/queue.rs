@@ -1100,16 +1100,10 @@ async fn admit_in_transaction(
         .cached()
         .execute(conn)
         .await?;
-    let idle = overdue
-        .ended
-        .iter()
-        .filter(|ticket| ticket.end_reason() == Some(EndReason::Idle))
-        .count();
-    Ok(AdmissionReport {
-        expired: u64::try_from(overdue.ended.len()).unwrap_or(u64::MAX),
-        idle: u64::try_from(idle).unwrap_or(u64::MAX),
-        admitted: u64::try_from(admitted.len()).unwrap_or(u64::MAX),
-        passed_over: u64::try_from(passed_over.len()).unwrap_or(u64::MAX),
+    Ok(AdmissionReport::of(
+        &overdue,
+        &admitted,
+        &passed_over,
         serving,
-    })
+    ))
 }

@@ -163,18 +163,12 @@ pub(crate) async fn admit(
     if outcome(&written)? != "done" {
         return Ok(Written::Stale);
     }
-    let idle = overdue
-        .ended
-        .iter()
-        .filter(|ticket| ticket.end_reason() == Some(EndReason::Idle))
-        .count();
-    Ok(Written::Done(AdmissionReport {
-        expired: count(overdue.ended.len()),
-        idle: count(idle),
-        admitted: count(admitted.len()),
-        passed_over: count(passed_over.len()),
+    Ok(Written::Done(AdmissionReport::of(
+        &overdue,
+        &admitted,
+        &passed_over,
         serving,
-    }))
+    )))
 }
 
 /// The place of a ticket the rules decided on; a ticket of another line is not one the step
@@ -185,8 +179,4 @@ fn in_line(line: LineNo, ticket: &QueueTicket) -> Result<String, RepositoryError
     } else {
         "0".to_owned()
     })
-}
-
-fn count(n: usize) -> u64 {
-    u64::try_from(n).unwrap_or(u64::MAX)
 }

@@ -209,7 +209,12 @@ pub(super) fn admit_in_transaction(
         && issued_hwm == hwm
         && pace == counters.pace;
     if unchanged {
-        return Ok(report(&overdue, &admitted, &passed_over, serving));
+        return Ok(AdmissionReport::of(
+            &overdue,
+            &admitted,
+            &passed_over,
+            serving,
+        ));
     }
     diesel::sql_query(
         "UPDATE queue_state \
@@ -227,26 +232,10 @@ pub(super) fn admit_in_transaction(
     .bind::<BigInt, _>(issued_hwm)
     .bind::<BigInt, _>(line_key(line))
     .execute(conn)?;
-    Ok(report(&overdue, &admitted, &passed_over, serving))
-}
-
-/// What a step did, as the port reports it.
-fn report(
-    overdue: &Overdue,
-    admitted: &[QueueTicket],
-    passed_over: &[QueueTicket],
-    serving: ServingCounter,
-) -> AdmissionReport {
-    let idle = overdue
-        .ended
-        .iter()
-        .filter(|ticket| ticket.end_reason() == Some(EndReason::Idle))
-        .count();
-    AdmissionReport {
-        expired: u64::try_from(overdue.ended.len()).unwrap_or(u64::MAX),
-        idle: u64::try_from(idle).unwrap_or(u64::MAX),
-        admitted: u64::try_from(admitted.len()).unwrap_or(u64::MAX),
-        passed_over: u64::try_from(passed_over.len()).unwrap_or(u64::MAX),
+    Ok(AdmissionReport::of(
+        &overdue,
+        &admitted,
+        &passed_over,
         serving,
-    }
+    ))
 }
